@@ -1,0 +1,67 @@
+package verdict
+
+import "net/netip"
+
+// IP protocol numbers the decoder and the matchers know by name.
+const (
+	ProtoICMP   uint8 = 1
+	ProtoTCP    uint8 = 6
+	ProtoUDP    uint8 = 17
+	ProtoICMPv6 uint8 = 58
+)
+
+// TCP flag bits as they sit in the 13th byte of the TCP header.
+const (
+	TCPFin uint8 = 0x01
+	TCPSyn uint8 = 0x02
+	TCPRst uint8 = 0x04
+	TCPAck uint8 = 0x10
+)
+
+// Status says how far decoding got. Anything but StatusOK still leaves the
+// fields that could be read filled in, so a malformed packet can be logged
+// with whatever addresses it carried.
+type Status uint8
+
+const (
+	StatusOK        Status = iota // every header pfw reads was complete and sane
+	StatusTruncated               // the buffer ended inside a header
+	StatusMalformed               // a header field contradicts the buffer or the spec
+	StatusUnknown                 // not IPv4 or IPv6
+)
+
+func (s Status) String() string {
+	switch s {
+	case StatusOK:
+		return "ok"
+	case StatusTruncated:
+		return "truncated"
+	case StatusMalformed:
+		return "malformed"
+	default:
+		return "unknown"
+	}
+}
+
+// Packet is one decoded IP packet as NFQUEUE hands it over (no link-layer
+// header). The caller owns it and reuses it: Decode overwrites every field,
+// so a worker keeps one Packet and never allocates per packet.
+type Packet struct {
+	Status   Status
+	Version  uint8 // 4 or 6; 0 when Status is StatusUnknown
+	Proto    uint8 // transport protocol after IPv6 extension headers
+	Src, Dst netip.Addr
+	// SrcPort and DstPort are set for TCP and UDP when HasPorts is true.
+	SrcPort, DstPort uint16
+	// HasPorts is false for non-first fragments, for protocols without
+	// ports and for transport headers too short to hold them.
+	HasPorts bool
+	// Fragment is true for any fragment (first or not); FragOffset is
+	// non-zero only for non-first fragments, which carry no L4 header.
+	Fragment   bool
+	FragOffset uint16
+	TCPFlags   uint8 // valid when Proto is ProtoTCP and HasPorts
+	ICMPType   uint8 // valid for ICMP and ICMPv6 when Status is StatusOK
+	ICMPCode   uint8
+	Length     int // bytes in the buffer handed to Decode
+}
