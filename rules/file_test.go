@@ -1,0 +1,132 @@
+package rules
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+func TestLoadOrCreateWritesDefault(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "etc", "personal-firewall", "firewall_rules.json")
+	cfg, created, err := LoadOrCreate(path)
+	if err != nil || !created {
+		t.Fatalf("LoadOrCreate = %v, created %v", err, created)
+	}
+	if len(cfg.Rules) != len(Default().Rules) {
+		t.Errorf("created config has %d rules, want the default's %d", len(cfg.Rules), len(Default().Rules))
+	}
+	data, _ := os.ReadFile(path)
+	if !bytes.Equal(data, defaultJSON) {
+		t.Errorf("created file differs from the embedded default")
+	}
+	if _, created, err = LoadOrCreate(path); err != nil || created {
+		t.Errorf("second LoadOrCreate = %v, created %v; want the existing file", err, created)
+	}
+}
+
+func TestLoadNamesTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.json")
+	os.WriteFile(path, []byte(`{"rules":[{"name":"a","action":"block","ports":[70000]}]}`), 0o644)
+	_, err := Load(path)
+	want := path + ": rules[0].ports[0]: 70000 is not a port (1-65535)"
+	if err == nil || err.Error() != want {
+		t.Errorf("Load = %v, want %q", err, want)
+	}
+}
+
+func TestUpdateIsAtomicAndKeepsMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "firewall_rules.json")
+	if err := os.WriteFile(path, defaultJSON, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Update(path, func(c *Config) error {
+		c.Rules = append(c.Rules, Rule{Name: "ssh", Action: ActionAllow, Protocol: ProtoTCP, Ports: []PortRange{{22, 22}}, Enabled: true})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RuleIndex("ssh") != len(cfg.Rules)-1 {
+		t.Errorf("saved config lacks the new rule at the end")
+	}
+	fi, _ := os.Stat(path)
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode after save = %v, want 0600 kept", fi.Mode().Perm())
+	}
+	reloaded, err := Load(path)
+	if err != nil || reloaded.RuleIndex("ssh") < 0 {
+		t.Fatalf("reload after Update = %v", err)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	for _, e := range entries {
+		if filepath.Ext(e.Name()) != ".json" && e.Name() != ".firewall_rules.json.lock" {
+			t.Errorf("Update left %s behind", e.Name())
+		}
+	}
+}
+
+func TestUpdateFailureLeavesFileUnchanged(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "firewall_rules.json")
+	orig := []byte("{\n\"rules\": [{\"name\": \"keep\", \"action\": \"block\", \"ports\": [23]}]\n}\n")
+	os.WriteFile(path, orig, 0o644)
+	edits := map[string]func(*Config) error{
+		"edit error": func(c *Config) error { return errors.New("no") },
+		"duplicate name": func(c *Config) error {
+			c.Rules = append(c.Rules, Rule{Name: "keep", Action: ActionAllow, Enabled: true})
+			return nil
+		},
+		"ports on icmp": func(c *Config) error {
+			c.Rules = append(c.Rules, Rule{Name: "x", Action: ActionAllow, Protocol: ProtoICMP, Ports: []PortRange{{1, 1}}, Enabled: true})
+			return nil
+		},
+	}
+	for name, edit := range edits {
+		if _, err := Update(path, edit); err == nil {
+			t.Errorf("%s: Update succeeded", name)
+		}
+		if got, _ := os.ReadFile(path); !bytes.Equal(got, orig) {
+			t.Errorf("%s: file changed to\n%s", name, got)
+		}
+	}
+	// An invalid file on disk is never overwritten by an edit.
+	bad := []byte(`{"rules": [`)
+	os.WriteFile(path, bad, 0o644)
+	if _, err := Update(path, func(*Config) error { return nil }); err == nil {
+		t.Errorf("Update of an invalid file succeeded")
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, bad) {
+		t.Errorf("invalid file was rewritten")
+	}
+}
+
+func TestUpdateSerializesWriters(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "firewall_rules.json")
+	os.WriteFile(path, []byte(`{}`), 0o644)
+	const n = 20
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := Update(path, func(c *Config) error {
+				c.Rules = append(c.Rules, Rule{Name: fmt.Sprintf("r%d", i), Action: ActionBlock, Enabled: true})
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Rules) != n {
+		t.Errorf("%d rules after %d concurrent appends: lost updates", len(cfg.Rules), n)
+	}
+}
