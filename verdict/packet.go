@@ -56,12 +56,28 @@ type Packet struct {
 	// HasPorts is false for non-first fragments, for protocols without
 	// ports and for transport headers too short to hold them.
 	HasPorts bool
-	// Fragment is true for any fragment (first or not); FragOffset is
-	// non-zero only for non-first fragments, which carry no L4 header.
+	// Fragment is true for any fragment (first or not); FragOffset, in
+	// bytes, is non-zero only for non-first fragments, which carry no L4
+	// header.
 	Fragment   bool
 	FragOffset uint16
 	TCPFlags   uint8 // valid when Proto is ProtoTCP and HasPorts
 	ICMPType   uint8 // valid for ICMP and ICMPv6 when Status is StatusOK
 	ICMPCode   uint8
 	Length     int // bytes in the buffer handed to Decode
+}
+
+// Decidable reports whether the packet carries what the rules match on:
+// the addresses, the transport protocol and, for TCP and UDP, the ports (a
+// non-first fragment has none and is matched by protocol only). A buffer
+// cut short after those headers, as NFQUEUE's copy range does, is still
+// decidable; a TCP or UDP header cut before its ports is not.
+func (p *Packet) Decidable() bool {
+	switch p.Status {
+	case StatusOK:
+		return true
+	case StatusTruncated:
+		return p.HasPorts || p.FragOffset != 0 || p.Proto != ProtoTCP && p.Proto != ProtoUDP
+	}
+	return false
 }

@@ -1,0 +1,26 @@
+// Package verdict decodes the packets NFQUEUE hands to pfwd and decides
+// them: whitelist, blacklist, threat intel, rate limit, rules, default
+// policy — the first match decides, in that order.
+//
+// Invariant: the per-packet path allocates nothing and takes no lock but
+// the rate limiter's per-bucket one. Packet.Decode fills a caller-owned
+// struct and never fails (bad input becomes a Status); the config is
+// compiled once (Compile, NewIntel) into immutable prefix sets and port
+// indexes that an Engine swaps in atomically, so a packet sees one whole
+// config, old or new, and reloads never pause the workers.
+//
+// One packet, start to finish:
+//
+//	var p verdict.Packet        // one per worker, reused
+//	p.Decode(payload)           // IPv4/IPv6, extension headers, TCP/UDP/ICMP
+//	d := engine.Decide(&p, dir) // Decision{Action, Step, Reason, Rule}
+//
+// Reasons are the strings pfw logs: "Whitelisted IP", "Blacklisted IP",
+// "Threat intel: <feed>", "Rate limited", "Rule: <name>", "Default
+// policy", and "Malformed packet" for a TCP or UDP header cut before its
+// ports. The remote address is the source of an inbound packet and the
+// destination of an outbound one; the rate limit counts new inbound
+// connections per source (see RateLimiter for its memory bound).
+//
+// The package is pure: it imports rules and the standard library only.
+package verdict

@@ -1,0 +1,266 @@
+package verdict
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/pfw/pfw/rules"
+)
+
+const testConfig = `{
+  "default_policy": "allow",
+  "default_outbound_policy": "allow",
+  "rules": [
+    {"name": "Block Telnet and SMB", "action": "block", "protocol": "tcp", "ports": [23, 445]},
+    {"name": "Game servers", "action": "allow", "protocol": "udp", "ports": ["27000-27050"],
+     "src_ips": ["198.51.100.0/24", "2001:db8::/32"]},
+    {"name": "No other games", "action": "block", "protocol": "udp", "ports": ["27000-27050"]},
+    {"name": "Disabled", "action": "block", "protocol": "tcp", "ports": [80], "enabled": false},
+    {"name": "No ping", "action": "block", "protocol": "icmp"},
+    {"name": "No ping6 from docs", "action": "block", "protocol": "icmpv6", "src_ips": ["2001:db8::/32"]},
+    {"name": "No outbound SMTP", "action": "block", "protocol": "tcp", "ports": [25], "direction": "out"},
+    {"name": "Outbound to bad net", "action": "block", "src_ips": ["192.0.2.128/25"], "direction": "out"},
+    {"name": "Range", "action": "block", "protocol": "any", "ports": ["8000-8100"]}
+  ],
+  "whitelist_ips": ["127.0.0.1", "::1", "10.9.9.9"],
+  "blacklist_ips": ["203.0.113.7", "192.0.2.0/25", "10.9.0.0/16"],
+  "rate_limit": {"max_connections": 100, "window_seconds": 10}
+}`
+
+func mustEngine(t testing.TB, doc string) *Engine {
+	t.Helper()
+	cfg, err := rules.Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewEngine(Compile(cfg))
+}
+
+func decoded(b []byte) *Packet {
+	var p Packet
+	p.Decode(b)
+	return &p
+}
+
+func TestPipeline(t *testing.T) {
+	e := mustEngine(t, testConfig)
+	e.SetIntel(NewIntel([]FeedEntries{
+		{Name: "Feodo Tracker", Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.66/32"), netip.MustParsePrefix("2001:db8:bad::/48")}},
+		{Name: "Other", Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/26")}},
+	}))
+	const host, host6 = "192.168.50.1", "fd00::1"
+	tests := []struct {
+		name   string
+		pkt    []byte
+		dir    rules.Direction
+		action rules.Action
+		step   Step
+		reason string
+	}{
+		{"whitelist beats blacklist", tcp4("10.9.9.9", host, 1000, 23, TCPSyn), rules.DirIn, rules.ActionAllow, StepWhitelist, "Whitelisted IP"},
+		{"blacklisted address", tcp4("203.0.113.7", host, 1000, 22, TCPSyn), rules.DirIn, rules.ActionBlock, StepBlacklist, "Blacklisted IP"},
+		{"blacklisted cidr", udp4("10.9.1.2", host, 1000, 53), rules.DirIn, rules.ActionBlock, StepBlacklist, "Blacklisted IP"},
+		{"blacklist outbound by destination", tcp4(host, "203.0.113.7", 40000, 443, TCPSyn), rules.DirOut, rules.ActionBlock, StepBlacklist, "Blacklisted IP"},
+		{"blacklist is remote only", tcp4(host, "198.51.100.9", 40000, 443, TCPSyn), rules.DirIn, rules.ActionAllow, StepDefault, "Default policy"},
+		{"threat intel inbound", tcp4("198.51.100.66", host, 1000, 443, TCPSyn), rules.DirIn, rules.ActionBlock, StepThreatIntel, "Threat intel: Feodo Tracker"},
+		{"threat intel outbound", tcp4(host, "198.51.100.66", 40000, 443, TCPSyn), rules.DirOut, rules.ActionBlock, StepThreatIntel, "Threat intel: Feodo Tracker"},
+		{"threat intel second feed", udp4("198.51.100.3", host, 1000, 27001), rules.DirIn, rules.ActionBlock, StepThreatIntel, "Threat intel: Other"},
+		{"threat intel v6", tcp6("2001:db8:bad::1", host6, 1000, 443, TCPSyn), rules.DirIn, rules.ActionBlock, StepThreatIntel, "Threat intel: Feodo Tracker"},
+		{"rule port list", tcp4("192.0.2.200", host, 1000, 445, TCPSyn), rules.DirIn, rules.ActionBlock, StepRule, "Rule: Block Telnet and SMB"},
+		{"rule protocol mismatch", udp4("192.0.2.200", host, 1000, 23), rules.DirIn, rules.ActionAllow, StepDefault, "Default policy"},
+		{"rule with sources, inside", udp4("198.51.100.200", host, 1000, 27050), rules.DirIn, rules.ActionAllow, StepRule, "Rule: Game servers"},
+		{"rule with sources v6", udp6("2001:db8::5", host6, 1000, 27000), rules.DirIn, rules.ActionAllow, StepRule, "Rule: Game servers"},
+		{"rule with sources, outside falls through", udp4("192.0.2.200", host, 1000, 27010), rules.DirIn, rules.ActionBlock, StepRule, "Rule: No other games"},
+		{"range edge below", udp4("192.0.2.200", host, 1000, 26999), rules.DirIn, rules.ActionAllow, StepDefault, "Default policy"},
+		{"range edge above", udp4("192.0.2.200", host, 1000, 27051), rules.DirIn, rules.ActionAllow, StepDefault, "Default policy"},
+		{"disabled rule skipped", tcp4("192.0.2.200", host, 1000, 80, TCPSyn), rules.DirIn, rules.ActionAllow, StepDefault, "Default policy"},
+		{"icmp rule", icmp4("192.0.2.200", host, 8, 0), rules.DirIn, rules.ActionBlock, StepRule, "Rule: No ping"},
+		{"icmp rule is inbound only", icmp4(host, "198.18.0.5", 8, 0), rules.DirOut, rules.ActionAllow, StepDefault, "Default policy"},
+		{"icmpv6 rule with sources", icmp6("2001:db8::9", host6, 128, 0), rules.DirIn, rules.ActionBlock, StepRule, "Rule: No ping6 from docs"},
+		{"icmpv6 other source", icmp6("fd00::9", host6, 128, 0), rules.DirIn, rules.ActionAllow, StepDefault, "Default policy"},
+		{"outbound rule", tcp4(host, "192.0.2.200", 40000, 25, TCPSyn), rules.DirOut, rules.ActionBlock, StepRule, "Rule: No outbound SMTP"},
+		{"outbound rule not inbound", tcp4("192.0.2.200", host, 40000, 25, TCPSyn), rules.DirIn, rules.ActionAllow, StepDefault, "Default policy"},
+		{"outbound src_ips means remote", udp4(host, "192.0.2.130", 40000, 53), rules.DirOut, rules.ActionBlock, StepRule, "Rule: Outbound to bad net"},
+		{"any-protocol port range tcp", tcp4("192.0.2.200", host, 1, 8050, TCPSyn), rules.DirIn, rules.ActionBlock, StepRule, "Rule: Range"},
+		{"any-protocol port range udp", udp6("fd00::2", host6, 1, 8100), rules.DirIn, rules.ActionBlock, StepRule, "Rule: Range"},
+		{"port rule never matches icmp", icmp6("fd00::2", host6, 1, 0), rules.DirIn, rules.ActionAllow, StepDefault, "Default policy"},
+		{"non-first fragment has no ports", ipv4Fragment("192.0.2.200", host, ProtoTCP, 64, false, make([]byte, 32)), rules.DirIn, rules.ActionAllow, StepDefault, "Default policy"},
+		{"truncated tcp header", tcp4("192.0.2.200", host, 1, 23, TCPSyn)[:30], rules.DirIn, rules.ActionBlock, StepMalformed, "Malformed packet"},
+		{"garbage", []byte{0x45, 1, 2}, rules.DirIn, rules.ActionBlock, StepMalformed, "Malformed packet"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := e.Decide(decoded(tt.pkt), tt.dir)
+			if got.Action != tt.action || got.Step != tt.step || got.Reason != tt.reason {
+				t.Errorf("Decide = %v / %v / %q, want %v / %v / %q", got.Action, got.Step, got.Reason, tt.action, tt.step, tt.reason)
+			}
+			if ex := e.Explain(decoded(tt.pkt), tt.dir); ex != got {
+				t.Errorf("Explain = %+v, Decide = %+v", ex, got)
+			}
+		})
+	}
+}
+
+func TestDefaultPolicies(t *testing.T) {
+	e := mustEngine(t, `{"default_policy":"block","default_outbound_policy":"block","rules":[{"name":"ssh","action":"allow","protocol":"tcp","ports":[22]}]}`)
+	if d := e.Decide(decoded(tcp4("192.0.2.1", "192.0.2.2", 1, 22, TCPSyn)), rules.DirIn); d.Blocked() || d.Reason != "Rule: ssh" {
+		t.Errorf("ssh: %+v", d)
+	}
+	if d := e.Decide(decoded(tcp4("192.0.2.1", "192.0.2.2", 1, 80, TCPSyn)), rules.DirIn); !d.Blocked() || d.Reason != "Default policy" {
+		t.Errorf("inbound default: %+v", d)
+	}
+	if d := e.Decide(decoded(udp4("192.0.2.2", "192.0.2.1", 1, 53)), rules.DirOut); !d.Blocked() || d.Step != StepDefault {
+		t.Errorf("outbound default: %+v", d)
+	}
+	e = mustEngine(t, `{"default_policy":"block"}`)
+	if d := e.Decide(decoded(udp4("192.0.2.2", "192.0.2.1", 1, 53)), rules.DirOut); d.Blocked() {
+		t.Errorf("outbound policy left out must allow: %+v", d)
+	}
+}
+
+func TestRateLimitInPipeline(t *testing.T) {
+	e := mustEngine(t, testConfig)
+	clock := time.Unix(1_800_000_000, 0)
+	e.now = func() time.Time { return clock }
+	syn := decoded(tcp4("192.0.2.200", "192.168.50.1", 1000, 22, TCPSyn))
+	for i := 1; i <= 100; i++ {
+		if d := e.Decide(syn, rules.DirIn); d.Blocked() {
+			t.Fatalf("connection %d blocked: %+v", i, d)
+		}
+		clock = clock.Add(10 * time.Millisecond)
+	}
+	if d := e.Decide(syn, rules.DirIn); d.Step != StepRateLimit || d.Reason != "Rate limited" {
+		t.Fatalf("101st connection: %+v, want Rate limited", d)
+	}
+	other := decoded(tcp4("192.0.2.201", "192.168.50.1", 1000, 22, TCPSyn))
+	if d := e.Decide(other, rules.DirIn); d.Blocked() {
+		t.Errorf("another source blocked: %+v", d)
+	}
+	ack := decoded(tcp4("192.0.2.200", "192.168.50.1", 1000, 22, TCPAck))
+	if d := e.Decide(ack, rules.DirIn); d.Blocked() {
+		t.Errorf("a non-SYN TCP packet is no new connection, got %+v", d)
+	}
+	if d := e.Explain(syn, rules.DirIn); d.Blocked() {
+		t.Errorf("Explain does not consult traffic history, got %+v", d)
+	}
+	out := decoded(tcp4("192.168.50.1", "198.18.0.5", 1000, 22, TCPSyn))
+	if d := e.Decide(out, rules.DirOut); d.Blocked() {
+		t.Errorf("outbound connections are not rate limited, got %+v", d)
+	}
+	wl := decoded(tcp4("10.9.9.9", "192.168.50.1", 1000, 22, TCPSyn))
+	for range 200 {
+		if d := e.Decide(wl, rules.DirIn); d.Blocked() {
+			t.Fatalf("whitelisted source rate limited: %+v", d)
+		}
+	}
+	clock = clock.Add(25 * time.Second)
+	if d := e.Decide(syn, rules.DirIn); d.Blocked() {
+		t.Errorf("after two quiet windows the source is allowed again, got %+v", d)
+	}
+}
+
+func TestPolicySwapIsWhole(t *testing.T) {
+	e := mustEngine(t, `{"rules":[{"name":"a","action":"block","protocol":"tcp","ports":[22]}]}`)
+	pkt := decoded(tcp4("192.0.2.1", "192.0.2.2", 1, 22, TCPSyn))
+	if d := e.Decide(pkt, rules.DirIn); d.Reason != "Rule: a" {
+		t.Fatalf("before: %+v", d)
+	}
+	cfg, _ := rules.Parse([]byte(`{"rules":[{"name":"b","action":"allow","protocol":"tcp","ports":[22]}]}`))
+	e.SetPolicy(Compile(cfg))
+	if d := e.Decide(pkt, rules.DirIn); d.Reason != "Rule: b" || d.Blocked() {
+		t.Fatalf("after: %+v", d)
+	}
+}
+
+// bigConfig has nRules rules on distinct ports (with sources, so none ends
+// a candidate list early) and nPrefixes blacklist entries.
+func bigConfig(nRules, nPrefixes int) *rules.Config {
+	cfg := &rules.Config{DefaultPolicy: rules.ActionAllow, RateLimit: rules.RateLimit{MaxConnections: 1_000_000, WindowSeconds: 10}}
+	for i := range nRules {
+		port := uint16(10000 + i*3)
+		cfg.Rules = append(cfg.Rules, rules.Rule{
+			Name: fmt.Sprintf("rule %d", i), Action: rules.ActionBlock, Protocol: rules.ProtoTCP, Enabled: true,
+			Ports:  []rules.PortRange{{First: port, Last: port + 1}},
+			SrcIPs: []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 16, byte(i >> 8), byte(i)}), 32)},
+		})
+	}
+	cfg.BlacklistIPs = spreadPrefixes(nPrefixes, 7)
+	return cfg
+}
+
+// spreadPrefixes returns n distinct /32s scattered over 1.0.0.0-126.255.255.255.
+func spreadPrefixes(n int, salt uint32) []netip.Prefix {
+	out := make([]netip.Prefix, 0, n)
+	x := salt
+	for range n {
+		x = x*1664525 + 1013904223
+		a := (x % (126 << 24)) + 1<<24
+		out = append(out, netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)}), 32))
+	}
+	return out
+}
+
+func loadedEngine(tb testing.TB) *Engine {
+	e := NewEngine(Compile(bigConfig(1000, 100_000)))
+	e.SetIntel(NewIntel([]FeedEntries{{Name: "feed", Prefixes: spreadPrefixes(100_000, 99)}}))
+	return e
+}
+
+func TestDecodeDecideDoesNotAllocate(t *testing.T) {
+	e := loadedEngine(t)
+	pkts := [][]byte{
+		tcp4("192.0.2.1", "192.0.2.2", 40000, 10900, TCPSyn),
+		udp6("2001:db8::1", "2001:db8::2", 5353, 53),
+		icmp4("192.0.2.1", "192.0.2.2", 8, 0),
+	}
+	var p Packet
+	for _, b := range pkts {
+		allocs := testing.AllocsPerRun(1000, func() {
+			p.Decode(b)
+			_ = e.Decide(&p, rules.DirIn)
+		})
+		if allocs != 0 {
+			t.Errorf("decode+decide of %x: %v allocs per packet, want 0", b[:20], allocs)
+		}
+	}
+}
+
+func BenchmarkDecide(b *testing.B) {
+	e := loadedEngine(b)
+	cases := []struct {
+		name string
+		pkt  []byte
+	}{
+		{"tcp4-default", tcp4("192.0.2.1", "192.0.2.2", 40000, 443, TCPSyn)},
+		{"tcp4-rule-miss-source", tcp4("192.0.2.1", "192.0.2.2", 40000, 10900, TCPSyn)},
+		{"udp6-default", udp6("2001:db8::1", "2001:db8::2", 5353, 53)},
+	}
+	for _, c := range cases {
+		var p Packet
+		p.Decode(c.pkt)
+		b.Run("decide/"+c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = e.Decide(&p, rules.DirIn)
+			}
+		})
+		b.Run("decode+decide/"+c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(c.pkt)))
+			for b.Loop() {
+				p.Decode(c.pkt)
+				_ = e.Decide(&p, rules.DirIn)
+			}
+		})
+	}
+}
+
+func BenchmarkCompile(b *testing.B) {
+	cfg := bigConfig(1000, 100_000)
+	b.ReportAllocs()
+	for b.Loop() {
+		Compile(cfg)
+	}
+}
