@@ -1,0 +1,9 @@
+// Package control is pfwd's control socket: a root-only (0600) Unix
+// socket speaking HTTP/JSON, through which fwctl asks the running daemon
+// for its state. It carries no configuration changes: those go through the
+// config file, which pfwd watches, so the file stays the single truth.
+//
+// Invariant: the socket is created with mode 0600 before it accepts, a
+// stale socket left by a crashed pfwd is replaced, and a live one is never
+// stolen (Listen fails if another pfwd answers on it).
+package control

@@ -1,0 +1,59 @@
+package control
+
+import "time"
+
+// Status is what `fwctl status` shows.
+type Status struct {
+	Running        bool           `json:"running"`
+	PID            int            `json:"pid"`
+	Version        string         `json:"version"`
+	StartedAt      time.Time      `json:"started_at"`
+	UptimeSeconds  float64        `json:"uptime_seconds"`
+	ConfigPath     string         `json:"config_path"`
+	ConfigLoadedAt time.Time      `json:"config_loaded_at"`
+	ReloadError    string         `json:"reload_error,omitempty"` // the last rejected config, while the old one stays in force
+	Rules          int            `json:"rules"`
+	RulesEnabled   int            `json:"rules_enabled"`
+	QueueMode      string         `json:"queue_mode"` // "nft queue" or "xt NFQUEUE (nft_compat)"
+	Queues         string         `json:"queues"`     // e.g. "0-1"
+	FailClosed     bool           `json:"fail_closed"`
+	Packets        PacketCounts   `json:"packets"`
+	Sets           map[string]int `json:"sets"` // nft set name -> entries
+	LogRows        LogCounts      `json:"log_rows"`
+	RateLimiter    LimiterCounts  `json:"rate_limiter"`
+	Feeds          []FeedStatus   `json:"feeds"`
+}
+
+// PacketCounts are totals since pfwd started.
+type PacketCounts struct {
+	Seen          uint64 `json:"seen"`
+	Allowed       uint64 `json:"allowed"`
+	Blocked       uint64 `json:"blocked"`
+	KernelBlocked uint64 `json:"kernel_blocked"` // blacklist/intel drops made in the kernel and reported through nflog
+	VerdictErrors uint64 `json:"verdict_errors"`
+	QueueDrops    uint64 `json:"queue_drops"` // packets the kernel dropped because the queue was full
+}
+
+// LogCounts describe the SQLite log writer.
+type LogCounts struct {
+	Written    uint64 `json:"written"`
+	Suppressed uint64 `json:"suppressed"` // rows beyond the rate cap or buffer, counted per reason instead
+}
+
+// LimiterCounts describe the rate limiter.
+type LimiterCounts struct {
+	Tracked  int `json:"tracked"`
+	Capacity int `json:"capacity"`
+}
+
+// FeedStatus is one threat feed's state.
+type FeedStatus struct {
+	Name        string    `json:"name"`
+	URL         string    `json:"url"`
+	Entries     int       `json:"entries"`
+	LastSuccess time.Time `json:"last_success,omitzero"`
+	LastAttempt time.Time `json:"last_attempt,omitzero"`
+	NextFetch   time.Time `json:"next_fetch,omitzero"`
+	LastError   string    `json:"last_error,omitempty"`
+	Failures    int       `json:"failures"`
+}
