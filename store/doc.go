@@ -1,0 +1,57 @@
+// Package store is pfw's SQLite audit log: blocked and sampled allowed
+// packets, threat-intel entries and counts of rows not logged.
+//
+// Invariant: logging never slows a verdict and never stops a reader. The
+// packet path hands rows to a Writer that never blocks (a full buffer or the
+// per-second cap turns rows into counts), one goroutine commits them in
+// batched transactions, and the database is in WAL mode so fwctl reads a
+// consistent snapshot while pfwd writes, without "database is locked".
+//
+// # Opening
+//
+// pfwd calls Open, which creates the directory (0750) and file (0640) when
+// missing, switches to WAL with synchronous=NORMAL and a 5 s busy timeout,
+// and migrates the schema (PRAGMA user_version; see schema.go). A file that
+// is not a database, or whose header is corrupt, is moved to
+// PATH.corrupt-<UTC time> with its -wal and -shm files and a fresh database
+// is made; Store.MovedAside names it so the daemon can log it. Damage deeper
+// in the file is not looked for at Open (that would read the whole file on
+// every start); it shows up as write errors through WriterConfig.OnError.
+//
+// fwctl calls OpenReader, which opens read-only and never creates anything:
+// with no file the error reads "no database at PATH (has pfwd run yet?)"
+// and matches fs.ErrNotExist.
+//
+// # Writing
+//
+//	s, err := store.Open(path)
+//	w := s.NewWriter(store.WriterConfig{OnError: logIt})
+//	go w.Run(ctx)             // until ctx ends, then a final bounded flush
+//	w.Blocked(store.Row{...}) // from the packet path; never waits
+//	...
+//	<-runReturned; s.Close()
+//
+// Rows beyond MaxRowsPerSecond (default 2000, both tables together) and
+// rows that find the buffer full are counted per log type and reason, in
+// WriterStats and, per UTC hour, in log_suppressed, which Stats reports.
+// Run also prunes: rows older than Retention.MaxAge (30 days) and beyond
+// Retention.MaxRows per table (1,000,000), oldest first.
+//
+// # Tables
+//
+//	blocked_packets(id, timestamp, src_ip, dst_ip, src_port, dst_port, protocol, reason, packet_hash)
+//	allowed_packets(id, timestamp, src_ip, dst_ip, src_port, dst_port, protocol)
+//	threat_intel(ip PRIMARY KEY, threat_level, last_seen, source)
+//	log_suppressed(hour, log_type, reason, count), primary key (hour, log_type, reason)
+//
+// id is AUTOINCREMENT, so ids only grow even after pruning empties a table,
+// which `fwctl logs --follow` relies on. Timestamps are UTC text with
+// milliseconds, "2026-11-25 15:04:05.123", which SQLite's date functions
+// read and which sort as text; hours are "2026-11-25 15:00". Addresses are
+// netip.Addr.String() text, so an IP filter compares strings. Ports are
+// NULL when the packet has none (ICMP, non-first fragments), never 0.
+// protocol is "tcp", "udp", "icmp", "icmpv6" or the protocol number.
+// packet_hash is 16 lowercase hex digits. threat_intel.ip is a bare address
+// for a single IP and CIDR text otherwise; source is the feed's name. Both
+// packet tables are indexed on timestamp, src_ip and dst_ip.
+package store

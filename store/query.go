@@ -1,0 +1,252 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// LogQuery selects packet log rows.
+type LogQuery struct {
+	Table string     // "blocked" (also when empty) or "allowed"
+	Limit int        // at most this many rows; 0 or less: all
+	IP    netip.Addr // when valid, rows whose src_ip or dst_ip is this address
+	Since time.Time  // when non-zero, rows stamped at or after it
+	// AfterID > 0, or Follow, selects rows with id > AfterID oldest first,
+	// for `fwctl logs --follow`: remember the last ID shown and ask again.
+	// Otherwise rows come newest first.
+	AfterID int64
+	Follow  bool
+}
+
+// LogRow is one packet log row as fwctl shows it. JSON keys are the column
+// names. Ports are nil when the packet had none; Reason and PacketHash are
+// empty for allowed rows.
+type LogRow struct {
+	ID         int64  `json:"id"`
+	Timestamp  string `json:"timestamp"`
+	SrcIP      string `json:"src_ip"`
+	DstIP      string `json:"dst_ip"`
+	SrcPort    *int   `json:"src_port"`
+	DstPort    *int   `json:"dst_port"`
+	Protocol   string `json:"protocol"`
+	Reason     string `json:"reason,omitempty"`
+	PacketHash string `json:"packet_hash,omitempty"`
+}
+
+// logTable maps LogQuery.Table to a table name and whether it has the
+// blocked-only columns.
+func logTable(name string) (table string, blocked bool, err error) {
+	switch name {
+	case "", "blocked":
+		return tableBlocked, true, nil
+	case "allowed":
+		return tableAllowed, false, nil
+	}
+	return "", false, fmt.Errorf("unknown log type %q (want blocked or allowed)", name)
+}
+
+// Logs returns the rows q selects.
+func (s *Store) Logs(ctx context.Context, q LogQuery) ([]LogRow, error) {
+	table, blocked, err := logTable(q.Table)
+	if err != nil {
+		return nil, fmt.Errorf("logs: %w", err)
+	}
+	var b strings.Builder
+	b.WriteString("SELECT id, timestamp, src_ip, dst_ip, src_port, dst_port, protocol")
+	if blocked {
+		b.WriteString(", reason, coalesce(packet_hash, '')")
+	}
+	b.WriteString(" FROM " + table + " WHERE 1")
+	var args []any
+	if q.IP.IsValid() {
+		ip := q.IP.String()
+		b.WriteString(" AND (src_ip = ? OR dst_ip = ?)")
+		args = append(args, ip, ip)
+	}
+	if !q.Since.IsZero() {
+		b.WriteString(" AND timestamp >= ?")
+		args = append(args, formatTime(q.Since))
+	}
+	if q.Follow || q.AfterID > 0 {
+		b.WriteString(" AND id > ? ORDER BY id ASC")
+		args = append(args, q.AfterID)
+	} else {
+		b.WriteString(" ORDER BY id DESC")
+	}
+	if q.Limit > 0 {
+		b.WriteString(" LIMIT ?")
+		args = append(args, q.Limit)
+	}
+
+	rows, err := s.read.QueryContext(ctx, b.String(), args...)
+	if err != nil {
+		return nil, fmt.Errorf("logs from %s: %w", table, err)
+	}
+	defer rows.Close()
+	out := []LogRow{}
+	for rows.Next() {
+		var r LogRow
+		var sport, dport sql.NullInt64
+		dest := []any{&r.ID, &r.Timestamp, &r.SrcIP, &r.DstIP, &sport, &dport, &r.Protocol}
+		if blocked {
+			dest = append(dest, &r.Reason, &r.PacketHash)
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fmt.Errorf("logs from %s: %w", table, err)
+		}
+		r.SrcPort, r.DstPort = intPtr(sport), intPtr(dport)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("logs from %s: %w", table, err)
+	}
+	return out, nil
+}
+
+func intPtr(n sql.NullInt64) *int {
+	if !n.Valid {
+		return nil
+	}
+	v := int(n.Int64)
+	return &v
+}
+
+// Stats is what `fwctl stats` shows. JSON keys are snake_case.
+type Stats struct {
+	Blocked    int64             `json:"blocked"`     // rows in blocked_packets
+	Allowed    int64             `json:"allowed"`     // rows in allowed_packets (sampled)
+	TopBlocked []IPCount         `json:"top_blocked"` // the 10 src_ip with most blocked rows
+	ByReason   []ReasonCount     `json:"by_reason"`   // blocked rows per reason, largest first
+	LastDay    []HourCount       `json:"last_day"`    // blocked rows in each of the last 24 hours, oldest first, empty hours included
+	Suppressed []SuppressedCount `json:"suppressed"`  // rows counted instead of written, per log type and reason
+}
+
+// IPCount is one row of Stats.TopBlocked.
+type IPCount struct {
+	IP    string `json:"ip"`
+	Count int64  `json:"count"`
+}
+
+// ReasonCount is one row of Stats.ByReason.
+type ReasonCount struct {
+	Reason string `json:"reason"`
+	Count  int64  `json:"count"`
+}
+
+// HourCount is one row of Stats.LastDay. Hour is the UTC hour's start,
+// "2026-11-25 15:00".
+type HourCount struct {
+	Hour  string `json:"hour"`
+	Count int64  `json:"count"`
+}
+
+// SuppressedCount is a number of rows not written because of the cap or a
+// full buffer. Type is "blocked" or "allowed".
+type SuppressedCount struct {
+	Type   string `json:"type"`
+	Reason string `json:"reason"`
+	Count  int64  `json:"count"`
+}
+
+// Stats summarises the log as of now (which sets the 24-hour window). The
+// queries run in one read transaction, so the figures agree with each
+// other even while pfwd writes.
+func (s *Store) Stats(ctx context.Context, now time.Time) (Stats, error) {
+	st := Stats{TopBlocked: []IPCount{}, ByReason: []ReasonCount{}, Suppressed: []SuppressedCount{}}
+	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return st, fmt.Errorf("stats: %w", err)
+	}
+	defer tx.Rollback()
+
+	for _, c := range []struct {
+		table string
+		n     *int64
+	}{{tableBlocked, &st.Blocked}, {tableAllowed, &st.Allowed}} {
+		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM "+c.table).Scan(c.n); err != nil {
+			return st, fmt.Errorf("stats: count %s: %w", c.table, err)
+		}
+	}
+	err = scanAll(ctx, tx, `SELECT src_ip, count(*) AS n FROM blocked_packets
+		GROUP BY src_ip ORDER BY n DESC, src_ip LIMIT 10`,
+		func(rows *sql.Rows) error {
+			var c IPCount
+			err := rows.Scan(&c.IP, &c.Count)
+			st.TopBlocked = append(st.TopBlocked, c)
+			return err
+		})
+	if err != nil {
+		return st, fmt.Errorf("stats: top blocked: %w", err)
+	}
+	err = scanAll(ctx, tx, `SELECT reason, count(*) AS n FROM blocked_packets
+		GROUP BY reason ORDER BY n DESC, reason`,
+		func(rows *sql.Rows) error {
+			var c ReasonCount
+			err := rows.Scan(&c.Reason, &c.Count)
+			st.ByReason = append(st.ByReason, c)
+			return err
+		})
+	if err != nil {
+		return st, fmt.Errorf("stats: by reason: %w", err)
+	}
+
+	// 24 buckets ending with the current hour; the text of an hour is a
+	// prefix of the timestamps in it, so substr groups them.
+	first := now.UTC().Truncate(time.Hour).Add(-23 * time.Hour)
+	st.LastDay = make([]HourCount, 24)
+	index := make(map[string]int, 24)
+	for i := range st.LastDay {
+		h := hourOf(first.Add(time.Duration(i) * time.Hour))
+		st.LastDay[i].Hour = h
+		index[h[:13]] = i
+	}
+	err = scanAll(ctx, tx, `SELECT substr(timestamp, 1, 13) AS h, count(*) FROM blocked_packets
+		WHERE timestamp >= ? GROUP BY h`,
+		func(rows *sql.Rows) error {
+			var h string
+			var n int64
+			if err := rows.Scan(&h, &n); err != nil {
+				return err
+			}
+			if i, ok := index[h]; ok { // rows stamped in the future are not shown
+				st.LastDay[i].Count = n
+			}
+			return nil
+		}, formatTime(first))
+	if err != nil {
+		return st, fmt.Errorf("stats: last day: %w", err)
+	}
+
+	err = scanAll(ctx, tx, `SELECT log_type, reason, sum(count) FROM log_suppressed
+		GROUP BY log_type, reason`,
+		func(rows *sql.Rows) error {
+			var c SuppressedCount
+			err := rows.Scan(&c.Type, &c.Reason, &c.Count)
+			st.Suppressed = append(st.Suppressed, c)
+			return err
+		})
+	if err != nil {
+		return st, fmt.Errorf("stats: suppressed: %w", err)
+	}
+	sortSuppressed(st.Suppressed)
+	return st, nil
+}
+
+// scanAll runs query and calls scan for each row.
+func scanAll(ctx context.Context, q queryer, query string, scan func(*sql.Rows) error, args ...any) error {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}

@@ -1,0 +1,75 @@
+package store
+
+import (
+	"net/netip"
+	"strconv"
+	"time"
+)
+
+// timeLayout is how every timestamp column is written: UTC, millisecond
+// precision, and a shape SQLite's date functions read (datetime(timestamp)
+// works) and that sorts as text in time order, so range queries can compare
+// strings and use the timestamp indexes.
+const timeLayout = "2006-01-02 15:04:05.000"
+
+// hourLayout names an hour bucket (log_suppressed.hour, Stats.LastDay). It
+// is the prefix of timeLayout that SQLite still reads as a time.
+const hourLayout = "2006-01-02 15:04"
+
+// Row is one packet log row. It is a plain value, cheap to copy through the
+// writer's channel; the writer turns it into column text.
+type Row struct {
+	Time     time.Time // zero: the writer stamps the time it dequeues the row
+	Src, Dst netip.Addr
+	// SrcPort and DstPort are stored only when HasPorts is true; otherwise
+	// both columns are NULL, which keeps "no port" apart from port 0.
+	SrcPort, DstPort uint16
+	HasPorts         bool
+	Proto            uint8
+	// Reason is written for blocked rows. For allowed rows it is not
+	// stored, but suppressed allowed rows are still counted under it.
+	Reason string
+	// Hash is written for blocked rows as 16 lowercase hex digits.
+	Hash uint64
+}
+
+// protoNames holds ProtoName's answers, built once so naming a protocol
+// never allocates on the write path.
+var protoNames = func() (names [256]string) {
+	for i := range names {
+		names[i] = strconv.Itoa(i)
+	}
+	names[1], names[6], names[17], names[58] = "icmp", "tcp", "udp", "icmpv6"
+	return names
+}()
+
+// ProtoName is the protocol column's text: "tcp", "udp", "icmp", "icmpv6",
+// or the IP protocol number in decimal for anything else.
+func ProtoName(p uint8) string { return protoNames[p] }
+
+// formatTime renders t as a timestamp column value.
+func formatTime(t time.Time) string { return t.UTC().Format(timeLayout) }
+
+// hourOf names the UTC hour t falls in.
+func hourOf(t time.Time) string { return t.UTC().Truncate(time.Hour).Format(hourLayout) }
+
+// hashHex renders a packet hash as exactly 16 lowercase hex digits, so the
+// column has one spelling per hash and can be compared as text.
+func hashHex(h uint64) string {
+	const digits = "0123456789abcdef"
+	var b [16]byte
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i] = digits[h&0xf]
+		h >>= 4
+	}
+	return string(b[:])
+}
+
+// portArg is the SQL argument for a port column: NULL when the packet has
+// no ports.
+func portArg(has bool, port uint16) any {
+	if !has {
+		return nil
+	}
+	return int64(port)
+}

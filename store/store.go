@@ -1,0 +1,274 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/mattn/go-sqlite3"
+)
+
+// busyTimeoutMillis is how long a statement waits for another connection's
+// lock before failing with "database is locked". Writers hold the lock for
+// one batch (milliseconds), so five seconds only runs out when something is
+// badly wrong.
+const busyTimeoutMillis = 5000
+
+// Connection parameters (go-sqlite3 DSN keys). The write pool begins every
+// transaction IMMEDIATE: a deferred transaction that reads and then writes
+// can fail with SQLITE_BUSY at once, without the busy timeout ever being
+// consulted, when another connection committed in between. Read pools are
+// opened read-only at the SQLite level as well, so fwctl can never write.
+var (
+	writeParams = fmt.Sprintf("_busy_timeout=%d&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate", busyTimeoutMillis)
+	readParams  = fmt.Sprintf("mode=ro&_busy_timeout=%d&_query_only=1&_txlock=deferred", busyTimeoutMillis)
+)
+
+// ErrReadOnly is returned by methods that write when the Store came from
+// OpenReader.
+var ErrReadOnly = errors.New("store opened read-only")
+
+// Store is an open pfw database. Its methods are safe for concurrent use.
+type Store struct {
+	path string
+	// write is nil for a reader. It has a single connection, so writes from
+	// one process queue in database/sql instead of contending inside SQLite.
+	write *sql.DB
+	// read serves queries; under WAL its connections never wait for write.
+	read       *sql.DB
+	movedAside string
+}
+
+// Open opens the database at path for reading and writing, creating the
+// parent directory (0750) and the file (0640) when missing, switching it to
+// WAL mode and migrating its schema. A file that is not an SQLite database,
+// or whose header is corrupt, is renamed to path.corrupt-<UTC time> (its -wal
+// and -shm files with it) and a fresh database is created; MovedAside then
+// names the renamed file so the daemon can say so.
+func Open(path string) (*Store, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(abs), 0o750); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	// Look at the header before SQLite does: on a file shorter than a page
+	// SQLite deletes a -wal it finds, and the bad file's WAL should be
+	// kept with it for whoever looks into what happened.
+	err = checkHeader(abs)
+	var s *Store
+	if err == nil {
+		s, err = openReadWrite(abs)
+		if err == nil {
+			return s, nil
+		}
+	}
+	if !isNotDatabase(err) {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	aside, mvErr := moveAside(abs, time.Now())
+	if mvErr != nil {
+		return nil, fmt.Errorf("open store %s: %w; moving it aside failed: %w", path, err, mvErr)
+	}
+	s, err = openReadWrite(abs)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: fresh database after moving the bad one to %s: %w", path, aside, err)
+	}
+	s.movedAside = aside
+	return s, nil
+}
+
+// OpenReader opens an existing database read-only, for fwctl. It never
+// creates the file: when there is none the error says so and satisfies
+// errors.Is(err, fs.ErrNotExist). Readers work while pfwd writes, because the
+// database is in WAL mode.
+func OpenReader(path string) (*Store, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	fi, err := os.Stat(abs)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("open store: no database at %s (has pfwd run yet?): %w", path, fs.ErrNotExist)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if fi.IsDir() {
+		return nil, fmt.Errorf("open store %s: is a directory", path)
+	}
+	if err := checkHeader(abs); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	read, err := sql.Open("sqlite3", dsn(abs, readParams))
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if err := checkReadable(context.Background(), read); err != nil {
+		read.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return &Store{path: abs, read: read}, nil
+}
+
+// checkReadable makes sure a reader sees a database pfwd has set up, so
+// fwctl fails with one clear line instead of "no such table".
+func checkReadable(ctx context.Context, db *sql.DB) error {
+	var version int
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return err
+	}
+	switch {
+	case version > schemaVersion:
+		return fmt.Errorf("database schema version %d is newer than this pfw understands (%d)", version, schemaVersion)
+	case version < schemaVersion:
+		return fmt.Errorf("database is not set up (schema version %d, want %d): start pfwd once to create it", version, schemaVersion)
+	}
+	return checkColumns(ctx, db)
+}
+
+// openReadWrite opens both pools on an absolute path and migrates.
+func openReadWrite(path string) (*Store, error) {
+	// Create the file ourselves: SQLite would use 0644, and it copies the
+	// database's mode onto the -wal and -shm files, so this one mode decides
+	// who may read the log.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, err
+	}
+	f.Close()
+	write, err := sql.Open("sqlite3", dsn(path, writeParams))
+	if err != nil {
+		return nil, err
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	ctx := context.Background()
+	if err := migrate(ctx, write); err != nil {
+		write.Close()
+		return nil, err
+	}
+	var mode string
+	if err := write.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		write.Close()
+		return nil, fmt.Errorf("read journal_mode: %w", err)
+	}
+	if mode != "wal" {
+		// Without WAL a reader blocks the writer and the other way round;
+		// better to say so now than to drop log rows later.
+		write.Close()
+		return nil, fmt.Errorf("journal_mode is %q, want wal (does the file system support shared memory?)", mode)
+	}
+	read, err := sql.Open("sqlite3", dsn(path, readParams))
+	if err != nil {
+		write.Close()
+		return nil, err
+	}
+	return &Store{path: path, write: write, read: read}, nil
+}
+
+// dsn builds a file: URI so that any byte in the path (?, #, %) is escaped
+// rather than taken for a parameter.
+func dsn(path, params string) string {
+	u := url.URL{Scheme: "file", Path: path, RawQuery: params}
+	return u.String()
+}
+
+// sqliteHeader starts every SQLite 3 database file.
+const sqliteHeader = "SQLite format 3\x00"
+
+// errNotDatabase is checkHeader's verdict on a file that is neither empty
+// nor an SQLite database.
+var errNotDatabase = errors.New("file is not a database (no SQLite header)")
+
+// checkHeader fails with errNotDatabase when the file at path has content
+// that does not start with the SQLite header. A missing or empty file
+// passes: SQLite makes a database of it.
+func checkHeader(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var head [len(sqliteHeader)]byte
+	n, err := io.ReadFull(f, head[:])
+	switch {
+	case n == 0 && err == io.EOF:
+		return nil
+	case err == io.ErrUnexpectedEOF || (err == nil && string(head[:]) != sqliteHeader):
+		return errNotDatabase
+	}
+	return err
+}
+
+// isNotDatabase reports whether err says the file is not a usable SQLite
+// database, which is the only case Open repairs by moving the file aside.
+// Permission and I/O errors are returned instead: moving a file we cannot
+// read would hide the real problem.
+func isNotDatabase(err error) bool {
+	if errors.Is(err, errNotDatabase) {
+		return true
+	}
+	var se sqlite3.Error
+	return errors.As(err, &se) && (se.Code == sqlite3.ErrNotADB || se.Code == sqlite3.ErrCorrupt)
+}
+
+// moveAside renames a bad database and its -wal and -shm files out of the
+// way. The WAL must go too: left behind, it would be replayed into the fresh
+// database.
+func moveAside(path string, now time.Time) (string, error) {
+	base := path + ".corrupt-" + now.UTC().Format("20060102T150405Z")
+	aside := base
+	for i := 1; ; i++ {
+		if _, err := os.Lstat(aside); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		aside = fmt.Sprintf("%s-%d", base, i)
+	}
+	if err := os.Rename(path, aside); err != nil {
+		return "", err
+	}
+	for _, suffix := range []string{"-wal", "-shm"} {
+		err := os.Rename(path+suffix, aside+suffix)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return aside, err
+		}
+	}
+	return aside, nil
+}
+
+// Close closes the database. Stop every Writer's Run first: rows it still
+// holds are lost once the Store is closed.
+func (s *Store) Close() error {
+	// Readers first, so the write connection is the last one out and can
+	// checkpoint the WAL back into the database file.
+	err := s.read.Close()
+	if s.write != nil {
+		err = errors.Join(err, s.write.Close())
+	}
+	if err != nil {
+		return fmt.Errorf("close store %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Path is the absolute path of the database file.
+func (s *Store) Path() string { return s.path }
+
+// MovedAside is where Open moved a corrupt file before creating a fresh
+// database, or "" when it did not.
+func (s *Store) MovedAside() string { return s.movedAside }
+
+// ReadOnly reports whether the Store came from OpenReader.
+func (s *Store) ReadOnly() bool { return s.write == nil }

@@ -1,0 +1,457 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// WriterConfig tunes a Writer. Zero fields take the defaults noted.
+type WriterConfig struct {
+	// Buffer is how many rows may wait for the writer (default 16384).
+	// When it is full, Blocked and Allowed count the row as suppressed
+	// instead of waiting.
+	Buffer int
+	// MaxRowsPerSecond caps rows written per wall-clock second, both tables
+	// together (default 2000, negative: no cap). Rows beyond it are counted
+	// per reason in log_suppressed instead of written, so a flood cannot
+	// grow the database by gigabytes.
+	MaxRowsPerSecond int
+	// FlushEvery is how long a row may wait before its batch is committed
+	// (default 250ms).
+	FlushEvery time.Duration
+	// MaxBatch commits early once this many rows are waiting (default 1024).
+	MaxBatch int
+	// ShutdownTimeout bounds the final flush when Run's context ends
+	// (default 5s).
+	ShutdownTimeout time.Duration
+	// Retention is applied by Run at start and then every Retention.Every.
+	Retention Retention
+	// OnError, when set, is called from Run's goroutine for every failed
+	// batch or retention pass, so the daemon can log it (rate-limited on
+	// its side). It must not block for long: rows queue up meanwhile.
+	OnError func(error)
+}
+
+func (c WriterConfig) withDefaults() WriterConfig {
+	c.Buffer = cmp.Or(max(c.Buffer, 0), 16384)
+	c.MaxRowsPerSecond = cmp.Or(c.MaxRowsPerSecond, 2000)
+	c.FlushEvery = cmp.Or(max(c.FlushEvery, 0), 250*time.Millisecond)
+	c.MaxBatch = cmp.Or(max(c.MaxBatch, 0), 1024)
+	c.ShutdownTimeout = cmp.Or(max(c.ShutdownTimeout, 0), 5*time.Second)
+	c.Retention = c.Retention.withDefaults()
+	return c
+}
+
+// logType says which table a row belongs to. Its String is the value of
+// LogQuery.Table and of log_suppressed.log_type.
+type logType uint8
+
+const (
+	logBlocked logType = iota
+	logAllowed
+)
+
+func (l logType) String() string {
+	if l == logAllowed {
+		return "allowed"
+	}
+	return "blocked"
+}
+
+// entry is one queued row.
+type entry struct {
+	row Row
+	log logType
+}
+
+// suppressKey identifies a suppressed-row counter.
+type suppressKey struct {
+	log    logType
+	reason string
+}
+
+// WriterStats are a Writer's counters since NewWriter.
+type WriterStats struct {
+	Blocked, Allowed uint64 // rows committed
+	// Suppressed counts rows not written because the buffer was full or
+	// the per-second cap was reached; SuppressedBy splits it per log type
+	// and reason, largest first.
+	Suppressed   uint64
+	SuppressedBy []SuppressedCount
+	Batches      uint64 // committed transactions
+	Errors       uint64 // failed batches and retention passes
+	Lost         uint64 // rows in batches that failed to commit
+	Queued       int    // rows waiting in the buffer now
+}
+
+// Writer moves log rows from the packet path to the database. Blocked and
+// Allowed never wait: they put the row in a bounded buffer or, when it is
+// full, count it. Run, in one goroutine, commits the buffer in batched
+// transactions. A Writer must not be copied.
+type Writer struct {
+	store *Store
+	cfg   WriterConfig
+	queue chan entry
+	flush chan chan error // Flush's requests to Run
+	done  chan struct{}   // closed when Run returns
+	ran   atomic.Bool
+	now   func() time.Time // the clock of the per-second cap; tests replace it
+
+	blocked, allowed      atomic.Uint64
+	suppressed            atomic.Uint64
+	batches, errors, lost atomic.Uint64
+
+	mu              sync.Mutex
+	pendingSupp     map[suppressKey]uint64 // not yet in log_suppressed
+	suppressedByKey map[suppressKey]uint64 // since NewWriter, for Stats
+
+	// Owned by Run's goroutine.
+	batch    []entry
+	capped   map[suppressKey]uint64 // over the cap, not yet in pendingSupp
+	window   int64                  // the Unix second the cap counts
+	inWindow int                    // rows accepted in window
+	inserts  [2]*sql.Stmt           // by logType
+}
+
+// NewWriter makes a Writer for s; start its Run in a goroutine. It panics
+// when s is read-only, which is a wiring mistake, not a run-time condition.
+func (s *Store) NewWriter(cfg WriterConfig) *Writer {
+	if s.ReadOnly() {
+		panic("store: NewWriter on a Store from OpenReader")
+	}
+	cfg = cfg.withDefaults()
+	return &Writer{
+		store:           s,
+		cfg:             cfg,
+		queue:           make(chan entry, cfg.Buffer),
+		flush:           make(chan chan error),
+		done:            make(chan struct{}),
+		now:             time.Now,
+		pendingSupp:     make(map[suppressKey]uint64),
+		suppressedByKey: make(map[suppressKey]uint64),
+		batch:           make([]entry, 0, cfg.MaxBatch),
+		capped:          make(map[suppressKey]uint64),
+	}
+}
+
+// Blocked queues a row for blocked_packets. It never blocks; false means
+// the buffer was full and the row was counted as suppressed under r.Reason.
+func (w *Writer) Blocked(r Row) bool { return w.enqueue(entry{row: r, log: logBlocked}) }
+
+// Allowed queues a sampled row for allowed_packets, like Blocked.
+func (w *Writer) Allowed(r Row) bool { return w.enqueue(entry{row: r, log: logAllowed}) }
+
+func (w *Writer) enqueue(e entry) bool {
+	select {
+	case w.queue <- e:
+		return true
+	default:
+		w.mu.Lock()
+		w.addSuppressedLocked(suppressKey{e.log, e.row.Reason}, 1)
+		w.mu.Unlock()
+		return false
+	}
+}
+
+func (w *Writer) addSuppressedLocked(k suppressKey, n uint64) {
+	w.pendingSupp[k] += n
+	w.suppressedByKey[k] += n
+	w.suppressed.Add(n)
+}
+
+// Stats returns the counters. It is cheap enough for every metrics scrape.
+func (w *Writer) Stats() WriterStats {
+	st := WriterStats{
+		Blocked:    w.blocked.Load(),
+		Allowed:    w.allowed.Load(),
+		Suppressed: w.suppressed.Load(),
+		Batches:    w.batches.Load(),
+		Errors:     w.errors.Load(),
+		Lost:       w.lost.Load(),
+		Queued:     len(w.queue),
+	}
+	w.mu.Lock()
+	st.SuppressedBy = make([]SuppressedCount, 0, len(w.suppressedByKey))
+	for k, n := range w.suppressedByKey {
+		st.SuppressedBy = append(st.SuppressedBy, SuppressedCount{Type: k.log.String(), Reason: k.reason, Count: int64(n)})
+	}
+	w.mu.Unlock()
+	sortSuppressed(st.SuppressedBy)
+	return st
+}
+
+// errWriterStopped is what Flush returns once Run has returned.
+var errWriterStopped = errors.New("writer is not running")
+
+// Flush waits until every row queued before the call is committed. Run must
+// be running; after it has returned, Flush fails at once.
+func (w *Writer) Flush(ctx context.Context) error {
+	reply := make(chan error, 1)
+	select {
+	case w.flush <- reply:
+	case <-w.done:
+		return fmt.Errorf("flush log: %w", errWriterStopped)
+	case <-ctx.Done():
+		return fmt.Errorf("flush log: %w", ctx.Err())
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("flush log: %w", ctx.Err())
+	}
+}
+
+// Run writes queued rows until ctx is done, then commits what is still
+// buffered, taking at most ShutdownTimeout, and returns. It returns nil after
+// a clean shutdown and the final flush's error otherwise; errors of earlier
+// batches go to OnError and the counters, since Run must keep going. Call it
+// once.
+func (w *Writer) Run(ctx context.Context) error {
+	if !w.ran.CompareAndSwap(false, true) {
+		return errors.New("store: Writer.Run called twice")
+	}
+	defer close(w.done)
+	// A batch that has started is finished even when ctx ends meanwhile:
+	// cancelling it would throw away rows that are a commit away.
+	work := context.WithoutCancel(ctx)
+	defer w.closeStatements()
+
+	flushTick := time.NewTicker(w.cfg.FlushEvery)
+	defer flushTick.Stop()
+	var pruneTick <-chan time.Time
+	if w.cfg.Retention.Every > 0 {
+		w.prune(work)
+		t := time.NewTicker(w.cfg.Retention.Every)
+		defer t.Stop()
+		pruneTick = t.C
+	}
+	for {
+		select {
+		case e := <-w.queue:
+			w.accept(e)
+			// Take what else is waiting without going through select
+			// again per row; stop at a full batch.
+			for len(w.batch) < w.cfg.MaxBatch && w.drainOne() {
+			}
+			if len(w.batch) >= w.cfg.MaxBatch {
+				w.report(w.commit(work))
+			}
+		case <-flushTick.C:
+			w.report(w.commit(work))
+		case <-pruneTick:
+			w.prune(work)
+		case reply := <-w.flush:
+			w.drain(len(w.queue))
+			reply <- w.commitAll(work)
+		case <-ctx.Done():
+			final, cancel := context.WithTimeout(work, w.cfg.ShutdownTimeout)
+			defer cancel()
+			w.drain(len(w.queue))
+			if err := w.commitAll(final); err != nil {
+				return fmt.Errorf("log writer shutdown: %w", err)
+			}
+			return nil
+		}
+	}
+}
+
+// drainOne takes one waiting row if there is one.
+func (w *Writer) drainOne() bool {
+	select {
+	case e := <-w.queue:
+		w.accept(e)
+		return true
+	default:
+		return false
+	}
+}
+
+// drain takes up to n waiting rows.
+func (w *Writer) drain(n int) {
+	for i := 0; i < n && w.drainOne(); i++ {
+	}
+}
+
+// accept applies the per-second cap and adds the row to the batch.
+func (w *Writer) accept(e entry) {
+	now := w.now()
+	if e.row.Time.IsZero() {
+		e.row.Time = now
+	}
+	if limit := w.cfg.MaxRowsPerSecond; limit > 0 {
+		if sec := now.Unix(); sec != w.window {
+			w.window, w.inWindow = sec, 0
+		}
+		if w.inWindow >= limit {
+			w.capped[suppressKey{e.log, e.row.Reason}]++
+			return
+		}
+		w.inWindow++
+	}
+	w.batch = append(w.batch, e)
+}
+
+// commitAll commits the batch, in MaxBatch pieces when drain made it
+// larger, and the pending suppression counts.
+func (w *Writer) commitAll(ctx context.Context) error {
+	var errs error
+	for {
+		errs = errors.Join(errs, w.commit(ctx))
+		if len(w.batch) == 0 {
+			return errs
+		}
+	}
+}
+
+// commit writes up to MaxBatch rows of the batch and the pending
+// suppression counts in one transaction. On failure the rows are dropped
+// (counted in Lost: a database that refuses a batch for the whole busy
+// timeout would refuse a retry too, and holding rows would only grow memory)
+// while the suppression counts, a handful of integers, are kept for the
+// next commit.
+func (w *Writer) commit(ctx context.Context) error {
+	n := min(len(w.batch), w.cfg.MaxBatch)
+	rows := w.batch[:n]
+	w.mu.Lock()
+	for k, c := range w.capped {
+		w.addSuppressedLocked(k, c)
+	}
+	clear(w.capped)
+	supp := w.pendingSupp
+	if len(supp) > 0 {
+		w.pendingSupp = make(map[suppressKey]uint64, len(supp))
+	}
+	w.mu.Unlock()
+	if len(rows) == 0 && len(supp) == 0 {
+		return nil
+	}
+
+	err := w.writeTx(ctx, rows, supp, w.now())
+	if err == nil {
+		var allowed uint64
+		for _, e := range rows {
+			if e.log == logAllowed {
+				allowed++
+			}
+		}
+		w.allowed.Add(allowed)
+		w.blocked.Add(uint64(len(rows)) - allowed)
+		w.batches.Add(1)
+	}
+	// Keep the batch's backing array for the next batch; rows shares it,
+	// so it is not used after this.
+	rest := copy(w.batch, w.batch[n:])
+	clear(w.batch[rest:])
+	w.batch = w.batch[:rest]
+	if err != nil {
+		w.errors.Add(1)
+		w.lost.Add(uint64(n))
+		w.mu.Lock()
+		for k, c := range supp {
+			w.pendingSupp[k] += c
+		}
+		w.mu.Unlock()
+		return fmt.Errorf("write %d log rows to %s: %w", n, w.store.path, err)
+	}
+	return nil
+}
+
+const (
+	insertBlocked    = `INSERT INTO blocked_packets (timestamp, src_ip, dst_ip, src_port, dst_port, protocol, reason, packet_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	insertAllowed    = `INSERT INTO allowed_packets (timestamp, src_ip, dst_ip, src_port, dst_port, protocol) VALUES (?, ?, ?, ?, ?, ?)`
+	upsertSuppressed = `INSERT INTO log_suppressed (hour, log_type, reason, count) VALUES (?, ?, ?, ?)
+		ON CONFLICT (hour, log_type, reason) DO UPDATE SET count = count + excluded.count`
+)
+
+// writeTx is one transaction: the rows, then the suppression counts under
+// the hour of now.
+func (w *Writer) writeTx(ctx context.Context, rows []entry, supp map[suppressKey]uint64, now time.Time) error {
+	if err := w.prepare(ctx); err != nil {
+		return err
+	}
+	tx, err := w.store.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	// The write pool has one connection, so these are the statements
+	// prepared on it and database/sql does not prepare them again.
+	blocked := tx.StmtContext(ctx, w.inserts[logBlocked])
+	allowed := tx.StmtContext(ctx, w.inserts[logAllowed])
+	for _, e := range rows {
+		r := &e.row
+		ts, src, dst := formatTime(r.Time), r.Src.String(), r.Dst.String()
+		sport, dport := portArg(r.HasPorts, r.SrcPort), portArg(r.HasPorts, r.DstPort)
+		if e.log == logAllowed {
+			_, err = allowed.ExecContext(ctx, ts, src, dst, sport, dport, ProtoName(r.Proto))
+		} else {
+			_, err = blocked.ExecContext(ctx, ts, src, dst, sport, dport, ProtoName(r.Proto), r.Reason, hashHex(r.Hash))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if len(supp) > 0 {
+		hour := hourOf(now)
+		for k, c := range supp {
+			if _, err := tx.ExecContext(ctx, upsertSuppressed, hour, k.log.String(), k.reason, int64(c)); err != nil {
+				return err
+			}
+		}
+	}
+	return tx.Commit()
+}
+
+// prepare prepares the insert statements once per Run.
+func (w *Writer) prepare(ctx context.Context) error {
+	for lt, q := range [2]string{logBlocked: insertBlocked, logAllowed: insertAllowed} {
+		if w.inserts[lt] != nil {
+			continue
+		}
+		st, err := w.store.write.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("prepare insert: %w", err)
+		}
+		w.inserts[lt] = st
+	}
+	return nil
+}
+
+func (w *Writer) closeStatements() {
+	for i, st := range w.inserts {
+		if st != nil {
+			st.Close()
+			w.inserts[i] = nil
+		}
+	}
+}
+
+// prune applies the retention policy.
+func (w *Writer) prune(ctx context.Context) {
+	if _, err := w.store.Prune(ctx, w.cfg.Retention, w.now()); err != nil {
+		w.errors.Add(1)
+		w.report(err)
+	}
+}
+
+func (w *Writer) report(err error) {
+	if err != nil && w.cfg.OnError != nil {
+		w.cfg.OnError(err)
+	}
+}
+
+// sortSuppressed orders counts largest first, then by type and reason, so
+// output is stable.
+func sortSuppressed(s []SuppressedCount) {
+	slices.SortFunc(s, func(a, b SuppressedCount) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Type, b.Type), cmp.Compare(a.Reason, b.Reason))
+	})
+}

@@ -1,0 +1,280 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestWriterCapCountsExcessPerReason(t *testing.T) {
+	s := openTemp(t)
+	clock := newFakeClock(t0)
+	// FlushEvery is long so that only Flush commits and the test decides
+	// what each batch holds.
+	w := startWriter(t, s, WriterConfig{MaxRowsPerSecond: 3, FlushEvery: time.Hour}, clock)
+
+	for range 4 {
+		w.Blocked(tcpRow(t0, "203.0.113.7", "10.0.0.1", "Rule: Telnet"))
+	}
+	w.Blocked(tcpRow(t0, "203.0.113.8", "10.0.0.1", "Blacklisted IP"))
+	w.Allowed(tcpRow(t0, "198.51.100.1", "10.0.0.1", "Default policy"))
+	flush(t, w)
+	if b, a := count(t, s, "blocked_packets"), count(t, s, "allowed_packets"); b != 3 || a != 0 {
+		t.Errorf("after 6 rows in one second with a cap of 3: %d blocked and %d allowed rows written, want 3 and 0", b, a)
+	}
+
+	// The next second has room again.
+	clock.add(time.Second)
+	w.Allowed(tcpRow(t0, "198.51.100.1", "10.0.0.1", "Default policy"))
+	flush(t, w)
+	if a := count(t, s, "allowed_packets"); a != 1 {
+		t.Errorf("next second: %d allowed rows, want 1", a)
+	}
+
+	wantSupp := []SuppressedCount{
+		{Type: "allowed", Reason: "Default policy", Count: 1},
+		{Type: "blocked", Reason: "Blacklisted IP", Count: 1},
+		{Type: "blocked", Reason: "Rule: Telnet", Count: 1},
+	}
+	st := w.Stats()
+	if diff := cmp.Diff(wantSupp, st.SuppressedBy); diff != "" {
+		t.Errorf("WriterStats.SuppressedBy (-want +got):\n%s", diff)
+	}
+	if st.Suppressed != 3 || st.Blocked != 3 || st.Allowed != 1 || st.Batches != 2 {
+		t.Errorf("WriterStats %+v: want 3 suppressed, 3 blocked, 1 allowed, 2 batches", st)
+	}
+	stats, err := s.Stats(context.Background(), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(wantSupp, stats.Suppressed); diff != "" {
+		t.Errorf("Stats.Suppressed from log_suppressed (-want +got):\n%s", diff)
+	}
+	var hour string
+	if err := s.read.QueryRow("SELECT DISTINCT hour FROM log_suppressed").Scan(&hour); err != nil {
+		t.Fatal(err)
+	}
+	if hour != "2026-11-25 15:00" {
+		t.Errorf("log_suppressed.hour = %q, want the UTC hour of the clock, 2026-11-25 15:00", hour)
+	}
+}
+
+func TestWriterFullBufferCountsAndNeverBlocks(t *testing.T) {
+	s := openTemp(t)
+	w := s.NewWriter(WriterConfig{Buffer: 4, MaxRowsPerSecond: -1, FlushEvery: time.Hour})
+	var accepted []bool
+	for i := range 7 {
+		reason := "Rule: Telnet"
+		if i == 6 {
+			reason = "Rate limited"
+		}
+		accepted = append(accepted, w.Blocked(tcpRow(t0, "203.0.113.7", "10.0.0.1", reason)))
+	}
+	if want := []bool{true, true, true, true, false, false, false}; !cmp.Equal(accepted, want) {
+		t.Errorf("Blocked returned %v with no reader and a buffer of 4, want %v", accepted, want)
+	}
+	want := []SuppressedCount{{"blocked", "Rule: Telnet", 2}, {"blocked", "Rate limited", 1}}
+	if diff := cmp.Diff(want, w.Stats().SuppressedBy); diff != "" {
+		t.Errorf("SuppressedBy (-want +got):\n%s", diff)
+	}
+	if q := w.Stats().Queued; q != 4 {
+		t.Errorf("Queued = %d, want 4", q)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	flush(t, w)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, s, "blocked_packets"); n != 4 {
+		t.Errorf("%d rows written, want the 4 buffered", n)
+	}
+	var total int64
+	if err := s.read.QueryRow("SELECT sum(count) FROM log_suppressed").Scan(&total); err != nil {
+		t.Fatal(err)
+	}
+	if total != 3 {
+		t.Errorf("log_suppressed holds %d, want 3", total)
+	}
+}
+
+func TestWriterRunFlushesOnCancel(t *testing.T) {
+	s := openTemp(t)
+	w := s.NewWriter(WriterConfig{MaxRowsPerSecond: -1, FlushEvery: time.Hour, MaxBatch: 100_000})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	for range 10 {
+		w.Blocked(tcpRow(t0, "203.0.113.7", "10.0.0.1", "Rule: Telnet"))
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	if n := count(t, s, "blocked_packets"); n != 10 {
+		t.Errorf("%d rows after cancel, want 10", n)
+	}
+	if err := w.Flush(context.Background()); !errors.Is(err, errWriterStopped) {
+		t.Errorf("Flush after Run returned: %v, want errWriterStopped", err)
+	}
+	if err := w.Run(context.Background()); err == nil {
+		t.Error("second Run succeeded")
+	}
+}
+
+func TestWriterSplitsBatches(t *testing.T) {
+	s := openTemp(t)
+	w := s.NewWriter(WriterConfig{MaxRowsPerSecond: -1, FlushEvery: time.Hour, MaxBatch: 100, Buffer: 1000})
+	for range 250 {
+		w.Blocked(tcpRow(t0, "203.0.113.7", "10.0.0.1", "Rule: Telnet"))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.Run(ctx)
+	flush(t, w)
+	st := w.Stats()
+	if st.Blocked != 250 || st.Batches != 3 {
+		t.Errorf("250 rows with MaxBatch 100: %d written in %d batches, want 250 in 3", st.Blocked, st.Batches)
+	}
+}
+
+func TestWriterRowEncoding(t *testing.T) {
+	s := openTemp(t)
+	w := startWriter(t, s, WriterConfig{}, nil)
+	w.Blocked(Row{
+		Time: t0, Src: netip.MustParseAddr("2001:db8::1"), Dst: netip.MustParseAddr("2001:db8::2"),
+		Proto: 58, Reason: "Blacklisted IP", Hash: 0x00c0ffee,
+	})
+	w.Blocked(Row{
+		Time: t0, Src: netip.MustParseAddr("203.0.113.7"), Dst: netip.MustParseAddr("10.0.0.1"),
+		SrcPort: 0, DstPort: 53, HasPorts: true, Proto: 17, Reason: "Rule: DNS", Hash: ^uint64(0),
+	})
+	w.Blocked(Row{Time: t0, Src: netip.MustParseAddr("203.0.113.7"), Dst: netip.MustParseAddr("10.0.0.1"), Proto: 47, Reason: "Default policy"})
+	flush(t, w)
+	rows, err := s.Logs(context.Background(), LogQuery{Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	zero, dns := 0, 53
+	want := []LogRow{
+		{1, "2026-11-25 15:04:05.123", "2001:db8::1", "2001:db8::2", nil, nil, "icmpv6", "Blacklisted IP", "0000000000c0ffee"},
+		{2, "2026-11-25 15:04:05.123", "203.0.113.7", "10.0.0.1", &zero, &dns, "udp", "Rule: DNS", "ffffffffffffffff"},
+		{3, "2026-11-25 15:04:05.123", "203.0.113.7", "10.0.0.1", nil, nil, "47", "Default policy", "0000000000000000"},
+	}
+	if diff := cmp.Diff(want, rows); diff != "" {
+		t.Errorf("rows (-want +got):\n%s", diff)
+	}
+	var nullPorts int
+	if err := s.read.QueryRow("SELECT count(*) FROM blocked_packets WHERE src_port IS NULL AND dst_port IS NULL").Scan(&nullPorts); err != nil {
+		t.Fatal(err)
+	}
+	if nullPorts != 2 {
+		t.Errorf("%d rows with NULL ports, want 2 (rows without ports)", nullPorts)
+	}
+}
+
+func TestProtoName(t *testing.T) {
+	for p, want := range map[uint8]string{1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 0: "0", 47: "47", 255: "255"} {
+		if got := ProtoName(p); got != want {
+			t.Errorf("ProtoName(%d) = %q, want %q", p, got, want)
+		}
+	}
+}
+
+func TestWriterReportsFailedBatches(t *testing.T) {
+	t.Run("Flush returns it", func(t *testing.T) {
+		s := openTemp(t)
+		w := startWriter(t, s, WriterConfig{FlushEvery: time.Hour, Retention: Retention{Every: -1}}, nil)
+		// A table that has gone makes every insert fail.
+		if _, err := s.write.Exec("DROP TABLE allowed_packets"); err != nil {
+			t.Fatal(err)
+		}
+		w.Allowed(tcpRow(t0, "198.51.100.1", "10.0.0.1", "Default policy"))
+		w.Allowed(tcpRow(t0, "198.51.100.1", "10.0.0.1", "Default policy"))
+		if err := w.Flush(context.Background()); err == nil || !strings.Contains(err.Error(), "allowed_packets") {
+			t.Errorf("Flush: %v, want an error naming allowed_packets", err)
+		}
+		if st := w.Stats(); st.Errors != 1 || st.Lost != 2 || st.Allowed != 0 {
+			t.Errorf("Errors %d, Lost %d, Allowed %d: want 1, 2, 0", st.Errors, st.Lost, st.Allowed)
+		}
+	})
+	t.Run("OnError hears of timed batches", func(t *testing.T) {
+		s := openTemp(t)
+		reported := make(chan error, 10)
+		w := startWriter(t, s, WriterConfig{FlushEvery: 10 * time.Millisecond, Retention: Retention{Every: -1},
+			OnError: func(err error) {
+				select {
+				case reported <- err:
+				default:
+				}
+			}}, nil)
+		if _, err := s.write.Exec("DROP TABLE allowed_packets"); err != nil {
+			t.Fatal(err)
+		}
+		w.Allowed(tcpRow(t0, "198.51.100.1", "10.0.0.1", "Default policy"))
+		select {
+		case err := <-reported:
+			if !strings.Contains(err.Error(), "allowed_packets") {
+				t.Errorf("OnError got %v, want an error naming allowed_packets", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("OnError not called for a failed batch")
+		}
+		if st := w.Stats(); st.Lost != 1 {
+			t.Errorf("Lost = %d, want 1", st.Lost)
+		}
+	})
+}
+
+func TestEnqueueDoesNotAllocate(t *testing.T) {
+	s := openTemp(t)
+	row := tcpRow(t0, "203.0.113.7", "10.0.0.1", "Rule: Telnet")
+	w := s.NewWriter(WriterConfig{Buffer: 1000})
+	if n := testing.AllocsPerRun(100, func() { w.Blocked(row) }); n != 0 {
+		t.Errorf("Blocked into a buffer with room: %v allocs, want 0", n)
+	}
+	full := s.NewWriter(WriterConfig{Buffer: 1})
+	full.Blocked(row)
+	full.Blocked(row) // creates the counter for this reason
+	if n := testing.AllocsPerRun(100, func() { full.Blocked(row) }); n != 0 {
+		t.Errorf("Blocked into a full buffer: %v allocs, want 0", n)
+	}
+}
+
+// BenchmarkWriterRows measures end-to-end logging throughput: rows queued,
+// batched and committed, with no per-second cap.
+func BenchmarkWriterRows(b *testing.B) {
+	s := openTemp(b)
+	w := s.NewWriter(WriterConfig{MaxRowsPerSecond: -1})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	row := tcpRow(t0, "203.0.113.7", "10.0.0.1", "Rule: Telnet")
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for b.Loop() {
+		// A blocking send, unlike Blocked, so that the benchmark measures
+		// the writer rather than how many rows a full buffer turns away.
+		w.queue <- entry{row: row, log: logBlocked}
+	}
+	flush(b, w)
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "rows/s")
+	if st := w.Stats(); st.Errors != 0 || st.Suppressed != 0 {
+		b.Fatalf("writer stats %+v", st)
+	}
+}
