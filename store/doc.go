@@ -20,7 +20,10 @@
 //
 // fwctl calls OpenReader, which opens read-only and never creates anything:
 // with no file the error reads "no database at PATH (has pfwd run yet?)"
-// and matches fs.ErrNotExist.
+// and matches fs.ErrNotExist. The -wal and -shm files are kept when pfwd
+// closes (SQLITE_FCNTL_PERSIST_WAL), because a reader that may not create
+// files in the directory cannot open a WAL database without them; so a user
+// the file's group lets read it can run fwctl even while pfwd is stopped.
 //
 // # Writing
 //

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
@@ -108,10 +109,7 @@ func OpenReader(path string) (*Store, error) {
 	if err := checkHeader(abs); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	read, err := sql.Open("sqlite3", dsn(abs, readParams))
-	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
+	read := openDB(dsn(abs, readParams), nil)
 	if err := checkReadable(context.Background(), read); err != nil {
 		read.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -145,10 +143,7 @@ func openReadWrite(path string) (*Store, error) {
 		return nil, err
 	}
 	f.Close()
-	write, err := sql.Open("sqlite3", dsn(path, writeParams))
-	if err != nil {
-		return nil, err
-	}
+	write := openDB(dsn(path, writeParams), keepWALFiles)
 	write.SetMaxOpenConns(1)
 	write.SetMaxIdleConns(1)
 	ctx := context.Background()
@@ -167,12 +162,37 @@ func openReadWrite(path string) (*Store, error) {
 		write.Close()
 		return nil, fmt.Errorf("journal_mode is %q, want wal (does the file system support shared memory?)", mode)
 	}
-	read, err := sql.Open("sqlite3", dsn(path, readParams))
-	if err != nil {
-		write.Close()
-		return nil, err
+	return &Store{path: path, write: write, read: openDB(dsn(path, readParams), nil)}, nil
+}
+
+// connector hands database/sql connections from a go-sqlite3 driver of our
+// own, so the write pool can have a ConnectHook without a driver name being
+// registered process-wide.
+type connector struct {
+	driver *sqlite3.SQLiteDriver
+	dsn    string
+}
+
+func (c connector) Connect(context.Context) (driver.Conn, error) { return c.driver.Open(c.dsn) }
+func (c connector) Driver() driver.Driver                        { return c.driver }
+
+func openDB(dsn string, hook func(*sqlite3.SQLiteConn) error) *sql.DB {
+	return sql.OpenDB(connector{driver: &sqlite3.SQLiteDriver{ConnectHook: hook}, dsn: dsn})
+}
+
+// keepWALFiles makes the -wal and -shm files outlive pfwd. SQLite deletes
+// them when the last connection closes, and a reader that may not create
+// files in the directory (fwctl run by a user the database's group lets
+// read it) cannot open a WAL database without them. journal_size_limit
+// keeps the idle -wal small.
+func keepWALFiles(c *sqlite3.SQLiteConn) error {
+	if err := c.SetFileControlInt("main", sqlite3.SQLITE_FCNTL_PERSIST_WAL, 1); err != nil {
+		return fmt.Errorf("keep WAL files: %w", err)
 	}
-	return &Store{path: path, write: write, read: read}, nil
+	if _, err := c.Exec("PRAGMA journal_size_limit = 4194304", nil); err != nil {
+		return fmt.Errorf("set journal_size_limit: %w", err)
+	}
+	return nil
 }
 
 // dsn builds a file: URI so that any byte in the path (?, #, %) is escaped

@@ -8,9 +8,11 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -290,8 +292,14 @@ func TestOpenReaderIsReadOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A clean close removes the -wal and -shm files; the reader must cope.
 	s.Close()
+	// The WAL files outlive the writer, so readers that may not create
+	// files next to the database can still open it.
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if _, err := os.Stat(path + suffix); err != nil {
+			t.Errorf("after Close: %v", err)
+		}
+	}
 	r, err := OpenReader(path)
 	if err != nil {
 		t.Fatalf("OpenReader after pfwd stopped: %v", err)
@@ -419,4 +427,75 @@ func TestConcurrentWriterAndReaders(t *testing.T) {
 		}
 	}
 	t.Logf("wrote %d blocked rows in %d batches while readers read (max id seen %v)", st.Blocked, st.Batches, seen)
+}
+
+// TestOpenReaderAsOtherUser runs a reader as nobody against a database root
+// wrote and has since closed, in a directory nobody may not write: what a
+// user in the database's group running fwctl while pfwd is stopped meets.
+// The test binary re-runs itself under the other uid.
+func TestOpenReaderAsOtherUser(t *testing.T) {
+	const env = "PFW_STORE_TEST_READER_PATH"
+	if path := os.Getenv(env); path != "" {
+		r, err := OpenReader(path)
+		if err != nil {
+			t.Fatalf("OpenReader as uid %d: %v", os.Getuid(), err)
+		}
+		defer r.Close()
+		rows, err := r.Logs(context.Background(), LogQuery{})
+		if err != nil || len(rows) != 1 {
+			t.Fatalf("Logs as uid %d: %d rows, %v; want 1 row", os.Getuid(), len(rows), err)
+		}
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a reader as another user")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "db", "firewall.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := s.NewWriter(WriterConfig{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	w.Blocked(tcpRow(t0, "203.0.113.7", "10.0.0.1", "Rule: Telnet"))
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	// Readable by others, writable by root only, like a database shared
+	// with an admin group.
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyPath := filepath.Join(dir, "store.test")
+	if err := os.WriteFile(copyPath, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{filepath.Dir(dir), dir, filepath.Dir(path)} {
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Chmod(path+suffix, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(copyPath, "-test.run=^TestOpenReaderAsOtherUser$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), env+"="+path)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestOpenReaderAsOtherUser") {
+		t.Fatalf("reader as nobody: %v\n%s", err, out)
+	}
 }
