@@ -228,7 +228,7 @@ func (w *Writer) Run(ctx context.Context) error {
 	defer flushTick.Stop()
 	var pruneTick <-chan time.Time
 	if w.cfg.Retention.Every > 0 {
-		w.prune(work)
+		w.prune(ctx)
 		t := time.NewTicker(w.cfg.Retention.Every)
 		defer t.Stop()
 		pruneTick = t.C
@@ -238,8 +238,10 @@ func (w *Writer) Run(ctx context.Context) error {
 		case e := <-w.queue:
 			w.accept(e)
 			// Take what else is waiting without going through select
-			// again per row; stop at a full batch.
-			for len(w.batch) < w.cfg.MaxBatch && w.drainOne() {
+			// again per row. The bound counts rows taken, not rows kept:
+			// under a flood past the cap the queue never empties, and the
+			// ticks and Flush requests must still get their turn.
+			for i := 1; i < w.cfg.MaxBatch && w.drainOne(); i++ {
 			}
 			if len(w.batch) >= w.cfg.MaxBatch {
 				w.report(w.commit(work))
@@ -247,7 +249,7 @@ func (w *Writer) Run(ctx context.Context) error {
 		case <-flushTick.C:
 			w.report(w.commit(work))
 		case <-pruneTick:
-			w.prune(work)
+			w.prune(ctx)
 		case reply := <-w.flush:
 			w.drain(len(w.queue))
 			reply <- w.commitAll(work)
@@ -434,9 +436,10 @@ func (w *Writer) closeStatements() {
 	}
 }
 
-// prune applies the retention policy.
+// prune applies the retention policy. It runs under Run's own context, so
+// shutdown interrupts a long pass between chunks; the next Run finishes it.
 func (w *Writer) prune(ctx context.Context) {
-	if _, err := w.store.Prune(ctx, w.cfg.Retention, w.now()); err != nil {
+	if _, err := w.store.Prune(ctx, w.cfg.Retention, w.now()); err != nil && ctx.Err() == nil {
 		w.errors.Add(1)
 		w.report(err)
 	}

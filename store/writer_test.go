@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -62,6 +63,49 @@ func TestWriterCapCountsExcessPerReason(t *testing.T) {
 	if hour != "2026-11-25 15:00" {
 		t.Errorf("log_suppressed.hour = %q, want the UTC hour of the clock, 2026-11-25 15:00", hour)
 	}
+}
+
+// TestWriterFloodKeepsCap floods a writer with a small cap on the real
+// clock: it must keep committing during the flood, write no more than the
+// cap per second, and account for every row it did not write.
+func TestWriterFloodKeepsCap(t *testing.T) {
+	s := openTemp(t)
+	const limit = 100
+	w := startWriter(t, s, WriterConfig{MaxRowsPerSecond: limit, FlushEvery: 20 * time.Millisecond, Buffer: 256}, nil)
+	row := tcpRow(t0, "203.0.113.7", "10.0.0.1", "Rate limited")
+	start := time.Now()
+	var produced uint64
+	committedDuringFlood := false
+	for time.Since(start) < 1200*time.Millisecond {
+		for range 1000 {
+			w.Blocked(row)
+			produced++
+		}
+		if !committedDuringFlood && time.Since(start) > 600*time.Millisecond {
+			committedDuringFlood = count(t, s, "blocked_packets") > 0
+		}
+		runtime.Gosched()
+	}
+	flush(t, w)
+	st := w.Stats()
+	// 1.2 s touch at most 3 distinct wall-clock seconds.
+	if st.Blocked < limit || st.Blocked > 3*limit {
+		t.Errorf("%d rows written in 1.2 s with a cap of %d/s", st.Blocked, limit)
+	}
+	if st.Blocked+st.Suppressed != produced {
+		t.Errorf("written %d + suppressed %d != %d rows produced", st.Blocked, st.Suppressed, produced)
+	}
+	if !committedDuringFlood {
+		t.Error("nothing committed in the first 600 ms of the flood")
+	}
+	var logged int64
+	if err := s.read.QueryRow(`SELECT sum(count) FROM log_suppressed WHERE reason = 'Rate limited'`).Scan(&logged); err != nil {
+		t.Fatal(err)
+	}
+	if uint64(logged) != st.Suppressed {
+		t.Errorf("log_suppressed holds %d, WriterStats.Suppressed %d", logged, st.Suppressed)
+	}
+	t.Logf("%d rows produced, %d written, %d suppressed", produced, st.Blocked, st.Suppressed)
 }
 
 func TestWriterFullBufferCountsAndNeverBlocks(t *testing.T) {
