@@ -327,8 +327,11 @@ func (w *Writer) commit(ctx context.Context) error {
 		w.addSuppressedLocked(k, c)
 	}
 	clear(w.capped)
-	supp := w.pendingSupp
-	if len(supp) > 0 {
+	// Take the pending map only when it has counts; an empty one stays
+	// with the producers, who may fill it the moment the lock is released.
+	var supp map[suppressKey]uint64
+	if len(w.pendingSupp) > 0 {
+		supp = w.pendingSupp
 		w.pendingSupp = make(map[suppressKey]uint64, len(supp))
 	}
 	w.mu.Unlock()
