@@ -1,0 +1,116 @@
+// Package nft keeps pfw's ruleset in the kernel: one table, inet
+// personal_firewall, whose sets say which remote addresses are whitelisted,
+// blacklisted or listed by a threat feed, and whose chains send every other
+// new flow to pfwd through an NFQUEUE.
+//
+// Invariant: pfw touches no table but its own, there is never more than one
+// of it, and every change to it is one netlink transaction, so a packet meets
+// the old ruleset or the new one, never a half-made one: no set is ever
+// empty or half filled on its way to new contents.
+//
+// # Use
+//
+//	fw, err := nft.Open(nft.Config{QueueNum: 0, InitialSets: lists})
+//	...
+//	err = fw.UpdateSets(map[nft.List][]netip.Prefix{nft.Intel: feedEntries})
+//	n, err := fw.KillFlows(func(f nft.Flow) bool { return blocked(f) })
+//	err = fw.Close() // the table goes (default mode) or stays (FailClosed)
+//
+// A List (Whitelist, Blacklist, Intel) is held in two interval sets, one per
+// family: whitelist_v4 and whitelist_v6, blacklist_v4 …, intel_v6.
+// UpdateSets replaces only the lists it is given, each whole, so the config
+// lists and the feed entries can be updated at different times.
+//
+// # The ruleset
+//
+// Chains input and output (type filter, priority filter + 20, policy accept)
+// hold the same rules, in this order; the remote address is the source on
+// input and the destination on output, and each rule carries a comment:
+//
+//  1. iif "lo" accept: loopback is not filtered, unless Config.Ifaces names
+//     "lo".
+//  2. iifname != "eth0" … accept: with Config.Ifaces, the other interfaces
+//     are not filtered.
+//  3. icmpv6 type { nd-router-solicit … nd-neighbor-advert } ip6 hoplimit
+//     255 accept: IPv6 cannot reach its neighbors without neighbor
+//     discovery, and hop limit 255 means the packet comes from this link
+//     (RFC 4861). ufw and firewalld accept it the same way. Off with
+//     Config.FilterNeighborDiscovery.
+//  4. remote address in @whitelist_v4 / @whitelist_v6: accept.
+//  5. in @blacklist_v4 / _v6: a log rule (NFLOG group Config.LogGroup, prefix
+//     "pfw blacklist", at most Config.LogRate packets a second), then drop.
+//  6. in @intel_v4 / _v6: the same with prefix "pfw intel".
+//  7. ct state established,related accept: pfwd decides a flow once, by its
+//     first packets; the rest stays in the kernel. The list drops come before
+//     this rule, so listing an address also cuts its open flows.
+//  8. queue to Config.QueueNum … QueueNum+QueueCount-1 (fanned out by CPU
+//     when there are several), with the bypass flag unless FailClosed: with
+//     no reader the packet is then accepted (fail open) or dropped.
+//
+// Each address match tests meta nfproto first, so a v4 set only ever sees
+// IPv4 packets in this inet table.
+//
+// # Priority
+//
+// In one hook every base chain runs, in priority order: an accept only ends
+// its own chain, a drop is final. So the verdict is the same whatever the
+// order (a packet passes only if every firewall accepts it), and the order
+// decides only which packets reach pfwd. Filter + 20 runs after
+// iptables-nft and ufw (filter, 0) and firewalld (filter + 10): a packet one
+// of them drops costs no trip to user space and never shows in pfw's log as
+// allowed. It is distinct from theirs because chains of equal priority run in
+// an undefined order, and below security (50). Docker and libvirt filter the
+// forward hook, which pfw leaves alone. Conntrack (-200) and destination NAT
+// (-100) have run by then, so the output chain sees the address a packet
+// really goes to.
+//
+// # Queue modes
+//
+// The native queue expression needs CONFIG_NFT_QUEUE, which some kernels
+// (pfw's CI among them) lack. Open sends its first transaction with it; if
+// the kernel answers ENOENT, it sends the same transaction with the iptables
+// NFQUEUE target (revision 3) run by nft_compat. QueueMode says which was
+// used; Config.ForceQueueMode picks one. nft prints the xt target as
+// `xt target "NFQUEUE"`, its translation, or nothing, depending on whether
+// the iptables extension libraries are installed.
+//
+// # Ownership and crashes
+//
+// By default the table has the owner flag (NFT_TABLE_F_OWNER): it belongs to
+// the Firewall's netlink socket, so no other process can change it and the
+// kernel deletes it when the socket closes, also when pfwd is killed with
+// SIGKILL: pfwd's rules never outlive it, and traffic flows (fail open).
+// Every change goes through that one socket, and a second Open fails while
+// the first Firewall lives. google/nftables v0.3.0 cannot set a table's
+// flags, so the owned table is created by a hand-written batch on the same
+// socket, and the ruleset and initial sets follow in a second transaction;
+// the empty table in between filters nothing, which is what the default
+// (fail-open) mode promises whenever pfwd is not in charge.
+//
+// With FailClosed the table has no owner and outlives the process: queued
+// traffic is dropped while no pfwd listens, as asked. Close leaves it;
+// Remove, or RemoveTable from another process, deletes it. The next
+// fail-closed Open replaces it in one transaction that deletes the stale
+// table and creates the new one, so there is no moment without rules; a
+// default-mode Open replaces it through the owned-table path above.
+//
+// # Sets
+//
+// Prefixes are merged into disjoint ranges before they reach the kernel,
+// which rejects overlapping intervals. A range is a start element and an
+// end element at the address after its last; a range that reaches
+// 255.255.255.255 or ffff:…:ffff has no such address and is only a start
+// element, as nft writes it. An update is sent as the difference between
+// the ranges the sets hold and the ones asked for, in one transaction of
+// messages small enough for a netlink attribute (64 kB); the socket's send
+// buffer grows to fit the batch (100,000 prefixes is about 4 MB).
+//
+// # Conntrack
+//
+// KillFlows dumps the conntrack table and deletes the entries the caller's
+// function picks, so a flow a new rule would block does not live on through
+// the ct state rule.
+//
+// Everything here needs CAP_NET_ADMIN. The package never logs; errors name
+// the operation and the table or set.
+package nft

@@ -1,0 +1,241 @@
+package nft
+
+import (
+	"encoding/binary"
+	"fmt"
+	"slices"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"golang.org/x/sys/unix"
+)
+
+// ChainPriority is the priority of the input and output base chains:
+// filter + 20. See doc.go for why.
+const ChainPriority = 20
+
+// loopbackIfindex is the index of lo in every network namespace
+// (LOOPBACK_IFINDEX), which is what `iif "lo"` compiles to.
+const loopbackIfindex = 1
+
+// hook is one base chain and how it finds the remote end of a packet.
+type hook struct {
+	chain   string
+	num     *nftables.ChainHook
+	ifIndex expr.MetaKey // iif / oif
+	ifName  expr.MetaKey // iifname / oifname
+	// remoteIsSource: the remote address is the source on input, the
+	// destination on output.
+	remoteIsSource bool
+}
+
+var hooks = []hook{
+	{chain: "input", num: nftables.ChainHookInput, ifIndex: expr.MetaKeyIIF, ifName: expr.MetaKeyIIFNAME, remoteIsSource: true},
+	{chain: "output", num: nftables.ChainHookOutput, ifIndex: expr.MetaKeyOIF, ifName: expr.MetaKeyOIFNAME},
+}
+
+func (h hook) remoteOffset(f family) uint32 {
+	if h.remoteIsSource {
+		return f.srcOffset
+	}
+	return f.dstOffset
+}
+
+// setComments say in `nft list ruleset` what each list is for.
+var setComments = map[List]string{
+	Whitelist: "remote addresses accepted without asking pfwd",
+	Blacklist: "remote addresses dropped (configured blacklist)",
+	Intel:     "remote addresses dropped (threat feeds)",
+}
+
+// newSets returns fresh set objects for a transaction that creates them.
+func newSets(t *nftables.Table) map[string]*nftables.Set {
+	sets := make(map[string]*nftables.Set)
+	for _, l := range Lists {
+		for _, f := range families {
+			sets[setName(l, f)] = &nftables.Set{
+				Table:    t,
+				Name:     setName(l, f),
+				KeyType:  f.keyType,
+				Interval: true,
+				Comment:  setComments[l],
+			}
+		}
+	}
+	return sets
+}
+
+// addRuleset queues the sets, the two base chains and their rules on c. The
+// table itself is queued (or already made) by the caller.
+func addRuleset(c *nftables.Conn, cfg *Config, t *nftables.Table, sets map[string]*nftables.Set, queueMode string) error {
+	for _, l := range Lists {
+		for _, f := range families {
+			if err := c.AddSet(sets[setName(l, f)], nil); err != nil {
+				return fmt.Errorf("add set %s: %w", setName(l, f), err)
+			}
+		}
+	}
+	accept := policyPtr(nftables.ChainPolicyAccept)
+	for _, h := range hooks {
+		// Anonymous sets live in the rules that use them: one per chain.
+		ndTypes := &nftables.Set{Table: t, Anonymous: true, Constant: true, KeyType: nftables.TypeICMP6Type}
+		if !cfg.FilterNeighborDiscovery {
+			if err := c.AddSet(ndTypes, neighborDiscoveryTypes); err != nil {
+				return fmt.Errorf("add neighbor discovery set: %w", err)
+			}
+		}
+		ch := c.AddChain(&nftables.Chain{
+			Name:     h.chain,
+			Table:    t,
+			Type:     nftables.ChainTypeFilter,
+			Hooknum:  h.num,
+			Priority: nftables.ChainPriorityRef(ChainPriority),
+			Policy:   accept,
+		})
+		for _, r := range chainRules(cfg, sets, ndTypes, h, queueMode) {
+			c.AddRule(&nftables.Rule{
+				Table:    t,
+				Chain:    ch,
+				Exprs:    r.exprs,
+				UserData: userdata.AppendString(nil, userdata.TypeComment, r.comment),
+			})
+		}
+	}
+	return nil
+}
+
+func policyPtr(p nftables.ChainPolicy) *nftables.ChainPolicy { return &p }
+
+type rule struct {
+	comment string
+	exprs   []expr.Any
+}
+
+// chainRules is the ruleset of one chain, in the order doc.go lists it.
+func chainRules(cfg *Config, sets map[string]*nftables.Set, ndTypes *nftables.Set, h hook, queueMode string) []rule {
+	var rules []rule
+	if !cfg.filtersLoopback() {
+		rules = append(rules, rule{
+			comment: "loopback traffic is never filtered",
+			exprs: []expr.Any{
+				&expr.Meta{Key: h.ifIndex, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.NativeEndian.AppendUint32(nil, loopbackIfindex)},
+				accept(),
+			},
+		})
+	}
+	if len(cfg.Ifaces) > 0 {
+		// One cmp per interface rather than an anonymous set: nft can only
+		// print an ifname set it wrote itself (google/nftables marks every
+		// anonymous set's keys big-endian, and ifname keys are strings).
+		var exprs []expr.Any
+		for _, name := range cfg.Ifaces {
+			exprs = append(exprs,
+				&expr.Meta{Key: h.ifName, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname(name)})
+		}
+		rules = append(rules, rule{
+			comment: "only the interfaces given by --iface are filtered",
+			exprs:   append(exprs, accept()),
+		})
+	}
+	if !cfg.FilterNeighborDiscovery {
+		rules = append(rules, rule{
+			comment: "IPv6 neighbor discovery (hop limit 255: from this link only) is never filtered",
+			exprs: []expr.Any{
+				&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV6}},
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMPV6}},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+				&expr.Lookup{SourceRegister: 1, SetName: ndTypes.Name, SetID: ndTypes.ID},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 7, Len: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{255}},
+				accept(),
+			},
+		})
+	}
+	for _, f := range families {
+		rules = append(rules, rule{
+			comment: "whitelisted remote address",
+			exprs:   append(remoteIn(h, f, sets[setName(Whitelist, f)]), accept()),
+		})
+	}
+	for _, l := range []List{Blacklist, Intel} {
+		for _, f := range families {
+			match := remoteIn(h, f, sets[setName(l, f)])
+			rules = append(rules,
+				rule{
+					comment: fmt.Sprintf("log %s remote address (rate-limited)", listNoun[l]),
+					exprs: append(slices.Clip(match),
+						&expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(cfg.LogRate), Unit: expr.LimitTimeSecond, Burst: cfg.LogRate},
+						&expr.Log{
+							Key:   1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX,
+							Group: cfg.LogGroup,
+							Data:  []byte(LogPrefix(l)),
+						}),
+				},
+				rule{
+					comment: fmt.Sprintf("drop %s remote address", listNoun[l]),
+					exprs:   append(match, &expr.Verdict{Kind: expr.VerdictDrop}),
+				})
+		}
+	}
+	established := binary.NativeEndian.AppendUint32(nil, expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED)
+	rules = append(rules,
+		rule{
+			comment: "flows pfwd already let through stay in the kernel",
+			exprs: []expr.Any{
+				&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: established, Xor: make([]byte, 4)},
+				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+				accept(),
+			},
+		},
+		rule{
+			comment: queueComment(cfg.FailClosed),
+			exprs:   []expr.Any{queueExpr(queueMode, cfg.QueueNum, cfg.QueueCount, !cfg.FailClosed)},
+		})
+	return rules
+}
+
+// neighborDiscoveryTypes are the ICMPv6 types IPv6 needs to reach its
+// neighbors and routers (RFC 4861): router solicitation and advertisement,
+// neighbor solicitation and advertisement. Redirect (137) is left to pfwd.
+var neighborDiscoveryTypes = []nftables.SetElement{{Key: []byte{133}}, {Key: []byte{134}}, {Key: []byte{135}}, {Key: []byte{136}}}
+
+var listNoun = map[List]string{Blacklist: "blacklisted", Intel: "threat-listed"}
+
+// LogPrefix is the prefix of the NFLOG messages (group Config.LogGroup) the
+// kernel sends for a packet it drops because its remote address is in l.
+func LogPrefix(l List) string { return "pfw " + string(l) }
+
+func queueComment(failClosed bool) string {
+	if failClosed {
+		return "new flows go to pfwd, dropped while pfwd does not listen"
+	}
+	return "new flows go to pfwd, accepted while pfwd does not listen"
+}
+
+// remoteIn matches packets of family f whose remote address is in set.
+// Testing meta nfproto first keeps an IPv6 packet's bytes from being read as
+// an IPv4 header in this inet table.
+func remoteIn(h hook, f family, set *nftables.Set) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{f.nfproto}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: h.remoteOffset(f), Len: uint32(f.addrLen)},
+		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
+	}
+}
+
+func accept() expr.Any { return &expr.Verdict{Kind: expr.VerdictAccept} }
+
+// ifname is name as the kernel compares interface names: NUL-padded to
+// IFNAMSIZ.
+func ifname(name string) []byte {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, name)
+	return b
+}
