@@ -426,7 +426,7 @@ func TestQueueModes(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		cfg  Config
-		info []byte // xt_NFQ_info_v3, host byte order
+		info []byte // xt_NFQ_info_v3 on a little-endian host
 	}{
 		{"xt one queue fail-open", Config{}, []byte{0, 0, 1, 0, nfqFlagBypass, 0, 0, 0}},
 		{"xt fanout fail-closed", Config{QueueNum: 3, QueueCount: 4, FailClosed: true}, []byte{3, 0, 4, 0, nfqFlagCPUFanout, 0, 0, 0}},
@@ -478,6 +478,42 @@ func TestConfigErrors(t *testing.T) {
 		_, err := Open(tc.cfg)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Open(%+v) = %v, want an error with %q", tc.cfg, err, tc.want)
+		}
+	}
+}
+
+// TestUpdateSetsAtomic makes the kernel refuse an update half way: someone
+// flushed a set behind pfwd's back (possible on a fail-closed table, which
+// has no owner), so deleting its vanished ranges fails. Nothing of the
+// batch may apply, and the Firewall must learn what the kernel holds.
+func TestUpdateSetsAtomic(t *testing.T) {
+	ns := newNetNS(t)
+	fw := open(t, Config{NetNS: ns.fd, FailClosed: true})
+	if err := fw.UpdateSets(map[List][]netip.Prefix{
+		Intel:     prefixes("198.51.100.1", "198.51.100.3"),
+		Blacklist: prefixes("192.0.2.1"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ns.run(t, "nft", "flush set inet personal_firewall intel_v4")
+
+	next := map[List][]netip.Prefix{Intel: prefixes("198.51.100.3"), Blacklist: prefixes("192.0.2.1", "192.0.2.9")}
+	if err := fw.UpdateSets(next); !errors.Is(err, syscall.ENOENT) {
+		t.Fatalf("UpdateSets over a flushed set = %v, want ENOENT", err)
+	}
+	if diff := cmp.Diff(rngs(t, "192.0.2.1/32"), ns.listSet(t, DefaultTable, "blacklist_v4"), rangeCmp); diff != "" {
+		t.Errorf("blacklist_v4 after a refused batch (-want +got):\n%s", diff)
+	}
+	if got := fw.SetSizes()["intel_v4"]; got != 0 {
+		t.Errorf("SetSizes()[intel_v4] = %d after the refused batch, want 0 (read back)", got)
+	}
+
+	if err := fw.UpdateSets(next); err != nil {
+		t.Fatalf("UpdateSets after the read back: %v", err)
+	}
+	for name, want := range map[string][]string{"intel_v4": {"198.51.100.3/32"}, "blacklist_v4": {"192.0.2.1/32", "192.0.2.9/32"}} {
+		if diff := cmp.Diff(rngs(t, want...), ns.listSet(t, DefaultTable, name), rangeCmp); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", name, diff)
 		}
 	}
 }

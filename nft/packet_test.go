@@ -3,6 +3,7 @@ package nft
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
 	"sync"
 	"testing"
@@ -12,7 +13,9 @@ import (
 // fd99::2).
 func veth(t *testing.T, fw, peer *testNetNS) {
 	t.Helper()
-	link := fmt.Sprintf("pfwv%d", netnsSeq.Add(1))
+	// The links are made inside the test's namespaces, and named after the
+	// test process all the same (IFNAMSIZ leaves no room for the test name).
+	link := fmt.Sprintf("p%d-%d", os.Getpid(), netnsSeq.Add(1))
 	if out, err := exec.Command("ip", "link", "add", link+"a", "netns", fw.name, "type", "veth",
 		"peer", "name", link+"b", "netns", peer.name).CombinedOutput(); err != nil {
 		t.Fatalf("ip link add: %v: %s", err, out)
