@@ -116,9 +116,10 @@ type Firewall struct {
 	closed     bool
 }
 
-// Open installs the table, replacing a stale one of the same name (left by a
-// pfwd that crashed in fail-closed mode) in the same transaction, and
-// leaving every other table alone.
+// Open installs the table with its ruleset and cfg.InitialSets. A stale
+// table of the same name (left by a fail-closed pfwd) is deleted in the
+// transaction that creates the new one; a table owned by a live process is
+// an error; every other table is left alone.
 func Open(cfg Config) (*Firewall, error) {
 	cfg.Ifaces = slices.Clone(cfg.Ifaces)
 	if err := cfg.setDefaults(); err != nil {
