@@ -1,0 +1,41 @@
+// Command fwctl controls the pfw personal firewall: it edits the rules
+// file, explains verdicts, and reads the packet log and the daemon's state.
+//
+// Invariant: fwctl never changes the firewall except through the rules
+// file, and only through rules.Update, so every change is validated, locked
+// against concurrent edits and written atomically, and a failed command
+// leaves the file byte-for-byte as it was; pfwd picks the new file up
+// within a second. Exit status: 0 success, 1 an error (one line on stderr,
+// "fwctl: ..."), 2 bad usage (an unknown command or flag, a wrong number of
+// arguments, a missing required flag).
+//
+// Commands (run `fwctl help COMMAND` for each one's flags):
+//
+//	list                                   the rules, numbered
+//	add NAME ACTION [--protocol P] [--ports 23,445,8000-8100] [--src-ips A,B] [--direction in|out] [--position N]
+//	remove N | toggle N                    by the number list shows
+//	blacklist add|remove IP... | blacklist list    (the same for whitelist)
+//	check [FILE]                           validate a config without applying it
+//	explain --src IP [--dst IP] [--protocol P] [--dst-port N] [--direction in|out]
+//	logs [--type blocked|allowed] [--limit 50] [--ip IP] [--since 1h] [--follow]
+//	stats | threats [--limit 50] | status
+//
+// Global flags, accepted before or after the command: --config FILE
+// ($PFW_CONFIG), --db FILE ($PFW_DB), --socket FILE ($PFW_SOCKET) and
+// --json. Flags may follow positional arguments (`fwctl add Telnet block
+// --protocol tcp --ports 23`): urfave/cli stops reading flags at the first
+// positional, so reorderArgs moves them in front before parsing; "--" ends
+// the flags.
+//
+// With --json, list prints an array of rules (the config keys plus
+// "number"), logs and threats arrays of rows keyed by column name (logs
+// --follow: one object per line), explain {"verdict", "reason", "step",
+// "step_number", ...}, stats and status one object, check {"valid",
+// "error", "rules"}, and edits the rule or list entries they changed.
+//
+// Edits of a missing rules file first create it from the embedded default,
+// as pfwd does on first start. Read-only commands never create anything:
+// logs, stats and threats open the database read-only (WAL mode lets them
+// read while pfwd writes) and fail when there is none; explain then simply
+// checks no threat entries.
+package main

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/pfw/pfw/rules"
+	"github.com/pfw/pfw/store"
+	"github.com/pfw/pfw/verdict"
+	"github.com/urfave/cli/v2"
+)
+
+func explainCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "explain",
+		Usage: "show which pipeline step decides a packet, and why (no daemon needed)",
+		UsageText: "fwctl explain --src IP [--dst IP] [--protocol tcp|udp|icmp|icmpv6|any] [--dst-port N] [--direction in|out]\n" +
+			"   fwctl explain --direction out --dst IP [--src IP] ...",
+		Description: "explain runs the config (and the threat entries in the database, if there is one) over\n" +
+			"one made-up packet, the way pfwd decides a new connection. The remote address is --src for\n" +
+			"inbound packets and --dst for outbound ones. The rate limit depends on live traffic and is\n" +
+			"not evaluated.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "src", Usage: "source `IP` (the remote address for --direction in)"},
+			&cli.StringFlag{Name: "dst", Usage: "destination `IP` (the remote address for --direction out; default: unspecified)"},
+			&cli.StringFlag{Name: "protocol", Value: "tcp", Usage: "protocol `P` (tcp, udp, icmp, icmpv6, or any, taken as tcp)"},
+			&cli.StringFlag{Name: "dst-port", Usage: "destination `PORT` (without it only rules without ports can match)"},
+			&cli.StringFlag{Name: "direction", Value: "in", Usage: "direction `DIR` (in or out)"},
+		},
+		Action: explain,
+	}
+}
+
+// explanation is what `explain --json` prints.
+type explanation struct {
+	Verdict    string `json:"verdict"`
+	Reason     string `json:"reason"`
+	Step       string `json:"step"`
+	StepNumber int    `json:"step_number"`
+	Rule       int    `json:"rule,omitempty"` // the deciding rule's number, as `list` shows it
+	Direction  string `json:"direction"`
+	Remote     string `json:"remote"`
+	// ThreatEntries is how many threat entries were checked (0 without a
+	// database).
+	ThreatEntries int `json:"threat_entries"`
+}
+
+func explain(c *cli.Context) error {
+	if err := wantArgs(c, 0, 0, ""); err != nil {
+		return err
+	}
+	g := globalsOf(c)
+	dir, err := rules.ParseDirection(strings.ToLower(c.String("direction")))
+	if err != nil {
+		return fmt.Errorf("--direction: %w", err)
+	}
+	remoteFlag := "src"
+	if dir == rules.DirOut {
+		remoteFlag = "dst"
+	}
+	if !c.IsSet(remoteFlag) {
+		return badUsage(c, "explain: --%s IP is required for --direction %s (it is the remote address)", remoteFlag, dir)
+	}
+	pkt, err := packetFromFlags(c)
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(g.config)
+	if err != nil {
+		return err
+	}
+	engine := verdict.NewEngine(verdict.Compile(cfg))
+	intel, err := loadIntel(c.Context, g.db, cfg)
+	if err != nil {
+		fmt.Fprintf(g.errOut, "fwctl: warning: threat entries not checked: %s\n", oneLine(err.Error()))
+	}
+	engine.SetIntel(intel)
+	d := engine.Explain(&pkt, dir)
+
+	remote := pkt.Src
+	if dir == rules.DirOut {
+		remote = pkt.Dst
+	}
+	ex := explanation{
+		Verdict:       d.Action.String(),
+		Reason:        d.Reason,
+		Step:          d.Step.String(),
+		StepNumber:    int(d.Step),
+		Direction:     dir.String(),
+		Remote:        remote.String(),
+		ThreatEntries: intel.Len(),
+	}
+	if d.Rule >= 0 {
+		ex.Rule = d.Rule + 1
+	}
+	if g.json {
+		return writeJSON(g.out, ex)
+	}
+	step := fmt.Sprintf("%d (%s)", ex.StepNumber, ex.Step)
+	if ex.Rule > 0 {
+		step += fmt.Sprintf("; the rule is number %d in fwctl list", ex.Rule)
+	}
+	fmt.Fprintf(g.out, "Verdict:  %s\n", ex.Verdict)
+	fmt.Fprintf(g.out, "Reason:   %s\n", ex.Reason)
+	fmt.Fprintf(g.out, "Step:     %s\n", step)
+	fmt.Fprintf(g.out, "Packet:   %s\n", describePacket(&pkt, dir))
+	// The notes matter only when the steps they qualify were reached.
+	if d.Step >= verdict.StepRule && (pkt.Proto == verdict.ProtoTCP || pkt.Proto == verdict.ProtoUDP) && !pkt.HasPorts {
+		fmt.Fprintln(g.out, "Note:     no --dst-port given, so only rules without ports could match.")
+	}
+	if dir == rules.DirIn && d.Step > verdict.StepRateLimit {
+		fmt.Fprintln(g.out, "Note:     the rate limit (step 4) depends on live traffic and is not evaluated here.")
+	}
+	return nil
+}
+
+// packetFromFlags builds the packet explain decides: what NFQUEUE would
+// hand pfwd for the first packet of a connection (a SYN, for TCP).
+func packetFromFlags(c *cli.Context) (verdict.Packet, error) {
+	var p verdict.Packet
+	src, err := addrFlag(c, "src")
+	if err != nil {
+		return p, err
+	}
+	dst, err := addrFlag(c, "dst")
+	if err != nil {
+		return p, err
+	}
+	switch {
+	case src.IsValid() && dst.IsValid() && src.Is4() != dst.Is4():
+		return p, fmt.Errorf("--src %s and --dst %s are not the same address family", src, dst)
+	case !src.IsValid():
+		src = unspecified(dst)
+	case !dst.IsValid():
+		dst = unspecified(src)
+	}
+	proto, err := rules.ParseProtocol(strings.ToLower(c.String("protocol")))
+	if err != nil {
+		return p, fmt.Errorf("--protocol: %w", err)
+	}
+	p = verdict.Packet{Status: verdict.StatusOK, Version: 6, Src: src, Dst: dst, Length: 60}
+	if src.Is4() {
+		p.Version = 4
+	}
+	switch proto {
+	case rules.ProtoAny, rules.ProtoTCP:
+		p.Proto, p.TCPFlags = verdict.ProtoTCP, verdict.TCPSyn
+	case rules.ProtoUDP:
+		p.Proto = verdict.ProtoUDP
+	case rules.ProtoICMP:
+		p.Proto = verdict.ProtoICMP
+	case rules.ProtoICMPv6:
+		p.Proto = verdict.ProtoICMPv6
+	}
+	if c.IsSet("dst-port") {
+		if !proto.HasPorts() {
+			return p, fmt.Errorf("--dst-port: %s has no ports", proto)
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(c.String("dst-port")))
+		if err != nil || n < 1 || n > 65535 {
+			return p, fmt.Errorf("--dst-port: %q is not a port (1-65535)", c.String("dst-port"))
+		}
+		p.DstPort, p.SrcPort, p.HasPorts = uint16(n), 49152, true
+	}
+	return p, nil
+}
+
+// addrFlag reads an address flag; the zero Addr when it is not set.
+func addrFlag(c *cli.Context, name string) (netip.Addr, error) {
+	if !c.IsSet(name) {
+		return netip.Addr{}, nil
+	}
+	s := strings.TrimSpace(c.String(name))
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, fmt.Errorf("--%s: %q is not an IP address", name, s)
+	}
+	return a, nil
+}
+
+func unspecified(like netip.Addr) netip.Addr {
+	if like.Is4() {
+		return netip.IPv4Unspecified()
+	}
+	return netip.IPv6Unspecified()
+}
+
+func describePacket(p *verdict.Packet, dir rules.Direction) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s %s -> %s", map[rules.Direction]string{rules.DirIn: "inbound", rules.DirOut: "outbound"}[dir],
+		store.ProtoName(p.Proto), p.Src, p.Dst)
+	if p.HasPorts {
+		fmt.Fprintf(&b, " port %d", p.DstPort)
+	}
+	if p.Proto == verdict.ProtoTCP {
+		b.WriteString(" (SYN)")
+	}
+	return b.String()
+}
+
+// loadIntel compiles the threat entries pfwd keeps in the database, the
+// way pfwd loads them at start: one group per feed, the config's feeds
+// first in file order (the first listed names an entry two feeds share),
+// then sources the config no longer lists, by name. No database is no
+// entries; a database that cannot be read is an error for the caller to
+// warn about, with nil entries.
+func loadIntel(ctx context.Context, path string, cfg *rules.Config) (*verdict.Intel, error) {
+	s, err := store.OpenReader(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	threats, err := s.LoadThreats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	bySource := map[string][]netip.Prefix{}
+	for _, t := range threats {
+		bySource[t.Source] = append(bySource[t.Source], t.IP)
+	}
+	var feeds []verdict.FeedEntries
+	for _, f := range cfg.ThreatFeeds {
+		if ps, ok := bySource[f.Name]; ok {
+			feeds = append(feeds, verdict.FeedEntries{Name: f.Name, Prefixes: ps})
+			delete(bySource, f.Name)
+		}
+	}
+	var rest []verdict.FeedEntries
+	for name, ps := range bySource {
+		rest = append(rest, verdict.FeedEntries{Name: name, Prefixes: ps})
+	}
+	slices.SortFunc(rest, func(a, b verdict.FeedEntries) int { return cmp.Compare(a.Name, b.Name) })
+	return verdict.NewIntel(append(feeds, rest...)), nil
+}

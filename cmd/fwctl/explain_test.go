@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/pfw/pfw/store"
+)
+
+// addThreats stores feed entries the way pfwd's feed updater does.
+func addThreats(t *testing.T, db, source, level string, seen time.Time, entries ...string) {
+	t.Helper()
+	s, err := store.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var ps []netip.Prefix
+	for _, e := range entries {
+		p, err := netip.ParsePrefix(e)
+		if err != nil {
+			a := netip.MustParseAddr(e)
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		ps = append(ps, p)
+	}
+	if err := s.ReplaceThreats(context.Background(), source, level, ps, seen); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestExplain(t *testing.T) {
+	e := newEnv(t, testConfig)
+	now := time.Now()
+	addThreats(t, e.db, "Feodo Tracker", "high", now, "198.18.0.5", "2001:db8:bad::/48", "198.18.7.0/24")
+	// Listed by both feeds: the first in the config names the block.
+	addThreats(t, e.db, "Spamhaus DROP", "critical", now, "198.18.9.0/24")
+	// A feed since removed from the config still blocks until pfwd drops it.
+	addThreats(t, e.db, "Old feed", "low", now, "100.64.0.1")
+
+	tests := []struct {
+		name string
+		args []string
+		want explanation
+	}{
+		{"whitelist v4", []string{"--src", "127.0.0.1", "--dst-port", "23"},
+			explanation{Verdict: "allow", Reason: "Whitelisted IP", Step: "whitelist", StepNumber: 1, Remote: "127.0.0.1"}},
+		{"whitelist v6", []string{"--src", "::1"},
+			explanation{Verdict: "allow", Reason: "Whitelisted IP", Step: "whitelist", StepNumber: 1, Remote: "::1"}},
+		{"blacklist v4 address", []string{"--src", "203.0.113.7", "--protocol", "udp"},
+			explanation{Verdict: "block", Reason: "Blacklisted IP", Step: "blacklist", StepNumber: 2, Remote: "203.0.113.7"}},
+		{"blacklist v4 CIDR", []string{"--src", "192.0.2.77", "--protocol", "icmp"},
+			explanation{Verdict: "block", Reason: "Blacklisted IP", Step: "blacklist", StepNumber: 2, Remote: "192.0.2.77"}},
+		{"blacklist v6", []string{"--src", "2001:db8:dead::9", "--dst", "2001:db8::2"},
+			explanation{Verdict: "block", Reason: "Blacklisted IP", Step: "blacklist", StepNumber: 2, Remote: "2001:db8:dead::9"}},
+		{"threat intel v4", []string{"--src", "198.18.0.5", "--dst-port", "443"},
+			explanation{Verdict: "block", Reason: "Threat intel: Feodo Tracker", Step: "threat_intel", StepNumber: 3, Remote: "198.18.0.5"}},
+		{"threat intel v6", []string{"--src", "2001:db8:bad::77"},
+			explanation{Verdict: "block", Reason: "Threat intel: Feodo Tracker", Step: "threat_intel", StepNumber: 3, Remote: "2001:db8:bad::77"}},
+		{"threat intel second feed", []string{"--src", "198.18.9.1"},
+			explanation{Verdict: "block", Reason: "Threat intel: Spamhaus DROP", Step: "threat_intel", StepNumber: 3, Remote: "198.18.9.1"}},
+		{"threat intel feed not in config", []string{"--src", "100.64.0.1"},
+			explanation{Verdict: "block", Reason: "Threat intel: Old feed", Step: "threat_intel", StepNumber: 3, Remote: "100.64.0.1"}},
+		{"rule v4", []string{"--src", "203.0.113.50", "--dst", "192.168.1.2", "--dst-port", "445"},
+			explanation{Verdict: "block", Reason: "Rule: Block Telnet and SMB", Step: "rule", StepNumber: 5, Rule: 1, Remote: "203.0.113.50"}},
+		{"rule with sources v4", []string{"--src", "10.9.8.7", "--dst-port", "22"},
+			explanation{Verdict: "allow", Reason: "Rule: SSH from the lab", Step: "rule", StepNumber: 5, Rule: 3, Remote: "10.9.8.7"}},
+		{"rule with sources v6", []string{"--src", "2001:db8:1::5", "--dst-port", "22", "--protocol", "any"},
+			explanation{Verdict: "allow", Reason: "Rule: SSH from the lab", Step: "rule", StepNumber: 5, Rule: 3, Remote: "2001:db8:1::5"}},
+		{"rule after a source mismatch v6", []string{"--src", "2001:db8:2::5", "--dst-port", "22"},
+			explanation{Verdict: "block", Reason: "Rule: Block SSH", Step: "rule", StepNumber: 5, Rule: 4, Remote: "2001:db8:2::5"}},
+		{"disabled rule", []string{"--src", "198.51.100.9", "--protocol", "udp", "--dst-port", "27010"},
+			explanation{Verdict: "allow", Reason: "Default policy", Step: "default_policy", StepNumber: 6, Remote: "198.51.100.9"}},
+		{"no port: rules with ports cannot match", []string{"--src", "203.0.113.50"},
+			explanation{Verdict: "allow", Reason: "Default policy", Step: "default_policy", StepNumber: 6, Remote: "203.0.113.50"}},
+		{"inbound rule on udp does not match tcp", []string{"--src", "8.8.8.8", "--protocol", "udp", "--dst-port", "23"},
+			explanation{Verdict: "allow", Reason: "Default policy", Step: "default_policy", StepNumber: 6, Remote: "8.8.8.8"}},
+		{"default v6", []string{"--src", "2001:db8:99::1", "--dst-port", "80"},
+			explanation{Verdict: "allow", Reason: "Default policy", Step: "default_policy", StepNumber: 6, Remote: "2001:db8:99::1"}},
+		{"the destination is not the remote of an inbound packet", []string{"--src", "8.8.4.4", "--dst", "203.0.113.7"},
+			explanation{Verdict: "allow", Reason: "Default policy", Step: "default_policy", StepNumber: 6, Remote: "8.8.4.4"}},
+		{"out: rule", []string{"--direction", "out", "--dst", "198.51.100.25", "--dst-port", "25"},
+			explanation{Verdict: "block", Reason: "Rule: No outbound SMTP", Step: "rule", StepNumber: 5, Rule: 5, Direction: "out", Remote: "198.51.100.25"}},
+		{"out: inbound rules do not apply", []string{"--direction", "out", "--src", "10.0.0.2", "--dst", "198.51.100.25", "--dst-port", "23"},
+			explanation{Verdict: "allow", Reason: "Default policy", Step: "default_policy", StepNumber: 6, Direction: "out", Remote: "198.51.100.25"}},
+		{"out: blacklisted remote v6", []string{"--direction", "out", "--dst", "2001:db8:dead::1"},
+			explanation{Verdict: "block", Reason: "Blacklisted IP", Step: "blacklist", StepNumber: 2, Direction: "out", Remote: "2001:db8:dead::1"}},
+		{"out: threat intel", []string{"--direction", "out", "--dst", "198.18.7.7", "--dst-port", "443"},
+			explanation{Verdict: "block", Reason: "Threat intel: Feodo Tracker", Step: "threat_intel", StepNumber: 3, Direction: "out", Remote: "198.18.7.7"}},
+		{"out: the source is not the remote", []string{"--direction", "out", "--src", "203.0.113.7", "--dst", "8.8.8.8"},
+			explanation{Verdict: "allow", Reason: "Default policy", Step: "default_policy", StepNumber: 6, Direction: "out", Remote: "8.8.8.8"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got explanation
+			decode(t, mustRun(t, append([]string{"explain", "--json"}, tt.args...)...), &got)
+			want := tt.want
+			if want.Direction == "" {
+				want.Direction = "in"
+			}
+			want.ThreatEntries = 5
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("explain %v (-want +got):\n%s", tt.args, diff)
+			}
+			// The text output says the same.
+			r := mustRun(t, append([]string{"explain"}, tt.args...)...)
+			for _, line := range []string{"Verdict:  " + want.Verdict + "\n", "Reason:   " + want.Reason + "\n"} {
+				if !strings.Contains(r.stdout, line) {
+					t.Errorf("explain %v = %q, want a line %q", tt.args, r.stdout, line)
+				}
+			}
+		})
+	}
+}
+
+func TestExplainText(t *testing.T) {
+	newEnv(t, testConfig)
+	r := mustRun(t, "explain", "--src", "203.0.113.50", "--dst-port", "23")
+	want := `Verdict:  block
+Reason:   Rule: Block Telnet and SMB
+Step:     5 (rule); the rule is number 1 in fwctl list
+Packet:   inbound tcp 203.0.113.50 -> 0.0.0.0 port 23 (SYN)
+Note:     the rate limit (step 4) depends on live traffic and is not evaluated here.
+`
+	if diff := cmp.Diff(want, r.stdout); diff != "" {
+		t.Errorf("explain (-want +got):\n%s", diff)
+	}
+	if r.stderr != "" {
+		t.Errorf("stderr = %q: a missing database must be skipped silently", r.stderr)
+	}
+}
+
+func TestExplainWithUnreadableDatabaseWarns(t *testing.T) {
+	e := newEnv(t, testConfig)
+	os.WriteFile(e.db, []byte("this is not a database, and long enough to have a header"), 0o644)
+	r := mustRun(t, "explain", "--src", "198.18.0.5")
+	if !strings.Contains(r.stderr, "warning: threat entries not checked") {
+		t.Errorf("stderr = %q, want a warning", r.stderr)
+	}
+	if !strings.Contains(r.stdout, "Default policy") {
+		t.Errorf("stdout = %q, want the verdict without threat entries", r.stdout)
+	}
+}
+
+func TestExplainErrors(t *testing.T) {
+	newEnv(t, testConfig)
+	tests := []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{}, 2, "--src IP is required"},
+		{[]string{"--direction", "out", "--src", "10.0.0.1"}, 2, "--dst IP is required for --direction out"},
+		{[]string{"--src", "10.0.0.1", "extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"--src", "10.0.0.1", "--bogus"}, 2, "unknown flag --bogus"},
+		{[]string{"--src", "10.0.0.256"}, 1, `--src: "10.0.0.256" is not an IP address`},
+		{[]string{"--src", "10.0.0.1", "--dst", "::1"}, 1, "not the same address family"},
+		{[]string{"--src", "10.0.0.1", "--dst-port", "0"}, 1, `--dst-port: "0" is not a port`},
+		{[]string{"--src", "10.0.0.1", "--dst-port", "http"}, 1, `--dst-port: "http" is not a port`},
+		{[]string{"--src", "10.0.0.1", "--protocol", "icmp", "--dst-port", "7"}, 1, "--dst-port: icmp has no ports"},
+		{[]string{"--src", "10.0.0.1", "--protocol", "gre"}, 1, `--protocol: "gre" is not a protocol`},
+		{[]string{"--src", "10.0.0.1", "--direction", "up"}, 1, `--direction: "up" is not a direction`},
+		{[]string{"--src", "10.0.0.1", "--config", "/nonexistent/x.json"}, 1, "no config file at /nonexistent/x.json"},
+	}
+	for _, tt := range tests {
+		r := fwctl(t, append([]string{"explain"}, tt.args...)...)
+		if r.code != tt.code {
+			t.Errorf("explain %v: exit %d, want %d: %v", tt.args, r.code, tt.code, r)
+			continue
+		}
+		checkErrorLine(t, r, tt.msg)
+	}
+}

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/pfw/pfw/rules"
+	"github.com/urfave/cli/v2"
+)
+
+// addressList is one of the config's address lists; blacklist and
+// whitelist are the same commands over a different key.
+type addressList struct {
+	name    string // the command, "blacklist"
+	verdict string // what the list does, for the help text
+	entries func(*rules.Config) *[]netip.Prefix
+	// shadowedBy returns the entries of a list the pipeline checks first,
+	// so adding an address that is there as well deserves a note.
+	shadowedBy func(*rules.Config) []netip.Prefix
+}
+
+var (
+	whitelist = &addressList{
+		name:    "whitelist",
+		verdict: "always allowed (checked first)",
+		entries: func(c *rules.Config) *[]netip.Prefix { return &c.WhitelistIPs },
+	}
+	blacklist = &addressList{
+		name:       "blacklist",
+		verdict:    "always blocked (unless whitelisted)",
+		entries:    func(c *rules.Config) *[]netip.Prefix { return &c.BlacklistIPs },
+		shadowedBy: func(c *rules.Config) []netip.Prefix { return c.WhitelistIPs },
+	}
+)
+
+// listChange is what `blacklist add|remove --json` prints.
+type listChange struct {
+	Added         []string `json:"added,omitempty"`
+	AlreadyListed []string `json:"already_listed,omitempty"`
+	Removed       []string `json:"removed,omitempty"`
+	Entries       []string `json:"entries"` // the whole list after the change
+}
+
+func listEditCommand(l *addressList) *cli.Command {
+	return &cli.Command{
+		Name:      l.name,
+		Usage:     fmt.Sprintf("add, remove or list %s addresses: %s", l.name, l.verdict),
+		UsageText: fmt.Sprintf("fwctl %s add|remove IP|CIDR... | fwctl %s list", l.name, l.name),
+		Subcommands: []*cli.Command{
+			{
+				Name:      "add",
+				Usage:     fmt.Sprintf("add IPs or CIDRs (v4 or v6) to the %s", l.name),
+				ArgsUsage: "IP|CIDR...",
+				UsageText: fmt.Sprintf("fwctl %s add IP|CIDR...", l.name),
+				Action:    l.add,
+			},
+			{
+				Name:      "remove",
+				Usage:     fmt.Sprintf("remove IPs or CIDRs from the %s", l.name),
+				ArgsUsage: "IP|CIDR...",
+				UsageText: fmt.Sprintf("fwctl %s remove IP|CIDR...", l.name),
+				Action:    l.remove,
+			},
+			{
+				Name:      "list",
+				Usage:     fmt.Sprintf("print the %s, one entry per line", l.name),
+				UsageText: fmt.Sprintf("fwctl %s list [--json]", l.name),
+				Action:    l.list,
+			},
+		},
+	}
+}
+
+// args parses every argument before anything is changed: one bad address
+// and the list is left alone. Repeats collapse into one.
+func (l *addressList) args(c *cli.Context) ([]netip.Prefix, error) {
+	if err := wantArgs(c, 1, -1, "IP or CIDR"); err != nil {
+		return nil, err
+	}
+	ps, err := parsePrefixes(l.name+" "+c.Command.Name, c.Args().Slice())
+	if err != nil {
+		return nil, err
+	}
+	var uniq []netip.Prefix
+	for _, p := range ps {
+		if !slices.Contains(uniq, p) {
+			uniq = append(uniq, p)
+		}
+	}
+	return uniq, nil
+}
+
+func (l *addressList) add(c *cli.Context) error {
+	ps, err := l.args(c)
+	if err != nil {
+		return err
+	}
+	g := globalsOf(c)
+	var res listChange
+	var shadowed []string
+	cfg, err := editConfig(g, func(cfg *rules.Config) error {
+		res = listChange{}
+		shadowed = nil
+		list := l.entries(cfg)
+		for _, p := range ps {
+			if slices.Contains(*list, p) {
+				res.AlreadyListed = append(res.AlreadyListed, rules.FormatPrefix(p))
+				continue
+			}
+			*list = append(*list, p)
+			res.Added = append(res.Added, rules.FormatPrefix(p))
+			if l.shadowedBy != nil && slices.ContainsFunc(l.shadowedBy(cfg), p.Overlaps) {
+				shadowed = append(shadowed, rules.FormatPrefix(p))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, s := range shadowed {
+		fmt.Fprintf(g.errOut, "fwctl: note: %s overlaps the whitelist, which is checked first: whitelisted addresses stay allowed\n", s)
+	}
+	if g.json {
+		res.Entries = rules.FormatPrefixes(*l.entries(cfg))
+		return writeJSON(g.out, res)
+	}
+	for _, s := range res.Added {
+		fmt.Fprintf(g.out, "Added %s to the %s.\n", s, l.name)
+	}
+	for _, s := range res.AlreadyListed {
+		fmt.Fprintf(g.out, "%s is already listed in the %s.\n", s, l.name)
+	}
+	return nil
+}
+
+func (l *addressList) remove(c *cli.Context) error {
+	ps, err := l.args(c)
+	if err != nil {
+		return err
+	}
+	g := globalsOf(c)
+	var res listChange
+	cfg, err := editConfig(g, func(cfg *rules.Config) error {
+		res = listChange{}
+		list := l.entries(cfg)
+		for _, p := range ps {
+			i := slices.Index(*list, p)
+			if i < 0 {
+				return fmt.Errorf("%s is not in the %s (nothing was removed)", rules.FormatPrefix(p), l.name)
+			}
+			*list = slices.Delete(*list, i, i+1)
+			res.Removed = append(res.Removed, rules.FormatPrefix(p))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if g.json {
+		res.Entries = rules.FormatPrefixes(*l.entries(cfg))
+		return writeJSON(g.out, res)
+	}
+	for _, s := range res.Removed {
+		fmt.Fprintf(g.out, "Removed %s from the %s.\n", s, l.name)
+	}
+	return nil
+}
+
+func (l *addressList) list(c *cli.Context) error {
+	if err := wantArgs(c, 0, 0, ""); err != nil {
+		return err
+	}
+	g := globalsOf(c)
+	cfg, err := loadConfig(g.config)
+	if err != nil {
+		return err
+	}
+	entries := rules.FormatPrefixes(*l.entries(cfg))
+	if g.json {
+		return writeJSON(g.out, entries)
+	}
+	if len(entries) == 0 {
+		_, err = fmt.Fprintf(g.out, "The %s is empty.\n", l.name)
+		return err
+	}
+	for _, e := range entries {
+		if _, err := fmt.Fprintln(g.out, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}

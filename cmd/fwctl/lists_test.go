@@ -1,0 +1,105 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/pfw/pfw/rules"
+)
+
+func TestAddressLists(t *testing.T) {
+	for _, tt := range []struct {
+		list    string
+		initial []string
+		entries func(*rules.Config) []string
+	}{
+		{"blacklist", []string{"203.0.113.7", "192.0.2.0/24", "2001:db8:dead::/48"},
+			func(c *rules.Config) []string { return rules.FormatPrefixes(c.BlacklistIPs) }},
+		{"whitelist", []string{"127.0.0.1", "::1"},
+			func(c *rules.Config) []string { return rules.FormatPrefixes(c.WhitelistIPs) }},
+	} {
+		t.Run(tt.list, func(t *testing.T) {
+			e := newEnv(t, testConfig)
+			entries := func() []string {
+				cfg, err := rules.Load(e.config)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return tt.entries(cfg)
+			}
+
+			r := mustRun(t, tt.list, "list")
+			if diff := cmp.Diff(strings.Join(tt.initial, "\n")+"\n", r.stdout); diff != "" {
+				t.Errorf("list (-want +got):\n%s", diff)
+			}
+			var got []string
+			decode(t, mustRun(t, tt.list, "list", "--json"), &got)
+			if diff := cmp.Diff(tt.initial, got); diff != "" {
+				t.Errorf("list --json (-want +got):\n%s", diff)
+			}
+
+			// Host bits are cleared, repeats collapse, v4 and v6 mix.
+			r = mustRun(t, tt.list, "add", "198.51.100.9", "10.1.2.3/8", "2001:DB8:BEEF::1", "198.51.100.9")
+			want := "Added 198.51.100.9 to the " + tt.list + ".\nAdded 10.0.0.0/8 to the " + tt.list +
+				".\nAdded 2001:db8:beef::1 to the " + tt.list + ".\n"
+			if r.stdout != want {
+				t.Errorf("add = %q, want %q", r.stdout, want)
+			}
+			after := append(append([]string{}, tt.initial...), "198.51.100.9", "10.0.0.0/8", "2001:db8:beef::1")
+			if diff := cmp.Diff(after, entries()); diff != "" {
+				t.Errorf("entries after add (-want +got):\n%s", diff)
+			}
+
+			// Adding what is listed is not an error and writes nothing.
+			before, _ := os.ReadFile(e.config)
+			r = mustRun(t, tt.list, "add", tt.initial[0])
+			if !strings.Contains(r.stdout, "already listed") {
+				t.Errorf("add of a listed entry = %q, want \"already listed\"", r.stdout)
+			}
+			if now, _ := os.ReadFile(e.config); string(now) != string(before) {
+				t.Error("adding a listed entry rewrote the file")
+			}
+			var change listChange
+			decode(t, mustRun(t, "--json", tt.list, "add", tt.initial[0], "192.0.2.200"), &change)
+			want2 := listChange{AlreadyListed: []string{tt.initial[0]}, Added: []string{"192.0.2.200"},
+				Entries: append(after, "192.0.2.200")}
+			if diff := cmp.Diff(want2, change); diff != "" {
+				t.Errorf("add --json (-want +got):\n%s", diff)
+			}
+
+			r = mustRun(t, tt.list, "remove", "10.0.0.0/8", "198.51.100.9")
+			if want := "Removed 10.0.0.0/8 from the " + tt.list + ".\nRemoved 198.51.100.9 from the " + tt.list + ".\n"; r.stdout != want {
+				t.Errorf("remove = %q, want %q", r.stdout, want)
+			}
+			change = listChange{}
+			decode(t, mustRun(t, tt.list, "remove", "192.0.2.200", "--json"), &change)
+			want3 := listChange{Removed: []string{"192.0.2.200"}, Entries: append(append([]string{}, tt.initial...), "2001:db8:beef::1")}
+			if diff := cmp.Diff(want3, change); diff != "" {
+				t.Errorf("remove --json (-want +got):\n%s", diff)
+			}
+
+			for _, entry := range entries() {
+				mustRun(t, tt.list, "remove", entry)
+			}
+			if r := mustRun(t, tt.list, "list"); r.stdout != "The "+tt.list+" is empty.\n" {
+				t.Errorf("empty list = %q", r.stdout)
+			}
+			if r := mustRun(t, tt.list, "list", "--json"); strings.TrimSpace(r.stdout) != "[]" {
+				t.Errorf("empty list --json = %q, want []", r.stdout)
+			}
+		})
+	}
+}
+
+func TestBlacklistingAWhitelistedAddressWarns(t *testing.T) {
+	newEnv(t, testConfig)
+	r := mustRun(t, "blacklist", "add", "127.0.0.0/8")
+	if !strings.Contains(r.stderr, "127.0.0.0/8 overlaps the whitelist") {
+		t.Errorf("stderr = %q, want a note about the whitelist", r.stderr)
+	}
+	if r := mustRun(t, "blacklist", "add", "198.51.100.1"); r.stderr != "" {
+		t.Errorf("stderr = %q, want nothing", r.stderr)
+	}
+}

@@ -1,0 +1,378 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/pfw/pfw/rules"
+	"github.com/urfave/cli/v2"
+)
+
+// loadConfig reads the config for a command that only looks at it.
+func loadConfig(path string) (*rules.Config, error) {
+	cfg, err := rules.Load(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no config file at %s (pfwd writes the default one on first start; --config picks another)", path)
+	}
+	return cfg, err
+}
+
+// editConfig applies edit through rules.Update: locked, validated, written
+// atomically, and not written at all when anything fails. A missing file
+// is first created from the embedded default, as pfwd would on first start,
+// so rules can be set up before the daemon ever ran.
+func editConfig(g *globals, edit func(*rules.Config) error) (*rules.Config, error) {
+	if _, err := os.Stat(g.config); errors.Is(err, fs.ErrNotExist) {
+		_, created, err := rules.LoadOrCreate(g.config)
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			fmt.Fprintf(g.errOut, "fwctl: created %s from the default config\n", g.config)
+		}
+	}
+	return rules.Update(g.config, edit)
+}
+
+// numberedRule is a rule as `list --json` prints it: the config keys plus
+// the 1-based number remove and toggle take.
+type numberedRule struct {
+	Number int `json:"number"`
+	rules.FileRule
+}
+
+func numbered(cfg *rules.Config, i int) numberedRule {
+	return numberedRule{Number: i + 1, FileRule: cfg.Rules[i].ToFile()}
+}
+
+func listCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "list",
+		Usage:     "show the rules, numbered as remove and toggle take them",
+		UsageText: "fwctl list [--json]",
+		Action: func(c *cli.Context) error {
+			if err := wantArgs(c, 0, 0, ""); err != nil {
+				return err
+			}
+			g := globalsOf(c)
+			cfg, err := loadConfig(g.config)
+			if err != nil {
+				return err
+			}
+			if g.json {
+				out := make([]numberedRule, len(cfg.Rules))
+				for i := range cfg.Rules {
+					out[i] = numbered(cfg, i)
+				}
+				return writeJSON(g.out, out)
+			}
+			if len(cfg.Rules) == 0 {
+				fmt.Fprintln(g.out, "No rules: every packet the lists do not decide gets the default policy.")
+			} else {
+				t := newTable(g.out, "#", "STATUS", "NAME", "ACTION", "PROTOCOL", "PORTS", "SOURCES", "DIRECTION")
+				for i := range cfg.Rules {
+					r := &cfg.Rules[i]
+					t.add(strconv.Itoa(i+1), enabledWord(r.Enabled), r.Name, r.Action.String(), r.Protocol.String(),
+						formatPorts(r.Ports), orAny(rules.FormatPrefixes(r.SrcIPs)), r.Direction.String())
+				}
+				if err := t.flush(); err != nil {
+					return err
+				}
+			}
+			_, err = fmt.Fprintf(g.out, "Default policy: %s inbound, %s outbound.\n", cfg.DefaultPolicy, cfg.OutboundPolicy())
+			return err
+		},
+	}
+}
+
+func enabledWord(on bool) string {
+	if on {
+		return "enabled"
+	}
+	return "disabled"
+}
+
+func formatPorts(ps []rules.PortRange) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return orAny(s)
+}
+
+// describeRule is the one-line account of a rule that edits print.
+func describeRule(r *rules.Rule) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%q (%s %s, %s", r.Name, r.Action, r.Direction, r.Protocol)
+	if len(r.Ports) == 1 && r.Ports[0].First == r.Ports[0].Last {
+		fmt.Fprintf(&b, " port %s", formatPorts(r.Ports))
+	} else if len(r.Ports) > 0 {
+		fmt.Fprintf(&b, " ports %s", formatPorts(r.Ports))
+	}
+	remote := "from"
+	if r.Direction == rules.DirOut {
+		remote = "to"
+	}
+	fmt.Fprintf(&b, ", %s %s", remote, orAny(rules.FormatPrefixes(r.SrcIPs)))
+	if !r.Enabled {
+		b.WriteString(", disabled")
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+func addCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "add",
+		Usage:     "add a rule (appended unless --position)",
+		ArgsUsage: "NAME ACTION",
+		UsageText: "fwctl add NAME allow|block [--protocol tcp|udp|icmp|icmpv6|any] [--ports 23,445,8000-8100] [--src-ips A,B] [--direction in|out] [--position N]",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "protocol", Value: "any", Usage: "protocol `P` (tcp, udp, icmp, icmpv6 or any)"},
+			&cli.StringFlag{Name: "ports", Usage: "destination `PORTS`, comma-separated numbers or lo-hi ranges (default: any)"},
+			&cli.StringFlag{Name: "src-ips", Usage: "remote `ADDRESSES`, comma-separated IPs or CIDRs, v4 or v6 (default: any)"},
+			&cli.StringFlag{Name: "direction", Value: "in", Usage: "direction `DIR` (in, or out: then --src-ips are destinations)"},
+			&cli.StringFlag{Name: "position", Usage: "insert as rule `N` (1 = first) instead of appending"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := wantArgs(c, 2, 2, "NAME and ACTION"); err != nil {
+				return err
+			}
+			g := globalsOf(c)
+			r, err := ruleFromFlags(c)
+			if err != nil {
+				return err
+			}
+			var at int
+			_, err = editConfig(g, func(cfg *rules.Config) error {
+				if i := cfg.RuleIndex(r.Name); i >= 0 {
+					return fmt.Errorf("a rule named %q already exists (rule %d)", r.Name, i+1)
+				}
+				at = len(cfg.Rules)
+				if c.IsSet("position") {
+					n, err := strconv.Atoi(strings.TrimSpace(c.String("position")))
+					if err != nil || n < 1 || n > len(cfg.Rules)+1 {
+						return fmt.Errorf("--position %s: want a number from 1 to %d", c.String("position"), len(cfg.Rules)+1)
+					}
+					at = n - 1
+				}
+				cfg.Rules = append(cfg.Rules[:at], append([]rules.Rule{r}, cfg.Rules[at:]...)...)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return writeJSON(g.out, numberedRule{Number: at + 1, FileRule: r.ToFile()})
+			}
+			_, err = fmt.Fprintf(g.out, "Added rule %d: %s\n", at+1, describeRule(&r))
+			return err
+		},
+	}
+}
+
+// ruleFromFlags builds the rule `add` describes, checking each part so the
+// error names the argument or flag at fault.
+func ruleFromFlags(c *cli.Context) (rules.Rule, error) {
+	name, actionArg := c.Args().Get(0), c.Args().Get(1)
+	r := rules.Rule{Name: name, Enabled: true}
+	if err := rules.CheckRuleName(name); err != nil {
+		return r, fmt.Errorf("NAME: %w", err)
+	}
+	var err error
+	if r.Action, err = rules.ParseAction(strings.ToLower(actionArg)); err != nil {
+		return r, fmt.Errorf("ACTION: %w", err)
+	}
+	if r.Protocol, err = rules.ParseProtocol(strings.ToLower(c.String("protocol"))); err != nil {
+		return r, fmt.Errorf("--protocol: %w", err)
+	}
+	if r.Direction, err = rules.ParseDirection(strings.ToLower(c.String("direction"))); err != nil {
+		return r, fmt.Errorf("--direction: %w", err)
+	}
+	for _, p := range splitList(c.String("ports")) {
+		pr, err := rules.ParsePortRange(p)
+		if err != nil {
+			return r, fmt.Errorf("--ports: %w", err)
+		}
+		r.Ports = append(r.Ports, pr)
+	}
+	if len(r.Ports) > 0 && !r.Protocol.HasPorts() {
+		return r, fmt.Errorf("--ports: %s has no ports (leave --ports out, or use tcp, udp or any)", r.Protocol)
+	}
+	if r.SrcIPs, err = parsePrefixes("--src-ips", splitList(c.String("src-ips"))); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+// splitList reads a comma-separated flag value; "" and "any" are the empty
+// list, the way `list` prints it.
+func splitList(s string) []string {
+	if strings.TrimSpace(s) == "" || strings.EqualFold(strings.TrimSpace(s), "any") {
+		return nil
+	}
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// parsePrefixes reads IPs or CIDRs, all or none: the first bad one is the
+// error, named with where it came from.
+func parsePrefixes(where string, items []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range items {
+		p, err := rules.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// ruleNumber reads the 1-based number `list` shows and checks it against
+// cfg, inside the edit so that it is checked under the lock.
+func ruleNumber(arg string, cfg *rules.Config) (int, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(arg))
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a rule number (fwctl list shows them)", arg)
+	}
+	if n < 1 || n > len(cfg.Rules) {
+		switch len(cfg.Rules) {
+		case 0:
+			return 0, fmt.Errorf("no rule %d (there are no rules)", n)
+		case 1:
+			return 0, fmt.Errorf("no rule %d (there is 1 rule)", n)
+		}
+		return 0, fmt.Errorf("no rule %d (there are %d rules)", n, len(cfg.Rules))
+	}
+	return n - 1, nil
+}
+
+// numberedEdit is remove and toggle: find rule N under the lock, change
+// the config, and say what was done to which rule. edit returns the rule as
+// it is after the change (as it was, for remove) and the verb for the
+// message.
+func numberedEdit(name, usage string, edit func(cfg *rules.Config, i int) (rules.Rule, string)) *cli.Command {
+	return &cli.Command{
+		Name:      name,
+		Usage:     usage,
+		ArgsUsage: "N",
+		UsageText: "fwctl " + name + " N",
+		Action: func(c *cli.Context) error {
+			if err := wantArgs(c, 1, 1, "the rule number N (fwctl list shows them)"); err != nil {
+				return err
+			}
+			g := globalsOf(c)
+			var (
+				i    int
+				rule rules.Rule
+				done string
+			)
+			_, err := editConfig(g, func(cfg *rules.Config) error {
+				var err error
+				if i, err = ruleNumber(c.Args().First(), cfg); err != nil {
+					return err
+				}
+				rule, done = edit(cfg, i)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return writeJSON(g.out, numberedRule{Number: i + 1, FileRule: rule.ToFile()})
+			}
+			_, err = fmt.Fprintf(g.out, "%s rule %d: %s\n", done, i+1, describeRule(&rule))
+			return err
+		},
+	}
+}
+
+func removeCommand() *cli.Command {
+	return numberedEdit("remove", "remove rule N (as numbered by list)", func(cfg *rules.Config, i int) (rules.Rule, string) {
+		removed := cfg.Rules[i]
+		cfg.Rules = append(cfg.Rules[:i], cfg.Rules[i+1:]...)
+		return removed, "Removed"
+	})
+}
+
+func toggleCommand() *cli.Command {
+	return numberedEdit("toggle", "enable rule N if it is disabled, disable it otherwise", func(cfg *rules.Config, i int) (rules.Rule, string) {
+		r := &cfg.Rules[i]
+		r.Enabled = !r.Enabled
+		if r.Enabled {
+			return *r, "Enabled"
+		}
+		return *r, "Disabled"
+	})
+}
+
+func checkCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "check",
+		Usage:     "validate a config file without applying it (default: --config)",
+		ArgsUsage: "[FILE]",
+		UsageText: "fwctl check [FILE]",
+		Action: func(c *cli.Context) error {
+			if err := wantArgs(c, 0, 1, ""); err != nil {
+				return err
+			}
+			g := globalsOf(c)
+			path := g.config
+			if c.NArg() == 1 {
+				path = c.Args().First()
+			}
+			cfg, err := rules.Load(path)
+			if g.json {
+				res := checkResult{File: path, Valid: err == nil}
+				if err != nil {
+					res.Error = oneLine(err.Error())
+				} else {
+					res.Rules = len(cfg.Rules)
+				}
+				if jerr := writeJSON(g.out, res); jerr != nil {
+					return jerr
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if !g.json {
+				_, err = fmt.Fprintf(g.out, "%s: OK (%s)\n", path, summarize(cfg))
+			}
+			return err
+		},
+	}
+}
+
+type checkResult struct {
+	File  string `json:"file"`
+	Valid bool   `json:"valid"`
+	Error string `json:"error,omitempty"`
+	Rules int    `json:"rules"`
+}
+
+func summarize(cfg *rules.Config) string {
+	enabled := 0
+	for _, r := range cfg.Rules {
+		if r.Enabled {
+			enabled++
+		}
+	}
+	return fmt.Sprintf("%s, %d enabled; %s, %s, %s; default policy %s in, %s out",
+		plural(len(cfg.Rules), "rule", "rules"), enabled,
+		plural(len(cfg.BlacklistIPs), "blacklist entry", "blacklist entries"),
+		plural(len(cfg.WhitelistIPs), "whitelist entry", "whitelist entries"),
+		plural(len(cfg.ThreatFeeds), "threat feed", "threat feeds"),
+		cfg.DefaultPolicy, cfg.OutboundPolicy())
+}

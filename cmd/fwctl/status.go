@@ -1,0 +1,117 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pfw/pfw/control"
+	"github.com/urfave/cli/v2"
+)
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "status",
+		Usage:     "is pfwd running: uptime, packets seen/allowed/blocked, rules, feed state",
+		UsageText: "fwctl status [--socket FILE] [--json]",
+		Action: func(c *cli.Context) error {
+			if err := wantArgs(c, 0, 0, ""); err != nil {
+				return err
+			}
+			g := globalsOf(c)
+			st, err := control.Query(c.Context, g.socket)
+			if err != nil {
+				if g.json && errors.Is(err, control.ErrNotRunning) {
+					if jerr := writeJSON(g.out, struct {
+						Running bool `json:"running"`
+					}{}); jerr != nil {
+						return jerr
+					}
+				}
+				return err
+			}
+			if g.json {
+				return writeJSON(g.out, st)
+			}
+			return printStatus(g.out, st, time.Now())
+		},
+	}
+}
+
+func printStatus(w io.Writer, st control.Status, now time.Time) error {
+	var b strings.Builder
+	uptime := time.Duration(st.UptimeSeconds * float64(time.Second)).Round(time.Second)
+	fmt.Fprintf(&b, "pfwd is running (pid %d", st.PID)
+	if st.Version != "" {
+		fmt.Fprintf(&b, ", version %s", st.Version)
+	}
+	fmt.Fprintf(&b, "), up %s since %s\n", uptime, when(st.StartedAt, now))
+	field := func(name, format string, args ...any) {
+		fmt.Fprintf(&b, "%-14s %s\n", name+":", fmt.Sprintf(format, args...))
+	}
+	field("Config", "%s, loaded %s", st.ConfigPath, when(st.ConfigLoadedAt, now))
+	if st.ReloadError != "" {
+		field("Reload error", "%s (the previous config stays in force)", st.ReloadError)
+	}
+	field("Rules", "%d enabled of %d", st.RulesEnabled, st.Rules)
+	failMode := "fail open"
+	if st.FailClosed {
+		failMode = "fail closed"
+	}
+	field("Queue", "%s, queues %s, %s", orDash(st.QueueMode), orDash(st.Queues), failMode)
+	p := st.Packets
+	field("Packets", "%d seen, %d allowed, %d blocked (%d in the kernel)", p.Seen, p.Allowed, p.Blocked, p.KernelBlocked)
+	field("Queue drops", "%d (verdict errors: %d)", p.QueueDrops, p.VerdictErrors)
+	field("Log rows", "%d written, %d suppressed", st.LogRows.Written, st.LogRows.Suppressed)
+	field("Rate limiter", "%d of %d sources tracked", st.RateLimiter.Tracked, st.RateLimiter.Capacity)
+	if len(st.Sets) > 0 {
+		names := make([]string, 0, len(st.Sets))
+		for n := range st.Sets {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		parts := make([]string, len(names))
+		for i, n := range names {
+			parts[i] = fmt.Sprintf("%s %d", n, st.Sets[n])
+		}
+		field("Sets", "%s", strings.Join(parts, ", "))
+	}
+	if len(st.Feeds) == 0 {
+		field("Feeds", "none")
+	} else {
+		b.WriteString("Feeds:\n")
+		t := section(&b, "NAME", "ENTRIES", "LAST SUCCESS", "NEXT FETCH", "FAILURES", "LAST ERROR")
+		for _, f := range st.Feeds {
+			t.add(f.Name, strconv.Itoa(f.Entries), when(f.LastSuccess, now), when(f.NextFetch, now),
+				strconv.Itoa(f.Failures), orDash(f.LastError))
+		}
+		t.flush()
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// when spells a time for people: local clock time and how long ago (or
+// how soon) it is.
+func when(t, now time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	d := now.Sub(t).Round(time.Second)
+	rel := d.String() + " ago"
+	if d < 0 {
+		rel = "in " + (-d).String()
+	}
+	return fmt.Sprintf("%s (%s)", t.Local().Format("2006-01-02 15:04:05"), rel)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
