@@ -1,0 +1,77 @@
+// Package intel keeps threat-feed blocklists current: it fetches them, parses
+// them, removes the entries that would hurt the host, and schedules the next
+// fetch.
+//
+// Invariant: a feed's entries only ever change to a complete list that parsed
+// as a blocklist and passed Sanitize; every failure (network error, HTTP
+// error, oversized body, an HTML page or binary data, a list that empties
+// itself at once) keeps the previous entries in force. The package never logs:
+// it reports through callbacks and errors.
+//
+// # Parsing
+//
+// Parse reads any of the formats pfw knows, told apart by content, not by URL:
+//
+//	feodo          abuse.ch ipblocklist.txt: "#" banner, "# DstIP", one IP a line, "# END N entries"
+//	feodo-csv      abuse.ch ipblocklist.csv: "#" header, first_seen_utc,dst_ip,dst_port,... (quoted or not, CRLF)
+//	spamhaus-drop  Spamhaus DROP/EDROP: ";" comments, "1.10.16.0/20 ; SBL256894"
+//	firehol        FireHOL .ipset/.netset: "#" header, one IP or CIDR a line
+//	plain          one IP or CIDR a line; "#" and ";" start comments anywhere
+//
+// IPv4 and IPv6 are both accepted. Entries come back masked (10.1.2.3/8 is
+// 10.0.0.0/8), single addresses as /32 or /128, IPv4-mapped IPv6 as IPv4,
+// sorted, without duplicates or entries covered by a wider one. A data line
+// must hold exactly one address: "0.0.0.0 example.com" (a hosts file) is
+// invalid, not a block of 0.0.0.0. Invalid lines are counted (Result.Invalid,
+// Result.FirstInvalid for the log) and skipped; but when more than half of the
+// data lines are invalid, or the content looks like HTML, or it holds NUL
+// bytes or invalid UTF-8, the whole response is rejected with an error
+// wrapping ErrNotBlocklist. A list of comments only is a valid empty list.
+// Parse is bounded: at most DefaultMaxSize (32 MiB) are read, lines over 4 KiB
+// are invalid and are never held in memory whole.
+//
+// # Sanitizing
+//
+// Sanitize refuses 0.0.0.0/0 and ::/0, IPv4 prefixes shorter than /8, IPv6
+// shorter than /16, anything overlapping loopback, and anything overlapping a
+// protected (whitelisted) prefix. It keeps but reports entries overlapping
+// private, CGNAT, unique-local and link-local ranges: FireHOL's level1 list
+// holds 10.0.0.0/8 and 192.168.0.0/16, which cut a LAN off when applied
+// blindly. Summarize renders the report as one log line per kind.
+//
+// # Fetching
+//
+// A Fetcher reads https, http and file:///path URLs with connect and total
+// timeouts (DefaultConnectTimeout, DefaultTimeout), a body cap (MaxSize,
+// DefaultMaxSize by default; beyond it the fetch fails with ErrTooLarge),
+// conditional requests (ETag / If-Modified-Since: a 304 is a success that
+// changes nothing), the User-Agent "pfw/<Version>" (set Version at start), and
+// verified TLS. Redirects from https to http are refused. Errors show the URL
+// without its query or password, which may hold an access key.
+//
+// # Scheduling
+//
+// A Manager runs every feed of a config:
+//
+//	m := intel.NewManager(intel.Options{
+//		OnUpdate: func(f intel.Feed, entries []netip.Prefix) { /* kernel sets, DB, pipeline */ },
+//		OnEvent:  func(e intel.Event) { logger.Log(ctx, e.Level, e.Msg, "feed", e.Feed) },
+//	})
+//	if err := m.SetFeeds(feeds); err != nil { ... }
+//	m.SetProtected(whitelist)
+//	m.Seed("Feodo Tracker", entriesFromDB) // before Run: an offline boot stays protected
+//	go m.Run(ctx)                          // returns once ctx is done and all fetches ended
+//
+// Each feed is fetched when Run starts, then every Interval ±10%. After a
+// failure it is retried with exponential backoff: 30 s (interval/4 for
+// intervals under 2 min), doubling, capped at the interval. Each accepted
+// fetch calls OnUpdate with the complete new list: the feed is the truth for
+// its entries, and the caller applies the difference. A 304 calls nothing. A
+// list that comes back empty where ShrinkThreshold (10) or more entries were
+// in force (fetched or seeded) is rejected once and accepted only if the next
+// fetch is empty too. SetFeeds applies a config reload: unchanged feeds keep
+// their entries, state and timer; removed feeds get OnUpdate(feed, nil). An
+// https feed with an interval under PoliteInterval (5 min), and a plain http
+// feed not on loopback, draw a warning event. States reports each feed for
+// `fwctl status`.
+package intel

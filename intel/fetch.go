@@ -1,0 +1,260 @@
+package intel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Version is pfw's version, sent in the User-Agent ("pfw/<Version>") so feed
+// operators can tell who is fetching. The daemon sets it once at start.
+var Version = "dev"
+
+// Timeouts of the client NewHTTPClient builds for a nil Fetcher.Client.
+const (
+	// DefaultConnectTimeout bounds the TCP connect and, separately, the TLS
+	// handshake.
+	DefaultConnectTimeout = 10 * time.Second
+	// DefaultTimeout bounds a whole request, body included: 32 MiB at
+	// 4 Mbit/s still fits.
+	DefaultTimeout = 90 * time.Second
+)
+
+// maxRedirects is lower than net/http's 10: feed URLs redirect once (to a CDN)
+// if at all.
+const maxRedirects = 5
+
+// Validators are the conditional-request tokens of the last accepted body,
+// sent back so an unchanged feed costs its provider a 304 and no transfer.
+type Validators struct {
+	ETag         string // sent as If-None-Match
+	LastModified string // sent as If-Modified-Since
+}
+
+// Response is the outcome of one successful Fetch.
+type Response struct {
+	// NotModified is true when the source reported no change since the
+	// Validators passed in (HTTP 304, or an unchanged file); Result is then
+	// empty and the previous entries stand.
+	NotModified bool
+	// Result is the parsed body (not yet sanitized).
+	Result Result
+	// Validators are to be passed to the next Fetch, once the caller has
+	// accepted Result. A caller that rejects Result must keep its old
+	// Validators, or the next fetch would be a 304 for the rejected body.
+	Validators Validators
+}
+
+// StatusError reports an HTTP response other than 200 or 304.
+type StatusError struct {
+	Code   int
+	Status string // e.g. "503 Service Unavailable"
+}
+
+func (e *StatusError) Error() string { return "HTTP " + e.Status }
+
+// Fetcher downloads and parses feeds over http, https or from file:// URLs.
+// The zero value is ready to use; a Fetcher is safe for concurrent use.
+type Fetcher struct {
+	// Client is used for http and https; nil means a shared client from
+	// NewHTTPClient(DefaultConnectTimeout, DefaultTimeout).
+	Client *http.Client
+	// MaxSize caps a body in bytes (after decompression); 0 means
+	// DefaultMaxSize (32 MiB). A larger body fails with ErrTooLarge.
+	MaxSize int64
+}
+
+var defaultClient = NewHTTPClient(DefaultConnectTimeout, DefaultTimeout)
+
+// NewHTTPClient returns a client for feeds: connectTimeout bounds the TCP
+// connect and the TLS handshake, timeout the whole request including the body.
+// It keeps net/http's defaults otherwise: certificates are verified, proxies
+// come from HTTPS_PROXY/HTTP_PROXY/NO_PROXY, gzip is negotiated. Redirects are
+// limited to 5 and may not go from https to http, since a downgrade would let
+// anyone on the path rewrite the blocklist.
+func NewHTTPClient(connectTimeout, timeout time.Duration) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	dialer := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
+	t.DialContext = dialer.DialContext
+	t.TLSHandshakeTimeout = connectTimeout
+	t.ResponseHeaderTimeout = timeout
+	t.MaxResponseHeaderBytes = 64 << 10
+	return &http.Client{Transport: t, Timeout: timeout, CheckRedirect: checkRedirect}
+}
+
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= maxRedirects {
+		return fmt.Errorf("stopped after %d redirects", maxRedirects)
+	}
+	if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
+		return fmt.Errorf("refusing redirect from https to %s", displayURL(req.URL))
+	}
+	return nil
+}
+
+// UserAgent is the User-Agent header sent with every request.
+func UserAgent() string { return "pfw/" + Version }
+
+// ValidateURL checks that raw is a URL a Fetcher can read: http or https with
+// a host, or file:// with an absolute path (for air-gapped machines fed by
+// hand or by another tool).
+func ValidateURL(raw string) error {
+	_, err := parseFeedURL(raw)
+	return err
+}
+
+func parseFeedURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Error repeats the URL, which may carry an access key.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("invalid feed URL: %w", err)
+	}
+	switch u.Scheme {
+	case "http", "https":
+		if u.Host == "" {
+			return nil, fmt.Errorf("invalid feed URL %s: no host", displayURL(u))
+		}
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return nil, fmt.Errorf("invalid feed URL %s: file URLs must be local (file:///path)", displayURL(u))
+		}
+		if !filepath.IsAbs(u.Path) {
+			return nil, fmt.Errorf("invalid feed URL %s: file path must be absolute", displayURL(u))
+		}
+	default:
+		return nil, fmt.Errorf("invalid feed URL %s: scheme must be https, http or file", displayURL(u))
+	}
+	return u, nil
+}
+
+// displayURL renders u for logs and errors without what may be secret: the
+// password and the query (abuse.ch and others take access keys there).
+func displayURL(u *url.URL) string {
+	shown := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
+	s := shown.String()
+	if u.RawQuery != "" {
+		s += "?…"
+	}
+	return s
+}
+
+// Fetch downloads rawURL and parses it. prev are the Validators of the entries
+// the caller holds (zero for none); when the source reports no change, Fetch
+// returns NotModified without a body. Errors name the URL (without query or
+// password) and wrap ErrTooLarge, ErrNotBlocklist, *StatusError, or the
+// network error.
+func (f *Fetcher) Fetch(ctx context.Context, rawURL string, prev Validators) (Response, error) {
+	u, err := parseFeedURL(rawURL)
+	if err != nil {
+		return Response{}, fmt.Errorf("fetch feed: %w", err)
+	}
+	limit := f.MaxSize
+	if limit <= 0 {
+		limit = DefaultMaxSize
+	}
+	var resp Response
+	if u.Scheme == "file" {
+		resp, err = fetchFile(u.Path, prev, limit)
+	} else {
+		resp, err = f.fetchHTTP(ctx, u, prev, limit)
+	}
+	if err != nil {
+		return Response{}, fmt.Errorf("fetch %s: %w", displayURL(u), err)
+	}
+	return resp, nil
+}
+
+func (f *Fetcher) fetchHTTP(ctx context.Context, u *url.URL, prev Validators, limit int64) (Response, error) {
+	client := f.Client
+	if client == nil {
+		client = defaultClient
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return Response{}, err
+	}
+	req.Header.Set("User-Agent", UserAgent())
+	req.Header.Set("Accept", "text/plain, text/csv;q=0.9, */*;q=0.1")
+	if prev.ETag != "" {
+		req.Header.Set("If-None-Match", prev.ETag)
+	}
+	if prev.LastModified != "" {
+		req.Header.Set("If-Modified-Since", prev.LastModified)
+	}
+	r, err := client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its text repeats the full URL, query included
+		}
+		return Response{}, err
+	}
+	defer r.Body.Close()
+
+	switch r.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotModified:
+		next := prev
+		if etag := r.Header.Get("ETag"); etag != "" {
+			next.ETag = etag
+		}
+		return Response{NotModified: true, Validators: next}, nil
+	default:
+		// Draining a little lets the connection be reused for the retry.
+		_, _ = io.CopyN(io.Discard, r.Body, 64<<10)
+		// The standard reason phrase, not the server's: that text would go
+		// to the log unchecked.
+		return Response{}, &StatusError{Code: r.StatusCode, Status: fmt.Sprintf("%d %s", r.StatusCode, http.StatusText(r.StatusCode))}
+	}
+	if r.ContentLength > limit {
+		return Response{}, fmt.Errorf("%w: Content-Length %d exceeds the %d-byte cap", ErrTooLarge, r.ContentLength, limit)
+	}
+	res, err := parse(r.Body, limit)
+	if err != nil {
+		return Response{}, err
+	}
+	return Response{
+		Result:     res,
+		Validators: Validators{ETag: r.Header.Get("ETag"), LastModified: r.Header.Get("Last-Modified")},
+	}, nil
+}
+
+// fetchFile reads a local feed. Its validator is the file's modification time
+// and size, so an untouched file is NotModified like an HTTP 304.
+func fetchFile(path string, prev Validators, limit int64) (Response, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Response{}, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return Response{}, err
+	}
+	if !st.Mode().IsRegular() {
+		return Response{}, fmt.Errorf("%s is not a regular file", path)
+	}
+	tag := fmt.Sprintf("%x-%x", st.ModTime().UnixNano(), st.Size())
+	if prev.ETag == tag {
+		return Response{NotModified: true, Validators: prev}, nil
+	}
+	if st.Size() > limit {
+		return Response{}, fmt.Errorf("%w: %d bytes exceed the %d-byte cap", ErrTooLarge, st.Size(), limit)
+	}
+	res, err := parse(f, limit)
+	if err != nil {
+		return Response{}, err
+	}
+	return Response{Result: res, Validators: Validators{ETag: tag}}, nil
+}

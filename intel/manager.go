@@ -1,0 +1,576 @@
+package intel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"net/url"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Scheduling limits.
+const (
+	// MinInterval is the shortest fetch interval SetFeeds accepts.
+	MinInterval = time.Second
+	// PoliteInterval is the interval below which an https feed draws a
+	// warning: providers regenerate lists every 5 minutes at best and some
+	// (Spamhaus) ask for one download an hour.
+	PoliteInterval = 5 * time.Minute
+	// ShrinkThreshold is the size from which a feed that suddenly comes back
+	// empty is distrusted: the empty list is accepted only when the next
+	// fetch is empty too.
+	ShrinkThreshold = 10
+	// maxFirstBackoff is the first retry delay after a failure; it doubles
+	// per failure up to the interval, and shrinks to interval/4 for short
+	// intervals.
+	maxFirstBackoff = 30 * time.Second
+)
+
+// Feed is one configured threat feed.
+type Feed struct {
+	Name     string        // unique; the pipeline's reason is "Threat intel: <Name>"
+	URL      string        // https, http or file:///absolute/path
+	Interval time.Duration // between successful fetches, >= MinInterval
+	Level    string        // threat level recorded with the entries, opaque here
+}
+
+// FeedState is what `fwctl status` shows of a feed.
+type FeedState struct {
+	Name        string
+	Entries     int       // entries in force (seeded or last accepted)
+	LastSuccess time.Time // last fetch that was accepted or not modified
+	LastAttempt time.Time
+	NextFetch   time.Time
+	LastError   string // of the last attempt; empty after a success
+	Failures    int    // consecutive failed or rejected attempts
+}
+
+// Event is a line for the daemon's log; the Manager itself never logs.
+// Levels: Debug for a 304, Info for updates, removals and URL changes, Warn
+// for failed or rejected fetches, skipped or flagged entries and doubtful
+// configurations.
+type Event struct {
+	Feed  string
+	Level slog.Level
+	Msg   string
+}
+
+// Options configure a Manager. Callbacks are optional.
+type Options struct {
+	// OnUpdate receives the complete, sanitized, sorted entry list of a
+	// feed after each accepted fetch, after a change of the feed's Level
+	// (same entries, new Feed), and nil entries when the feed is removed.
+	// The slice is the callee's to keep.
+	OnUpdate func(feed Feed, entries []netip.Prefix)
+	// OnEvent receives what the daemon should log.
+	OnEvent func(Event)
+	// Fetcher downloads feeds; nil means a zero Fetcher (default client,
+	// timeouts and size cap).
+	Fetcher *Fetcher
+}
+
+// Manager keeps the entries of a set of feeds current. See the package
+// documentation for the rules it follows.
+type Manager struct {
+	onUpdate func(Feed, []netip.Prefix)
+	onEvent  func(Event)
+	fetcher  *Fetcher
+
+	mu      sync.Mutex
+	feeds   map[string]*feed
+	order   []string                  // SetFeeds order, for States
+	seeds   map[string][]netip.Prefix // Seed calls for feeds not configured yet
+	protect []netip.Prefix
+	runCtx  context.Context // non-nil while Run runs
+	wg      sync.WaitGroup  // feed goroutines
+
+	callbacks callbackQueue
+}
+
+// feed is the Manager's record of one Feed. Fields are guarded by Manager.mu.
+type feed struct {
+	cfg        Feed
+	state      FeedState
+	entries    []netip.Prefix // in force: seeded or last accepted
+	validators Validators     // of the body that gave entries
+	emptyOnce  bool           // the last body was empty and rejected by the shrink rule
+
+	// gen changes with the URL so that the result of a fetch of the old URL,
+	// still in flight, is dropped.
+	gen         uint64
+	stop        context.CancelFunc // ends the feed's goroutine; nil when not running
+	cancelFetch context.CancelFunc // aborts the fetch in flight, if any
+	wake        chan struct{}      // reschedule now; capacity 1
+}
+
+// NewManager returns a Manager with no feeds. Configure it with SetFeeds,
+// SetProtected and Seed, then call Run.
+func NewManager(opts Options) *Manager {
+	f := opts.Fetcher
+	if f == nil {
+		f = &Fetcher{}
+	}
+	return &Manager{
+		onUpdate:  opts.OnUpdate,
+		onEvent:   opts.OnEvent,
+		fetcher:   f,
+		feeds:     make(map[string]*feed),
+		seeds:     make(map[string][]netip.Prefix),
+		callbacks: callbackQueue{ready: make(chan struct{}, 1)},
+	}
+}
+
+// SetFeeds replaces the feed list, as on a config reload. A feed is known by
+// its Name: an unchanged feed keeps its entries, state and timer; a new URL
+// makes it fetch at once (keeping its entries until the new source is
+// accepted); a new Interval reschedules it; a new Level re-sends its entries
+// through OnUpdate. Removed feeds stop (a fetch in flight is cancelled) and
+// OnUpdate receives nil for them. New feeds fetch at once when running.
+//
+// An invalid list (empty or duplicate name, interval below MinInterval, URL
+// ValidateURL refuses) is an error naming the feed, and nothing changes.
+func (m *Manager) SetFeeds(feeds []Feed) error {
+	names := make(map[string]bool, len(feeds))
+	for i, f := range feeds {
+		switch {
+		case f.Name == "":
+			return fmt.Errorf("set feeds: feeds[%d]: empty name", i)
+		case names[f.Name]:
+			return fmt.Errorf("set feeds: feeds[%d]: duplicate name %q", i, f.Name)
+		case f.Interval < MinInterval:
+			return fmt.Errorf("set feeds: feed %q: interval %s is below the minimum of %s", f.Name, f.Interval, MinInterval)
+		}
+		if err := ValidateURL(f.URL); err != nil {
+			return fmt.Errorf("set feeds: feed %q: %w", f.Name, err)
+		}
+		names[f.Name] = true
+	}
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	for _, name := range m.order {
+		if !names[name] {
+			m.remove(name)
+		}
+	}
+	m.order = m.order[:0]
+	for _, cfg := range feeds {
+		m.order = append(m.order, cfg.Name)
+		f, ok := m.feeds[cfg.Name]
+		if !ok {
+			m.add(cfg, now)
+			continue
+		}
+		old := f.cfg
+		f.cfg = cfg
+		switch {
+		case old.URL != cfg.URL:
+			f.gen++
+			f.validators = Validators{}
+			f.emptyOnce = false
+			f.state.Failures, f.state.LastError = 0, ""
+			f.state.NextFetch = now
+			if f.cancelFetch != nil {
+				f.cancelFetch()
+			}
+			f.poke()
+			m.event(cfg.Name, slog.LevelInfo, "URL changed to %s: fetching now, keeping %s until it answers", shownURL(cfg.URL), entryCount(len(f.entries)))
+		case old.Interval != cfg.Interval:
+			if !f.state.LastAttempt.IsZero() {
+				if due := f.state.LastAttempt.Add(cfg.Interval); due.Before(f.state.NextFetch) {
+					f.state.NextFetch = due
+				}
+			}
+			f.poke()
+		}
+		if old.URL == cfg.URL && old.Level != cfg.Level && (f.entries != nil || !f.state.LastSuccess.IsZero()) {
+			m.update(cfg, f.entries)
+		}
+		if old.URL != cfg.URL || old.Interval != cfg.Interval {
+			m.warnPolicy(cfg)
+		}
+	}
+	return nil
+}
+
+// add starts tracking cfg; m.mu is held.
+func (m *Manager) add(cfg Feed, now time.Time) {
+	f := &feed{cfg: cfg, wake: make(chan struct{}, 1)}
+	f.state.Name = cfg.Name
+	f.state.NextFetch = now
+	if seed, ok := m.seeds[cfg.Name]; ok {
+		f.entries = seed
+		f.state.Entries = len(seed)
+		delete(m.seeds, cfg.Name)
+	}
+	m.feeds[cfg.Name] = f
+	m.warnPolicy(cfg)
+	if m.runCtx != nil {
+		m.start(f)
+	}
+}
+
+// remove stops tracking a feed and tells OnUpdate to drop its entries; m.mu
+// is held.
+func (m *Manager) remove(name string) {
+	f := m.feeds[name]
+	if f.stop != nil {
+		f.stop()
+	}
+	delete(m.feeds, name)
+	m.event(name, slog.LevelInfo, "removed from the configuration: dropping its %s", entryCount(len(f.entries)))
+	m.update(f.cfg, nil)
+}
+
+// warnPolicy reports configurations that work but probably should not be;
+// m.mu is held.
+func (m *Manager) warnPolicy(cfg Feed) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		return
+	}
+	if u.Scheme == "https" && cfg.Interval < PoliteInterval {
+		m.event(cfg.Name, slog.LevelWarn, "interval %s is shorter than %s: providers regenerate lists every few minutes at best and may block clients that download more often (Spamhaus asks for at most one download an hour); check the provider's terms", cfg.Interval, PoliteInterval)
+	}
+	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+		m.event(cfg.Name, slog.LevelWarn, "fetched over plain http: anyone on the path can alter the list; use https if the provider offers it")
+	}
+}
+
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}
+
+// Seed installs entries a feed had before this start (from the database), so
+// that an offline boot stays protected and the shrink rule has a baseline.
+// Seeding does not call OnUpdate: the caller installed them itself. A seed
+// for a feed SetFeeds has not named yet is kept until it does; a seed for a
+// feed that already fetched successfully is ignored as older.
+func (m *Manager) Seed(name string, entries []netip.Prefix) {
+	seed := make([]netip.Prefix, 0, len(entries))
+	for _, p := range entries {
+		if p.IsValid() {
+			seed = append(seed, canonical(p))
+		}
+	}
+	seed = normalize(seed)
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, ok := m.feeds[name]
+	if !ok {
+		m.seeds[name] = seed
+		return
+	}
+	if f.state.LastSuccess.IsZero() {
+		f.entries = seed
+		f.state.Entries = len(seed)
+	}
+}
+
+// SetProtected sets the prefixes no feed may block (the whitelist), applied by
+// Sanitize to every fetched list from now on.
+func (m *Manager) SetProtected(protect []netip.Prefix) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.protect = slices.Clone(protect)
+}
+
+// States returns the state of each feed, in SetFeeds order.
+func (m *Manager) States() []FeedState {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	states := make([]FeedState, 0, len(m.order))
+	for _, name := range m.order {
+		states = append(states, m.feeds[name].state)
+	}
+	return states
+}
+
+// Entries returns a copy of the entries in force for a feed, and whether the
+// feed is configured.
+func (m *Manager) Entries(name string) ([]netip.Prefix, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, ok := m.feeds[name]
+	if !ok {
+		return nil, false
+	}
+	return slices.Clone(f.entries), true
+}
+
+// Run fetches every feed at once and then on its schedule, and delivers the
+// callbacks, until ctx is done. Callbacks run one at a time on Run's
+// goroutine, in the order the Manager produced them, never while the
+// Manager's lock is held: they may call States or SetFeeds. On return every
+// request in flight has been cancelled, every feed goroutine has ended and no
+// callback runs any more; callbacks still queued are dropped. Run may be
+// called again later; calling it while it runs is an error.
+func (m *Manager) Run(ctx context.Context) error {
+	m.mu.Lock()
+	if m.runCtx != nil {
+		m.mu.Unlock()
+		return errors.New("run feeds: already running")
+	}
+	m.runCtx = ctx
+	for _, name := range m.order {
+		m.start(m.feeds[name])
+	}
+	m.mu.Unlock()
+
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-m.callbacks.ready:
+			for _, call := range m.callbacks.take() {
+				if ctx.Err() != nil {
+					break
+				}
+				call()
+			}
+		}
+	}
+
+	m.mu.Lock()
+	m.runCtx = nil
+	for _, f := range m.feeds {
+		if f.stop != nil {
+			f.stop()
+			f.stop = nil
+		}
+	}
+	m.mu.Unlock()
+	m.wg.Wait()
+	m.callbacks.take() // dropped: nobody is listening any more
+	return nil
+}
+
+// start runs a feed's goroutine under Run's context; m.mu is held.
+func (m *Manager) start(f *feed) {
+	ctx, stop := context.WithCancel(m.runCtx)
+	f.stop = stop
+	m.wg.Add(1)
+	go m.loop(ctx, f)
+}
+
+// poke makes the feed's goroutine recompute its wait.
+func (f *feed) poke() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (m *Manager) loop(ctx context.Context, f *feed) {
+	defer m.wg.Done()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		m.mu.Lock()
+		wait := time.Until(f.state.NextFetch)
+		m.mu.Unlock()
+		timer.Reset(max(wait, 0))
+		select {
+		case <-ctx.Done():
+			return
+		case <-f.wake:
+			continue
+		case <-timer.C:
+		}
+		m.fetch(ctx, f)
+	}
+}
+
+// fetch runs one attempt and applies its outcome.
+func (m *Manager) fetch(ctx context.Context, f *feed) {
+	fetchCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	m.mu.Lock()
+	gen, cfg, prev := f.gen, f.cfg, f.validators
+	f.cancelFetch = cancel
+	f.state.LastAttempt = time.Now()
+	m.mu.Unlock()
+
+	resp, err := m.fetcher.Fetch(fetchCtx, cfg.URL, prev)
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f.cancelFetch = nil
+	if ctx.Err() != nil || gen != f.gen {
+		return // shut down, removed, or the URL changed: the answer is moot
+	}
+	now := time.Now()
+	switch {
+	case err != nil:
+		m.fail(f, now, err.Error())
+	case resp.NotModified:
+		// A 304 confirms the last accepted list, which was not empty-rejected.
+		f.emptyOnce = false
+		f.validators = resp.Validators
+		m.succeed(f, now)
+		m.event(cfg.Name, slog.LevelDebug, "not modified: %s", entryCount(len(f.entries)))
+	default:
+		m.accept(f, cfg, resp, now)
+	}
+}
+
+// accept sanitizes a fetched list and puts it in force unless the shrink rule
+// rejects it; m.mu is held.
+func (m *Manager) accept(f *feed, cfg Feed, resp Response, now time.Time) {
+	kept, skipped := Sanitize(resp.Result.Entries, m.protect)
+	if len(kept) == 0 && len(f.entries) >= ShrinkThreshold && !f.emptyOnce {
+		f.emptyOnce = true
+		m.fail(f, now, fmt.Sprintf("rejected an empty list in place of %s: it is accepted if the next fetch is empty too", entryCount(len(f.entries))))
+		return
+	}
+	f.emptyOnce = false
+	added, removed := diffCount(f.entries, kept)
+	f.entries = kept
+	f.state.Entries = len(kept)
+	f.validators = resp.Validators
+	m.succeed(f, now)
+
+	res := resp.Result
+	msg := fmt.Sprintf("updated: %s (+%d -%d), format %s", entryCount(len(kept)), added, removed, res.Format)
+	if res.Invalid > 0 {
+		msg += fmt.Sprintf(", %d invalid lines skipped (first %s)", res.Invalid, res.FirstInvalid)
+	}
+	m.event(cfg.Name, slog.LevelInfo, "%s", msg)
+	refused, warnings := Summarize(skipped, 5)
+	if refused != "" {
+		m.event(cfg.Name, slog.LevelWarn, "%s", refused)
+	}
+	if warnings != "" {
+		m.event(cfg.Name, slog.LevelWarn, "%s", warnings)
+	}
+	m.update(cfg, kept)
+}
+
+func (m *Manager) succeed(f *feed, now time.Time) {
+	f.state.LastSuccess = now
+	f.state.LastError = ""
+	f.state.Failures = 0
+	f.state.NextFetch = now.Add(jitter(f.cfg.Interval))
+}
+
+func (m *Manager) fail(f *feed, now time.Time, reason string) {
+	f.state.Failures++
+	f.state.LastError = reason
+	delay := jitter(backoff(f.cfg.Interval, f.state.Failures))
+	f.state.NextFetch = now.Add(delay)
+	m.event(f.cfg.Name, slog.LevelWarn, "fetch failed (%d in a row): %s; keeping %s, next try in %s",
+		f.state.Failures, reason, entryCount(len(f.entries)), delay.Round(time.Millisecond))
+}
+
+// backoff is the delay before retry number failures (1 = first retry): it
+// starts at 30 s (less for intervals under 2 min, so short test intervals
+// retry quickly), doubles each time, and never exceeds the interval.
+func backoff(interval time.Duration, failures int) time.Duration {
+	d := min(maxFirstBackoff, interval/4)
+	for i := 1; i < failures && d < interval; i++ {
+		d *= 2
+	}
+	return min(d, interval)
+}
+
+// jitter spreads d by ±10% so that many clients (or many feeds of one
+// provider) do not fetch in lockstep.
+func jitter(d time.Duration) time.Duration {
+	spread := int64(d) / 10
+	if spread <= 0 {
+		return d
+	}
+	return d + time.Duration(rand.Int64N(2*spread+1)-spread)
+}
+
+// diffCount counts entries of next missing from prev (added) and of prev
+// missing from next (removed); both are sorted by comparePrefix.
+func diffCount(prev, next []netip.Prefix) (added, removed int) {
+	i, j := 0, 0
+	for i < len(prev) && j < len(next) {
+		switch c := comparePrefix(prev[i], next[j]); {
+		case c < 0:
+			removed++
+			i++
+		case c > 0:
+			added++
+			j++
+		default:
+			i++
+			j++
+		}
+	}
+	return added + len(next) - j, removed + len(prev) - i
+}
+
+// entryCount says "1 entry" or "n entries".
+func entryCount(n int) string {
+	if n == 1 {
+		return "1 entry"
+	}
+	return fmt.Sprintf("%d entries", n)
+}
+
+// shownURL is displayURL for a URL string.
+func shownURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(invalid URL)"
+	}
+	return displayURL(u)
+}
+
+// event queues a log line; m.mu is held.
+func (m *Manager) event(name string, level slog.Level, format string, args ...any) {
+	if m.onEvent == nil {
+		return
+	}
+	ev := Event{Feed: name, Level: level, Msg: fmt.Sprintf(format, args...)}
+	m.callbacks.push(func() { m.onEvent(ev) })
+}
+
+// update queues an OnUpdate with a copy of entries (nil stays nil); m.mu is
+// held.
+func (m *Manager) update(cfg Feed, entries []netip.Prefix) {
+	if m.onUpdate == nil {
+		return
+	}
+	entries = slices.Clone(entries)
+	m.callbacks.push(func() { m.onUpdate(cfg, entries) })
+}
+
+// callbackQueue hands callbacks from the feed goroutines and SetFeeds to Run,
+// so they run in order, one at a time, outside the Manager's lock.
+type callbackQueue struct {
+	mu    sync.Mutex
+	items []func()
+	ready chan struct{} // capacity 1: "items is not empty"
+}
+
+func (q *callbackQueue) push(call func()) {
+	q.mu.Lock()
+	q.items = append(q.items, call)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (q *callbackQueue) take() []func() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	items := q.items
+	q.items = nil
+	return items
+}

@@ -1,0 +1,514 @@
+package intel
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// recorder collects a Manager's callbacks.
+type recorder struct {
+	mu      sync.Mutex
+	updates []update
+	events  []Event
+}
+
+type update struct {
+	feed    Feed
+	entries []netip.Prefix
+}
+
+func (r *recorder) options() Options {
+	return Options{
+		OnUpdate: func(f Feed, entries []netip.Prefix) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.updates = append(r.updates, update{f, entries})
+		},
+		OnEvent: func(e Event) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.events = append(r.events, e)
+		},
+	}
+}
+
+func (r *recorder) updatesOf(name string) []update {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []update
+	for _, u := range r.updates {
+		if u.feed.Name == name {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// event returns the first event of feed at level whose message contains text.
+func (r *recorder) event(feed string, level slog.Level, text string) (Event, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.events {
+		if e.Feed == feed && e.Level == level && strings.Contains(e.Msg, text) {
+			return e, true
+		}
+	}
+	return Event{}, false
+}
+
+func (r *recorder) dump() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var b strings.Builder
+	for _, e := range r.events {
+		fmt.Fprintf(&b, "\n  %s %s: %s", e.Level, e.Feed, e.Msg)
+	}
+	return b.String()
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// run starts m.Run and stops it when the test ends, failing the test if Run
+// does not return promptly.
+func run(t *testing.T, m *Manager) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(2 * time.Second):
+			t.Errorf("Run did not return within 2s of cancellation")
+		}
+	})
+}
+
+func state(m *Manager, name string) FeedState {
+	for _, s := range m.States() {
+		if s.Name == name {
+			return s
+		}
+	}
+	return FeedState{}
+}
+
+// docList returns n distinct /32 entries in 198.51.100.0/24 as a list.
+func docList(n int) (string, []netip.Prefix) {
+	var b strings.Builder
+	var want []netip.Prefix
+	for i := range n {
+		fmt.Fprintf(&b, "198.51.100.%d\n", i+1)
+		want = append(want, netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(i + 1)}), 32))
+	}
+	return b.String(), want
+}
+
+func TestManagerFetchesThenRevalidates(t *testing.T) {
+	t.Parallel()
+	body, want := docList(3)
+	fs := newFeedServer(t, body)
+	var rec recorder
+	m := NewManager(rec.options())
+	feed := Feed{Name: "A", URL: fs.URL, Interval: time.Second, Level: "high"}
+	if err := m.SetFeeds([]Feed{feed}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	run(t, m)
+
+	waitFor(t, 5*time.Second, "the first update", func() bool { return len(rec.updatesOf("A")) == 1 })
+	got := rec.updatesOf("A")[0]
+	if diff := cmp.Diff(update{feed, want}, got, cmpPrefix, cmp.AllowUnexported(update{})); diff != "" {
+		t.Errorf("update mismatch (-want +got):\n%s", diff)
+	}
+	if _, ok := rec.event("A", slog.LevelInfo, "updated: 3 entries (+3 -0), format plain"); !ok {
+		t.Errorf("no update event:%s", rec.dump())
+	}
+	s := state(m, "A")
+	if s.Entries != 3 || s.LastSuccess.Before(start) || s.Failures != 0 || s.LastError != "" {
+		t.Errorf("state after the first fetch: %+v", s)
+	}
+	if wait := s.NextFetch.Sub(s.LastSuccess); wait < 900*time.Millisecond || wait > 1100*time.Millisecond {
+		t.Errorf("next fetch %v after the success, want 1s ±10%%", wait)
+	}
+
+	// The second fetch is a 304: state moves on, OnUpdate is not called.
+	waitFor(t, 5*time.Second, "the second fetch", func() bool { return fs.count() >= 2 && state(m, "A").LastSuccess.After(s.LastSuccess) })
+	if n := len(rec.updatesOf("A")); n != 1 {
+		t.Errorf("%d updates after a 304, want 1", n)
+	}
+	if got := state(m, "A").Entries; got != 3 {
+		t.Errorf("entries after a 304: %d, want 3", got)
+	}
+}
+
+func TestManagerKeepsEntriesOnFailure(t *testing.T) {
+	t.Parallel()
+	fs := newFeedServer(t, "")
+	fs.set("", 500)
+	var rec recorder
+	m := NewManager(rec.options())
+	if err := m.SetFeeds([]Feed{{Name: "A", URL: fs.URL, Interval: time.Second}}); err != nil {
+		t.Fatal(err)
+	}
+	seed := prefixes("192.0.2.1/32", "192.0.2.2/32")
+	m.Seed("A", seed)
+	run(t, m)
+
+	waitFor(t, 5*time.Second, "a failed attempt", func() bool { return state(m, "A").Failures >= 1 })
+	s := state(m, "A")
+	if s.Entries != 2 || !strings.Contains(s.LastError, "HTTP 500") || !s.LastSuccess.IsZero() {
+		t.Errorf("state after a 500: %+v", s)
+	}
+	// 1 s interval: the first retry comes after interval/4 = 250ms ±10%,
+	// the second after 500ms (more may have happened on a loaded machine).
+	if wait, most := s.NextFetch.Sub(s.LastAttempt), backoff(time.Second, s.Failures)*11/10; wait > most {
+		t.Errorf("retry %d after %v, want at most %v", s.Failures, wait, most)
+	}
+	if _, ok := rec.event("A", slog.LevelWarn, "fetch failed (1 in a row): fetch "+fs.URL+": HTTP 500 Internal Server Error; keeping 2 entries, next try in"); !ok {
+		t.Errorf("no failure event:%s", rec.dump())
+	}
+	waitFor(t, 5*time.Second, "a second failure", func() bool { return state(m, "A").Failures >= 2 })
+	if got, _ := m.Entries("A"); !cmp.Equal(got, seed, cmpPrefix) {
+		t.Errorf("entries after failures: %v, want the seed %v", got, seed)
+	}
+	if n := len(rec.updatesOf("A")); n != 0 {
+		t.Errorf("%d updates while failing, want 0", n)
+	}
+
+	fs.set("203.0.113.1\n", 0)
+	waitFor(t, 5*time.Second, "recovery", func() bool { return len(rec.updatesOf("A")) == 1 })
+	s = state(m, "A")
+	if s.Failures != 0 || s.LastError != "" || s.Entries != 1 {
+		t.Errorf("state after recovery: %+v", s)
+	}
+	if _, ok := rec.event("A", slog.LevelInfo, "updated: 1 entry (+1 -2)"); !ok {
+		t.Errorf("no update event with the difference:%s", rec.dump())
+	}
+}
+
+func TestManagerRejectsGarbage(t *testing.T) {
+	t.Parallel()
+	fs := newFeedServer(t, "<html><body>Please log in to the hotel Wi-Fi</body></html>\n")
+	var rec recorder
+	m := NewManager(rec.options())
+	if err := m.SetFeeds([]Feed{{Name: "A", URL: fs.URL, Interval: time.Second}}); err != nil {
+		t.Fatal(err)
+	}
+	m.Seed("A", prefixes("192.0.2.1/32"))
+	run(t, m)
+
+	waitFor(t, 5*time.Second, "a rejection", func() bool { return state(m, "A").Failures >= 1 })
+	if s := state(m, "A"); s.Entries != 1 || !strings.Contains(s.LastError, "not a blocklist: looks like an HTML page") {
+		t.Errorf("state after HTML: %+v", s)
+	}
+	if n := len(rec.updatesOf("A")); n != 0 {
+		t.Errorf("%d updates for HTML, want 0", n)
+	}
+}
+
+func TestManagerShrinkToZero(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name         string
+		seed         int
+		wantRejected bool
+	}{
+		{name: "from 12 entries: rejected once, accepted on the second empty fetch", seed: 12, wantRejected: true},
+		{name: "from 9 entries: accepted at once", seed: 9},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			fs := newFeedServer(t, "# DstIP\n# END 0 entries\n")
+			var rec recorder
+			m := NewManager(rec.options())
+			if err := m.SetFeeds([]Feed{{Name: "A", URL: fs.URL, Interval: time.Second}}); err != nil {
+				t.Fatal(err)
+			}
+			_, seed := docList(tt.seed)
+			m.Seed("A", seed)
+			run(t, m)
+
+			waitFor(t, 5*time.Second, "the empty list to be accepted", func() bool { return len(rec.updatesOf("A")) == 1 })
+			rejection := fmt.Sprintf("fetch failed (1 in a row): rejected an empty list in place of %d entries: it is accepted if the next fetch is empty too; keeping %d entries", tt.seed, tt.seed)
+			if _, ok := rec.event("A", slog.LevelWarn, rejection); ok != tt.wantRejected {
+				t.Errorf("rejection event present = %v, want %v:%s", ok, tt.wantRejected, rec.dump())
+			}
+			if u := rec.updatesOf("A")[0]; len(u.entries) != 0 {
+				t.Errorf("update has %d entries, want 0", len(u.entries))
+			}
+			if s := state(m, "A"); s.Entries != 0 || s.Failures != 0 {
+				t.Errorf("state after accepting the empty list: %+v", s)
+			}
+			if want := 1 + btoi(tt.wantRejected); fs.count() < want {
+				t.Errorf("%d requests, want at least %d", fs.count(), want)
+			}
+		})
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func TestManagerSanitizes(t *testing.T) {
+	t.Parallel()
+	fs := newFeedServer(t, "0.0.0.0/0\n127.0.0.1\n192.168.1.0/24\n203.0.113.0/24\n198.51.100.9\n")
+	var rec recorder
+	m := NewManager(rec.options())
+	m.SetProtected(prefixes("203.0.113.10/32"))
+	if err := m.SetFeeds([]Feed{{Name: "A", URL: fs.URL, Interval: time.Second}}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, m)
+
+	waitFor(t, 5*time.Second, "the update", func() bool { return len(rec.updatesOf("A")) == 1 })
+	if diff := cmp.Diff(prefixes("192.168.1.0/24", "198.51.100.9/32"), rec.updatesOf("A")[0].entries, cmpPrefix); diff != "" {
+		t.Errorf("entries mismatch (-want +got):\n%s", diff)
+	}
+	for _, want := range []string{
+		"skipped 3 entries: 0.0.0.0/0 (would block all IPv4 traffic), 127.0.0.1/32 (overlaps loopback 127.0.0.0/8), 203.0.113.0/24 (overlaps whitelisted 203.0.113.10/32)",
+		"kept 1 entry overlapping local ranges: 192.168.1.0/24 (overlaps private range 192.168.0.0/16)",
+	} {
+		if _, ok := rec.event("A", slog.LevelWarn, want); !ok {
+			t.Errorf("no event %q:%s", want, rec.dump())
+		}
+	}
+}
+
+func TestManagerSetFeeds(t *testing.T) {
+	t.Parallel()
+	bodyA, wantA := docList(2)
+	a, b, c := newFeedServer(t, bodyA), newFeedServer(t, "192.0.2.2\n"), newFeedServer(t, "192.0.2.3\n")
+	var rec recorder
+	m := NewManager(rec.options())
+	feedA := Feed{Name: "A", URL: a.URL, Interval: time.Hour, Level: "high"}
+	feedB := Feed{Name: "B", URL: b.URL, Interval: time.Hour}
+	if err := m.SetFeeds([]Feed{feedA, feedB}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, m)
+	waitFor(t, 5*time.Second, "A and B", func() bool { return len(rec.updatesOf("A")) == 1 && len(rec.updatesOf("B")) == 1 })
+	before := state(m, "A")
+
+	// Reload: A unchanged, B removed, C added.
+	feedC := Feed{Name: "C", URL: c.URL, Interval: time.Hour}
+	if err := m.SetFeeds([]Feed{feedC, feedA}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "C and B's removal", func() bool { return len(rec.updatesOf("C")) == 1 && len(rec.updatesOf("B")) == 2 })
+	if u := rec.updatesOf("B")[1]; u.entries != nil {
+		t.Errorf("removed feed B: update with %v, want nil", u.entries)
+	}
+	if diff := cmp.Diff(before, state(m, "A")); diff != "" {
+		t.Errorf("unchanged feed A lost its state (-before +after):\n%s", diff)
+	}
+	if a.count() != 1 {
+		t.Errorf("unchanged feed A fetched %d times, want 1", a.count())
+	}
+	var names []string
+	for _, s := range m.States() {
+		names = append(names, s.Name)
+	}
+	if diff := cmp.Diff([]string{"C", "A"}, names); diff != "" {
+		t.Errorf("States order (-want +got):\n%s", diff)
+	}
+	if _, ok := m.Entries("B"); ok {
+		t.Error("removed feed B still has entries")
+	}
+
+	// A new level re-sends the same entries without a fetch.
+	feedA.Level = "medium"
+	if err := m.SetFeeds([]Feed{feedC, feedA}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "A's level update", func() bool { return len(rec.updatesOf("A")) == 2 })
+	if diff := cmp.Diff(update{feedA, wantA}, rec.updatesOf("A")[1], cmpPrefix, cmp.AllowUnexported(update{})); diff != "" {
+		t.Errorf("level update mismatch (-want +got):\n%s", diff)
+	}
+	if a.count() != 1 {
+		t.Errorf("a level change fetched A again")
+	}
+
+	// A new URL fetches at once; a shorter interval reschedules.
+	feedA.URL = b.URL
+	feedC.Interval = 2 * time.Second
+	if err := m.SetFeeds([]Feed{feedC, feedA}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "A from its new URL", func() bool { return len(rec.updatesOf("A")) == 3 })
+	if got := rec.updatesOf("A")[2].entries; !cmp.Equal(got, prefixes("192.0.2.2/32"), cmpPrefix) {
+		t.Errorf("A after the URL change: %v", got)
+	}
+	if next := state(m, "C").NextFetch; time.Until(next) > 2*time.Second {
+		t.Errorf("C's next fetch in %v after its interval became 2s", time.Until(next))
+	}
+}
+
+func TestManagerSetFeedsInvalid(t *testing.T) {
+	ok := Feed{Name: "A", URL: "https://127.0.0.1/list", Interval: time.Hour}
+	tests := []struct {
+		name    string
+		feeds   []Feed
+		errText string
+	}{
+		{"empty name", []Feed{{URL: ok.URL, Interval: time.Hour}}, "feeds[0]: empty name"},
+		{"duplicate", []Feed{ok, ok}, `feeds[1]: duplicate name "A"`},
+		{"interval", []Feed{{Name: "A", URL: ok.URL, Interval: 500 * time.Millisecond}}, `feed "A": interval 500ms is below the minimum of 1s`},
+		{"URL", []Feed{{Name: "A", URL: "gopher://x", Interval: time.Hour}}, `feed "A": invalid feed URL gopher://x: scheme must be`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := NewManager(Options{})
+			if err := m.SetFeeds([]Feed{ok}); err != nil {
+				t.Fatal(err)
+			}
+			err := m.SetFeeds(tt.feeds)
+			if err == nil || !strings.Contains(err.Error(), tt.errText) {
+				t.Errorf("error = %v, want one containing %q", err, tt.errText)
+			}
+			if s := m.States(); len(s) != 1 || s[0].Name != "A" {
+				t.Errorf("a rejected SetFeeds changed the feeds: %+v", s)
+			}
+		})
+	}
+}
+
+// TestManagerPolicyWarnings inspects the queued events without Run, so no
+// feed is ever fetched.
+func TestManagerPolicyWarnings(t *testing.T) {
+	var rec recorder
+	m := NewManager(rec.options())
+	err := m.SetFeeds([]Feed{
+		{Name: "fast https", URL: "https://feeds.example/list", Interval: time.Minute},
+		{Name: "hourly https", URL: "https://feeds.example/list", Interval: time.Hour},
+		{Name: "plain http", URL: "http://feeds.example/list", Interval: time.Hour},
+		{Name: "local http", URL: "http://127.0.0.1:8080/list", Interval: time.Second},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, call := range m.callbacks.take() {
+		call()
+	}
+	if _, ok := rec.event("fast https", slog.LevelWarn, "interval 1m0s is shorter than 5m0s"); !ok {
+		t.Errorf("no interval warning:%s", rec.dump())
+	}
+	if _, ok := rec.event("plain http", slog.LevelWarn, "plain http"); !ok {
+		t.Errorf("no plain http warning:%s", rec.dump())
+	}
+	if len(rec.events) != 2 {
+		t.Errorf("want exactly 2 warnings, got:%s", rec.dump())
+	}
+}
+
+func TestManagerShutdownCancelsFetches(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{})
+	cancelled := make(chan struct{})
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started) // the interval is an hour: one request only
+		<-r.Context().Done()
+		close(cancelled)
+	}))
+	t.Cleanup(ts.Close)
+
+	m := NewManager(Options{})
+	if err := m.SetFeeds([]Feed{{Name: "A", URL: ts.URL, Interval: time.Hour}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	<-started
+	if err := m.Run(ctx); err == nil {
+		t.Error("a second concurrent Run did not fail")
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		t.Fatal("Run did not return within 1s of cancellation with a fetch in flight")
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(time.Second):
+		t.Error("the request in flight was not cancelled")
+	}
+	if s := state(m, "A"); s.Failures != 0 || s.LastError != "" {
+		t.Errorf("shutdown counted as a failure: %+v", s)
+	}
+}
+
+func TestManagerStartsAddedFeedsWhileRunning(t *testing.T) {
+	t.Parallel()
+	fs := newFeedServer(t, "192.0.2.1\n")
+	var rec recorder
+	m := NewManager(rec.options())
+	m.Seed("late", prefixes("192.0.2.9/32")) // before SetFeeds names it
+	run(t, m)
+	if err := m.SetFeeds([]Feed{{Name: "late", URL: fs.URL, Interval: time.Hour}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the new feed's update", func() bool { return len(rec.updatesOf("late")) == 1 })
+	if _, ok := rec.event("late", slog.LevelInfo, "(+1 -1)"); !ok {
+		t.Errorf("the update was not compared with the seed:%s", rec.dump())
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	tests := []struct {
+		interval time.Duration
+		failures int
+		want     time.Duration
+	}{
+		{time.Hour, 1, 30 * time.Second},
+		{time.Hour, 2, time.Minute},
+		{time.Hour, 4, 4 * time.Minute},
+		{time.Hour, 8, time.Hour},
+		{time.Hour, 1000, time.Hour},
+		{5 * time.Minute, 4, 4 * time.Minute},
+		{5 * time.Minute, 5, 5 * time.Minute},
+		{time.Second, 1, 250 * time.Millisecond},
+		{time.Second, 3, time.Second},
+	}
+	for _, tt := range tests {
+		if got := backoff(tt.interval, tt.failures); got != tt.want {
+			t.Errorf("backoff(%v, %d) = %v, want %v", tt.interval, tt.failures, got, tt.want)
+		}
+	}
+	for range 1000 {
+		if j := jitter(time.Second); j < 900*time.Millisecond || j > 1100*time.Millisecond {
+			t.Fatalf("jitter(1s) = %v, outside ±10%%", j)
+		}
+	}
+}

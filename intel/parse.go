@@ -1,0 +1,554 @@
+package intel
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
+
+// Format names reported in Result.Format.
+const (
+	FormatFeodo    = "feodo"         // abuse.ch ipblocklist.txt: banner, "# DstIP", IPs, "# END N entries"
+	FormatFeodoCSV = "feodo-csv"     // abuse.ch ipblocklist.csv: first_seen_utc,dst_ip,dst_port,...
+	FormatSpamhaus = "spamhaus-drop" // Spamhaus DROP/EDROP: "CIDR ; SBLnnn", ";" comments
+	FormatFireHOL  = "firehol"       // FireHOL .ipset/.netset: "#" header, one IP or CIDR a line
+	FormatPlain    = "plain"         // one IP or CIDR a line, no header
+)
+
+// DefaultMaxSize is the most bytes Parse reads and, unless Fetcher.MaxSize says
+// otherwise, the largest feed body a Fetcher accepts: 32 MiB, about two million
+// IPv4 CIDR lines, far above any public blocklist (FireHOL's largest sets are a
+// few MiB) yet small enough that a runaway or hostile server cannot exhaust memory.
+const DefaultMaxSize = 32 << 20
+
+// maxLineLen bounds one line. Longer lines are counted invalid and skipped
+// without being held in memory.
+const maxLineLen = 4096
+
+// maxShownLen bounds the text of a line quoted in FirstInvalid and errors.
+const maxShownLen = 80
+
+var (
+	// ErrNotBlocklist is wrapped by every error that rejects content as not
+	// being a blocklist at all (an HTML error page, binary data, mostly
+	// garbage). The previous entries of a feed must be kept.
+	ErrNotBlocklist = errors.New("not a blocklist")
+
+	// ErrTooLarge is wrapped when the data exceeds the size cap.
+	ErrTooLarge = errors.New("too large")
+)
+
+// Result is a parsed blocklist.
+type Result struct {
+	// Format is one of the Format constants, detected from the content.
+	Format string
+	// Entries is sorted (IPv4 before IPv6, by address, then by prefix
+	// length), masked and free of duplicates. Single addresses are /32 or
+	// /128; IPv4-mapped IPv6 addresses are stored as IPv4. Entries may
+	// overlap (a /24 and an address in it): Sanitize, which may refuse the
+	// wider one, removes the overlap afterwards.
+	Entries []netip.Prefix
+	// Invalid counts data lines that hold no IP address or CIDR.
+	Invalid int
+	// Lines counts data lines: lines that are neither blank nor comments
+	// (nor the CSV header). Invalid <= Lines always holds.
+	Lines int
+	// FirstInvalid is the first invalid data line as `line N: "text"`, for
+	// the log; empty when Invalid is 0.
+	FirstInvalid string
+}
+
+// Parse reads a blocklist in any of the supported formats (see the Format
+// constants), IPv4 and IPv6, and returns its entries.
+//
+// Invalid data lines are counted and skipped. Content that is not a blocklist
+// is rejected with an error wrapping ErrNotBlocklist: it looks like HTML,
+// contains NUL bytes or invalid UTF-8, or more than half of its data lines are
+// invalid. A list with no data lines (only comments, or nothing) is valid and
+// yields zero entries: Feodo's recommended list is often empty. Parse reads at
+// most DefaultMaxSize bytes and fails with ErrTooLarge beyond that.
+//
+// On error the returned Result still holds the counts gathered so far (for the
+// log) but no entries.
+func Parse(r io.Reader) (Result, error) {
+	return parse(r, DefaultMaxSize)
+}
+
+// parser holds the state of one Parse call.
+type parser struct {
+	res     Result
+	lineNo  int
+	dstCol  int // CSV column holding the address; 1 in Feodo's layout
+	sawData bool
+
+	// Markers seen so far; the format is decided from them at the end so that
+	// a footer or a late header does not depend on line order.
+	feodoBanner bool // "# DstIP" or the abuse.ch banner
+	csvHeader   bool
+	csvData     bool
+	semicolon   bool // ";" comment lines or "; SBLnnn" annotations
+	hashComment bool
+}
+
+func parse(r io.Reader, limit int64) (Result, error) {
+	counted := &countingReader{r: io.LimitReader(r, limit+1)}
+	br := bufio.NewReaderSize(counted, maxLineLen)
+	p := parser{dstCol: 1}
+	for {
+		line, long, err := readLine(br)
+		if len(line) > 0 || err == nil {
+			p.lineNo++
+			if perr := p.line(line, long); perr != nil {
+				p.res.Entries = nil
+				return p.res, fmt.Errorf("parse feed: %w", perr)
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			p.res.Entries = nil
+			return p.res, fmt.Errorf("parse feed: read after line %d: %w", p.lineNo, err)
+		}
+	}
+	if counted.n > limit {
+		p.res.Entries = nil
+		return p.res, fmt.Errorf("parse feed: %w: more than %d bytes", ErrTooLarge, limit)
+	}
+	if p.res.Lines > 0 && p.res.Invalid*2 > p.res.Lines {
+		p.res.Entries = nil
+		return p.res, fmt.Errorf("parse feed: %w: %d of %d data lines are not IP addresses or CIDRs (first: %s)",
+			ErrNotBlocklist, p.res.Invalid, p.res.Lines, p.res.FirstInvalid)
+	}
+	p.res.Format = p.format()
+	p.res.Entries = dedupe(p.res.Entries)
+	return p.res, nil
+}
+
+// readLine returns the next line without its line end ("\n" or "\r\n"). A
+// line longer than the reader's buffer is consumed entirely but only its
+// first bufferful is returned, with long set; the rest is still checked for
+// NUL bytes so binary data cannot hide behind a long line.
+func readLine(br *bufio.Reader) (line []byte, long bool, err error) {
+	line, err = br.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		long = true
+		// The returned slice is only valid until the next read: keep a copy
+		// of the start for the error message and the checks.
+		first := slices.Clone(line)
+		for errors.Is(err, bufio.ErrBufferFull) {
+			var more []byte
+			more, err = br.ReadSlice('\n')
+			if bytes.IndexByte(more, 0) >= 0 {
+				first = append(first[:0], 0) // reported as binary by the caller
+			}
+		}
+		line = first
+	}
+	line = bytes.TrimSuffix(line, []byte("\n"))
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	return line, long, err
+}
+
+// line handles one line; a non-nil error rejects the whole input.
+func (p *parser) line(raw []byte, long bool) error {
+	if p.lineNo == 1 {
+		raw = bytes.TrimPrefix(raw, []byte("\xef\xbb\xbf")) // UTF-8 byte order mark
+	}
+	if bytes.IndexByte(raw, 0) >= 0 {
+		return fmt.Errorf("%w: binary data (NUL byte on line %d)", ErrNotBlocklist, p.lineNo)
+	}
+	if !long && !utf8.Valid(raw) {
+		return fmt.Errorf("%w: binary data (invalid UTF-8 on line %d)", ErrNotBlocklist, p.lineNo)
+	}
+	line := bytes.TrimSpace(raw)
+	if len(line) == 0 {
+		return nil
+	}
+	if looksLikeHTML(line, !p.sawData && !p.hashComment && !p.semicolon) {
+		return fmt.Errorf("%w: looks like an HTML page (%s)", ErrNotBlocklist, p.quote(line))
+	}
+	switch line[0] {
+	case '#':
+		p.hashComment = true
+		p.comment(line[1:])
+		return nil
+	case ';':
+		p.semicolon = true
+		return nil
+	}
+	p.sawData = true
+	if !long && p.csvHeaderLine(line) {
+		return nil
+	}
+	p.res.Lines++
+	if long {
+		p.invalid(line)
+		return nil
+	}
+	prefix, ok := p.entry(line)
+	if !ok {
+		p.invalid(line)
+		return nil
+	}
+	p.res.Entries = append(p.res.Entries, prefix)
+	return nil
+}
+
+// comment records the format markers a "#" comment line may carry.
+func (p *parser) comment(text []byte) {
+	text = bytes.TrimSpace(text)
+	switch {
+	case bytes.HasPrefix(text, []byte("DstIP")),
+		bytes.Contains(text, []byte("Feodo Tracker Botnet C2 IP Blocklist")):
+		p.feodoBanner = true
+		if bytes.Contains(text, []byte("(CSV)")) {
+			p.csvHeader = true
+		}
+	default:
+		p.csvHeaderLine(text)
+	}
+}
+
+// csvHeaderLine reports whether line is a CSV header naming a dst_ip column,
+// and if so remembers which column holds the address.
+func (p *parser) csvHeaderLine(line []byte) bool {
+	if bytes.IndexByte(line, ',') < 0 || !bytes.Contains(line, []byte("dst_ip")) {
+		return false
+	}
+	field := line
+	for i := 0; ; i++ {
+		var f []byte
+		f, field = nextField(field)
+		if string(f) == "dst_ip" {
+			p.dstCol = i
+			p.csvHeader = true
+			return true
+		}
+		if field == nil {
+			return false
+		}
+	}
+}
+
+// entry parses the address of one data line.
+func (p *parser) entry(line []byte) (netip.Prefix, bool) {
+	// A comma before any annotation marks a CSV row; one after it belongs to
+	// a comment ("192.0.2.1 # C2, Dridex").
+	comma, note := -1, -1
+	for i, c := range line {
+		if c == ',' || c == ';' || c == '#' {
+			if c == ',' {
+				comma = i
+			} else {
+				note = i
+			}
+			break
+		}
+	}
+	if comma >= 0 {
+		p.csvData = true
+		field := line
+		var f []byte
+		for range p.dstCol + 1 {
+			if field == nil {
+				return netip.Prefix{}, false
+			}
+			f, field = nextField(field)
+		}
+		return parsePrefix(f)
+	}
+	// Trailing annotations: "1.10.16.0/20 ; SBL256894", "192.0.2.1 # C2".
+	if note >= 0 {
+		if line[note] == ';' && bytes.HasPrefix(bytes.TrimSpace(line[note+1:]), []byte("SBL")) {
+			p.semicolon = true
+		}
+		line = bytes.TrimSpace(line[:note])
+	}
+	// What remains must be exactly one address: "0.0.0.0 example.com" (a
+	// hosts file) must not turn into a block of 0.0.0.0. parsePrefix rejects
+	// any blank, so no separate check is needed.
+	return parsePrefix(line)
+}
+
+// nextField splits off the first comma-separated field, trimmed of blanks and
+// of the double quotes Feodo puts around every value. rest is nil after the
+// last field.
+func nextField(line []byte) (field, rest []byte) {
+	if i := bytes.IndexByte(line, ','); i >= 0 {
+		field, rest = line[:i], line[i+1:]
+	} else {
+		field = line
+	}
+	field = bytes.TrimSpace(field)
+	if len(field) >= 2 && field[0] == '"' && field[len(field)-1] == '"' {
+		field = field[1 : len(field)-1]
+	}
+	return field, rest
+}
+
+func (p *parser) invalid(line []byte) {
+	p.res.Invalid++
+	if p.res.FirstInvalid == "" {
+		p.res.FirstInvalid = p.quote(line)
+	}
+}
+
+// quote renders a line for the log: numbered, shortened, escaped.
+func (p *parser) quote(line []byte) string {
+	if len(line) > maxShownLen {
+		cut := maxShownLen
+		for cut > 0 && !utf8.RuneStart(line[cut]) {
+			cut--
+		}
+		return fmt.Sprintf("line %d: %q…", p.lineNo, line[:cut])
+	}
+	return fmt.Sprintf("line %d: %q", p.lineNo, line)
+}
+
+// format decides the format from the markers seen.
+func (p *parser) format() string {
+	switch {
+	case p.csvHeader || p.csvData:
+		return FormatFeodoCSV
+	case p.feodoBanner:
+		return FormatFeodo
+	case p.semicolon:
+		return FormatSpamhaus
+	case p.hashComment:
+		return FormatFireHOL
+	default:
+		return FormatPlain
+	}
+}
+
+// looksLikeHTML reports whether a trimmed line gives the content away as an
+// HTML (or XML) document: error pages from captive portals, CDNs and proxies
+// are the usual non-blocklist answers with status 200. Any markup on the first
+// non-blank line counts; later, only a document or head/body tag does.
+func looksLikeHTML(line []byte, first bool) bool {
+	if line[0] != '<' {
+		return false
+	}
+	if first {
+		return true
+	}
+	head := line[:min(len(line), 9)]
+	for _, tag := range []string{"<!doctype", "<html", "<head", "<body", "<?xml"} {
+		if len(head) >= len(tag) && strings.EqualFold(string(head[:len(tag)]), tag) {
+			return true
+		}
+	}
+	return false
+}
+
+// parsePrefix parses an address or a CIDR. IPv4 takes an allocation-free fast
+// path; everything else (IPv6, and any IPv4 form the fast path declines) goes
+// through net/netip, which is the reference for what is valid.
+func parsePrefix(b []byte) (netip.Prefix, bool) {
+	if p, ok := parseIPv4Prefix(b); ok {
+		return p, true
+	}
+	if len(b) == 0 || len(b) > len("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255/128") {
+		return netip.Prefix{}, false
+	}
+	s := string(b)
+	var p netip.Prefix
+	if strings.IndexByte(s, '/') >= 0 {
+		var err error
+		if p, err = netip.ParsePrefix(s); err != nil {
+			return netip.Prefix{}, false
+		}
+	} else {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return netip.Prefix{}, false
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
+	}
+	return canonical(p), true
+}
+
+// canonical masks p and turns IPv4-mapped IPv6 (::ffff:a.b.c.d/n, n >= 96)
+// into IPv4, so one address has one spelling in the kernel sets.
+func canonical(p netip.Prefix) netip.Prefix {
+	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	return p.Masked()
+}
+
+// parseIPv4Prefix parses "a.b.c.d" or "a.b.c.d/n" exactly as
+// netip.ParseAddr/ParsePrefix would (decimal, no leading zeros, octets <= 255,
+// bits <= 32) and masks the result. It reports false for anything else,
+// including input netip would accept in another form; callers then fall back
+// to netip.
+func parseIPv4Prefix(b []byte) (netip.Prefix, bool) {
+	var ip [4]byte
+	i := 0
+	for octet := range 4 {
+		if octet > 0 {
+			if i >= len(b) || b[i] != '.' {
+				return netip.Prefix{}, false
+			}
+			i++
+		}
+		v, n, ok := parseDecimal(b[i:], 255)
+		if !ok {
+			return netip.Prefix{}, false
+		}
+		ip[octet] = byte(v)
+		i += n
+	}
+	bits := 32
+	if i < len(b) {
+		if b[i] != '/' {
+			return netip.Prefix{}, false
+		}
+		i++
+		v, n, ok := parseDecimal(b[i:], 32)
+		if !ok {
+			return netip.Prefix{}, false
+		}
+		bits = v
+		i += n
+	}
+	if i != len(b) {
+		return netip.Prefix{}, false
+	}
+	return netip.PrefixFrom(netip.AddrFrom4(ip), bits).Masked(), true
+}
+
+// parseDecimal reads a decimal number of 1-3 digits without leading zeros, at
+// most maxValue, from the start of b, returning the value and digits used.
+func parseDecimal(b []byte, maxValue int) (value, n int, ok bool) {
+	for n < len(b) && n < 3 && b[n] >= '0' && b[n] <= '9' {
+		value = value*10 + int(b[n]-'0')
+		n++
+	}
+	if n == 0 || (n > 1 && b[0] == '0') || value > maxValue {
+		return 0, 0, false
+	}
+	if n < len(b) && b[n] >= '0' && b[n] <= '9' {
+		return 0, 0, false // a fourth digit
+	}
+	return value, n, true
+}
+
+// dedupe sorts entries and drops exact duplicates, in place.
+func dedupe(entries []netip.Prefix) []netip.Prefix {
+	sortPrefixes(entries)
+	return slices.Clip(slices.Compact(entries))
+}
+
+// sortPrefixes sorts entries by comparePrefix. It sorts plain integer keys
+// rather than the prefixes themselves: a netip.Prefix holds a pointer (the
+// zone), so moving it costs GC write barriers, and comparing it takes
+// several branches; sorting keys is four times faster on 100,000 entries.
+func sortPrefixes(entries []netip.Prefix) {
+	if slices.IsSortedFunc(entries, comparePrefix) {
+		return // the usual case: most providers publish sorted lists
+	}
+	keys := make([]prefixKey, len(entries))
+	for i, p := range entries {
+		keys[i] = keyOf(p)
+	}
+	slices.SortFunc(keys, comparePrefixKey)
+	for i, k := range keys {
+		entries[i] = k.prefix()
+	}
+}
+
+// prefixKey is a pointer-free netip.Prefix (without zone, which entries never
+// have) ordered like comparePrefix: family, address, length.
+type prefixKey struct {
+	hi, lo uint64
+	is6    bool
+	bits   uint8
+}
+
+func keyOf(p netip.Prefix) prefixKey {
+	a := p.Addr()
+	if a.Is4() {
+		b := a.As4()
+		return prefixKey{lo: uint64(binary.BigEndian.Uint32(b[:])), bits: uint8(p.Bits())}
+	}
+	b := a.As16()
+	return prefixKey{hi: binary.BigEndian.Uint64(b[:8]), lo: binary.BigEndian.Uint64(b[8:]), is6: true, bits: uint8(p.Bits())}
+}
+
+func (k prefixKey) prefix() netip.Prefix {
+	if !k.is6 {
+		var b [4]byte
+		binary.BigEndian.PutUint32(b[:], uint32(k.lo))
+		return netip.PrefixFrom(netip.AddrFrom4(b), int(k.bits))
+	}
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], k.hi)
+	binary.BigEndian.PutUint64(b[8:], k.lo)
+	return netip.PrefixFrom(netip.AddrFrom16(b), int(k.bits))
+}
+
+func comparePrefixKey(a, b prefixKey) int {
+	switch {
+	case a.is6 != b.is6:
+		if a.is6 {
+			return 1
+		}
+		return -1
+	case a.hi != b.hi:
+		return cmp.Compare(a.hi, b.hi)
+	case a.lo != b.lo:
+		return cmp.Compare(a.lo, b.lo)
+	}
+	return cmp.Compare(a.bits, b.bits)
+}
+
+// normalize sorts entries and drops duplicates and entries covered by a
+// shorter prefix already in the list, in place. Prefixes are either nested or disjoint,
+// so after sorting by start address (shorter first on a tie) an entry is
+// covered exactly when the last kept entry contains its start address.
+func normalize(entries []netip.Prefix) []netip.Prefix {
+	if len(entries) == 0 {
+		return entries
+	}
+	sortPrefixes(entries)
+	kept := entries[:1]
+	for _, p := range entries[1:] {
+		last := kept[len(kept)-1]
+		if last.Contains(p.Addr()) && last.Bits() <= p.Bits() {
+			continue
+		}
+		kept = append(kept, p)
+	}
+	return slices.Clip(kept)
+}
+
+// comparePrefix orders IPv4 before IPv6, then by address, then shorter first.
+func comparePrefix(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return a.Bits() - b.Bits()
+}
+
+// countingReader counts the bytes read through it, to tell a body that ends
+// exactly at the size limit from one that goes beyond.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n += int64(n)
+	return n, err
+}

@@ -1,0 +1,175 @@
+package intel
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var cmpPrefix = cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })
+
+func TestSanitize(t *testing.T) {
+	tests := []struct {
+		name        string
+		entries     []netip.Prefix
+		protect     []netip.Prefix
+		wantKept    []netip.Prefix
+		wantSkipped []Skipped
+	}{
+		{
+			name:     "ordinary entries pass, sorted",
+			entries:  prefixes("203.0.113.0/24", "192.0.2.1/32", "2001:db8::/32"),
+			wantKept: prefixes("192.0.2.1/32", "203.0.113.0/24", "2001:db8::/32"),
+		},
+		{
+			name:     "everything",
+			entries:  prefixes("0.0.0.0/0", "::/0", "192.0.2.1/32"),
+			wantKept: prefixes("192.0.2.1/32"),
+			wantSkipped: []Skipped{
+				{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Reason: "would block all IPv4 traffic"},
+				{Prefix: netip.MustParsePrefix("::/0"), Reason: "would block all IPv6 traffic"},
+			},
+		},
+		{
+			name:     "too short",
+			entries:  prefixes("8.0.0.0/7", "8.0.0.0/8", "2000::/15", "2001::/16"),
+			wantKept: prefixes("8.0.0.0/8", "2001::/16"),
+			wantSkipped: []Skipped{
+				{Prefix: netip.MustParsePrefix("8.0.0.0/7"), Reason: "IPv4 prefix shorter than /8"},
+				{Prefix: netip.MustParsePrefix("2000::/15"), Reason: "IPv6 prefix shorter than /16"},
+			},
+		},
+		{
+			name:    "loopback, including IPv4-mapped and prefixes covering it",
+			entries: prefixes("127.0.0.53/32", "126.0.0.0/7", "::1/128", "::/16", "::ffff:127.0.0.1/128"),
+			wantSkipped: []Skipped{
+				{Prefix: netip.MustParsePrefix("127.0.0.53/32"), Reason: "overlaps loopback 127.0.0.0/8"},
+				{Prefix: netip.MustParsePrefix("126.0.0.0/7"), Reason: "IPv4 prefix shorter than /8"},
+				{Prefix: netip.MustParsePrefix("::1/128"), Reason: "overlaps loopback ::1/128"},
+				{Prefix: netip.MustParsePrefix("::/16"), Reason: "overlaps loopback ::1/128"},
+				// canonical() turned the mapped address into IPv4 first.
+				{Prefix: netip.MustParsePrefix("127.0.0.1/32"), Reason: "overlaps loopback 127.0.0.0/8"},
+			},
+			wantKept: prefixes(),
+		},
+		{
+			name:     "protected: covering and inside, but not a neighbour",
+			entries:  prefixes("198.51.100.0/24", "203.0.113.7/32", "203.0.113.8/32", "2001:db8::/32"),
+			protect:  prefixes("198.51.100.10/32", "203.0.113.0/29", "2001:db8:1::1/128"),
+			wantKept: prefixes("203.0.113.8/32"),
+			wantSkipped: []Skipped{
+				{Prefix: netip.MustParsePrefix("198.51.100.0/24"), Reason: "overlaps whitelisted 198.51.100.10/32"},
+				{Prefix: netip.MustParsePrefix("203.0.113.7/32"), Reason: "overlaps whitelisted 203.0.113.0/29"},
+				{Prefix: netip.MustParsePrefix("2001:db8::/32"), Reason: "overlaps whitelisted 2001:db8:1::1/128"},
+			},
+		},
+		{
+			name:     "an address inside a refused prefix stays blocked",
+			entries:  prefixes("192.0.2.0/24", "192.0.2.77/32"),
+			protect:  prefixes("192.0.2.5/32"),
+			wantKept: prefixes("192.0.2.77/32"),
+			wantSkipped: []Skipped{
+				{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Reason: "overlaps whitelisted 192.0.2.5/32"},
+			},
+		},
+		{
+			name:     "covered entries are dropped from kept, duplicates too",
+			entries:  prefixes("192.0.2.77/32", "192.0.2.0/24", "192.0.2.0/24", "2001:db8::1/128", "2001:db8::/32"),
+			wantKept: prefixes("192.0.2.0/24", "2001:db8::/32"),
+		},
+		{
+			name:     "private and link-local: kept with a warning",
+			entries:  prefixes("10.0.0.0/8", "172.20.1.1/32", "192.168.0.0/16", "100.64.0.0/10", "169.254.1.0/24", "fd12:3456::/32", "fe80::/64", "11.0.0.0/8"),
+			wantKept: prefixes("10.0.0.0/8", "11.0.0.0/8", "100.64.0.0/10", "169.254.1.0/24", "172.20.1.1/32", "192.168.0.0/16", "fd12:3456::/32", "fe80::/64"),
+			wantSkipped: []Skipped{
+				{Prefix: netip.MustParsePrefix("10.0.0.0/8"), Reason: "overlaps private range 10.0.0.0/8", Kept: true},
+				{Prefix: netip.MustParsePrefix("172.20.1.1/32"), Reason: "overlaps private range 172.16.0.0/12", Kept: true},
+				{Prefix: netip.MustParsePrefix("192.168.0.0/16"), Reason: "overlaps private range 192.168.0.0/16", Kept: true},
+				{Prefix: netip.MustParsePrefix("100.64.0.0/10"), Reason: "overlaps shared address space (CGNAT) 100.64.0.0/10", Kept: true},
+				{Prefix: netip.MustParsePrefix("169.254.1.0/24"), Reason: "overlaps link-local range 169.254.0.0/16", Kept: true},
+				{Prefix: netip.MustParsePrefix("fd12:3456::/32"), Reason: "overlaps unique local range fc00::/7", Kept: true},
+				{Prefix: netip.MustParsePrefix("fe80::/64"), Reason: "overlaps link-local range fe80::/10", Kept: true},
+			},
+		},
+		{
+			name:     "unmasked input is masked",
+			entries:  []netip.Prefix{netip.PrefixFrom(netip.MustParseAddr("203.0.113.9"), 24)},
+			wantKept: prefixes("203.0.113.0/24"),
+		},
+		{
+			name:        "the zero prefix is invalid",
+			entries:     []netip.Prefix{{}},
+			wantKept:    prefixes(),
+			wantSkipped: []Skipped{{Reason: "invalid prefix"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			input := append([]netip.Prefix(nil), tt.entries...)
+			kept, skipped := Sanitize(input, tt.protect)
+			if diff := cmp.Diff(tt.wantKept, kept, cmpPrefix); diff != "" {
+				t.Errorf("kept mismatch (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.wantSkipped, skipped, cmpPrefix); diff != "" {
+				t.Errorf("skipped mismatch (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.entries, input, cmpPrefix); diff != "" {
+				t.Errorf("Sanitize modified its input (-before +after):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestSanitizeFireHOLLevel1 runs the whole path on a list with bogons: none
+// of loopback survives, nor 224.0.0.0/3 (too wide), private ranges are
+// flagged, the rest is blocked.
+func TestSanitizeFireHOLLevel1(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "firehol_level1.netset"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Parse(strings.NewReader(string(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, skipped := Sanitize(res.Entries, prefixes("192.0.2.10/32"))
+	want := prefixes("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "169.254.0.0/16", "172.16.0.0/12",
+		"192.168.0.0/16", "198.51.100.17/32", "203.0.113.0/25", "203.0.113.200/32")
+	if diff := cmp.Diff(want, kept, cmpPrefix); diff != "" {
+		t.Errorf("kept mismatch (-want +got):\n%s", diff)
+	}
+	refused, warnings := Summarize(skipped, 3)
+	if want := "skipped 3 entries: 127.0.0.0/8 (overlaps loopback 127.0.0.0/8), 192.0.2.0/24 (overlaps whitelisted 192.0.2.10/32), 224.0.0.0/3 (IPv4 prefix shorter than /8)"; refused != want {
+		t.Errorf("refused summary:\n got %s\nwant %s", refused, want)
+	}
+	if want := "kept 5 entries overlapping local ranges: 10.0.0.0/8 (overlaps private range 10.0.0.0/8), 100.64.0.0/10 (overlaps shared address space (CGNAT) 100.64.0.0/10), 169.254.0.0/16 (overlaps link-local range 169.254.0.0/16), and 2 more"; warnings != want {
+		t.Errorf("warnings summary:\n got %s\nwant %s", warnings, want)
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	one := []Skipped{{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Reason: "would block all IPv4 traffic"}}
+	tests := []struct {
+		name         string
+		skipped      []Skipped
+		limit        int
+		wantRefused  string
+		wantWarnings string
+	}{
+		{name: "nothing"},
+		{name: "one", skipped: one, limit: 5, wantRefused: "skipped 1 entry: 0.0.0.0/0 (would block all IPv4 traffic)"},
+		{name: "limit 0 only counts", skipped: one, limit: 0, wantRefused: "skipped 1 entry, and 1 more"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			refused, warnings := Summarize(tt.skipped, tt.limit)
+			if refused != tt.wantRefused || warnings != tt.wantWarnings {
+				t.Errorf("Summarize = %q, %q; want %q, %q", refused, warnings, tt.wantRefused, tt.wantWarnings)
+			}
+		})
+	}
+}
