@@ -1,0 +1,327 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// config renders a config for a lab; feeds are always local or absent:
+// no test may fetch a real feed.
+func (l *lab) configDoc(defaultPolicy, rules, whitelist, blacklist string, maxConn int) string {
+	return fmt.Sprintf(`{
+  "default_policy": %q,
+  "rules": [%s],
+  "whitelist_ips": [%s],
+  "blacklist_ips": [%s],
+  "rate_limit": {"max_connections": %d, "window_seconds": 10},
+  "allowed_sample_rate": 1,
+  "threat_feeds": []
+}`, defaultPolicy, rules, whitelist, blacklist, maxConn)
+}
+
+type logRow struct {
+	ID       int64  `json:"id"`
+	SrcIP    string `json:"src_ip"`
+	DstIP    string `json:"dst_ip"`
+	SrcPort  *int   `json:"src_port"`
+	DstPort  *int   `json:"dst_port"`
+	Protocol string `json:"protocol"`
+	Reason   string `json:"reason"`
+	Hash     string `json:"packet_hash"`
+	Time     string `json:"timestamp"`
+}
+
+// blockedRows reads the blocked log through fwctl, as a user would.
+func (l *lab) rows(typ string) []logRow {
+	l.t.Helper()
+	out, err := l.fwctl("logs", "--type", typ, "--limit", "1000", "--json")
+	if err != nil {
+		l.t.Fatalf("fwctl logs: %v\n%s", err, out)
+	}
+	var rows []logRow
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		l.t.Fatalf("fwctl logs --json: %v\n%s", err, out)
+	}
+	return rows
+}
+
+// waitRow waits (the writer batches) for a blocked row matching.
+func (l *lab) waitRow(match func(logRow) bool) (logRow, bool) {
+	var found logRow
+	ok := eventually(3*time.Second, func() bool {
+		for _, r := range l.rows("blocked") {
+			if match(r) {
+				found = r
+				return true
+			}
+		}
+		return false
+	})
+	return found, ok
+}
+
+func TestBlocksInTheKernelPath(t *testing.T) {
+	l := newLab(t)
+	l.writeConfig(l.configDoc("allow", `
+    {"name": "Block Telnet", "action": "block", "protocol": "tcp", "ports": [23]},
+    {"name": "Block game range", "action": "block", "protocol": "udp", "ports": ["5000-5010"]},
+    {"name": "No ping", "action": "block", "protocol": "icmp"},
+    {"name": "No v6 web from the lab", "action": "block", "protocol": "tcp", "ports": [8080], "src_ips": ["fd00:213::/32"]},
+    {"name": "Disabled", "action": "block", "protocol": "tcp", "ports": [22], "enabled": false}`,
+		`"127.0.0.1", "::1"`, ``, 100))
+	l.serve([]int{22, 23, 8080}, []int{5000, 5005, 5010, 5011})
+	l.startPfwd()
+
+	l.expect("tcp", hostPort(l.fwIP, 22), true)
+	l.expect("tcp", hostPort(l.fwIP, 23), false)
+	l.expect("tcp", hostPort(l.fwIP6, 23), false)
+	l.expect("udp", hostPort(l.fwIP, 5000), false)
+	l.expect("udp", hostPort(l.fwIP, 5005), false)
+	l.expect("udp", hostPort(l.fwIP6, 5010), false)
+	l.expect("udp", hostPort(l.fwIP, 5011), true)
+	l.expect("icmp", l.fwIP, false)
+	l.expect("icmp", l.fwIP6, true) // "icmp" is IPv4's; ICMPv6 is its own protocol
+	l.expect("tcp", hostPort(l.fwIP6, 8080), false)
+	l.expect("tcp", hostPort(l.fwIP, 8080), true)
+
+	want := map[string]func(logRow) bool{
+		"Rule: Block Telnet": func(r logRow) bool {
+			return r.Reason == "Rule: Block Telnet" && r.SrcIP == l.clientIP && r.DstIP == l.fwIP && r.Protocol == "tcp" && r.DstPort != nil && *r.DstPort == 23
+		},
+		"Rule: Block game range (v6)": func(r logRow) bool {
+			return r.Reason == "Rule: Block game range" && r.SrcIP == l.clientIP6 && r.Protocol == "udp" && *r.DstPort == 5010
+		},
+		"Rule: No ping": func(r logRow) bool {
+			return r.Reason == "Rule: No ping" && r.Protocol == "icmp" && r.DstPort == nil && r.SrcPort == nil
+		},
+		"Rule: No v6 web from the lab": func(r logRow) bool {
+			return r.Reason == "Rule: No v6 web from the lab" && r.DstIP == l.fwIP6
+		},
+	}
+	for name, match := range want {
+		r, ok := l.waitRow(match)
+		if !ok {
+			t.Errorf("no blocked row for %s; rows: %+v", name, l.rows("blocked"))
+			continue
+		}
+		if len(r.Hash) != 16 || !strings.HasPrefix(r.Time, time.Now().UTC().Format("2006-01-02")) {
+			t.Errorf("%s: row %+v: want a 16-hex-digit packet_hash and a UTC timestamp", name, r)
+		}
+	}
+	// allowed_sample_rate 1: every allowed new flow has a row.
+	if !eventually(3*time.Second, func() bool {
+		for _, r := range l.rows("allowed") {
+			if r.SrcIP == l.clientIP && r.DstPort != nil && *r.DstPort == 22 {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Errorf("no allowed row for tcp/22 with allowed_sample_rate 1")
+	}
+}
+
+func TestListsDefaultPolicyAndLiveChanges(t *testing.T) {
+	l := newLab(t)
+	l.writeConfig(l.configDoc("block", `
+    {"name": "SSH", "action": "allow", "protocol": "tcp", "ports": [22]}`,
+		`"127.0.0.1", "::1", "`+l.clientIP+`"`, `"`+l.clientIP2+`"`, 100))
+	l.serve([]int{22, 80}, []int{53})
+	l.startPfwd()
+
+	// Whitelisted: passes the default block.
+	l.expect("tcp", hostPort(l.fwIP, 80), true)
+	// Blacklisted: even the allowed SSH port is closed, dropped in the kernel.
+	if n := l.send("tcp", l.clientIP2, hostPort(l.fwIP, 22), 1, time.Second); n != 0 {
+		t.Errorf("blacklisted source got through")
+	}
+	// Default policy block for the rest; the SSH rule allows.
+	l.expect("tcp", hostPort(l.fwIP6, 80), false)
+	l.expect("udp", hostPort(l.fwIP6, 53), false)
+	l.expect("tcp", hostPort(l.fwIP6, 22), true)
+	if _, ok := l.waitRow(func(r logRow) bool { return r.Reason == "Blacklisted IP" && r.SrcIP == l.clientIP2 }); !ok {
+		t.Errorf("kernel blacklist drop not logged with reason Blacklisted IP: %+v", l.rows("blocked"))
+	}
+	if _, ok := l.waitRow(func(r logRow) bool { return r.Reason == "Default policy" && r.SrcIP == l.clientIP6 }); !ok {
+		t.Errorf("no Default policy row: %+v", l.rows("blocked"))
+	}
+
+	// fwctl changes are in force within a second, without a restart.
+	if out, err := l.fwctl("whitelist", "add", l.clientIP6); err != nil {
+		t.Fatalf("fwctl whitelist add: %v\n%s", err, out)
+	}
+	time.Sleep(time.Second)
+	l.expect("tcp", hostPort(l.fwIP6, 80), true)
+
+	if out, err := l.fwctl("add", "No SSH from v6", "block", "--protocol", "tcp", "--ports", "22", "--src-ips", "fd00::/8", "--position", "1"); err != nil {
+		t.Fatalf("fwctl add: %v\n%s", err, out)
+	}
+	if out, err := l.fwctl("whitelist", "remove", l.clientIP6); err != nil {
+		t.Fatalf("fwctl whitelist remove: %v\n%s", err, out)
+	}
+	time.Sleep(time.Second)
+	l.expect("tcp", hostPort(l.fwIP6, 22), false)
+	l.expect("tcp", hostPort(l.fwIP, 22), true) // the whitelisted v4 client
+
+	// A hand edit replacing the file (as editors and fwctl do)...
+	doc := l.configDoc("allow", ``, `"127.0.0.1"`, ``, 100)
+	tmp := l.config() + ".new"
+	os.WriteFile(tmp, []byte(doc), 0o644)
+	if err := os.Rename(tmp, l.config()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	l.expect("tcp", hostPort(l.fwIP6, 22), true)
+	l.expect("tcp", hostPort(l.clientIP2, 22), false) // sanity: not our host
+	if n := l.send("tcp", l.clientIP2, hostPort(l.fwIP, 22), 1, time.Second); n != 1 {
+		t.Errorf("source removed from the blacklist is still blocked")
+	}
+
+	// ...and one written in place.
+	doc = l.configDoc("allow", `{"name": "Close 80", "action": "block", "protocol": "tcp", "ports": [80]}`, `"127.0.0.1"`, ``, 100)
+	if err := os.WriteFile(l.config(), []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	l.expect("tcp", hostPort(l.fwIP, 80), false)
+
+	// An invalid edit keeps the rules in force and says why.
+	os.WriteFile(l.config(), []byte(`{"rules": [{"name": "x", "action": "block", "ports": [70000]}]}`), 0o644)
+	time.Sleep(time.Second)
+	l.expect("tcp", hostPort(l.fwIP, 80), false)
+	l.expect("tcp", hostPort(l.fwIP, 22), true)
+	out, err := l.fwctl("status", "--json")
+	if err != nil || !strings.Contains(out, "70000 is not a port") {
+		t.Errorf("fwctl status does not show the rejected config: %v\n%s", err, out)
+	}
+	log, _ := os.ReadFile(l.logPath)
+	if !strings.Contains(string(log), "rules[0].ports[0]: 70000 is not a port (1-65535)") {
+		t.Errorf("the log does not name the invalid config's problem")
+	}
+
+	// SIGHUP reloads too (and does not kill pfwd).
+	os.WriteFile(l.config(), []byte(l.configDoc("allow", ``, `"127.0.0.1"`, ``, 100)), 0o644)
+	l.pfwd.Process.Signal(syscall.SIGHUP)
+	time.Sleep(time.Second)
+	l.expect("tcp", hostPort(l.fwIP, 80), true)
+}
+
+func TestRateLimit(t *testing.T) {
+	l := newLab(t)
+	l.writeConfig(l.configDoc("allow", ``, `"127.0.0.1", "::1"`, ``, 100))
+	l.serve([]int{22}, nil)
+	l.startPfwd()
+	if n := l.send("tcp", l.clientIP, hostPort(l.fwIP, 22), 100, 2*time.Second); n != 100 {
+		t.Fatalf("%d of the first 100 connections got through, want all", n)
+	}
+	if n := l.send("tcp", l.clientIP, hostPort(l.fwIP, 22), 1, time.Second); n != 0 {
+		t.Errorf("the 101st connection in the window got through")
+	}
+	if n := l.send("tcp", l.clientIP2, hostPort(l.fwIP, 22), 1, time.Second); n != 1 {
+		t.Errorf("another source was rate limited too")
+	}
+	if _, ok := l.waitRow(func(r logRow) bool { return r.Reason == "Rate limited" && r.SrcIP == l.clientIP }); !ok {
+		t.Errorf("no Rate limited row")
+	}
+}
+
+func TestLifecycle(t *testing.T) {
+	l := newLab(t)
+	l.writeConfig(l.configDoc("allow", `{"name": "Block Telnet", "action": "block", "protocol": "tcp", "ports": [23]}`, `"127.0.0.1"`, ``, 100))
+	l.serve([]int{22, 23}, nil)
+	// Another table, which pfwd must leave alone.
+	if out, err := l.in(l.fw, "nft", "add table inet other; add chain inet other c { type filter hook input priority 0; }; add rule inet other c tcp dport 9999 counter drop comment \"not pfw's\""); err != nil {
+		t.Fatalf("nft: %v\n%s", err, out)
+	}
+	other := func() string {
+		out, err := l.in(l.fw, "nft", "list", "table", "inet", "other")
+		if err != nil {
+			t.Fatalf("table inet other is gone: %v\n%s", err, out)
+		}
+		return out
+	}
+	before := other()
+
+	l.startPfwd()
+	if got := strings.Count(l.ruleset(), "table inet personal_firewall"); got != 1 {
+		t.Fatalf("%d personal_firewall tables while running, want 1", got)
+	}
+	l.expect("tcp", hostPort(l.fwIP, 23), false)
+
+	// kill -9, then start again: one table, rules enforced.
+	if err := l.stopPfwd(syscall.SIGKILL); err == nil {
+		t.Fatalf("pfwd survived SIGKILL?")
+	}
+	// Fail-open: with pfwd gone, traffic passes.
+	l.expect("tcp", hostPort(l.fwIP, 23), true)
+	l.startPfwd()
+	if got := strings.Count(l.ruleset(), "table inet personal_firewall"); got != 1 {
+		t.Fatalf("%d personal_firewall tables after kill -9 and restart, want 1:\n%s", got, l.ruleset())
+	}
+	l.expect("tcp", hostPort(l.fwIP, 23), false)
+
+	// SIGTERM: clean exit, table gone, the other table untouched.
+	if err := l.stopPfwd(syscall.SIGTERM); err != nil {
+		t.Fatalf("pfwd exit after SIGTERM: %v", err)
+	}
+	if strings.Contains(l.ruleset(), "personal_firewall") {
+		t.Errorf("table left after SIGTERM:\n%s", l.ruleset())
+	}
+	if after := other(); after != before {
+		t.Errorf("pfwd changed table inet other:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	log, _ := os.ReadFile(l.logPath)
+	for _, want := range []string{" - INFO - pfwd started", " - INFO - Removed the nftables table", " - INFO - pfwd stopped"} {
+		if !strings.Contains(string(log), want) {
+			t.Errorf("log lacks %q", want)
+		}
+	}
+}
+
+func TestFailClosed(t *testing.T) {
+	l := newLab(t)
+	l.writeConfig(l.configDoc("allow", ``, `"127.0.0.1"`, ``, 100))
+	l.serve([]int{22}, nil)
+	l.startPfwd("--fail-closed")
+	l.expect("tcp", hostPort(l.fwIP, 22), true)
+	l.stopPfwd(syscall.SIGKILL)
+	if !strings.Contains(l.ruleset(), "personal_firewall") {
+		t.Fatalf("fail-closed: the table went with pfwd")
+	}
+	l.expect("tcp", hostPort(l.fwIP, 22), false)
+	l.startPfwd("--fail-closed")
+	if got := strings.Count(l.ruleset(), "table inet personal_firewall"); got != 1 {
+		t.Fatalf("%d tables after restart, want 1", got)
+	}
+	l.expect("tcp", hostPort(l.fwIP, 22), true)
+	l.stopPfwd(syscall.SIGTERM)
+	// Fail-closed keeps protecting after a clean stop too; the test
+	// removes the table itself.
+	if out, err := l.in(l.fw, "nft", "delete", "table", "inet", "personal_firewall"); err != nil {
+		t.Logf("delete table: %v %s", err, out)
+	}
+}
+
+func TestInvalidConfigRefusesToStart(t *testing.T) {
+	l := newLab(t)
+	l.writeConfig(`{"rules": [{"name": "x", "action": "deny"}]}`)
+	cmd := exec.Command("ip", "netns", "exec", l.fw, l.pfwdBin, "--config", l.config(), "--db", l.db(),
+		"--socket", l.socket(), "--log-file", filepath.Join(l.dir, "log"))
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("pfwd started with an invalid config:\n%s", out)
+	}
+	if !strings.Contains(string(out), `rules[0].action: "deny" is not an action (allow, block)`) {
+		t.Errorf("error does not name the place:\n%s", out)
+	}
+	if strings.Contains(l.ruleset(), "personal_firewall") {
+		t.Errorf("a table was installed for an invalid config")
+	}
+}

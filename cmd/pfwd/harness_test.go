@@ -1,0 +1,459 @@
+package main
+
+// The end-to-end harness: a client and a firewall host in network
+// namespaces made by the test, joined by a veth pair, pfwd (the real
+// binary) running in the firewall namespace, and traffic sent by this test
+// binary re-executed inside the namespaces. Everything is removed in
+// t.Cleanup, even when the test fails.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+	nsCounter atomic.Int32
+)
+
+// binaries builds bin/pfwd and bin/fwctl once per test run.
+func binaries(t *testing.T) (pfwd, fwctl string) {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "pfw-e2e-bin-")
+		if buildErr != nil {
+			return
+		}
+		for _, cmd := range []string{"pfwd", "fwctl"} {
+			out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, cmd), "github.com/pfw/pfw/cmd/"+cmd).CombinedOutput()
+			if err != nil {
+				buildErr = fmt.Errorf("go build %s: %v\n%s", cmd, err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(binDir, "pfwd"), filepath.Join(binDir, "fwctl")
+}
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv("PFW_E2E_HELPER"); mode != "" {
+		os.Exit(helperMain(mode))
+	}
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+func requireKernel(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test: skipped with -short")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("end-to-end test: needs root to create network namespaces and run pfwd (run `sudo make test`)")
+	}
+	for _, tool := range []string{"ip", "nft"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("end-to-end test: %s not installed (apt-get install iproute2 nftables)", tool)
+		}
+	}
+}
+
+// lab is one client/firewall pair.
+type lab struct {
+	t          *testing.T
+	client, fw string // namespace names
+	clientIP   string // 10.x.y.2 on the client
+	clientIP2  string // a second source address on the client
+	fwIP       string
+	clientIP6  string
+	fwIP6      string
+	dir        string // config, db, log, socket
+	pfwdBin    string
+	fwctlBin   string
+	pfwd       *exec.Cmd
+	pfwdDone   chan error
+	logPath    string
+}
+
+func (l *lab) config() string { return filepath.Join(l.dir, "firewall_rules.json") }
+func (l *lab) db() string     { return filepath.Join(l.dir, "firewall.db") }
+func (l *lab) socket() string { return filepath.Join(l.dir, "pfwd.sock") }
+
+func sh(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// newLab makes the namespaces and the veth pair.
+func newLab(t *testing.T) *lab {
+	t.Helper()
+	requireKernel(t)
+	pfwd, fwctl := binaries(t)
+	n := int(nsCounter.Add(1))
+	id := fmt.Sprintf("%d-%d", os.Getpid()%100000, n)
+	sub := (os.Getpid()+n)%200 + 20
+	l := &lab{
+		t: t, client: "pfwc-" + id, fw: "pfwf-" + id,
+		clientIP: fmt.Sprintf("10.213.%d.2", sub), clientIP2: fmt.Sprintf("10.213.%d.3", sub), fwIP: fmt.Sprintf("10.213.%d.1", sub),
+		clientIP6: fmt.Sprintf("fd00:213:%d::2", sub), fwIP6: fmt.Sprintf("fd00:213:%d::1", sub),
+		dir: t.TempDir(), pfwdBin: pfwd, fwctlBin: fwctl,
+	}
+	l.logPath = filepath.Join(l.dir, "firewall.log")
+	t.Cleanup(l.destroy)
+	sh(t, "ip", "netns", "add", l.client)
+	sh(t, "ip", "netns", "add", l.fw)
+	veth := "pfwv" + id
+	sh(t, "ip", "link", "add", veth+"a", "netns", l.client, "type", "veth", "peer", "name", veth+"b", "netns", l.fw)
+	for _, c := range [][]string{
+		{l.client, "ip", "link", "set", "lo", "up"},
+		{l.fw, "ip", "link", "set", "lo", "up"},
+		{l.client, "ip", "link", "set", veth + "a", "name", "eth0"},
+		{l.fw, "ip", "link", "set", veth + "b", "name", "eth0"},
+		{l.client, "ip", "addr", "add", l.clientIP + "/24", "dev", "eth0"},
+		{l.client, "ip", "addr", "add", l.clientIP2 + "/24", "dev", "eth0"},
+		{l.client, "ip", "addr", "add", l.clientIP6 + "/64", "dev", "eth0", "nodad"},
+		{l.fw, "ip", "addr", "add", l.fwIP + "/24", "dev", "eth0"},
+		{l.fw, "ip", "addr", "add", l.fwIP6 + "/64", "dev", "eth0", "nodad"},
+		{l.client, "ip", "link", "set", "eth0", "up"},
+		{l.fw, "ip", "link", "set", "eth0", "up"},
+	} {
+		sh(t, append([]string{"ip", "netns", "exec"}, c...)...)
+	}
+	return l
+}
+
+func (l *lab) destroy() {
+	l.stopPfwd(syscall.SIGKILL)
+	exec.Command("ip", "netns", "del", l.client).Run()
+	exec.Command("ip", "netns", "del", l.fw).Run()
+	if l.t.Failed() {
+		if b, err := os.ReadFile(l.logPath); err == nil {
+			l.t.Logf("pfwd log:\n%s", b)
+		}
+	}
+}
+
+// writeConfig writes the config file pfwd will read.
+func (l *lab) writeConfig(doc string) {
+	l.t.Helper()
+	if err := os.WriteFile(l.config(), []byte(doc), 0o644); err != nil {
+		l.t.Fatal(err)
+	}
+}
+
+// startPfwd runs pfwd in the firewall namespace and waits until its
+// control socket answers (the table is installed before that).
+func (l *lab) startPfwd(extra ...string) {
+	l.t.Helper()
+	start := time.Now()
+	defer func() { l.t.Logf("pfwd started in %v", time.Since(start).Round(time.Millisecond)) }()
+	args := append([]string{"netns", "exec", l.fw, l.pfwdBin, "--config", l.config(), "--db", l.db(),
+		"--socket", l.socket(), "--log-file", l.logPath, "--stats-every", "2s"}, extra...)
+	cmd := exec.Command("ip", args...)
+	cmd.Env = append(os.Environ(), "JOURNAL_STREAM=")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		l.t.Fatal(err)
+	}
+	l.pfwd = cmd
+	l.pfwdDone = make(chan error, 1)
+	go func() { l.pfwdDone <- cmd.Wait() }()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-l.pfwdDone:
+			l.pfwd = nil
+			log, _ := os.ReadFile(l.logPath)
+			l.t.Fatalf("pfwd exited at start: %v\n%s", err, log)
+		default:
+		}
+		if out, err := exec.Command(l.fwctlBin, "--socket", l.socket(), "status", "--json").Output(); err == nil && strings.Contains(string(out), `"running": true`) || err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	l.t.Fatal("pfwd did not answer on its control socket within 15 s")
+}
+
+// stopPfwd signals pfwd and waits for it (10 s at most, then SIGKILL).
+func (l *lab) stopPfwd(sig syscall.Signal) error {
+	if l.pfwd == nil {
+		return nil
+	}
+	start := time.Now()
+	defer func() { l.t.Logf("pfwd stopped by %v in %v", sig, time.Since(start).Round(time.Millisecond)) }()
+	// ip netns exec execs pfwd, so the process is pfwd itself.
+	l.pfwd.Process.Signal(sig)
+	var err error
+	select {
+	case err = <-l.pfwdDone:
+	case <-time.After(10 * time.Second):
+		l.pfwd.Process.Kill()
+		err = <-l.pfwdDone
+		err = errors.Join(errors.New("pfwd did not stop within 10 s"), err)
+	}
+	l.pfwd = nil
+	return err
+}
+
+// in runs a command in a namespace and returns its combined output.
+func (l *lab) in(ns string, args ...string) (string, error) {
+	out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+func (l *lab) ruleset() string {
+	out, err := l.in(l.fw, "nft", "list", "tables")
+	if err != nil {
+		l.t.Fatalf("nft list tables: %v\n%s", err, out)
+	}
+	return out
+}
+
+// fwctl runs bin/fwctl against this lab's files.
+func (l *lab) fwctl(args ...string) (string, error) {
+	full := append([]string{"--config", l.config(), "--db", l.db(), "--socket", l.socket()}, args...)
+	out, err := exec.Command(l.fwctlBin, full...).CombinedOutput()
+	return string(out), err
+}
+
+// serve starts the test binary as a TCP and UDP echo server in the
+// firewall namespace, on every port listed, v4 and v6.
+func (l *lab) serve(tcpPorts, udpPorts []int) {
+	l.t.Helper()
+	args := []string{"netns", "exec", l.fw, os.Args[0]}
+	cmd := exec.Command("ip", args...)
+	cmd.Env = append(os.Environ(), "PFW_E2E_HELPER=serve", "PFW_TCP="+ints(tcpPorts), "PFW_UDP="+ints(udpPorts))
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "ready" {
+		l.t.Fatalf("echo server did not start: %q %v", line, err)
+	}
+}
+
+func ints(xs []int) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ",")
+}
+
+// probe is one traffic attempt's outcome.
+type probe struct {
+	OK  int    `json:"ok"`
+	Err string `json:"err,omitempty"`
+}
+
+// send makes count attempts of proto ("tcp", "udp", "icmp") from the
+// client namespace to addr (host:port, or host for icmp), optionally from
+// source address src, and returns how many got through.
+func (l *lab) send(proto, src, addr string, count int, timeout time.Duration) int {
+	l.t.Helper()
+	cmd := exec.Command("ip", "netns", "exec", l.client, os.Args[0])
+	cmd.Env = append(os.Environ(), "PFW_E2E_HELPER=send", "PFW_PROTO="+proto, "PFW_SRC="+src, "PFW_ADDR="+addr,
+		"PFW_COUNT="+strconv.Itoa(count), "PFW_TIMEOUT="+timeout.String())
+	out, err := cmd.Output()
+	if err != nil {
+		l.t.Fatalf("traffic helper: %v\n%s", err, out)
+	}
+	var p probe
+	if err := json.Unmarshal(out, &p); err != nil {
+		l.t.Fatalf("traffic helper output %q: %v", out, err)
+	}
+	return p.OK
+}
+
+// reaches reports whether one attempt gets through (timeout 1 s).
+func (l *lab) reaches(proto, addr string) bool {
+	return l.send(proto, "", addr, 1, time.Second) == 1
+}
+
+func (l *lab) expect(proto, addr string, want bool) {
+	l.t.Helper()
+	start := time.Now()
+	defer func() { l.t.Logf("%s %s want %v took %v", proto, addr, want, time.Since(start).Round(time.Millisecond)) }()
+	if got := l.reaches(proto, addr); got != want {
+		l.t.Errorf("%s to %s: got through = %v, want %v", proto, addr, got, want)
+	}
+}
+
+// eventually retries cond for up to d (config changes apply within 1 s).
+func eventually(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func hostPort(h string, p int) string { return net.JoinHostPort(h, strconv.Itoa(p)) }
+
+// helperMain is the traffic helper, run inside a namespace.
+func helperMain(mode string) int {
+	switch mode {
+	case "serve":
+		return serveMain()
+	case "send":
+		return sendMain()
+	}
+	fmt.Fprintln(os.Stderr, "unknown helper mode", mode)
+	return 2
+}
+
+func splitInts(s string) []int {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if n, err := strconv.Atoi(f); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func serveMain() int {
+	for _, p := range splitInts(os.Getenv("PFW_TCP")) {
+		ln, err := net.Listen("tcp", fmt.Sprintf("[::]:%d", p))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					c.SetDeadline(time.Now().Add(5 * time.Second))
+					buf := make([]byte, 64)
+					n, _ := c.Read(buf)
+					c.Write(buf[:n])
+				}()
+			}
+		}()
+	}
+	for _, p := range splitInts(os.Getenv("PFW_UDP")) {
+		pc, err := net.ListenPacket("udp", fmt.Sprintf("[::]:%d", p))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		go func() {
+			buf := make([]byte, 1500)
+			for {
+				n, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				pc.WriteTo(buf[:n], from)
+			}
+		}()
+	}
+	fmt.Println("ready")
+	select {}
+}
+
+func sendMain() int {
+	proto, src, addr := os.Getenv("PFW_PROTO"), os.Getenv("PFW_SRC"), os.Getenv("PFW_ADDR")
+	count, _ := strconv.Atoi(os.Getenv("PFW_COUNT"))
+	timeout, _ := time.ParseDuration(os.Getenv("PFW_TIMEOUT"))
+	ok := 0
+	var lastErr error
+	for range count {
+		var err error
+		switch proto {
+		case "tcp", "udp":
+			err = echo(proto, src, addr, timeout)
+		case "icmp":
+			var out []byte
+			out, err = exec.Command("ping", "-c", "1", "-W", strconv.Itoa(max(1, int(timeout.Seconds()))), addr).CombinedOutput()
+			if err != nil {
+				err = fmt.Errorf("%v: %s", err, out)
+			}
+		default:
+			err = fmt.Errorf("unknown proto %q", proto)
+		}
+		if err == nil {
+			ok++
+		} else {
+			lastErr = err
+		}
+	}
+	p := probe{OK: ok}
+	if lastErr != nil {
+		p.Err = lastErr.Error()
+	}
+	json.NewEncoder(os.Stdout).Encode(p)
+	return 0
+}
+
+// echo sends a line and waits for it to come back.
+func echo(proto, src, addr string, timeout time.Duration) error {
+	d := net.Dialer{Timeout: timeout}
+	if src != "" {
+		ip := net.ParseIP(src)
+		if proto == "tcp" {
+			d.LocalAddr = &net.TCPAddr{IP: ip}
+		} else {
+			d.LocalAddr = &net.UDPAddr{IP: ip}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	c, err := d.DialContext(ctx, proto, addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(timeout))
+	if _, err := c.Write([]byte("pfw\n")); err != nil {
+		return err
+	}
+	buf := make([]byte, 16)
+	n, err := c.Read(buf)
+	if err != nil {
+		return err
+	}
+	if string(buf[:n]) != "pfw\n" {
+		return fmt.Errorf("echo: got %q", buf[:n])
+	}
+	return nil
+}

@@ -1,0 +1,151 @@
+package daemon
+
+import (
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pfw/pfw/rules"
+	"github.com/pfw/pfw/store"
+	"github.com/pfw/pfw/verdict"
+)
+
+// auditor is the queues' Observer: it counts every decision per verdict
+// and reason, writes a row for every block and a sample of allows, and
+// logs blocks at a bounded rate. It runs on the queue workers, so nothing
+// here waits: the writer's enqueue never blocks and counters are atomic.
+type auditor struct {
+	engine  *verdict.Engine
+	writer  *store.Writer
+	log     *slog.Logger
+	sampler *Sampler
+
+	seen, allowed, blocked, kernelBlocked atomic.Uint64
+
+	mu       sync.RWMutex
+	byReason map[reasonKey]*atomic.Uint64
+}
+
+type reasonKey struct {
+	blocked bool
+	reason  string
+}
+
+func newAuditor(e *verdict.Engine, w *store.Writer, log *slog.Logger) *auditor {
+	return &auditor{
+		engine: e, writer: w, log: log,
+		sampler:  NewSampler(time.Second, 5),
+		byReason: map[reasonKey]*atomic.Uint64{},
+	}
+}
+
+// Decided implements queue.Observer.
+func (a *auditor) Decided(p *verdict.Packet, dir rules.Direction, d verdict.Decision, payload []byte) {
+	a.seen.Add(1)
+	a.reasonCounter(d).Add(1)
+	if !d.Blocked() {
+		a.allowed.Add(1)
+		if rate := a.engine.Policy().SampleRate(); rate > 0 && rand.Float64() < rate {
+			a.writer.Allowed(rowOf(p, "", 0))
+		}
+		return
+	}
+	a.blocked.Add(1)
+	a.writer.Blocked(rowOf(p, d.Reason, packetHash(payload)))
+	if ok, missed := a.sampler.Allow(d.Reason, time.Now()); ok {
+		args := []any{"reason", d.Reason, "proto", store.ProtoName(p.Proto), "src", endpoint(p, true), "dst", endpoint(p, false), "dir", dir.String()}
+		if missed > 0 {
+			args = append(args, "similar_not_logged", missed)
+		}
+		a.log.Info("Blocked packet", args...)
+	}
+}
+
+func (a *auditor) reasonCounter(d verdict.Decision) *atomic.Uint64 {
+	k := reasonKey{d.Blocked(), d.Reason}
+	a.mu.RLock()
+	c := a.byReason[k]
+	a.mu.RUnlock()
+	if c != nil {
+		return c
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if c = a.byReason[k]; c == nil {
+		c = new(atomic.Uint64)
+		a.byReason[k] = c
+	}
+	return c
+}
+
+// ReasonCount is the number of packets decided one way for one reason.
+type ReasonCount struct {
+	Verdict string
+	Reason  string
+	Count   uint64
+}
+
+// reasons returns the per-reason counts, sorted.
+func (a *auditor) reasons() []ReasonCount {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	out := make([]ReasonCount, 0, len(a.byReason))
+	for k, c := range a.byReason {
+		v := "allow"
+		if k.blocked {
+			v = "block"
+		}
+		out = append(out, ReasonCount{v, k.reason, c.Load()})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Verdict != out[j].Verdict {
+			return out[i].Verdict < out[j].Verdict
+		}
+		return out[i].Reason < out[j].Reason
+	})
+	return out
+}
+
+// kernelAudit reports the kernel's own drops (blacklist and intel sets).
+type kernelAudit struct{ *auditor }
+
+func (k kernelAudit) Decided(p *verdict.Packet, dir rules.Direction, d verdict.Decision, payload []byte) {
+	k.kernelBlocked.Add(1)
+	k.auditor.Decided(p, dir, d, payload)
+}
+
+func rowOf(p *verdict.Packet, reason string, hash uint64) store.Row {
+	return store.Row{
+		Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort, HasPorts: p.HasPorts,
+		Proto: p.Proto, Reason: reason, Hash: hash,
+	}
+}
+
+// packetHash fingerprints the copied headers, so repeated packets of one
+// flow can be grouped in the log.
+func packetHash(b []byte) uint64 {
+	h := uint64(14695981039346656037) // FNV-1a, inline: hash/fnv's interface would allocate
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
+}
+
+func endpoint(p *verdict.Packet, src bool) string {
+	a, port := p.Dst, p.DstPort
+	if src {
+		a, port = p.Src, p.SrcPort
+	}
+	if !p.HasPorts {
+		return a.String()
+	}
+	if a.Is6() {
+		return fmt.Sprintf("[%s]:%d", a, port)
+	}
+	return fmt.Sprintf("%s:%d", a, port)
+}

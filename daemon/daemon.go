@@ -1,0 +1,414 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/pfw/pfw/control"
+	"github.com/pfw/pfw/intel"
+	"github.com/pfw/pfw/nft"
+	"github.com/pfw/pfw/queue"
+	"github.com/pfw/pfw/rules"
+	"github.com/pfw/pfw/store"
+	"github.com/pfw/pfw/verdict"
+)
+
+// Version is pfw's version, set at build time.
+var Version = "dev"
+
+// Default paths of the contract.
+const (
+	DefaultConfig  = "/etc/personal-firewall/firewall_rules.json"
+	DefaultDB      = "/var/lib/personal-firewall/firewall.db"
+	DefaultLogFile = "/var/log/personal-firewall/firewall.log"
+	DefaultSocket  = "/run/personal-firewall/pfwd.sock"
+)
+
+// Options are pfwd's flags.
+type Options struct {
+	ConfigPath string
+	DBPath     string
+	Socket     string
+	QueueNum   uint16
+	Queues     int // number of queues and workers; 0 = one per CPU
+	Ifaces     []string
+	FailClosed bool
+	LogGroup   uint16        // NFLOG group of the kernel's drops
+	StatsEvery time.Duration // statistics log line; default 30 s
+	// MetricsAddr, when set, serves Prometheus metrics at /metrics.
+	MetricsAddr string
+	// Started is called with the running daemon (for SIGHUP handling);
+	// Ready once the table is in place and packets are being decided
+	// (pfwd tells systemd).
+	Started func(*Daemon)
+	Ready   func()
+}
+
+// Daemon is a running pfwd.
+type Daemon struct {
+	opts    Options
+	log     *slog.Logger
+	started time.Time
+
+	engine *verdict.Engine
+	fw     *nft.Firewall
+	queues *queue.Queues
+	drops  *queue.KernelDrops
+	store  *store.Store
+	writer *store.Writer
+	feeds  *intel.Manager
+	audit  *auditor
+
+	stopWriter, stopFeeds func() // set once started; each waits for its goroutine
+
+	reloadMu sync.Mutex // one reload at a time
+
+	mu          sync.Mutex // guards what follows
+	cfg         *rules.Config
+	cfgData     []byte // the config as last applied, to skip no-op reloads
+	loadedAt    time.Time
+	reloadErr   string
+	feedEntries map[string][]netip.Prefix
+}
+
+// Run starts pfwd and blocks until ctx is done, then shuts down.
+func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
+	d := &Daemon{opts: opts, log: log, started: time.Now(), feedEntries: map[string][]netip.Prefix{}}
+	if d.opts.Queues <= 0 {
+		d.opts.Queues = runtime.NumCPU()
+	}
+	if d.opts.StatsEvery <= 0 {
+		d.opts.StatsEvery = 30 * time.Second
+	}
+	if d.opts.LogGroup == 0 {
+		d.opts.LogGroup = 27
+	}
+	defer d.shutdown()
+
+	// The control socket doubles as the single-instance lock: Listen fails
+	// while another pfwd answers on it, before anything touches the kernel.
+	sock, err := control.Listen(opts.Socket)
+	if err != nil {
+		return err
+	}
+	defer sock.Close()
+
+	cfg, created, err := rules.LoadOrCreate(opts.ConfigPath)
+	if err != nil {
+		return err
+	}
+	if created {
+		log.Info("No config file: wrote the default one", "path", opts.ConfigPath)
+	}
+	d.cfg, d.loadedAt = cfg, time.Now()
+	d.cfgData, _ = rules.Marshal(cfg)
+
+	if d.store, err = store.Open(opts.DBPath); err != nil {
+		return err
+	}
+	if moved := d.store.MovedAside(); moved != "" {
+		log.Error("The database was corrupt or unreadable: moved it aside and started a new one", "moved_to", moved, "db", opts.DBPath)
+	}
+	d.seedThreats(ctx, cfg)
+
+	d.engine = verdict.NewEngine(verdict.Compile(cfg))
+	d.engine.SetIntel(d.compileIntel(cfg))
+
+	// The writer outlives ctx: it must flush after the queues stop.
+	writerCtx, stopWriter := context.WithCancel(context.Background())
+	d.writer = d.store.NewWriter(store.WriterConfig{OnError: d.logWriterError})
+	d.audit = newAuditor(d.engine, d.writer, log)
+	writerDone := make(chan struct{})
+	go func() { defer close(writerDone); d.writer.Run(writerCtx) }()
+	d.stopWriter = func() { stopWriter(); <-writerDone }
+
+	// Bind the queues before the rules that feed them exist, so no packet
+	// is queued to a socket nobody reads.
+	qcfg := queue.Config{QueueNum: opts.QueueNum, QueueCount: uint16(d.opts.Queues)}
+	if d.queues, err = queue.Open(qcfg, d.engine, d.audit); err != nil {
+		return err
+	}
+	if err := d.queues.Start(ctx); err != nil {
+		return err
+	}
+	if d.drops, err = queue.OpenKernelDrops(d.opts.LogGroup, d.engine, kernelAudit{d.audit}); err != nil {
+		return err
+	}
+	if err := d.drops.Start(ctx); err != nil {
+		return err
+	}
+
+	d.fw, err = nft.Open(nft.Config{
+		QueueNum: opts.QueueNum, QueueCount: uint16(d.opts.Queues), Ifaces: opts.Ifaces,
+		FailClosed: opts.FailClosed, LogGroup: d.opts.LogGroup,
+		InitialSets: d.kernelLists(cfg, true),
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("pfwd started", "version", Version, "config", opts.ConfigPath, "rules", len(cfg.Rules),
+		"queues", queueRange(opts.QueueNum, d.opts.Queues), "queue_mode", d.fw.QueueMode(),
+		"fail_closed", opts.FailClosed, "db", opts.DBPath)
+
+	feedsCtx, stopFeeds := context.WithCancel(ctx)
+	d.feeds = intel.NewManager(intel.Options{OnUpdate: d.onFeedUpdate, OnEvent: d.onFeedEvent})
+	d.feeds.SetProtected(cfg.WhitelistIPs)
+	for name, entries := range d.feedEntries {
+		d.feeds.Seed(name, entries)
+	}
+	if err := d.feeds.SetFeeds(feedsOf(cfg)); err != nil {
+		log.Error("Threat feeds not started", "err", err)
+	}
+	feedsDone := make(chan struct{})
+	go func() { defer close(feedsDone); d.feeds.Run(feedsCtx) }()
+	d.stopFeeds = func() { stopFeeds(); <-feedsDone }
+
+	if err := watchFile(ctx, opts.ConfigPath, 150*time.Millisecond, func() { d.Reload("file changed") }); err != nil {
+		log.Warn("Config changes will need a SIGHUP", "err", err)
+	}
+	go control.Serve(ctx, sock, d.Status)
+	if opts.Started != nil {
+		opts.Started(d)
+	}
+	if opts.Ready != nil {
+		opts.Ready()
+	}
+
+	ticker := time.NewTicker(d.opts.StatsEvery)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("pfwd stopping")
+			return nil
+		case <-ticker.C:
+			d.logStats()
+		}
+	}
+}
+
+// shutdown stops what Run started, in order: the feeds, the queues (no
+// more packets taken; those in flight already got their verdicts), the
+// kernel-drop listener, the log writer (flushed, bounded by its timeout),
+// then the table (kept when fail-closed) and the database. It copes with
+// a start-up that failed halfway.
+func (d *Daemon) shutdown() {
+	if d.stopFeeds != nil {
+		d.stopFeeds()
+	}
+	if d.queues != nil {
+		d.queues.Close()
+	}
+	if d.drops != nil {
+		d.drops.Close()
+	}
+	if d.stopWriter != nil {
+		d.stopWriter()
+	}
+	if d.fw != nil {
+		switch err := d.fw.Close(); {
+		case err != nil:
+			d.log.Error("Removing the nftables table failed", "err", err)
+		case d.opts.FailClosed:
+			d.log.Info("Fail-closed: the nftables table stays; queued traffic drops until pfwd returns")
+		default:
+			d.log.Info("Removed the nftables table")
+		}
+	}
+	if d.audit != nil {
+		d.logStats()
+	}
+	if d.store != nil {
+		d.store.Close()
+	}
+	if d.fw != nil {
+		d.log.Info("pfwd stopped")
+	}
+}
+
+func queueRange(first uint16, n int) string {
+	if n <= 1 {
+		return fmt.Sprint(first)
+	}
+	return fmt.Sprintf("%d-%d", first, int(first)+n-1)
+}
+
+func feedsOf(cfg *rules.Config) []intel.Feed {
+	out := make([]intel.Feed, 0, len(cfg.ThreatFeeds))
+	for _, f := range cfg.ThreatFeeds {
+		out = append(out, intel.Feed{Name: f.Name, URL: f.URL, Interval: f.Interval, Level: f.ThreatLevel})
+	}
+	return out
+}
+
+// seedThreats loads the threat entries kept in the database, so a host
+// that boots offline is protected before any feed answers. Entries of
+// feeds no longer configured are dropped.
+func (d *Daemon) seedThreats(ctx context.Context, cfg *rules.Config) {
+	threats, err := d.store.LoadThreats(ctx)
+	if err != nil {
+		d.log.Error("Could not load threat entries from the database", "err", err)
+		return
+	}
+	configured := map[string]bool{}
+	for _, f := range cfg.ThreatFeeds {
+		configured[f.Name] = true
+	}
+	stale := map[string]bool{}
+	for _, t := range threats {
+		if !configured[t.Source] {
+			stale[t.Source] = true
+			continue
+		}
+		d.feedEntries[t.Source] = append(d.feedEntries[t.Source], t.IP)
+	}
+	for src := range stale {
+		if err := d.store.ReplaceThreats(ctx, src, "", nil, time.Now()); err != nil {
+			d.log.Warn("Could not drop the entries of a removed feed", "feed", src, "err", err)
+		}
+	}
+	n := 0
+	for _, e := range d.feedEntries {
+		n += len(e)
+	}
+	if n > 0 {
+		d.log.Info("Loaded threat entries from the database", "entries", n, "feeds", len(d.feedEntries))
+	}
+}
+
+// compileIntel builds the pipeline's threat entries, feeds in config order
+// so the first listed names an overlapping block. Caller holds d.mu or is
+// the only goroutine.
+func (d *Daemon) compileIntel(cfg *rules.Config) *verdict.Intel {
+	var feeds []verdict.FeedEntries
+	for _, f := range cfg.ThreatFeeds {
+		if e := d.feedEntries[f.Name]; len(e) > 0 {
+			feeds = append(feeds, verdict.FeedEntries{Name: f.Name, Prefixes: e})
+		}
+	}
+	return verdict.NewIntel(feeds)
+}
+
+// kernelLists is what the kernel sets must hold for cfg.
+func (d *Daemon) kernelLists(cfg *rules.Config, withIntel bool) map[nft.List][]netip.Prefix {
+	lists := map[nft.List][]netip.Prefix{
+		nft.Whitelist: cfg.WhitelistIPs,
+		nft.Blacklist: cfg.BlacklistIPs,
+	}
+	if withIntel {
+		lists[nft.Intel] = d.allIntel(cfg)
+	}
+	return lists
+}
+
+func (d *Daemon) allIntel(cfg *rules.Config) []netip.Prefix {
+	var all []netip.Prefix
+	for _, f := range cfg.ThreatFeeds {
+		all = append(all, d.feedEntries[f.Name]...)
+	}
+	return all
+}
+
+// onFeedUpdate applies a feed's new entries: kernel set, pipeline, and
+// database, in that order, so a packet the kernel lets through is not
+// then blocked for a reason the log cannot show.
+func (d *Daemon) onFeedUpdate(feed intel.Feed, entries []netip.Prefix) {
+	d.mu.Lock()
+	old := len(d.feedEntries[feed.Name])
+	if entries == nil {
+		delete(d.feedEntries, feed.Name)
+	} else {
+		d.feedEntries[feed.Name] = entries
+	}
+	cfg := d.cfg
+	start := time.Now()
+	err := d.fw.UpdateSets(map[nft.List][]netip.Prefix{nft.Intel: d.allIntel(cfg)})
+	d.engine.SetIntel(d.compileIntel(cfg))
+	d.mu.Unlock()
+	if err != nil {
+		d.log.Error("Threat feed: updating the kernel set failed", "feed", feed.Name, "err", err)
+	}
+	if err := d.store.ReplaceThreats(context.Background(), feed.Name, feed.Level, entries, time.Now()); err != nil {
+		d.log.Error("Threat feed: saving entries failed", "feed", feed.Name, "err", err)
+	}
+	d.log.Info("Threat feed updated", "feed", feed.Name, "entries", len(entries), "before", old,
+		"applied_in", time.Since(start).Round(time.Millisecond))
+}
+
+func (d *Daemon) onFeedEvent(ev intel.Event) {
+	d.log.Log(context.Background(), ev.Level, "Threat feed: "+ev.Msg, "feed", ev.Feed)
+}
+
+// Reload re-reads the config file and applies it whole, or not at all.
+func (d *Daemon) Reload(why string) {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	data, err := os.ReadFile(d.opts.ConfigPath)
+	if err == nil {
+		var cfg *rules.Config
+		if cfg, err = rules.Parse(data); err == nil {
+			err = d.apply(cfg, why)
+		} else {
+			err = fmt.Errorf("%s: %w", d.opts.ConfigPath, err)
+		}
+	}
+	if err != nil {
+		d.mu.Lock()
+		d.reloadErr = err.Error()
+		d.mu.Unlock()
+		d.log.Error("Config not reloaded, the rules in force stay: "+err.Error(), "why", why)
+	}
+}
+
+func (d *Daemon) apply(cfg *rules.Config, why string) error {
+	canon, _ := rules.Marshal(cfg)
+	d.mu.Lock()
+	same := string(canon) == string(d.cfgData)
+	d.mu.Unlock()
+	if same {
+		d.mu.Lock()
+		d.reloadErr = ""
+		d.mu.Unlock()
+		return nil // our own write, an editor's touch, or a SIGHUP without changes
+	}
+	if err := d.feeds.SetFeeds(feedsOf(cfg)); err != nil {
+		return fmt.Errorf("threat_feeds: %w", err)
+	}
+	d.mu.Lock()
+	if err := d.fw.UpdateSets(d.kernelLists(cfg, true)); err != nil {
+		d.mu.Unlock()
+		d.feeds.SetFeeds(feedsOf(d.cfg)) // back to the feeds in force
+		return fmt.Errorf("apply to the kernel: %w", err)
+	}
+	d.engine.SetPolicy(verdict.Compile(cfg))
+	d.engine.SetIntel(d.compileIntel(cfg))
+	d.cfg, d.cfgData, d.loadedAt, d.reloadErr = cfg, canon, time.Now(), ""
+	d.mu.Unlock()
+	d.feeds.SetProtected(cfg.WhitelistIPs)
+	enabled := 0
+	for _, r := range cfg.Rules {
+		if r.Enabled {
+			enabled++
+		}
+	}
+	d.log.Info("Config reloaded", "why", why, "rules", len(cfg.Rules), "enabled", enabled,
+		"whitelist", len(cfg.WhitelistIPs), "blacklist", len(cfg.BlacklistIPs), "feeds", len(cfg.ThreatFeeds))
+	d.cutBlockedFlows()
+	return nil
+}
+
+func (d *Daemon) logWriterError(err error) {
+	if ok, _ := d.audit.sampler.Allow("writer-error", time.Now()); ok {
+		d.log.Error("Log writer", "err", err)
+	}
+}
+
+// ErrStopped is returned by helpers used after shutdown.
+var ErrStopped = errors.New("pfwd stopped")

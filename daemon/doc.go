@@ -1,0 +1,16 @@
+// Package daemon is pfwd: it wires the config (rules), the pipeline
+// (verdict), the kernel ruleset (nft), the packet queues (queue), the
+// audit log (store), the threat feeds (intel) and the control socket
+// (control) into one running firewall, and keeps them in step on reloads.
+//
+// Invariant: the kernel sets and the pipeline always hold the same
+// whitelist, blacklist and threat entries, so the kernel's fast path and
+// user space decide every packet alike. A reload is all or nothing: an
+// invalid config file, or one the kernel refuses, leaves the rules in
+// force untouched and is logged with its error.
+//
+// Start-up binds the queues first and installs the table last, so no
+// packet is queued before a worker listens. Shutdown runs the other way:
+// stop taking packets, answer those in flight, flush the log, remove the
+// table (kept with FailClosed), each step bounded in time.
+package daemon

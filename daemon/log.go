@@ -1,0 +1,244 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// LevelWarning is slog's WARN, spelled the way pfw's log lines spell it.
+const LevelWarning = slog.LevelWarn
+
+// LineHandler writes slog records as pfw's log lines:
+//
+//	2026-11-25 15:04:05,123 - INFO - message key=value ...
+//
+// Timestamps are local time, levels DEBUG, INFO, WARNING, ERROR. Under
+// systemd the journal adds its own timestamp, so Journal mode writes
+// "<prio>message key=value" (sd-daemon priority prefixes) instead.
+type LineHandler struct {
+	mu      *sync.Mutex
+	out     io.Writer
+	level   slog.Leveler
+	journal bool
+	attrs   string // pre-formatted attrs from With
+}
+
+// NewLineHandler returns a handler writing to out.
+func NewLineHandler(out io.Writer, level slog.Leveler, journal bool) *LineHandler {
+	return &LineHandler{mu: &sync.Mutex{}, out: out, level: level, journal: journal}
+}
+
+func (h *LineHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level.Level() }
+
+// LevelName spells a level as pfw's log lines do.
+func LevelName(l slog.Level) string {
+	switch {
+	case l >= slog.LevelError:
+		return "ERROR"
+	case l >= slog.LevelWarn:
+		return "WARNING"
+	case l >= slog.LevelInfo:
+		return "INFO"
+	}
+	return "DEBUG"
+}
+
+func journalPriority(l slog.Level) int {
+	switch {
+	case l >= slog.LevelError:
+		return 3
+	case l >= slog.LevelWarn:
+		return 4
+	case l >= slog.LevelInfo:
+		return 6
+	}
+	return 7
+}
+
+func (h *LineHandler) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	if h.journal {
+		fmt.Fprintf(&b, "<%d>", journalPriority(r.Level))
+	} else {
+		t := r.Time
+		if t.IsZero() {
+			t = time.Now()
+		}
+		b.WriteString(t.Format("2006-01-02 15:04:05"))
+		fmt.Fprintf(&b, ",%03d - %s - ", t.Nanosecond()/1e6, LevelName(r.Level))
+	}
+	b.WriteString(oneLine(r.Message))
+	b.WriteString(h.attrs)
+	r.Attrs(func(a slog.Attr) bool {
+		appendAttr(&b, a)
+		return true
+	})
+	b.WriteByte('\n')
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, err := io.WriteString(h.out, b.String())
+	return err
+}
+
+func appendAttr(b *strings.Builder, a slog.Attr) {
+	if a.Equal(slog.Attr{}) {
+		return
+	}
+	v := a.Value.Resolve()
+	if v.Kind() == slog.KindGroup {
+		for _, g := range v.Group() {
+			appendAttr(b, slog.Attr{Key: a.Key + "." + g.Key, Value: g.Value})
+		}
+		return
+	}
+	b.WriteByte(' ')
+	b.WriteString(a.Key)
+	b.WriteByte('=')
+	s := v.String()
+	if s == "" || strings.ContainsAny(s, " \t\"=\n") {
+		s = strconv.Quote(s)
+	}
+	b.WriteString(s)
+}
+
+// oneLine keeps a message from forging extra log lines.
+func oneLine(s string) string {
+	if !strings.ContainsAny(s, "\r\n") {
+		return s
+	}
+	return strings.NewReplacer("\r", `\r`, "\n", `\n`).Replace(s)
+}
+
+func (h *LineHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	var b strings.Builder
+	b.WriteString(h.attrs)
+	for _, a := range attrs {
+		appendAttr(&b, a)
+	}
+	n := *h
+	n.attrs = b.String()
+	return &n
+}
+
+func (h *LineHandler) WithGroup(name string) slog.Handler { return h } // pfw does not use groups
+
+// LogFile is the application log file, reopened on demand so logrotate
+// can move it away (pfwd reopens it on SIGHUP).
+type LogFile struct {
+	mu   sync.Mutex
+	path string
+	f    *os.File
+}
+
+// OpenLogFile opens (creating) the log file for appending.
+func OpenLogFile(path string) (*LogFile, error) {
+	l := &LogFile{path: path}
+	if err := l.Reopen(); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// Reopen closes the file and opens path again.
+func (l *LogFile) Reopen() error {
+	if err := os.MkdirAll(filepath.Dir(l.path), 0o750); err != nil {
+		return fmt.Errorf("log file: %w", err)
+	}
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("log file: %w", err)
+	}
+	l.mu.Lock()
+	old := l.f
+	l.f = f
+	l.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	return nil
+}
+
+func (l *LogFile) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.f.Write(p)
+}
+
+// Close closes the file.
+func (l *LogFile) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.f.Close()
+}
+
+// UnderJournal reports whether stderr is connected to systemd's journal
+// (systemd sets JOURNAL_STREAM to the device and inode of that stream).
+func UnderJournal() bool {
+	v := os.Getenv("JOURNAL_STREAM")
+	if v == "" {
+		return false
+	}
+	dev, ino, ok := strings.Cut(v, ":")
+	if !ok {
+		return false
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(2, &st); err != nil {
+		return false
+	}
+	return strconv.FormatUint(st.Dev, 10) == dev && strconv.FormatUint(st.Ino, 10) == ino
+}
+
+// Sampler lets through at most burst messages per interval for a key and
+// counts the rest, so per-packet log lines cannot flood the log.
+type Sampler struct {
+	mu       sync.Mutex
+	interval time.Duration
+	burst    int
+	windows  map[string]*sampleWindow
+}
+
+type sampleWindow struct {
+	start      time.Time
+	n          int
+	suppressed int
+}
+
+// NewSampler allows burst lines per interval per key.
+func NewSampler(interval time.Duration, burst int) *Sampler {
+	return &Sampler{interval: interval, burst: burst, windows: map[string]*sampleWindow{}}
+}
+
+// Allow reports whether a line for key may be written now, and how many
+// were suppressed in the window that just ended (to be mentioned once).
+func (s *Sampler) Allow(key string, now time.Time) (ok bool, suppressedBefore int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.windows[key]
+	if w == nil {
+		if len(s.windows) > 1024 { // keys come from config reasons; bound them anyway
+			clear(s.windows)
+		}
+		w = &sampleWindow{start: now}
+		s.windows[key] = w
+	}
+	if now.Sub(w.start) >= s.interval {
+		suppressedBefore = w.suppressed
+		*w = sampleWindow{start: now}
+	}
+	if w.n < s.burst {
+		w.n++
+		return true, suppressedBefore
+	}
+	w.suppressed++
+	return false, suppressedBefore
+}

@@ -1,0 +1,171 @@
+package daemon
+
+import (
+	"bufio"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pfw/pfw/control"
+	"github.com/pfw/pfw/nft"
+	"github.com/pfw/pfw/rules"
+	"github.com/pfw/pfw/verdict"
+)
+
+// Status is what the control socket answers to fwctl status.
+func (d *Daemon) Status() control.Status {
+	d.mu.Lock()
+	cfg, loadedAt, reloadErr := d.cfg, d.loadedAt, d.reloadErr
+	d.mu.Unlock()
+	enabled := 0
+	for _, r := range cfg.Rules {
+		if r.Enabled {
+			enabled++
+		}
+	}
+	ws := d.writer.Stats()
+	st := control.Status{
+		Running:        true,
+		PID:            os.Getpid(),
+		Version:        Version,
+		StartedAt:      d.started,
+		UptimeSeconds:  time.Since(d.started).Seconds(),
+		ConfigPath:     d.opts.ConfigPath,
+		ConfigLoadedAt: loadedAt,
+		ReloadError:    reloadErr,
+		Rules:          len(cfg.Rules),
+		RulesEnabled:   enabled,
+		QueueMode:      d.fw.QueueMode(),
+		Queues:         queueRange(d.opts.QueueNum, d.opts.Queues),
+		FailClosed:     d.opts.FailClosed,
+		Packets: control.PacketCounts{
+			Seen:          d.audit.seen.Load(),
+			Allowed:       d.audit.allowed.Load(),
+			Blocked:       d.audit.blocked.Load(),
+			KernelBlocked: d.audit.kernelBlocked.Load(),
+			VerdictErrors: d.queues.C.VerdictErrors.Load(),
+			QueueDrops:    queueDrops(d.opts.QueueNum, d.opts.Queues),
+		},
+		Sets:        d.fw.SetSizes(),
+		LogRows:     control.LogCounts{Written: ws.Blocked + ws.Allowed, Suppressed: ws.Suppressed},
+		RateLimiter: control.LimiterCounts{Tracked: d.engine.Limiter().Tracked(), Capacity: d.engine.Limiter().Capacity()},
+	}
+	urls := map[string]string{}
+	for _, f := range cfg.ThreatFeeds {
+		urls[f.Name] = f.URL
+	}
+	for _, fs := range d.feeds.States() {
+		st.Feeds = append(st.Feeds, control.FeedStatus{
+			Name: fs.Name, URL: urls[fs.Name], Entries: fs.Entries, LastSuccess: fs.LastSuccess,
+			LastAttempt: fs.LastAttempt, NextFetch: fs.NextFetch, LastError: fs.LastError, Failures: fs.Failures,
+		})
+	}
+	return st
+}
+
+func (d *Daemon) logStats() {
+	ws := d.writer.Stats()
+	d.log.Info("Statistics",
+		"seen", d.audit.seen.Load(), "allowed", d.audit.allowed.Load(), "blocked", d.audit.blocked.Load(),
+		"kernel_blocked", d.audit.kernelBlocked.Load(),
+		"queue_drops", queueDrops(d.opts.QueueNum, d.opts.Queues),
+		"verdict_errors", d.queues.C.VerdictErrors.Load(),
+		"log_rows", ws.Blocked+ws.Allowed, "log_rows_suppressed", ws.Suppressed,
+		"tracked_sources", d.engine.Limiter().Tracked())
+	if ws.Suppressed > 0 {
+		for _, s := range ws.SuppressedBy {
+			d.log.Info("Log rows counted instead of written", "type", s.Type, "reason", s.Reason, "count", s.Count)
+		}
+	}
+}
+
+// queueDrops sums what the kernel dropped on pfw's queues because they
+// were full or the socket buffer was (queue_dropped + user_dropped in
+// /proc/net/netfilter/nfnetlink_queue, which is per network namespace).
+func queueDrops(first uint16, n int) uint64 {
+	f, err := os.Open("/proc/net/netfilter/nfnetlink_queue")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	var total uint64
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 7 {
+			continue
+		}
+		num, err := strconv.Atoi(fields[0])
+		if err != nil || num < int(first) || num >= int(first)+n {
+			continue
+		}
+		for _, col := range fields[5:7] {
+			v, _ := strconv.ParseUint(col, 10, 64)
+			total += v
+		}
+	}
+	return total
+}
+
+// cutBlockedFlows deletes the conntrack entries of flows the rules now in
+// force would block. Established flows never reach the queue again, so
+// without this a new block rule would spare connections already open.
+// With --iface the flows' interfaces are unknown, so nothing is cut.
+func (d *Daemon) cutBlockedFlows() {
+	if len(d.opts.Ifaces) > 0 {
+		return
+	}
+	local := localAddrs()
+	var p verdict.Packet
+	n, err := d.fw.KillFlows(func(f nft.Flow) bool {
+		dir := rules.DirIn
+		if local[f.Src] && !local[f.Dst] {
+			dir = rules.DirOut
+		}
+		if local[f.Src] && local[f.Dst] {
+			return false // host-local traffic: loopback is not filtered
+		}
+		flowPacket(&p, f)
+		return d.engine.Explain(&p, dir).Blocked()
+	})
+	if err != nil {
+		d.log.Warn("Could not cut established flows that the new rules block", "err", err)
+		return
+	}
+	if n > 0 {
+		d.log.Info("Cut established flows that the new rules block", "flows", n)
+	}
+}
+
+// flowPacket shapes the first packet of a flow for the pipeline.
+func flowPacket(p *verdict.Packet, f nft.Flow) {
+	*p = verdict.Packet{Status: verdict.StatusOK, Proto: f.Proto, Src: f.Src, Dst: f.Dst, Version: 6}
+	if f.Src.Is4() {
+		p.Version = 4
+	}
+	if f.Proto == verdict.ProtoTCP || f.Proto == verdict.ProtoUDP {
+		p.HasPorts, p.SrcPort, p.DstPort = true, f.SrcPort, f.DstPort
+	}
+	if f.Proto == verdict.ProtoTCP {
+		p.TCPFlags = verdict.TCPSyn
+	}
+}
+
+func localAddrs() map[netip.Addr]bool {
+	out := map[netip.Addr]bool{}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return out
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok {
+				out[ip.Unmap()] = true
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,95 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+
+	nflog "github.com/florianl/go-nflog/v2"
+	"github.com/mdlayher/netlink"
+
+	"github.com/pfw/pfw/rules"
+	"github.com/pfw/pfw/verdict"
+)
+
+// Log prefixes the nft rules put on the drops they report, so the
+// listener can tell which set dropped a packet even when the config
+// changed in between.
+const (
+	PrefixBlacklist = "pfw blacklist"
+	PrefixIntel     = "pfw intel"
+)
+
+// KernelDrops listens on an NFLOG group for the packets the kernel
+// dropped by itself and reports them to the Observer with their reason.
+type KernelDrops struct {
+	nl       *nflog.Nflog
+	engine   *verdict.Engine
+	obs      Observer
+	Received atomic.Uint64
+	Errors   atomic.Uint64
+}
+
+// OpenKernelDrops binds NFLOG group.
+func OpenKernelDrops(group uint16, engine *verdict.Engine, obs Observer) (*KernelDrops, error) {
+	nl, err := nflog.Open(&nflog.Config{Group: group, Copymode: nflog.CopyPacket, Bufsize: 256})
+	if err != nil {
+		return nil, fmt.Errorf("open nflog group %d: %w", group, err)
+	}
+	if err := nl.SetOption(netlink.NoENOBUFS, true); err != nil {
+		nl.Close()
+		return nil, fmt.Errorf("nflog group %d: set NoENOBUFS: %w", group, err)
+	}
+	return &KernelDrops{nl: nl, engine: engine, obs: obs}, nil
+}
+
+// Start reads logged drops until ctx is done.
+func (k *KernelDrops) Start(ctx context.Context) error {
+	var p verdict.Packet // the listener is one goroutine: one Packet
+	hook := func(a nflog.Attribute) int {
+		if a.Payload == nil {
+			return 0
+		}
+		k.Received.Add(1)
+		dir := rules.DirIn
+		if a.Hook != nil && (*a.Hook == hookLocalOut || *a.Hook == hookPostRouting) {
+			dir = rules.DirOut
+		}
+		prefix := ""
+		if a.Prefix != nil {
+			prefix = *a.Prefix
+		}
+		p.Decode(*a.Payload)
+		k.obs.Decided(&p, dir, k.reason(&p, dir, prefix), *a.Payload)
+		return 0
+	}
+	errFn := func(err error) int {
+		if ctx.Err() != nil {
+			return 1
+		}
+		k.Errors.Add(1)
+		return 0
+	}
+	if err := k.nl.RegisterWithErrorFunc(ctx, hook, errFn); err != nil {
+		return fmt.Errorf("register nflog: %w", err)
+	}
+	return nil
+}
+
+// reason asks the pipeline why the kernel dropped p. The sets and the
+// pipeline hold the same entries, so it answers with the blacklist or the
+// feed; if an update raced the drop, the log prefix still names the set.
+func (k *KernelDrops) reason(p *verdict.Packet, dir rules.Direction, prefix string) verdict.Decision {
+	d := k.engine.Explain(p, dir)
+	if d.Step == verdict.StepBlacklist || d.Step == verdict.StepThreatIntel {
+		return d
+	}
+	if strings.HasPrefix(prefix, PrefixIntel) {
+		return verdict.Decision{Action: rules.ActionBlock, Step: verdict.StepThreatIntel, Reason: "Threat intel", Rule: -1}
+	}
+	return verdict.Decision{Action: rules.ActionBlock, Step: verdict.StepBlacklist, Reason: verdict.ReasonBlacklisted, Rule: -1}
+}
+
+// Close stops the listener.
+func (k *KernelDrops) Close() error { return k.nl.Close() }
