@@ -303,7 +303,9 @@ func (l *lab) reaches(proto, addr string) bool {
 func (l *lab) expect(proto, addr string, want bool) {
 	l.t.Helper()
 	start := time.Now()
-	defer func() { l.t.Logf("%s %s want %v took %v", proto, addr, want, time.Since(start).Round(time.Millisecond)) }()
+	defer func() {
+		l.t.Logf("%s %s want %v took %v", proto, addr, want, time.Since(start).Round(time.Millisecond))
+	}()
 	if got := l.reaches(proto, addr); got != want {
 		l.t.Errorf("%s to %s: got through = %v, want %v", proto, addr, got, want)
 	}
