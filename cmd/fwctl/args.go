@@ -52,6 +52,10 @@ func reorderArgs(app *cli.App, args []string) []string {
 		case a == "--":
 			positionals = append(positionals, args[i+1:]...)
 			i = len(args)
+		case a == "--help" || a == "-h":
+			// urfave/cli takes the arguments of `add X block --help` for
+			// help topics; the help of the command named is what is meant.
+			return append(path, "--help")
 		case isFlagToken(a):
 			flags = append(flags, a)
 			name := strings.TrimLeft(a, "-")

@@ -38,6 +38,8 @@ func TestReorderArgs(t *testing.T) {
 		{"explain --src 10.0.0.1 --dst-port 22", "explain --src 10.0.0.1 --dst-port 22"},
 		{"help add", "-- help add"},
 		{"add X block --ports", "add --ports"},
+		{"add X block --help --json", "add --help"},
+		{"--json blacklist -h add", "blacklist --help"},
 		{"", ""},
 	}
 	app := newApp(io.Discard, io.Discard)

@@ -13,7 +13,7 @@ import (
 // whitelist are the same commands over a different key.
 type addressList struct {
 	name    string // the command, "blacklist"
-	verdict string // what the list does, for the help text
+	effect  string // what the list does, for the help text
 	entries func(*rules.Config) *[]netip.Prefix
 	// shadowedBy returns the entries of a list the pipeline checks first,
 	// so adding an address that is there as well deserves a note.
@@ -23,12 +23,12 @@ type addressList struct {
 var (
 	whitelist = &addressList{
 		name:    "whitelist",
-		verdict: "always allowed (checked first)",
+		effect:  "always allowed (checked first)",
 		entries: func(c *rules.Config) *[]netip.Prefix { return &c.WhitelistIPs },
 	}
 	blacklist = &addressList{
 		name:       "blacklist",
-		verdict:    "always blocked (unless whitelisted)",
+		effect:     "always blocked (unless whitelisted)",
 		entries:    func(c *rules.Config) *[]netip.Prefix { return &c.BlacklistIPs },
 		shadowedBy: func(c *rules.Config) []netip.Prefix { return c.WhitelistIPs },
 	}
@@ -45,7 +45,7 @@ type listChange struct {
 func listEditCommand(l *addressList) *cli.Command {
 	return &cli.Command{
 		Name:      l.name,
-		Usage:     fmt.Sprintf("add, remove or list %s addresses: %s", l.name, l.verdict),
+		Usage:     fmt.Sprintf("add, remove or list %s addresses: %s", l.name, l.effect),
 		UsageText: fmt.Sprintf("fwctl %s add|remove IP|CIDR... | fwctl %s list", l.name, l.name),
 		Subcommands: []*cli.Command{
 			{
