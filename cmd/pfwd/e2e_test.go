@@ -325,3 +325,25 @@ func TestInvalidConfigRefusesToStart(t *testing.T) {
 		t.Errorf("a table was installed for an invalid config")
 	}
 }
+
+// A rule change also cuts the established flows it now blocks: they stay
+// in the kernel once decided, so without the conntrack cut an open
+// connection would outlive a new block rule.
+func TestRuleChangeCutsEstablishedFlows(t *testing.T) {
+	l := newLab(t)
+	l.writeConfig(l.configDoc("allow", ``, `"127.0.0.1"`, ``, 100))
+	l.serve([]int{22, 80}, nil)
+	l.startPfwd()
+	ssh := l.hold(hostPort(l.fwIP, 22))
+	web := l.hold(hostPort(l.fwIP, 80))
+	if out, err := l.fwctl("add", "No SSH", "block", "--protocol", "tcp", "--ports", "22"); err != nil {
+		t.Fatalf("fwctl add: %v\n%s", err, out)
+	}
+	time.Sleep(time.Second)
+	if ssh.ping() {
+		t.Errorf("an established connection to a port now blocked still works")
+	}
+	if !web.ping() {
+		t.Errorf("an established connection the new rule does not concern was cut")
+	}
+}

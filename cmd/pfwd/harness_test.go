@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -334,6 +335,8 @@ func helperMain(mode string) int {
 		return serveMain()
 	case "send":
 		return sendMain()
+	case "hold":
+		return holdMain()
 	}
 	fmt.Fprintln(os.Stderr, "unknown helper mode", mode)
 	return 2
@@ -364,10 +367,17 @@ func serveMain() int {
 				}
 				go func() {
 					defer c.Close()
-					c.SetDeadline(time.Now().Add(5 * time.Second))
 					buf := make([]byte, 64)
-					n, _ := c.Read(buf)
-					c.Write(buf[:n])
+					for {
+						c.SetDeadline(time.Now().Add(30 * time.Second))
+						n, err := c.Read(buf)
+						if err != nil {
+							return
+						}
+						if _, err := c.Write(buf[:n]); err != nil {
+							return
+						}
+					}
 				}()
 			}
 		}()
@@ -458,4 +468,62 @@ func echo(proto, src, addr string, timeout time.Duration) error {
 		return fmt.Errorf("echo: got %q", buf[:n])
 	}
 	return nil
+}
+
+// heldConn is a TCP connection kept open across a rule change.
+type heldConn struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Reader
+}
+
+// hold opens a TCP connection from the client to addr and keeps it.
+func (l *lab) hold(addr string) *heldConn {
+	l.t.Helper()
+	cmd := exec.Command("ip", "netns", "exec", l.client, os.Args[0])
+	cmd.Env = append(os.Environ(), "PFW_E2E_HELPER=hold", "PFW_ADDR="+addr)
+	in, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	h := &heldConn{cmd: cmd, in: in, out: bufio.NewReader(stdout)}
+	if !h.ping() {
+		l.t.Fatalf("held connection to %s did not open", addr)
+	}
+	return h
+}
+
+// ping echoes one line over the held connection (1 s timeout).
+func (h *heldConn) ping() bool {
+	fmt.Fprintln(h.in, "ping")
+	line, err := h.out.ReadString('\n')
+	return err == nil && strings.TrimSpace(line) == "ok"
+}
+
+func holdMain() int {
+	c, err := net.DialTimeout("tcp", os.Getenv("PFW_ADDR"), time.Second)
+	if err != nil {
+		fmt.Println("dial:", err)
+	}
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		if c == nil {
+			fmt.Println("no connection")
+			continue
+		}
+		c.SetDeadline(time.Now().Add(time.Second))
+		buf := make([]byte, 16)
+		_, err := c.Write([]byte("pfw\n"))
+		if err == nil {
+			_, err = io.ReadFull(c, buf[:4])
+		}
+		if err != nil {
+			fmt.Println("error:", err)
+			continue
+		}
+		fmt.Println("ok")
+	}
+	return 0
 }
