@@ -1,13 +1,11 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -206,9 +204,9 @@ func describePacket(p *verdict.Packet, dir rules.Direction) string {
 }
 
 // loadIntel compiles the threat entries pfwd keeps in the database, the
-// way pfwd loads them at start: one group per feed, the config's feeds
-// first in file order (the first listed names an entry two feeds share),
-// then sources the config no longer lists, by name. No database is no
+// way pfwd loads them: one group per configured feed, in file order (the
+// first listed names an entry two feeds share). Entries of feeds the config
+// no longer lists are ignored, as pfwd drops them. No database is no
 // entries; a database that cannot be read is an error for the caller to
 // warn about, with nil entries.
 func loadIntel(ctx context.Context, path string, cfg *rules.Config) (*verdict.Intel, error) {
@@ -232,13 +230,7 @@ func loadIntel(ctx context.Context, path string, cfg *rules.Config) (*verdict.In
 	for _, f := range cfg.ThreatFeeds {
 		if ps, ok := bySource[f.Name]; ok {
 			feeds = append(feeds, verdict.FeedEntries{Name: f.Name, Prefixes: ps})
-			delete(bySource, f.Name)
 		}
 	}
-	var rest []verdict.FeedEntries
-	for name, ps := range bySource {
-		rest = append(rest, verdict.FeedEntries{Name: name, Prefixes: ps})
-	}
-	slices.SortFunc(rest, func(a, b verdict.FeedEntries) int { return cmp.Compare(a.Name, b.Name) })
-	return verdict.NewIntel(append(feeds, rest...)), nil
+	return verdict.NewIntel(feeds), nil
 }

@@ -40,7 +40,8 @@ func TestExplain(t *testing.T) {
 	addThreats(t, e.db, "Feodo Tracker", "high", now, "198.18.0.5", "2001:db8:bad::/48", "198.18.7.0/24")
 	// Listed by both feeds: the first in the config names the block.
 	addThreats(t, e.db, "Spamhaus DROP", "critical", now, "198.18.9.0/24")
-	// A feed since removed from the config still blocks until pfwd drops it.
+	// A feed since removed from the config no longer blocks: pfwd drops its
+	// entries at start and on reload, and explain answers as pfwd would.
 	addThreats(t, e.db, "Old feed", "low", now, "100.64.0.1")
 
 	tests := []struct {
@@ -65,7 +66,7 @@ func TestExplain(t *testing.T) {
 		{"threat intel second feed", []string{"--src", "198.18.9.1"},
 			explanation{Verdict: "block", Reason: "Threat intel: Spamhaus DROP", Step: "threat_intel", StepNumber: 3, Remote: "198.18.9.1"}},
 		{"threat intel feed not in config", []string{"--src", "100.64.0.1"},
-			explanation{Verdict: "block", Reason: "Threat intel: Old feed", Step: "threat_intel", StepNumber: 3, Remote: "100.64.0.1"}},
+			explanation{Verdict: "allow", Reason: "Default policy", Step: "default_policy", StepNumber: 6, Remote: "100.64.0.1"}},
 		{"rule v4", []string{"--src", "203.0.113.50", "--dst", "192.168.1.2", "--dst-port", "445"},
 			explanation{Verdict: "block", Reason: "Rule: Block Telnet and SMB", Step: "rule", StepNumber: 5, Rule: 1, Remote: "203.0.113.50"}},
 		{"rule with sources v4", []string{"--src", "10.9.8.7", "--dst-port", "22"},
@@ -103,7 +104,7 @@ func TestExplain(t *testing.T) {
 			if want.Direction == "" {
 				want.Direction = "in"
 			}
-			want.ThreatEntries = 5
+			want.ThreatEntries = 4 // the removed feed's entry does not count
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("explain %v (-want +got):\n%s", tt.args, diff)
 			}
