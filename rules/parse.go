@@ -154,7 +154,11 @@ func (p *parser) config(doc any) *Config {
 		for i, r := range p.array("rules", v) {
 			cfg.Rules = append(cfg.Rules, p.rule(index("rules", i), r))
 		}
-		p.uniqueNames(cfg.Rules)
+		names := make([]string, len(cfg.Rules))
+		for i, r := range cfg.Rules {
+			names[i] = r.Name
+		}
+		p.unique("rules", names)
 	}
 	if v, ok := m["whitelist_ips"]; ok {
 		cfg.WhitelistIPs = p.prefixes("whitelist_ips", v)
@@ -172,7 +176,11 @@ func (p *parser) config(doc any) *Config {
 		for i, f := range p.array("threat_feeds", v) {
 			cfg.ThreatFeeds = append(cfg.ThreatFeeds, p.feed(index("threat_feeds", i), f))
 		}
-		p.uniqueFeeds(cfg.ThreatFeeds)
+		names := make([]string, len(cfg.ThreatFeeds))
+		for i, f := range cfg.ThreatFeeds {
+			names[i] = f.Name
+		}
+		p.unique("threat_feeds", names)
 	}
 	return cfg
 }
@@ -266,31 +274,19 @@ func CheckRuleName(name string) error {
 	return nil
 }
 
-func (p *parser) uniqueNames(rs []Rule) {
-	seen := make(map[string]int, len(rs))
-	for i, r := range rs {
-		if r.Name == "" {
+// unique reports names used twice in a list (the empty name is reported
+// elsewhere), naming the later place and the earlier one.
+func (p *parser) unique(list string, names []string) {
+	seen := make(map[string]int, len(names))
+	for i, name := range names {
+		if name == "" {
 			continue
 		}
-		if j, dup := seen[r.Name]; dup {
-			p.fail(index("rules", i)+".name", "%q is already the name of rules[%d]", r.Name, j)
+		if j, dup := seen[name]; dup {
+			p.fail(index(list, i)+".name", "%q is already the name of %s", name, index(list, j))
 			continue
 		}
-		seen[r.Name] = i
-	}
-}
-
-func (p *parser) uniqueFeeds(fs []Feed) {
-	seen := make(map[string]int, len(fs))
-	for i, f := range fs {
-		if f.Name == "" {
-			continue
-		}
-		if j, dup := seen[f.Name]; dup {
-			p.fail(index("threat_feeds", i)+".name", "%q is already the name of threat_feeds[%d]", f.Name, j)
-			continue
-		}
-		seen[f.Name] = i
+		seen[name] = i
 	}
 }
 
