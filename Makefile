@@ -53,3 +53,46 @@ run: build
 
 clean:
 	rm -rf bin
+
+# --- install / uninstall ----------------------------------------------------
+# `sudo make install` puts pfwd and fwctl in BINDIR, the systemd unit in
+# UNITDIR (its paths set to BINDIR and CONFDIR), the directories of the
+# contract's paths, and the default config — only when CONFDIR holds none:
+# a user's rules are never overwritten. DESTDIR stages all of it for a
+# package; only a real install (no DESTDIR) tells a running systemd.
+# `make uninstall` removes the binaries and the unit, and keeps the config
+# and the database (and the log, unless its directory is empty).
+STATEDIR ?= /var/lib/personal-firewall
+LOGDIR   ?= /var/log/personal-firewall
+UNIT     := personal-firewall.service
+INSTALLED_CONFIG = $(DESTDIR)$(CONFDIR)/firewall_rules.json
+
+.PHONY: install uninstall
+
+install: build
+	install -d -m 0755 '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(UNITDIR)' '$(DESTDIR)$(CONFDIR)'
+	install -d -m 0750 '$(DESTDIR)$(STATEDIR)' '$(DESTDIR)$(LOGDIR)'
+	install -m 0755 bin/pfwd bin/fwctl '$(DESTDIR)$(BINDIR)/'
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@CONFDIR@|$(CONFDIR)|g' dist/$(UNIT) > bin/$(UNIT)
+	install -m 0644 bin/$(UNIT) '$(DESTDIR)$(UNITDIR)/$(UNIT)'
+	@if [ -e '$(INSTALLED_CONFIG)' ] || [ -L '$(INSTALLED_CONFIG)' ]; then \
+		echo "install: keeping the existing $(INSTALLED_CONFIG)"; \
+	else \
+		echo "install -m 0644 rules/default.json $(INSTALLED_CONFIG)"; \
+		install -m 0644 rules/default.json '$(INSTALLED_CONFIG)'; \
+	fi
+	@if [ -z '$(DESTDIR)' ] && [ -d /run/systemd/system ]; then \
+		echo "systemctl daemon-reload"; systemctl daemon-reload; \
+		echo "Installed. Start pfw now and at every boot: systemctl enable --now $(UNIT)"; \
+	fi
+
+uninstall:
+	@if [ -z '$(DESTDIR)' ] && [ -d /run/systemd/system ] && [ -e '$(UNITDIR)/$(UNIT)' ]; then \
+		echo "systemctl disable --now $(UNIT)"; systemctl disable --now $(UNIT) || true; \
+	fi
+	rm -f '$(DESTDIR)$(BINDIR)/pfwd' '$(DESTDIR)$(BINDIR)/fwctl' '$(DESTDIR)$(UNITDIR)/$(UNIT)'
+	@if [ -d '$(DESTDIR)$(LOGDIR)' ]; then rmdir '$(DESTDIR)$(LOGDIR)' 2>/dev/null || echo "uninstall: kept $(DESTDIR)$(LOGDIR) (not empty)"; fi
+	@if [ -z '$(DESTDIR)' ] && [ -d /run/systemd/system ]; then \
+		echo "systemctl daemon-reload"; systemctl daemon-reload; \
+	fi
+	@echo "uninstall: kept $(DESTDIR)$(CONFDIR) (your rules) and $(DESTDIR)$(STATEDIR) (the log database)"
