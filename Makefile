@@ -96,3 +96,12 @@ uninstall:
 		echo "systemctl daemon-reload"; systemctl daemon-reload; \
 	fi
 	@echo "uninstall: kept $(DESTDIR)$(CONFDIR) (your rules) and $(DESTDIR)$(STATEDIR) (the log database)"
+
+# --- demo -------------------------------------------------------------------
+# A two-namespace sandbox that shows pfw blocking live traffic without
+# touching the host's firewall, then cleans up (needs root).
+.PHONY: demo
+
+demo: build
+	@if [ "$$(id -u)" != 0 ]; then echo "make demo: needs root (network namespaces, netfilter); try: sudo make demo" >&2; exit 1; fi
+	dist/demo.sh "$(CURDIR)/bin"
