@@ -335,6 +335,8 @@ func helperMain(mode string) int {
 		return serveMain()
 	case "send":
 		return sendMain()
+	case "feeds":
+		return feedServeMain() // intel_e2e_test.go
 	case "hold":
 		return holdMain()
 	}
