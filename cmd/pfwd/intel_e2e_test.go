@@ -694,7 +694,7 @@ func TestThreatFeedStatus(t *testing.T) {
 		t.Fatalf("fwctl status: %v\n%s", err, out)
 	}
 	header := regexp.MustCompile(`(?m)^\s*NAME\s+ENTRIES\s+LAST SUCCESS\s+NEXT FETCH\s+FAILURES\s+LAST ERROR\s*$`)
-	healthy := regexp.MustCompile(`(?m)^\s*` + feodo + `\s+5\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(\d+s ago\)\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \((in \d+s|0s ago)\)\s+0\s+-\s*$`)
+	healthy := regexp.MustCompile(`(?m)^\s*` + feodo + `\s+5\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(\d+s ago\)\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \((in \d+s|\d+s ago)\)\s+0\s+-\s*$`)
 	if !strings.Contains(out, "Feeds:") || !header.MatchString(out) || !healthy.MatchString(out) {
 		t.Errorf("fwctl status does not show the healthy feed's row:\n%s", out)
 	}
