@@ -296,11 +296,6 @@ func (l *lab) send(proto, src, addr string, count int, timeout time.Duration) in
 	return p.OK
 }
 
-// reaches reports whether one attempt gets through (timeout 1 s).
-func (l *lab) reaches(proto, addr string) bool {
-	return l.send(proto, "", addr, 1, time.Second) == 1
-}
-
 func (l *lab) expect(proto, addr string, want bool) {
 	l.t.Helper()
 	start := time.Now()
