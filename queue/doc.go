@@ -3,14 +3,22 @@
 // NFLOG listener that reports the drops the kernel made by itself
 // (blacklist and threat-intel sets), so those reach the log too.
 //
-// Invariant: every packet read from a queue gets exactly one verdict, on
-// the worker that read it, before the next packet is read; a lost verdict
-// would stall the flow until the kernel's queue fills. Each queue number
-// has its own socket and worker, so several cores decide in parallel. The
-// queues are bound without the fail-open flag: when a queue overflows the
-// kernel drops, it never lets a flood through undecided.
+// Invariant: every packet read from a queue gets exactly one verdict, from
+// the worker that read it, before that worker reads again; a lost verdict
+// would hold the packet until the queue closes. Each queue number has its
+// own socket and worker, so several cores decide in parallel. The queues
+// are bound without the fail-open flag: when a queue overflows the kernel
+// drops, it never lets a flood through undecided.
 //
-// One packet: kernel (nft rule `queue num 0-1`) → worker.handle → Packet.Decode
-// → Engine.Decide → SetVerdict(ACCEPT|DROP) → Observer.Decided (counters,
-// log row). The Observer runs on the worker goroutine and must not block.
+// One batch: kernel (nft rule `queue num 0-1 fanout`) → recvmmsg of up to
+// Config.Batch packet messages → per packet Packet.Decode and
+// Engine.Decide → one write of the verdicts, each run of packets sharing a
+// verdict answered by one batch verdict (NFQNL_MSG_VERDICT_BATCH) →
+// Observer.Decided per packet (counters, log row). The Observer runs on the
+// worker goroutine and must not block.
+//
+// The netlink protocol is spoken directly (netlink.go) rather than through
+// go-nfqueue, which allocates a message, a buffer and a pointer per
+// attribute for every packet and reads one packet per system call: here a
+// packet costs no allocation and a batch two system calls.
 package queue

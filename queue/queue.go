@@ -2,12 +2,15 @@ package queue
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"sync"
 	"sync/atomic"
+	"time"
 
-	nfqueue "github.com/florianl/go-nfqueue/v2"
-	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/pfw/pfw/rules"
 	"github.com/pfw/pfw/verdict"
@@ -32,6 +35,9 @@ type Config struct {
 	CopyRange uint32
 	// ReadBuffer is the socket receive buffer in bytes (default 8 MiB).
 	ReadBuffer int
+	// Batch is how many packets a worker reads per system call at most
+	// (default 64). Their verdicts go back in one write.
+	Batch int
 }
 
 func (c *Config) setDefaults() {
@@ -47,13 +53,18 @@ func (c *Config) setDefaults() {
 	if c.ReadBuffer == 0 {
 		c.ReadBuffer = 8 << 20
 	}
+	if c.Batch <= 0 {
+		c.Batch = 64
+	}
 }
 
 // Counters are totals since the queues opened; safe to read any time.
 type Counters struct {
 	Seen, Accepted, Dropped atomic.Uint64
-	VerdictErrors           atomic.Uint64 // SetVerdict failed: the kernel keeps the packet until the queue flushes
-	ReadErrors              atomic.Uint64 // socket errors, ENOBUFS included
+	// VerdictErrors counts verdicts the kernel refused or that could not
+	// be sent (a packet the kernel then holds until the queue is closed).
+	VerdictErrors atomic.Uint64
+	ReadErrors    atomic.Uint64 // socket errors and messages without a packet id
 }
 
 // Queues are the open NFQUEUE sockets.
@@ -61,8 +72,10 @@ type Queues struct {
 	cfg     Config
 	engine  *verdict.Engine
 	obs     Observer
-	sockets []*nfqueue.Nfqueue
+	workers []*worker
 	stop    context.CancelFunc
+	running sync.WaitGroup
+	closed  sync.Once
 	C       Counters
 }
 
@@ -72,117 +85,255 @@ const (
 	hookPostRouting = 4
 )
 
-// Open binds the queues. Nothing is read until Start.
+// bindTimeout bounds the wait for the kernel's answer to a bind.
+const bindTimeout = 5 * time.Second
+
+// Open binds the queues. Nothing is read until Start, except packets that
+// arrive while a bind is being acknowledged, which are decided at once.
 func Open(cfg Config, engine *verdict.Engine, obs Observer) (*Queues, error) {
 	cfg.setDefaults()
 	q := &Queues{cfg: cfg, engine: engine, obs: obs}
 	for i := range cfg.QueueCount {
 		num := cfg.QueueNum + i
-		nf, err := nfqueue.Open(&nfqueue.Config{
-			NfQueue:      num,
-			MaxQueueLen:  cfg.MaxQueueLen,
-			MaxPacketLen: cfg.CopyRange,
-			Copymode:     nfqueue.NfQnlCopyPacket,
-			// GSO: take aggregated packets whole instead of making the
-			// kernel segment them first; pfw never rewrites payloads.
-			// No FailOpen: an overflowing queue must drop, not accept.
-			Flags: nfqueue.NfQaCfgFlagGSO,
-		})
+		w, err := q.bind(num)
 		if err != nil {
 			q.Close()
 			return nil, fmt.Errorf("open nfqueue %d: %w", num, err)
 		}
-		q.sockets = append(q.sockets, nf)
-		// Without NoENOBUFS a full socket buffer makes reads fail with
-		// ENOBUFS; the kernel then drops (the queue is not fail-open),
-		// and we would rather count than error.
-		if err := nf.SetOption(netlink.NoENOBUFS, true); err != nil {
-			q.Close()
-			return nil, fmt.Errorf("nfqueue %d: set NoENOBUFS: %w", num, err)
-		}
-		if err := nf.Con.SetReadBuffer(cfg.ReadBuffer); err != nil {
-			q.Close()
-			return nil, fmt.Errorf("nfqueue %d: set read buffer: %w", num, err)
-		}
+		q.workers = append(q.workers, w)
 	}
 	return q, nil
+}
+
+// bind opens queue num's socket and configures the queue in one message:
+// copy mode and range, length, flags.
+func (q *Queues) bind(num uint16) (*worker, error) {
+	// Room for the copied bytes and the attributes around them (packet
+	// header, interfaces, hardware address, capture length, skb info).
+	msgSize := int(q.cfg.CopyRange) + 1024
+	s, err := openSock(num, q.cfg.Batch, msgSize, q.cfg.ReadBuffer)
+	if err != nil {
+		return nil, err
+	}
+	w := newWorker(q, s)
+	onPacket := func(m []byte) {
+		w.add(m[nlmsgHdrLen:])
+		w.finish()
+	}
+	if err := s.exec(configMsg(num, 1, nfqnlCfgCmdBind, &q.cfg), bindTimeout, onPacket); err != nil {
+		s.close()
+		if errors.Is(err, unix.EBUSY) {
+			return nil, fmt.Errorf("bind: %w (another process reads this queue; see --queue)", err)
+		}
+		return nil, fmt.Errorf("bind: %w", err)
+	}
+	return w, nil
 }
 
 // Start runs one worker per queue until ctx is done or Close.
 func (q *Queues) Start(ctx context.Context) error {
 	ctx, q.stop = context.WithCancel(ctx)
-	for i, nf := range q.sockets {
-		w := &worker{q: q, nf: nf}
-		hook := func(a nfqueue.Attribute) int { w.handle(a); return 0 }
-		errFn := func(err error) int {
-			if ctx.Err() != nil {
-				return 1
-			}
-			q.C.ReadErrors.Add(1)
-			return 0 // keep reading: a transient error must not stop the firewall
-		}
-		if err := nf.RegisterWithErrorFunc(ctx, hook, errFn); err != nil {
-			q.stop()
-			return fmt.Errorf("register nfqueue %d: %w", q.cfg.QueueNum+uint16(i), err)
-		}
+	for _, w := range q.workers {
+		q.running.Go(func() { w.run(ctx) })
 	}
+	go func() {
+		<-ctx.Done()
+		for _, w := range q.workers {
+			// A deadline in the past wakes a worker waiting for packets.
+			w.s.file.SetReadDeadline(time.Unix(1, 0))
+		}
+	}()
 	return nil
 }
 
-// Close stops the workers, unbinds the queues and waits for them (each
-// socket's Close joins its reader). Packets
-// the kernel still holds are then handled by the nft rule's bypass flag
-// (accepted) or dropped (fail-closed).
+// Close stops the workers, waits for them, and closes the sockets, which
+// unbinds the queues: the kernel drops what it still held for them, and
+// new packets meet the nft rule's bypass flag (accepted) or are dropped
+// (fail-closed).
 func (q *Queues) Close() error {
-	if q.stop != nil {
-		q.stop()
-	}
 	var errs []error
-	for _, nf := range q.sockets {
-		if err := nf.Close(); err != nil {
-			errs = append(errs, err)
+	q.closed.Do(func() {
+		if q.stop != nil {
+			q.stop()
 		}
-	}
+		q.running.Wait()
+		for _, w := range q.workers {
+			if err := w.s.close(); err != nil {
+				errs = append(errs, fmt.Errorf("close nfqueue %d: %w", w.s.num, err))
+			}
+		}
+	})
 	return errors.Join(errs...)
 }
 
-// worker decides the packets of one queue. It owns its Packet, so
-// decoding allocates nothing.
+// worker decides the packets of one queue, a batch at a time: everything
+// read by one recvmmsg is decided, the verdicts go back in one write — a
+// run of packets sharing a verdict as one batch verdict — and then the
+// Observer hears of each. It owns its buffers, so a packet costs no
+// allocation.
 type worker struct {
-	q  *Queues
-	nf *nfqueue.Nfqueue
-	p  verdict.Packet
+	q *Queues
+	s *sock
+
+	// The batch being decided, by index.
+	n        int
+	pkts     []verdict.Packet
+	decs     []verdict.Decision
+	dirs     []rules.Direction
+	ids      []uint32
+	payloads [][]byte
+
+	out   []byte // verdict messages of the batch
+	retry []byte // verdicts a failed write did not deliver, sent before the next ones
+	// single is set once verdicts were lost for good: from then on every
+	// packet gets its own verdict, so none can answer a lost one's packet.
+	single bool
 }
 
-func (w *worker) handle(a nfqueue.Attribute) {
-	if a.PacketID == nil {
+func newWorker(q *Queues, s *sock) *worker {
+	n := q.cfg.Batch
+	return &worker{
+		q: q, s: s,
+		pkts: make([]verdict.Packet, n), decs: make([]verdict.Decision, n), dirs: make([]rules.Direction, n),
+		ids: make([]uint32, n), payloads: make([][]byte, n),
+		out: make([]byte, 0, n*verdictMsgLen),
+	}
+}
+
+func (w *worker) run(ctx context.Context) {
+	for {
+		n, err := w.s.receive()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, os.ErrClosed) {
+				return
+			}
+			w.q.C.ReadErrors.Add(1)
+			time.Sleep(time.Millisecond) // a lasting error must not spin a core
+			continue
+		}
+		for i := range n {
+			w.collect(w.s.datagram(i))
+		}
+		w.finish()
+	}
+}
+
+// collect decides the packets of one datagram (one, in practice) and
+// counts the errors the kernel reports for earlier verdicts.
+func (w *worker) collect(b []byte) {
+	for len(b) >= nlmsgHdrLen {
+		l := int(binary.NativeEndian.Uint32(b))
+		if l < nlmsgHdrLen || l > len(b) {
+			w.q.C.ReadErrors.Add(1)
+			return
+		}
+		switch binary.NativeEndian.Uint16(b[4:]) {
+		case typePacket:
+			w.add(b[nlmsgHdrLen:l])
+		case unix.NLMSG_ERROR:
+			// Verdicts ask for no acknowledgement, so only refusals come
+			// back: a verdict for a packet the kernel no longer holds.
+			if l >= nlmsgHdrLen+4 && binary.NativeEndian.Uint32(b[nlmsgHdrLen:]) != 0 {
+				w.q.C.VerdictErrors.Add(1)
+			}
+		}
+		b = b[min(nlaAlign(l), len(b)):]
+	}
+}
+
+// add decodes and decides one packet message into the batch.
+func (w *worker) add(m []byte) {
+	qp, ok := parsePacket(m)
+	if !ok {
+		w.q.C.ReadErrors.Add(1) // no id: nothing can answer it
 		return
 	}
-	id := *a.PacketID
-	var payload []byte
-	if a.Payload != nil {
-		payload = *a.Payload
+	if w.n == len(w.pkts) {
+		w.finish()
 	}
+	i := w.n
+	w.n++
 	dir := rules.DirIn
-	if a.Hook != nil && (*a.Hook == hookLocalOut || *a.Hook == hookPostRouting) {
+	if qp.hook == hookLocalOut || qp.hook == hookPostRouting {
 		dir = rules.DirOut
 	}
-	w.p.Decode(payload)
-	d := w.q.engine.Decide(&w.p, dir)
-	v := nfqueue.NfAccept
-	if d.Blocked() {
-		v = nfqueue.NfDrop
+	w.pkts[i].Decode(qp.payload)
+	w.decs[i] = w.q.engine.Decide(&w.pkts[i], dir)
+	w.dirs[i], w.ids[i], w.payloads[i] = dir, qp.id, qp.payload
+}
+
+// finish sends the batch's verdicts, counts them and tells the Observer.
+func (w *worker) finish() {
+	n := w.n
+	if n == 0 {
+		return
 	}
-	w.q.C.Seen.Add(1)
-	if err := w.nf.SetVerdict(id, v); err != nil {
-		w.q.C.VerdictErrors.Add(1)
+	w.n = 0
+	out := w.out[:0]
+	accepted := 0
+	for i := 0; i < n; {
+		v := verdictOf(w.decs[i])
+		j := i
+		for j+1 < n && verdictOf(w.decs[j+1]) == v {
+			j++
+		}
+		// A batch verdict covers every packet still queued up to its id:
+		// exactly this run, since the runs before it were answered first
+		// and the kernel queues in id order.
+		if w.single {
+			j = i
+		}
+		out = appendVerdict(out, w.s.num, w.ids[j], v, j > i)
+		if v == nfAccept {
+			accepted += j - i + 1
+		}
+		i = j + 1
 	}
-	if v == nfqueue.NfDrop {
-		w.q.C.Dropped.Add(1)
-	} else {
-		w.q.C.Accepted.Add(1)
-	}
+	w.out = out
+	w.send(n)
+	w.q.C.Seen.Add(uint64(n))
+	w.q.C.Accepted.Add(uint64(accepted))
+	w.q.C.Dropped.Add(uint64(n - accepted))
 	if w.q.obs != nil {
-		w.q.obs.Decided(&w.p, dir, d, payload)
+		for i := range n {
+			w.q.obs.Decided(&w.pkts[i], w.dirs[i], w.decs[i], w.payloads[i])
+		}
 	}
+}
+
+// maxRetry bounds the verdicts kept for resending after failed writes.
+const maxRetry = 64 << 10
+
+// send writes the batch's verdicts, after any a failed write left behind:
+// a later batch verdict must never answer a packet whose own verdict was
+// lost, and in one write the kernel applies them in order.
+func (w *worker) send(n int) {
+	msgs := w.out
+	if len(w.retry) > 0 {
+		w.retry = append(w.retry, w.out...)
+		msgs = w.retry
+	}
+	var err error
+	for range 3 {
+		if err = w.s.write(msgs); err == nil {
+			w.retry = w.retry[:0]
+			return
+		}
+	}
+	w.q.C.VerdictErrors.Add(uint64(n))
+	if len(w.retry) == 0 {
+		w.retry = append(w.retry, w.out...)
+	}
+	if len(w.retry) > maxRetry {
+		// The socket is beyond help: those packets stay queued until
+		// Close, and batch verdicts must no longer sweep them.
+		w.retry, w.single = w.retry[:0], true
+	}
+}
+
+func verdictOf(d verdict.Decision) uint32 {
+	if d.Blocked() {
+		return nfDrop
+	}
+	return nfAccept
 }
