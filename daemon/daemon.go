@@ -91,6 +91,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 		d.opts.LogGroup = 27
 	}
 	defer d.shutdown()
+	tuneMemoryLimit(false)
 
 	// The control socket doubles as the single-instance lock: Listen fails
 	// while another pfwd answers on it, before anything touches the kernel.
@@ -338,6 +339,7 @@ func (d *Daemon) onFeedUpdate(feed intel.Feed, entries []netip.Prefix) {
 	if err := d.store.ReplaceThreats(context.Background(), feed.Name, feed.Level, entries, time.Now()); err != nil {
 		d.log.Error("Threat feed: saving entries failed", "feed", feed.Name, "err", err)
 	}
+	tuneMemoryLimit(true)
 	d.log.Info("Threat feed updated", "feed", feed.Name, "entries", len(entries), "before", old,
 		"applied_in", time.Since(start).Round(time.Millisecond))
 }
