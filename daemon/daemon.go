@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
@@ -100,6 +101,13 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 		return err
 	}
 	defer sock.Close()
+	var metricsLn net.Listener
+	if opts.MetricsAddr != "" {
+		if metricsLn, err = listenMetrics(opts.MetricsAddr); err != nil {
+			return err
+		}
+		defer metricsLn.Close()
+	}
 
 	cfg, created, err := rules.LoadOrCreate(opts.ConfigPath)
 	if err != nil {
@@ -173,6 +181,9 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 
 	if err := watchFile(ctx, opts.ConfigPath, 150*time.Millisecond, func() { d.Reload("file changed") }); err != nil {
 		log.Warn("Config changes will need a SIGHUP", "err", err)
+	}
+	if metricsLn != nil {
+		d.serveMetrics(ctx, metricsLn)
 	}
 	go control.Serve(ctx, sock, d.Status)
 	if opts.Started != nil {

@@ -338,6 +338,8 @@ func helperMain(mode string) int {
 		return sendMain()
 	case "feeds":
 		return feedServeMain() // intel_e2e_test.go
+	case "scrape":
+		return scrapeMain() // metrics_e2e_test.go
 	case "hold":
 		return holdMain()
 	}

@@ -1,0 +1,219 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/pfw/pfw/control"
+	"github.com/pfw/pfw/store"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/metrics.golden from the collector")
+
+// fakeSnapshot is a running pfwd as the collector sees it.
+func fakeSnapshot() metricsSnapshot {
+	return metricsSnapshot{
+		Status: control.Status{
+			Running: true, Version: "1.2.3", QueueMode: "nft queue", FailClosed: false,
+			StartedAt:      time.Unix(1_790_000_000, 0),
+			ConfigLoadedAt: time.Unix(1_790_000_100, 500_000_000),
+			Rules:          5, RulesEnabled: 4,
+			Packets: control.PacketCounts{Seen: 10, Allowed: 5, Blocked: 5, KernelBlocked: 2, VerdictErrors: 1, QueueDrops: 3},
+			Sets:    map[string]int{"blacklist_v4": 2, "whitelist_v4": 1, "intel_v4": 400},
+			Feeds: []control.FeedStatus{
+				{Name: "Feodo Tracker", Entries: 400, LastSuccess: time.Unix(1_790_000_200, 0)},
+				{Name: "Offline feed", Failures: 3, LastError: "dial tcp: no route to host"},
+			},
+			RateLimiter: control.LimiterCounts{Tracked: 7, Capacity: 65536},
+		},
+		Reasons: []ReasonCount{
+			{"allow", "Default policy", 5},
+			{"block", "Blacklisted IP", 2},
+			{"block", "Rule: Block Telnet and SMB", 3},
+		},
+		ReadErrors: 4,
+		Writer:     store.WriterStats{Blocked: 5, Allowed: 1, Suppressed: 9, Lost: 1, Errors: 2, Queued: 6},
+	}
+}
+
+func TestMetricsGolden(t *testing.T) {
+	c := metricsCollector{fakeSnapshot}
+	golden := filepath.Join("testdata", "metrics.golden")
+	if *update {
+		reg := prometheus.NewPedanticRegistry()
+		reg.MustRegister(c)
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		for _, mf := range mfs {
+			if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.Open(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer want.Close()
+	if err := testutil.CollectAndCompare(c, want); err != nil {
+		t.Errorf("metrics differ from %s (go test -run TestMetricsGolden -update rewrites it):\n%v", golden, err)
+	}
+}
+
+// Names, types and help texts follow Prometheus' conventions (promlint).
+func TestMetricsLint(t *testing.T) {
+	problems, err := testutil.CollectAndLint(metricsCollector{fakeSnapshot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s", p.Metric, p.Text)
+	}
+}
+
+func TestMetricsReloadState(t *testing.T) {
+	for _, tc := range []struct {
+		reloadErr string
+		want      string
+	}{
+		{"", "1"},
+		{"rules[0].ports[0]: 70000 is not a port (1-65535)", "0"},
+	} {
+		snap := fakeSnapshot()
+		snap.Status.ReloadError = tc.reloadErr
+		want := `# HELP pfw_config_last_reload_successful 1 if the last config reload was applied (or changed nothing), 0 if it was refused and the previous rules stay in force.
+# TYPE pfw_config_last_reload_successful gauge
+pfw_config_last_reload_successful ` + tc.want + "\n"
+		c := metricsCollector{func() metricsSnapshot { return snap }}
+		if err := testutil.CollectAndCompare(c, strings.NewReader(want), "pfw_config_last_reload_successful"); err != nil {
+			t.Errorf("reload error %q: %v", tc.reloadErr, err)
+		}
+	}
+}
+
+// The snapshot is taken per scrape: counters move between scrapes.
+func TestMetricsReadAtScrapeTime(t *testing.T) {
+	var seen uint64
+	c := metricsCollector{func() metricsSnapshot {
+		s := fakeSnapshot()
+		s.Status.Packets.Seen = seen
+		return s
+	}}
+	for _, n := range []uint64{0, 41, 42} {
+		seen = n
+		want := "# HELP pfw_packets_seen_total Packets pfwd decided: those queued to user space plus the kernel's blacklist and threat-feed drops it was told about.\n# TYPE pfw_packets_seen_total counter\n"
+		want += "pfw_packets_seen_total " + strconv.FormatUint(n, 10) + "\n"
+		if err := testutil.CollectAndCompare(c, strings.NewReader(want), "pfw_packets_seen_total"); err != nil {
+			t.Errorf("seen=%d: %v", n, err)
+		}
+	}
+}
+
+// The HTTP side: pfw's metrics, the Go and process collectors, text format.
+func TestMetricsHandler(t *testing.T) {
+	srv := httptest.NewServer(metricsHandler(fakeSnapshot))
+	defer srv.Close()
+	body := get(t, srv.URL+"/metrics")
+	for _, want := range []string{
+		`pfw_packets_total{reason="Rule: Block Telnet and SMB",verdict="block"} 3`,
+		`pfw_feed_failures{feed="Offline feed"} 3`,
+		`pfw_info{fail_closed="false",queue_mode="nft queue",version="1.2.3"} 1`,
+		"go_goroutines ",
+		"process_resident_memory_bytes ",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if got := get(t, srv.URL+"/"); !strings.Contains(got, "/metrics") {
+		t.Errorf("/ answers %q", got)
+	}
+	if resp, err := http.Get(srv.URL + "/nope"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/nope: %v %v, want 404", resp.Status, err)
+	}
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s %v", url, resp.Status, err)
+	}
+	return string(b)
+}
+
+// A taken address fails with an error that names it.
+func TestListenMetricsTaken(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	ln, err := listenMetrics(taken.Addr().String())
+	if err == nil {
+		ln.Close()
+	}
+	if err == nil || !strings.HasPrefix(err.Error(), "metrics: listen tcp "+taken.Addr().String()) {
+		t.Fatalf("listenMetrics on a taken port: err = %v, want \"metrics: listen tcp %s: ...\"", err, taken.Addr())
+	}
+}
+
+// The server answers once serveMetrics returns and is gone once ctx is done.
+func TestServeMetricsLifecycle(t *testing.T) {
+	ln, err := listenMetrics("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logBuf bytes.Buffer
+	d := &Daemon{log: slog.New(NewLineHandler(&logBuf, slog.LevelInfo, false))}
+	ctx, cancel := context.WithCancel(t.Context())
+	d.serveMetrics(ctx, ln)
+	base := "http://" + ln.Addr().String()
+	if want := "url=" + base + "/metrics"; !strings.Contains(logBuf.String(), want) {
+		t.Errorf("log %q does not say %q", logBuf.String(), want)
+	}
+	get(t, base+"/")
+	cancel()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		resp, err := http.Get(base + "/")
+		if err != nil {
+			break
+		}
+		resp.Body.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("metrics server still answers 3 s after ctx was cancelled")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
