@@ -101,7 +101,7 @@ func appendAttr(b *strings.Builder, a slog.Attr) {
 		return
 	}
 	b.WriteByte(' ')
-	b.WriteString(a.Key)
+	b.WriteString(oneLine(a.Key))
 	b.WriteByte('=')
 	s := v.String()
 	if s == "" || strings.ContainsAny(s, " \t\"=\n") {

@@ -27,6 +27,7 @@ type KernelDrops struct {
 	nl       *nflog.Nflog
 	engine   *verdict.Engine
 	obs      Observer
+	stop     context.CancelFunc
 	Received atomic.Uint64
 	Errors   atomic.Uint64
 }
@@ -46,6 +47,7 @@ func OpenKernelDrops(group uint16, engine *verdict.Engine, obs Observer) (*Kerne
 
 // Start reads logged drops until ctx is done.
 func (k *KernelDrops) Start(ctx context.Context) error {
+	ctx, k.stop = context.WithCancel(ctx)
 	var p verdict.Packet // the listener is one goroutine: one Packet
 	hook := func(a nflog.Attribute) int {
 		if a.Payload == nil {
@@ -91,5 +93,11 @@ func (k *KernelDrops) reason(p *verdict.Packet, dir rules.Direction, prefix stri
 	return verdict.Decision{Action: rules.ActionBlock, Step: verdict.StepBlacklist, Reason: verdict.ReasonBlacklisted, Rule: -1}
 }
 
-// Close stops the listener.
-func (k *KernelDrops) Close() error { return k.nl.Close() }
+// Close stops the listener. The reader is cancelled first: go-nflog's
+// Close waits for it, and it only stops when its context ends.
+func (k *KernelDrops) Close() error {
+	if k.stop != nil {
+		k.stop()
+	}
+	return k.nl.Close()
+}
