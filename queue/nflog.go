@@ -27,6 +27,7 @@ type KernelDrops struct {
 	nl       *nflog.Nflog
 	engine   *verdict.Engine
 	obs      Observer
+	group    uint16
 	stop     context.CancelFunc
 	Received atomic.Uint64
 	Errors   atomic.Uint64
@@ -42,7 +43,7 @@ func OpenKernelDrops(group uint16, engine *verdict.Engine, obs Observer) (*Kerne
 		nl.Close()
 		return nil, fmt.Errorf("nflog group %d: set NoENOBUFS: %w", group, err)
 	}
-	return &KernelDrops{nl: nl, engine: engine, obs: obs}, nil
+	return &KernelDrops{nl: nl, group: group, engine: engine, obs: obs}, nil
 }
 
 // Start reads logged drops until ctx is done.
@@ -74,7 +75,7 @@ func (k *KernelDrops) Start(ctx context.Context) error {
 		return 0
 	}
 	if err := k.nl.RegisterWithErrorFunc(ctx, hook, errFn); err != nil {
-		return fmt.Errorf("register nflog: %w", err)
+		return fmt.Errorf("listen for kernel drops on NFLOG group %d (is another pfwd or a logging daemon bound to it?): %w", k.group, err)
 	}
 	return nil
 }
