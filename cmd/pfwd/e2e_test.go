@@ -347,3 +347,37 @@ func TestRuleChangeCutsEstablishedFlows(t *testing.T) {
 		t.Errorf("an established connection the new rule does not concern was cut")
 	}
 }
+
+// A second pfwd in the same namespace, with its own socket and queues,
+// must not take or duplicate the first one's table: it fails at once with
+// an error, and the first keeps filtering.
+func TestSecondPfwdRefused(t *testing.T) {
+	l := newLab(t)
+	l.writeConfig(l.configDoc("allow", `{"name": "Block Telnet", "action": "block", "protocol": "tcp", "ports": [23]}`, `"127.0.0.1"`, ``, 100))
+	l.serve([]int{22, 23}, nil)
+	l.startPfwd()
+	cmd := exec.Command("ip", "netns", "exec", l.fw, l.pfwdBin, "--config", l.config(), "--db", filepath.Join(l.dir, "second.db"),
+		"--socket", filepath.Join(l.dir, "second.sock"), "--log-file", filepath.Join(l.dir, "second.log"), "--queue", "40")
+	done := make(chan error, 1)
+	var out []byte
+	go func() {
+		var err error
+		out, err = cmd.CombinedOutput()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatalf("a second pfwd started:\n%s", out)
+		}
+		t.Logf("second pfwd: %v\n%s", err, out)
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("a second pfwd that cannot start did not exit within 10 s")
+	}
+	if got := strings.Count(l.ruleset(), "table inet personal_firewall"); got != 1 {
+		t.Errorf("%d personal_firewall tables, want 1", got)
+	}
+	l.expect("tcp", hostPort(l.fwIP, 23), false)
+	l.expect("tcp", hostPort(l.fwIP, 22), true)
+}
