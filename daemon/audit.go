@@ -50,7 +50,9 @@ func (a *auditor) Decided(p *verdict.Packet, dir rules.Direction, d verdict.Deci
 	if !d.Blocked() {
 		a.allowed.Add(1)
 		if rate := a.engine.Policy().SampleRate(); rate > 0 && rand.Float64() < rate {
-			a.writer.Allowed(rowOf(p, "", 0))
+			// The reason is not stored for allowed rows, but rows over the
+			// writer's cap are counted under it, as blocked ones are.
+			a.writer.Allowed(rowOf(p, d.Reason, 0))
 		}
 		return
 	}
