@@ -336,6 +336,8 @@ func helperMain(mode string) int {
 		return serveMain()
 	case "send":
 		return sendMain()
+	case "load":
+		return loadMain() // loadgen_test.go
 	case "feeds":
 		return feedServeMain() // intel_e2e_test.go
 	case "scrape":

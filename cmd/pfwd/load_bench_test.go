@@ -1,0 +1,414 @@
+package main
+
+// BenchmarkLoad is `make bench`'s load benchmark: the same traffic through
+// two identical client/host namespace pairs, one with pfwd and one without
+// a firewall, in one run, each figure printed beside its baseline. Run it
+// as root with -benchtime=1x (each sub-benchmark is one bounded measurement
+// of a few seconds; the whole takes about a minute):
+//
+//	go test -run '^$' -bench Load -benchtime=1x ./cmd/pfwd/
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Ports of the sink. The threat feed has this many entries.
+const (
+	benchTCPPort  = 5201
+	benchUDPPort  = 5202
+	benchUDPFlood = 5203
+	benchFeedSize = 100_000
+	benchPhase    = 3 * time.Second
+)
+
+// benchNet is one client/host pair of the benchmark: the client namespace
+// runs the generator, the host namespace the sink and, for the guarded
+// pair, pfwd.
+type benchNet struct {
+	client, fw          string
+	clientIP, clientIP2 string
+	fwIP                string
+	dir                 string
+	sink                *sinkProc
+	pfwd                *exec.Cmd
+	pfwdDone            chan error
+}
+
+func requireRoot(tb testing.TB) {
+	tb.Helper()
+	if os.Geteuid() != 0 {
+		tb.Skip("load benchmark: needs root to create network namespaces and run pfwd (run `sudo make bench`)")
+	}
+	for _, tool := range []string{"ip", "nft"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			tb.Skipf("load benchmark: %s not installed (apt-get install iproute2 nftables)", tool)
+		}
+	}
+}
+
+// benchBinaries builds pfwd and fwctl once, sharing the e2e tests' build.
+func benchBinaries(tb testing.TB) (pfwd, fwctl string) {
+	tb.Helper()
+	buildOnce.Do(func() {
+		if binDir, buildErr = os.MkdirTemp("", "pfw-e2e-bin-"); buildErr != nil {
+			return
+		}
+		for _, cmd := range []string{"pfwd", "fwctl"} {
+			if out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, cmd), "github.com/pfw/pfw/cmd/"+cmd).CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("go build %s: %v\n%s", cmd, err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		tb.Fatal(buildErr)
+	}
+	return filepath.Join(binDir, "pfwd"), filepath.Join(binDir, "fwctl")
+}
+
+// mustRun runs a command and fails tb with its output when it fails.
+func mustRun(tb testing.TB, args ...string) string {
+	tb.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		tb.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// newBenchNet makes a namespace pair joined by a veth, removed at cleanup.
+func newBenchNet(tb testing.TB, tag string, subnet int) *benchNet {
+	tb.Helper()
+	id := fmt.Sprintf("%s-%d", tag, os.Getpid()%100000)
+	n := &benchNet{
+		client: "pfwbc-" + id, fw: "pfwbf-" + id,
+		clientIP: fmt.Sprintf("10.216.%d.2", subnet), clientIP2: fmt.Sprintf("10.216.%d.3", subnet),
+		fwIP: fmt.Sprintf("10.216.%d.1", subnet), dir: tb.TempDir(),
+	}
+	tb.Cleanup(func() {
+		n.stopPfwd()
+		exec.Command("ip", "netns", "del", n.client).Run()
+		exec.Command("ip", "netns", "del", n.fw).Run()
+	})
+	mustRun(tb, "ip", "netns", "add", n.client)
+	mustRun(tb, "ip", "netns", "add", n.fw)
+	veth := "pfwb" + tag[:1] + strconv.Itoa(os.Getpid()%100000)
+	mustRun(tb, "ip", "link", "add", veth+"a", "netns", n.client, "type", "veth", "peer", "name", veth+"b", "netns", n.fw)
+	for _, c := range [][]string{
+		{n.client, "ip", "link", "set", "lo", "up"},
+		{n.fw, "ip", "link", "set", "lo", "up"},
+		{n.client, "ip", "link", "set", veth + "a", "name", "eth0"},
+		{n.fw, "ip", "link", "set", veth + "b", "name", "eth0"},
+		{n.client, "ip", "addr", "add", n.clientIP + "/24", "dev", "eth0"},
+		{n.client, "ip", "addr", "add", n.clientIP2 + "/24", "dev", "eth0"},
+		{n.fw, "ip", "addr", "add", n.fwIP + "/24", "dev", "eth0"},
+		{n.client, "ip", "link", "set", "eth0", "up"},
+		{n.fw, "ip", "link", "set", "eth0", "up"},
+	} {
+		mustRun(tb, append([]string{"ip", "netns", "exec"}, c...)...)
+	}
+	n.sink = startSink(tb, n.fw, []int{benchUDPPort, benchUDPFlood}, []int{benchTCPPort})
+	return n
+}
+
+func (n *benchNet) config() string { return filepath.Join(n.dir, "firewall_rules.json") }
+func (n *benchNet) socket() string { return filepath.Join(n.dir, "pfwd.sock") }
+
+// startPfwd runs pfwd with the default shape of config (allow by default,
+// the contract's blocked ports), the second client address blacklisted, the
+// rate limit off, and a local threat feed of benchFeedSize entries, and
+// waits until the feed is in force.
+func (n *benchNet) startPfwd(tb testing.TB, pfwdBin, fwctlBin string) {
+	tb.Helper()
+	feed := filepath.Join(n.dir, "feed.txt")
+	var sb strings.Builder
+	sb.WriteString("# pfw load benchmark: addresses scattered over 20.0.0.0/8, never contacted\n")
+	for i := range benchFeedSize {
+		v := 20<<24 + i*97
+		fmt.Fprintf(&sb, "%d.%d.%d.%d\n", v>>24, v>>16&255, v>>8&255, v&255)
+	}
+	if err := os.WriteFile(feed, []byte(sb.String()), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`{
+  "default_policy": "allow",
+  "rules": [{"name": "Block Telnet and SMB", "action": "block", "protocol": "tcp", "ports": [23, 135, 139, 445, 3389]}],
+  "whitelist_ips": ["127.0.0.1", "::1"],
+  "blacklist_ips": [%q],
+  "rate_limit": {"max_connections": 0, "window_seconds": 10},
+  "allowed_sample_rate": 0.01,
+  "threat_feeds": [{"name": "Bench feed", "url": "file://%s", "interval": "1h", "threat_level": "high"}]
+}`, n.clientIP2, feed)
+	if err := os.WriteFile(n.config(), []byte(cfg), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", n.fw, pfwdBin, "--config", n.config(), "--db", filepath.Join(n.dir, "firewall.db"),
+		"--socket", n.socket(), "--log-file", filepath.Join(n.dir, "firewall.log"))
+	cmd.Env = append(os.Environ(), "JOURNAL_STREAM=")
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	n.pfwd, n.pfwdDone = cmd, make(chan error, 1)
+	go func() { n.pfwdDone <- cmd.Wait() }()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-n.pfwdDone:
+			n.pfwd = nil
+			log, _ := os.ReadFile(filepath.Join(n.dir, "firewall.log"))
+			tb.Fatalf("pfwd exited at start: %v\n%s", err, log)
+		default:
+		}
+		if st, err := pfwdStatus(fwctlBin, n.socket()); err == nil && len(st.Feeds) == 1 && st.Feeds[0].Entries == benchFeedSize {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	tb.Fatalf("pfwd did not load the %d-entry feed within 30 s", benchFeedSize)
+}
+
+func (n *benchNet) stopPfwd() {
+	if n.pfwd == nil {
+		return
+	}
+	n.pfwd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.pfwdDone:
+	case <-time.After(10 * time.Second):
+		n.pfwd.Process.Kill()
+		<-n.pfwdDone
+	}
+	n.pfwd = nil
+}
+
+// statusDoc is the part of `fwctl status --json` the load tests read.
+type statusDoc struct {
+	PID     int `json:"pid"`
+	Packets struct {
+		Seen, Allowed, Blocked uint64
+		KernelBlocked          uint64 `json:"kernel_blocked"`
+		QueueDrops             uint64 `json:"queue_drops"`
+	} `json:"packets"`
+	LogRows struct {
+		Written, Suppressed uint64
+	} `json:"log_rows"`
+	RateLimiter struct {
+		Tracked, Capacity int
+	} `json:"rate_limiter"`
+	Feeds []struct {
+		Name    string `json:"name"`
+		Entries int    `json:"entries"`
+	} `json:"feeds"`
+}
+
+func pfwdStatus(fwctlBin, socket string) (statusDoc, error) {
+	var st statusDoc
+	out, err := exec.Command(fwctlBin, "--socket", socket, "status", "--json").Output()
+	if err != nil {
+		return st, fmt.Errorf("fwctl status: %w", err)
+	}
+	err = json.Unmarshal(out, &st)
+	return st, err
+}
+
+// procCPU is the CPU time pid has used (user + system).
+func procCPU(tb testing.TB, pid int) time.Duration {
+	tb.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// Fields after the command name, which may hold spaces: utime and
+	// stime are the 12th and 13th (fields 14 and 15 of proc(5)).
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	ut, _ := strconv.ParseUint(f[11], 10, 64)
+	st, _ := strconv.ParseUint(f[12], 10, 64)
+	const clkTck = 100 // USER_HZ, fixed at 100 in the Linux ABI
+	return time.Duration(ut+st) * time.Second / clkTck
+}
+
+// procStatusKiB reads a "Vm…: N kB" line of /proc/pid/status.
+func procStatusKiB(tb testing.TB, pid int, key string) float64 {
+	tb.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, key+":"); ok {
+			v, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return v
+		}
+	}
+	tb.Fatalf("/proc/%d/status has no %s", pid, key)
+	return 0
+}
+
+// benchRow is one line of the printed table.
+type benchRow struct {
+	figure, unit       string
+	withPfwd, baseline float64
+	noBaseline         bool // the figure has no no-firewall counterpart
+	ratio              float64
+	goal               string
+	met                bool
+	note               string
+}
+
+// measured is one phase's outcome on one pair.
+type measured struct {
+	received, sent float64 // sink units (packets or bytes), generator packets
+	seconds        float64
+	cpu            time.Duration // pfwd's, when it runs
+	queueDrops     uint64
+}
+
+func (m measured) rate() float64 { return m.received / m.seconds }
+
+// measure runs spec from n's client and counts what n's sink got on port.
+func (n *benchNet) measure(tb testing.TB, spec genSpec, tcp bool, fwctlBin string) measured {
+	tb.Helper()
+	count := func() float64 {
+		st := n.sink.stats(tb)
+		if tcp {
+			return float64(st.TCP[spec.Port])
+		}
+		return float64(st.UDP[spec.Port])
+	}
+	var st0 statusDoc
+	var cpu0 time.Duration
+	if n.pfwd != nil {
+		st0, _ = pfwdStatus(fwctlBin, n.socket())
+		cpu0 = procCPU(tb, n.pfwd.Process.Pid)
+	}
+	before := count()
+	res := runGen(tb, n.client, spec)
+	time.Sleep(200 * time.Millisecond) // what is in flight lands
+	m := measured{received: count() - before, sent: float64(res.Sent), seconds: res.Seconds}
+	if n.pfwd != nil {
+		m.cpu = procCPU(tb, n.pfwd.Process.Pid) - cpu0
+		if st1, err := pfwdStatus(fwctlBin, n.socket()); err == nil {
+			m.queueDrops = st1.Packets.QueueDrops - st0.Packets.QueueDrops
+		}
+	}
+	if spec.Kind == genTCPBulk {
+		m.received = m.received / (1 << 20) // MiB
+	}
+	return m
+}
+
+func BenchmarkLoad(b *testing.B) {
+	requireRoot(b)
+	pfwdBin, fwctlBin := benchBinaries(b)
+	sub := os.Getpid()%100 + 20
+	plain := newBenchNet(b, "plain", sub)
+	guarded := newBenchNet(b, "guard", sub+100)
+	guarded.startPfwd(b, pfwdBin, fwctlBin)
+	pid := guarded.pfwd.Process.Pid
+	var rows []benchRow
+
+	// both runs spec on the plain pair, then the guarded one (the spec's
+	// addresses are the plain pair's; the guarded pair's are swapped in).
+	both := func(tb testing.TB, spec genSpec, tcp bool) (base, with measured) {
+		base = plain.measure(tb, spec, tcp, fwctlBin)
+		spec.Dst = strings.Replace(spec.Dst, plain.fwIP, guarded.fwIP, 1)
+		spec.Src = strings.Replace(spec.Src, plain.clientIP2, guarded.clientIP2, 1)
+		spec.Src = strings.Replace(spec.Src, plain.clientIP, guarded.clientIP, 1)
+		with = guarded.measure(tb, spec, tcp, fwctlBin)
+		return base, with
+	}
+	ratioRow := func(b *testing.B, figure, unit string, base, with measured, goal float64) {
+		r := benchRow{figure: figure, unit: unit, withPfwd: with.rate(), baseline: base.rate(), goal: fmt.Sprintf(">= %.2f", goal)}
+		r.ratio = r.withPfwd / r.baseline
+		r.met = r.ratio >= goal
+		r.note = fmt.Sprintf("pfwd CPU %.0f%% of a core", 100*with.cpu.Seconds()/with.seconds)
+		if with.queueDrops > 0 {
+			r.note += fmt.Sprintf(", %d queue drops", with.queueDrops)
+		}
+		rows = append(rows, r)
+		b.ReportMetric(r.withPfwd, unit)
+		b.ReportMetric(r.baseline, "baseline-"+unit)
+		b.ReportMetric(r.ratio, "ratio")
+	}
+
+	b.Run("established-tcp", func(b *testing.B) {
+		spec := genSpec{Kind: genTCPBulk, Src: plain.clientIP, Dst: plain.fwIP, Port: benchTCPPort, Flows: 2, Duration: benchPhase}
+		base, with := both(b, spec, true)
+		ratioRow(b, "established TCP, 2 flows", "MiB/s", base, with, 0.95)
+	})
+	b.Run("established-udp", func(b *testing.B) {
+		spec := genSpec{Kind: genUDPFlows, Src: plain.clientIP, Dst: plain.fwIP, Port: benchUDPPort, Flows: 4, Threads: 2, Duration: benchPhase}
+		base, with := both(b, spec, false)
+		ratioRow(b, "established UDP, 4 flows, 64 B frames", "pkt/s", base, with, 0.95)
+	})
+	b.Run("new-flow-flood", func(b *testing.B) {
+		spec := genSpec{Kind: genUDPNew, Src: plain.clientIP, Dst: plain.fwIP, Port: benchUDPFlood, Threads: 2, Duration: benchPhase}
+		base, with := both(b, spec, false)
+		ratioRow(b, "UDP flood, new flow per packet, decided in user space", "pkt/s", base, with, 0.50)
+	})
+	b.Run("blacklist-flood", func(b *testing.B) {
+		spec := genSpec{Kind: genUDPNew, Src: plain.clientIP2, Dst: plain.fwIP, Port: benchUDPFlood, Threads: 2, Duration: benchPhase}
+		base, with := both(b, spec, false)
+		share := with.received / with.sent
+		cpu := 100 * with.cpu.Seconds() / with.seconds
+		rows = append(rows,
+			benchRow{figure: "blacklisted-source flood: share through", unit: "%", withPfwd: 100 * share, baseline: 100 * base.received / base.sent,
+				ratio: share, goal: "0", met: with.received == 0, note: fmt.Sprintf("%.0f pkt/s sent", with.sent/with.seconds)},
+			benchRow{figure: "blacklisted-source flood: pfwd CPU", unit: "% core", withPfwd: cpu, noBaseline: true, goal: "< 5", met: cpu < 5})
+		b.ReportMetric(100*share, "%through")
+		b.ReportMetric(cpu, "%cpu")
+	})
+	b.Run("peak-rss", func(b *testing.B) {
+		hwm := procStatusKiB(b, pid, "VmHWM") / 1024
+		rss := procStatusKiB(b, pid, "VmRSS") / 1024
+		rows = append(rows, benchRow{figure: fmt.Sprintf("pfwd peak RSS (VmHWM), %d threat entries", benchFeedSize), unit: "MiB",
+			withPfwd: hwm, noBaseline: true, goal: "< 64", met: hwm < 64, note: fmt.Sprintf("RSS now %.1f MiB", rss)})
+		b.ReportMetric(hwm, "MiB-peak-RSS")
+	})
+	printBenchTable(rows)
+}
+
+func printBenchTable(rows []benchRow) {
+	host, _ := os.Hostname()
+	fmt.Printf("\npfw load benchmark — %d CPUs (%s, %s): the generator, the sink and pfwd share them,\n", runtime.NumCPU(), host, kernelRelease())
+	fmt.Printf("so every figure is lower than on a machine where they would not compete.\n")
+	fmt.Printf("Baseline: the same traffic through an identical namespace pair without any firewall, same run.\n\n")
+	fmt.Printf("%-58s %14s %14s %8s %8s %s\n", "figure", "with pfwd", "no firewall", "ratio", "goal", "")
+	for _, r := range rows {
+		base, ratio := fmt.Sprintf("%.1f", r.baseline), fmt.Sprintf("%.3f", r.ratio)
+		if r.noBaseline {
+			base, ratio = "-", "-"
+		}
+		verdict := "MET"
+		if !r.met {
+			verdict = "MISSED"
+		}
+		fmt.Printf("%-58s %14s %14s %8s %8s %s  %s\n", r.figure+" ("+r.unit+")", fmt.Sprintf("%.1f", r.withPfwd), base, ratio, r.goal, verdict, r.note)
+	}
+	fmt.Printf("\nDecode+decide ns/packet and allocs, store rows/s and set update times: the package benchmarks above.\n\n")
+}
+
+func kernelRelease() string {
+	var u syscall.Utsname
+	if syscall.Uname(&u) != nil {
+		return "?"
+	}
+	var b []byte
+	for _, c := range u.Release {
+		if c == 0 {
+			break
+		}
+		b = append(b, byte(c))
+	}
+	return "Linux " + string(b)
+}
