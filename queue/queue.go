@@ -269,27 +269,8 @@ func (w *worker) finish() {
 		return
 	}
 	w.n = 0
-	out := w.out[:0]
-	accepted := 0
-	for i := 0; i < n; {
-		v := verdictOf(w.decs[i])
-		j := i
-		for j+1 < n && verdictOf(w.decs[j+1]) == v {
-			j++
-		}
-		// A batch verdict covers every packet still queued up to its id:
-		// exactly this run, since the runs before it were answered first
-		// and the kernel queues in id order.
-		if w.single {
-			j = i
-		}
-		out = appendVerdict(out, w.s.num, w.ids[j], v, j > i)
-		if v == nfAccept {
-			accepted += j - i + 1
-		}
-		i = j + 1
-	}
-	w.out = out
+	var accepted int
+	w.out, accepted = appendVerdicts(w.out[:0], w.s.num, w.ids[:n], w.decs[:n], w.single)
 	w.send(n)
 	w.q.C.Seen.Add(uint64(n))
 	w.q.C.Accepted.Add(uint64(accepted))
@@ -329,6 +310,29 @@ func (w *worker) send(n int) {
 		// Close, and batch verdicts must no longer sweep them.
 		w.retry, w.single = w.retry[:0], true
 	}
+}
+
+// appendVerdicts appends the verdict messages for packets ids decided
+// decs, in order, and returns how many were accepted. Each run of packets
+// sharing a verdict is answered by one batch verdict, unless single.
+func appendVerdicts(out []byte, num uint16, ids []uint32, decs []verdict.Decision, single bool) ([]byte, int) {
+	accepted := 0
+	for i := 0; i < len(ids); {
+		v := verdictOf(decs[i])
+		j := i
+		for !single && j+1 < len(ids) && verdictOf(decs[j+1]) == v {
+			j++
+		}
+		// A batch verdict covers every packet still queued up to its id:
+		// exactly this run, since the runs before it were answered first
+		// and the kernel queues in id order.
+		out = appendVerdict(out, num, ids[j], v, j > i)
+		if v == nfAccept {
+			accepted += j - i + 1
+		}
+		i = j + 1
+	}
+	return out, accepted
 }
 
 func verdictOf(d verdict.Decision) uint32 {
