@@ -7,6 +7,8 @@ package main
 import (
 	"encoding/json"
 	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -15,10 +17,14 @@ const (
 	floodPort   = 7000            // allowed: the rate limiter must stop the flood
 	blockedPort = 7001            // blocked by a rule: nothing may reach it
 	spoofNet    = "172.16.0.0/12" // 1,048,576 source addresses, only ever inside the lab
+	spoofSYN    = "172.16.0.0/13" // its halves: one for the SYN flood,
+	spoofUDP    = "172.24.0.0/13" // one for the UDP flood
 	floodFor    = 4 * time.Second // each flood
 	logCap      = 2000            // store.WriterConfig's default rows per second
 	statusLimit = 1 * time.Second // fwctl status must answer within this, flood or not
-	floodRules  = `{"name": "Block flood port", "action": "block", "protocol": "udp", "ports": [7001]}`
+	blockedTCP  = 7002            // blocked by a rule, a listener behind it
+	floodRules  = `{"name": "Block flood port", "action": "block", "protocol": "udp", "ports": [7001]},
+	{"name": "Block flood TCP port", "action": "block", "protocol": "tcp", "ports": [7002]}`
 )
 
 // timedStatus runs `fwctl status --json` and fails t if it errs or takes
@@ -158,9 +164,10 @@ func TestFloodFromOneSource(t *testing.T) {
 }
 
 // TestFloodFromSpoofedSources: a million spoofed sources flooding a blocked
-// port as fast as the generator can. Nothing reaches the port while the
-// queue overflows, the limiter stays within its capacity, fwctl status
-// answers throughout, and pfwd works normally once the flood ends.
+// UDP port as fast as the generator can, and a SYN flood from them at a
+// blocked TCP port with a listener behind it. Nothing reaches either port
+// while the queue overflows, the limiter stays within its capacity, fwctl
+// status answers throughout, and pfwd works normally once the flood ends.
 func TestFloodFromSpoofedSources(t *testing.T) {
 	l := newLab(t)
 	l.writeConfig(l.configDoc("allow", floodRules, `"127.0.0.1", "::1"`, ``, 100))
@@ -174,12 +181,17 @@ func TestFloodFromSpoofedSources(t *testing.T) {
 			t.Fatalf("%v: %v\n%s", c, err, out)
 		}
 	}
-	l.serve([]int{22}, nil)
+	l.serve([]int{22, blockedTCP}, nil)
 	sink := startSink(t, l.fw, []int{blockedPort}, nil)
 	l.startPfwd()
 	l.expect("tcp", hostPort(l.fwIP, 22), true)
 
-	wait := goGen(t, l.client, genSpec{Kind: genUDPNew, SrcNet: spoofNet, Dst: l.fwIP, Port: blockedPort, Threads: 2, Duration: floodFor})
+	waitSYN := goGen(t, l.client, genSpec{Kind: genSYNNew, SrcNet: spoofSYN, Dst: l.fwIP, Port: blockedTCP, Duration: floodFor})
+	waitUDP := goGen(t, l.client, genSpec{Kind: genUDPNew, SrcNet: spoofUDP, Dst: l.fwIP, Port: blockedPort, Threads: 2, Duration: floodFor})
+	wait := func() genResult {
+		syn, udp := waitSYN(), waitUDP()
+		return genResult{Sent: syn.Sent + udp.Sent, Seconds: max(syn.Seconds, udp.Seconds)}
+	}
 	var peak statusDoc
 	res := duringFlood(t, wait, func() {
 		st := l.timedStatus()
@@ -189,13 +201,15 @@ func TestFloodFromSpoofedSources(t *testing.T) {
 	})
 	time.Sleep(300 * time.Millisecond)
 	st := l.timedStatus()
-	t.Logf("flood: %d datagrams in %.1fs from %s; pfwd: %+v, limiter %d of %d", res.Sent, res.Seconds, spoofNet, st.Packets, st.RateLimiter.Tracked, st.RateLimiter.Capacity)
-
-	if res.Sent < 1<<20 {
-		t.Logf("the generator sent %d datagrams, fewer than the %d sources of %s", res.Sent, 1<<20, spoofNet)
-	}
+	t.Logf("flood: %d packets in %.1fs from %s (each half walked in turn); pfwd: %+v, limiter %d of %d",
+		res.Sent, res.Seconds, spoofNet, st.Packets, st.RateLimiter.Tracked, st.RateLimiter.Capacity)
 	if got := sink.stats(t).UDP[blockedPort]; got != 0 {
 		t.Errorf("%d flood datagrams reached the blocked port", got)
+	}
+	// A SYN that got through would leave a half-open connection (its
+	// SYN-ACK goes to a spoofed address and is never answered).
+	if out, err := l.in(l.fw, "ss", "-Htn", "state", "syn-recv", "sport", "= :"+strconv.Itoa(blockedTCP)); err != nil || strings.TrimSpace(out) != "" {
+		t.Errorf("half-open connections on the blocked TCP port (ss: %v):\n%.1000s", err, out)
 	}
 	if st.RateLimiter.Capacity == 0 || st.RateLimiter.Tracked > st.RateLimiter.Capacity || peak.RateLimiter.Tracked > st.RateLimiter.Capacity {
 		t.Errorf("rate limiter tracks %d (peak %d) sources, capacity %d", st.RateLimiter.Tracked, peak.RateLimiter.Tracked, st.RateLimiter.Capacity)
