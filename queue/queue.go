@@ -123,7 +123,7 @@ func (q *Queues) bind(num uint16) (*worker, error) {
 	if err := s.exec(configMsg(num, 1, nfqnlCfgCmdBind, &q.cfg), bindTimeout, onPacket); err != nil {
 		s.close()
 		if errors.Is(err, unix.EBUSY) {
-			return nil, fmt.Errorf("bind: %w (another process reads this queue; see --queue)", err)
+			return nil, fmt.Errorf("bind: %w (another process reads this queue)", err)
 		}
 		return nil, fmt.Errorf("bind: %w", err)
 	}
