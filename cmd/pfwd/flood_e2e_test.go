@@ -28,15 +28,16 @@ const (
 )
 
 // timedStatus runs `fwctl status --json` and fails t if it errs or takes
-// longer than statusLimit.
-func (l *lab) timedStatus() statusDoc {
+// longer than statusLimit; it also returns how long it took.
+func (l *lab) timedStatus() (statusDoc, time.Duration) {
 	l.t.Helper()
 	start := time.Now()
 	st, err := pfwdStatus(l.fwctlBin, l.socket())
-	if took := time.Since(start); err != nil || took > statusLimit {
+	took := time.Since(start)
+	if err != nil || took > statusLimit {
 		l.t.Errorf("fwctl status: %v after %v (want an answer within %v)", err, took.Round(time.Millisecond), statusLimit)
 	}
-	return st
+	return st, took
 }
 
 // duringFlood calls check every 300 ms until the flood ends, then returns
@@ -135,15 +136,18 @@ func TestFloodFromOneSource(t *testing.T) {
 	// well within what pfwd decides, so the limiter, not the queue, drops.
 	wait := goGen(t, l.client, genSpec{Kind: genUDPNew, Src: l.clientIP, Dst: l.fwIP, Port: floodPort, Rate: 20000, Duration: floodFor})
 	legit, tries := 0, 0
+	var slowest time.Duration
 	res := duringFlood(t, wait, func() {
-		l.timedStatus()
+		_, took := l.timedStatus()
+		slowest = max(slowest, took)
 		tries++
 		legit += l.send("tcp", l.clientIP2, hostPort(l.fwIP, 22), 1, 3*time.Second)
 	})
 	time.Sleep(300 * time.Millisecond)
 	got := sink.stats(t).UDP[floodPort]
-	st := l.timedStatus()
-	t.Logf("flood: %d datagrams sent in %.1fs, %d reached the port; other source: %d of %d connections; pfwd: %+v", res.Sent, res.Seconds, got, legit, tries, st.Packets)
+	st, _ := l.timedStatus()
+	t.Logf("flood: %d datagrams sent in %.1fs, %d reached the port; other source: %d of %d connections; slowest fwctl status %v; pfwd: %+v",
+		res.Sent, res.Seconds, got, legit, tries, slowest.Round(time.Millisecond), st.Packets)
 
 	if res.Sent < 10000 {
 		t.Fatalf("the generator sent only %d datagrams", res.Sent)
@@ -193,16 +197,18 @@ func TestFloodFromSpoofedSources(t *testing.T) {
 		return genResult{Sent: syn.Sent + udp.Sent, Seconds: max(syn.Seconds, udp.Seconds)}
 	}
 	var peak statusDoc
+	var slowest time.Duration
 	res := duringFlood(t, wait, func() {
-		st := l.timedStatus()
+		st, took := l.timedStatus()
+		slowest = max(slowest, took)
 		if st.RateLimiter.Tracked > peak.RateLimiter.Tracked {
 			peak = st
 		}
 	})
 	time.Sleep(300 * time.Millisecond)
-	st := l.timedStatus()
-	t.Logf("flood: %d packets in %.1fs from %s (each half walked in turn); pfwd: %+v, limiter %d of %d",
-		res.Sent, res.Seconds, spoofNet, st.Packets, st.RateLimiter.Tracked, st.RateLimiter.Capacity)
+	st, _ := l.timedStatus()
+	t.Logf("flood: %d packets in %.1fs from %s (each half walked in turn); slowest fwctl status %v; pfwd: %+v, limiter %d of %d",
+		res.Sent, res.Seconds, spoofNet, slowest.Round(time.Millisecond), st.Packets, st.RateLimiter.Tracked, st.RateLimiter.Capacity)
 	if got := sink.stats(t).UDP[blockedPort]; got != 0 {
 		t.Errorf("%d flood datagrams reached the blocked port", got)
 	}
