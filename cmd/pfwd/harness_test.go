@@ -246,10 +246,12 @@ func (l *lab) fwctl(args ...string) (string, error) {
 
 // serve starts the test binary as a TCP and UDP echo server in the
 // firewall namespace, on every port listed, v4 and v6.
-func (l *lab) serve(tcpPorts, udpPorts []int) {
+func (l *lab) serve(tcpPorts, udpPorts []int) { l.serveIn(l.fw, tcpPorts, udpPorts) }
+
+// serveIn is serve in any namespace of the lab.
+func (l *lab) serveIn(ns string, tcpPorts, udpPorts []int) {
 	l.t.Helper()
-	args := []string{"netns", "exec", l.fw, os.Args[0]}
-	cmd := exec.Command("ip", args...)
+	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0])
 	cmd.Env = append(os.Environ(), "PFW_E2E_HELPER=serve", "PFW_TCP="+ints(tcpPorts), "PFW_UDP="+ints(udpPorts))
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
@@ -259,7 +261,7 @@ func (l *lab) serve(tcpPorts, udpPorts []int) {
 	l.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil || strings.TrimSpace(line) != "ready" {
-		l.t.Fatalf("echo server did not start: %q %v", line, err)
+		l.t.Fatalf("echo server in %s did not start: %q %v", ns, line, err)
 	}
 }
 
@@ -282,12 +284,18 @@ type probe struct {
 // source address src, and returns how many got through.
 func (l *lab) send(proto, src, addr string, count int, timeout time.Duration) int {
 	l.t.Helper()
-	cmd := exec.Command("ip", "netns", "exec", l.client, os.Args[0])
+	return l.sendFrom(l.client, proto, src, addr, count, timeout)
+}
+
+// sendFrom is send from any namespace of the lab.
+func (l *lab) sendFrom(ns, proto, src, addr string, count int, timeout time.Duration) int {
+	l.t.Helper()
+	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0])
 	cmd.Env = append(os.Environ(), "PFW_E2E_HELPER=send", "PFW_PROTO="+proto, "PFW_SRC="+src, "PFW_ADDR="+addr,
 		"PFW_COUNT="+strconv.Itoa(count), "PFW_TIMEOUT="+timeout.String())
 	out, err := cmd.Output()
 	if err != nil {
-		l.t.Fatalf("traffic helper: %v\n%s", err, out)
+		l.t.Fatalf("traffic helper in %s: %v\n%s", ns, err, out)
 	}
 	var p probe
 	if err := json.Unmarshal(out, &p); err != nil {

@@ -292,39 +292,6 @@ func (l *lab) explainJSON(args ...string) explainOut {
 
 // serveIn is serve in any namespace of the lab (the client's, for traffic
 // the firewall host starts).
-func (l *lab) serveIn(ns string, tcpPorts, udpPorts []int) {
-	l.t.Helper()
-	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0])
-	cmd.Env = append(os.Environ(), "PFW_E2E_HELPER=serve", "PFW_TCP="+ints(tcpPorts), "PFW_UDP="+ints(udpPorts))
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		l.t.Fatal(err)
-	}
-	l.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil || strings.TrimSpace(line) != "ready" {
-		l.t.Fatalf("echo server in %s did not start: %q %v", ns, line, err)
-	}
-}
-
-// sendFrom is send from any namespace of the lab.
-func (l *lab) sendFrom(ns, proto, src, addr string, count int, timeout time.Duration) int {
-	l.t.Helper()
-	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0])
-	cmd.Env = append(os.Environ(), "PFW_E2E_HELPER=send", "PFW_PROTO="+proto, "PFW_SRC="+src, "PFW_ADDR="+addr,
-		"PFW_COUNT="+strconv.Itoa(count), "PFW_TIMEOUT="+timeout.String())
-	out, err := cmd.Output()
-	if err != nil {
-		l.t.Fatalf("traffic helper in %s: %v\n%s", ns, err, out)
-	}
-	var p probe
-	if err := json.Unmarshal(out, &p); err != nil {
-		l.t.Fatalf("traffic helper output %q: %v", out, err)
-	}
-	return p.OK
-}
-
 // expectFrom makes one attempt from ns, from source src (empty: the
 // kernel's choice; icmp always uses it), and checks whether it got through.
 // An attempt that should pass may take 3 s: a lab's first IPv6 contact
