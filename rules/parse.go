@@ -154,11 +154,7 @@ func (p *parser) config(doc any) *Config {
 		for i, r := range p.array("rules", v) {
 			cfg.Rules = append(cfg.Rules, p.rule(index("rules", i), r))
 		}
-		names := make([]string, len(cfg.Rules))
-		for i, r := range cfg.Rules {
-			names[i] = r.Name
-		}
-		p.unique("rules", names)
+		p.unique("rules", len(cfg.Rules), func(i int) string { return cfg.Rules[i].Name })
 	}
 	if v, ok := m["whitelist_ips"]; ok {
 		cfg.WhitelistIPs = p.prefixes("whitelist_ips", v)
@@ -176,11 +172,7 @@ func (p *parser) config(doc any) *Config {
 		for i, f := range p.array("threat_feeds", v) {
 			cfg.ThreatFeeds = append(cfg.ThreatFeeds, p.feed(index("threat_feeds", i), f))
 		}
-		names := make([]string, len(cfg.ThreatFeeds))
-		for i, f := range cfg.ThreatFeeds {
-			names[i] = f.Name
-		}
-		p.unique("threat_feeds", names)
+		p.unique("threat_feeds", len(cfg.ThreatFeeds), func(i int) string { return cfg.ThreatFeeds[i].Name })
 	}
 	return cfg
 }
@@ -276,9 +268,10 @@ func CheckRuleName(name string) error {
 
 // unique reports names used twice in a list (the empty name is reported
 // elsewhere), naming the later place and the earlier one.
-func (p *parser) unique(list string, names []string) {
-	seen := make(map[string]int, len(names))
-	for i, name := range names {
+func (p *parser) unique(list string, n int, nameOf func(int) string) {
+	seen := make(map[string]int, n)
+	for i := range n {
+		name := nameOf(i)
 		if name == "" {
 			continue
 		}
