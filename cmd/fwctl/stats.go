@@ -46,27 +46,16 @@ func printStats(w io.Writer, st store.Stats) error {
 	fmt.Fprintf(&b, "Blocked packets logged: %d\n", st.Blocked)
 	fmt.Fprintf(&b, "Allowed packets logged: %d (sampled)\n", st.Allowed)
 
-	b.WriteString("\nTop blocked sources:\n")
-	if len(st.TopBlocked) == 0 {
-		b.WriteString("  none\n")
-	} else {
-		t := section(&b, "IP", "BLOCKED")
-		for _, c := range st.TopBlocked {
-			t.add(c.IP, strconv.FormatInt(c.Count, 10))
-		}
-		t.flush()
+	top := make([][2]string, len(st.TopBlocked))
+	for i, c := range st.TopBlocked {
+		top[i] = [2]string{c.IP, strconv.FormatInt(c.Count, 10)}
 	}
-
-	b.WriteString("\nBlocks by reason:\n")
-	if len(st.ByReason) == 0 {
-		b.WriteString("  none\n")
-	} else {
-		t := section(&b, "REASON", "BLOCKED")
-		for _, c := range st.ByReason {
-			t.add(c.Reason, strconv.FormatInt(c.Count, 10))
-		}
-		t.flush()
+	countSection(&b, "Top blocked sources", "IP", top)
+	reasons := make([][2]string, len(st.ByReason))
+	for i, c := range st.ByReason {
+		reasons[i] = [2]string{c.Reason, strconv.FormatInt(c.Count, 10)}
 	}
+	countSection(&b, "Blocks by reason", "REASON", reasons)
 
 	b.WriteString("\nBlocked in the last 24 hours (UTC):\n")
 	var peak int64
@@ -89,6 +78,21 @@ func printStats(w io.Writer, st store.Stats) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// countSection writes a titled two-column table of blocked counts, or
+// "none".
+func countSection(b *strings.Builder, title, key string, rows [][2]string) {
+	fmt.Fprintf(b, "\n%s:\n", title)
+	if len(rows) == 0 {
+		b.WriteString("  none\n")
+		return
+	}
+	t := section(b, key, "BLOCKED")
+	for _, r := range rows {
+		t.add(r[0], r[1])
+	}
+	t.flush()
 }
 
 func section(w io.Writer, header ...string) *table {
