@@ -115,7 +115,7 @@ type recorder struct {
 }
 
 func (r *recorder) Decided(p *verdict.Packet, dir rules.Direction, d verdict.Decision, payload []byte) {
-	r.total.Add(1)
+	defer r.total.Add(1)
 	if p.Status != verdict.StatusOK || p.Proto != verdict.ProtoUDP || len(payload) == 0 {
 		r.badData.Add(1)
 	}
@@ -131,6 +131,13 @@ func (r *recorder) Decided(p *verdict.Packet, dir rules.Direction, d verdict.Dec
 	}
 	r.byPort[p.DstPort] = c
 	r.mu.Unlock()
+}
+
+// counts is [allowed, blocked] for inbound packets to port.
+func (r *recorder) counts(port uint16) [2]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.byPort[port]
 }
 
 // udpSocket is a raw-syscall UDP socket on 127.0.0.1 (port 0: any).
@@ -264,7 +271,7 @@ func TestVerdictsReachTheKernel(t *testing.T) {
 				if got[p] != want {
 					t.Errorf("port %d: %d datagrams arrived, want %d", p, got[p], want)
 				}
-				if c := l.obs.byPort[uint16(p)]; c != [2]int{n/12 - blocked, blocked} {
+				if c := l.obs.counts(uint16(p)); c != [2]int{n/12 - blocked, blocked} {
 					t.Errorf("port %d: observer saw %d allowed, %d blocked; want %d, %d", p, c[0], c[1], n/12-blocked, blocked)
 				}
 			}
