@@ -33,9 +33,14 @@ test: build vet
 test-short:
 	$(GO) test $(GOFLAGS) -short ./...
 
-# The benchmarks users care about, each beside its baseline.
+# The benchmarks users care about: the Go micro-benchmarks (decode+decide,
+# prefix sets, rate limiter, store rows/s, feed parsing, set updates, the
+# queue path), then the load benchmark, which runs real traffic through
+# namespaces with and without pfwd and prints each figure beside that
+# baseline (root; about a minute).
 bench: build
-	$(GO) test $(GOFLAGS) -run '^$$' -bench . -benchmem -benchtime 1s ./verdict/ ./store/ ./intel/ ./nft/
+	$(GO) test $(GOFLAGS) -run '^$$' -bench . -benchmem -benchtime 1s ./verdict/ ./store/ ./intel/ ./nft/ ./queue/
+	$(GO) test $(GOFLAGS) -run '^$$' -bench '^BenchmarkLoad$$' -benchtime 1x -timeout 10m ./cmd/pfwd/
 
 # Fuzz every parser of untrusted bytes for FUZZTIME each.
 FUZZTIME ?= 30s
