@@ -37,9 +37,13 @@
 //     (RFC 4861). ufw and firewalld accept it the same way. Off with
 //     Config.FilterNeighborDiscovery.
 //  4. remote address in @whitelist_v4 / @whitelist_v6: accept.
-//  5. in @blacklist_v4 / _v6: a log rule (NFLOG group Config.LogGroup, prefix
-//     "pfw blacklist", at most Config.LogRate packets a second), then drop.
-//  6. in @intel_v4 / _v6: the same with prefix "pfw intel".
+//  5. in @blacklist_v4 / _v6: jump to the chain <hook>_blacklist, which logs
+//     (NFLOG group Config.LogGroup, prefix "pfw blacklist", at most
+//     Config.LogRate packets a second for both families) and drops. One set
+//     lookup per list and family, not one per rule: the lookups run for
+//     every packet, established ones included, so each one counts (the
+//     load benchmark measured +15% for established UDP).
+//  6. in @intel_v4 / _v6: the same through <hook>_intel, prefix "pfw intel".
 //  7. ct state established,related accept: pfwd decides a flow once, by its
 //     first packets; the rest stays in the kernel. The list drops come before
 //     this rule, so listing an address also cuts its open flows.

@@ -3,7 +3,6 @@ package nft
 import (
 	"encoding/binary"
 	"fmt"
-	"slices"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -85,6 +84,12 @@ func addRuleset(c *nftables.Conn, cfg *Config, t *nftables.Table, sets map[strin
 				return fmt.Errorf("add neighbor discovery set: %w", err)
 			}
 		}
+		for _, l := range []List{Blacklist, Intel} {
+			dc := c.AddChain(&nftables.Chain{Name: dropChain(h, l), Table: t})
+			for _, r := range dropRules(cfg, l) {
+				c.AddRule(&nftables.Rule{Table: t, Chain: dc, Exprs: r.exprs, UserData: userdata.AppendString(nil, userdata.TypeComment, r.comment)})
+			}
+		}
 		ch := c.AddChain(&nftables.Chain{
 			Name:     h.chain,
 			Table:    t,
@@ -164,22 +169,10 @@ func chainRules(cfg *Config, sets map[string]*nftables.Set, ndTypes *nftables.Se
 	}
 	for _, l := range []List{Blacklist, Intel} {
 		for _, f := range families {
-			match := remoteIn(h, f, sets[setName(l, f)])
-			rules = append(rules,
-				rule{
-					comment: fmt.Sprintf("log %s remote address (rate-limited)", listNoun[l]),
-					exprs: append(slices.Clip(match),
-						&expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(cfg.LogRate), Unit: expr.LimitTimeSecond, Burst: cfg.LogRate},
-						&expr.Log{
-							Key:   1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX,
-							Group: cfg.LogGroup,
-							Data:  []byte(LogPrefix(l)),
-						}),
-				},
-				rule{
-					comment: fmt.Sprintf("drop %s remote address", listNoun[l]),
-					exprs:   append(match, &expr.Verdict{Kind: expr.VerdictDrop}),
-				})
+			rules = append(rules, rule{
+				comment: fmt.Sprintf("%s remote address: log and drop", listNoun[l]),
+				exprs:   append(remoteIn(h, f, sets[setName(l, f)]), &expr.Verdict{Kind: expr.VerdictJump, Chain: dropChain(h, l)}),
+			})
 		}
 	}
 	established := binary.NativeEndian.AppendUint32(nil, expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED)
@@ -238,4 +231,22 @@ func ifname(name string) []byte {
 	b := make([]byte, unix.IFNAMSIZ)
 	copy(b, name)
 	return b
+}
+
+// dropChain names the chain a hook jumps to for a packet whose remote
+// address is in list l: one set lookup per list, not one per rule.
+func dropChain(h hook, l List) string { return h.chain + "_" + string(l) }
+
+// dropRules log (rate-limited) and drop.
+func dropRules(cfg *Config, l List) []rule {
+	return []rule{
+		{
+			comment: fmt.Sprintf("log %s remote address (rate-limited)", listNoun[l]),
+			exprs: []expr.Any{
+				&expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(cfg.LogRate), Unit: expr.LimitTimeSecond, Burst: cfg.LogRate},
+				&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX, Group: cfg.LogGroup, Data: []byte(LogPrefix(l))},
+			},
+		},
+		{comment: fmt.Sprintf("drop %s remote address", listNoun[l]), exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}},
+	}
 }
