@@ -182,6 +182,7 @@ type worker struct {
 	dirs     []rules.Direction
 	ids      []uint32
 	payloads [][]byte
+	now      int64 // unix ns when the batch was read; 0 lets the engine read the clock
 
 	out   []byte // verdict messages of the batch
 	retry []byte // verdicts a failed write did not deliver, sent before the next ones
@@ -211,6 +212,7 @@ func (w *worker) run(ctx context.Context) {
 			time.Sleep(time.Millisecond) // a lasting error must not spin a core
 			continue
 		}
+		w.now = time.Now().UnixNano() // once per batch: the clock costs as much as a decision
 		for i := range n {
 			w.collect(w.s.datagram(i))
 		}
@@ -258,7 +260,7 @@ func (w *worker) add(m []byte) {
 		dir = rules.DirOut
 	}
 	w.pkts[i].Decode(qp.payload)
-	w.decs[i] = w.q.engine.Decide(&w.pkts[i], dir)
+	w.decs[i] = w.q.engine.DecideAt(&w.pkts[i], dir, w.now)
 	w.dirs[i], w.ids[i], w.payloads[i] = dir, qp.id, qp.payload
 }
 
