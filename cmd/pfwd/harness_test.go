@@ -102,13 +102,44 @@ func (l *lab) config() string { return filepath.Join(l.dir, "firewall_rules.json
 func (l *lab) db() string     { return filepath.Join(l.dir, "firewall.db") }
 func (l *lab) socket() string { return filepath.Join(l.dir, "pfwd.sock") }
 
-func sh(t *testing.T, args ...string) string {
-	t.Helper()
+// mustRun runs a command and fails the test with its output if it fails.
+func mustRun(tb testing.TB, args ...string) string {
+	tb.Helper()
 	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		tb.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// linkPair makes namespaces client and fw joined by a veth pair (eth0 on
+// both sides), gives each side its addresses (IPv6 without duplicate
+// address detection, so they work at once) and brings everything up. The
+// caller removes the namespaces.
+func linkPair(tb testing.TB, client, fw, veth string, clientAddrs, fwAddrs []string) {
+	tb.Helper()
+	mustRun(tb, "ip", "netns", "add", client)
+	mustRun(tb, "ip", "netns", "add", fw)
+	mustRun(tb, "ip", "link", "add", veth+"a", "netns", client, "type", "veth", "peer", "name", veth+"b", "netns", fw)
+	cmds := [][]string{
+		{client, "ip", "link", "set", "lo", "up"},
+		{fw, "ip", "link", "set", "lo", "up"},
+		{client, "ip", "link", "set", veth + "a", "name", "eth0"},
+		{fw, "ip", "link", "set", veth + "b", "name", "eth0"},
+	}
+	for ns, addrs := range map[string][]string{client: clientAddrs, fw: fwAddrs} {
+		for _, a := range addrs {
+			c := []string{ns, "ip", "addr", "add", a, "dev", "eth0"}
+			if strings.Contains(a, ":") {
+				c = append(c, "nodad")
+			}
+			cmds = append(cmds, c)
+		}
+	}
+	cmds = append(cmds, []string{client, "ip", "link", "set", "eth0", "up"}, []string{fw, "ip", "link", "set", "eth0", "up"})
+	for _, c := range cmds {
+		mustRun(tb, append([]string{"ip", "netns", "exec"}, c...)...)
+	}
 }
 
 // newLab makes the namespaces and the veth pair.
@@ -127,25 +158,9 @@ func newLab(t *testing.T) *lab {
 	}
 	l.logPath = filepath.Join(l.dir, "firewall.log")
 	t.Cleanup(l.destroy)
-	sh(t, "ip", "netns", "add", l.client)
-	sh(t, "ip", "netns", "add", l.fw)
-	veth := "pfwv" + id
-	sh(t, "ip", "link", "add", veth+"a", "netns", l.client, "type", "veth", "peer", "name", veth+"b", "netns", l.fw)
-	for _, c := range [][]string{
-		{l.client, "ip", "link", "set", "lo", "up"},
-		{l.fw, "ip", "link", "set", "lo", "up"},
-		{l.client, "ip", "link", "set", veth + "a", "name", "eth0"},
-		{l.fw, "ip", "link", "set", veth + "b", "name", "eth0"},
-		{l.client, "ip", "addr", "add", l.clientIP + "/24", "dev", "eth0"},
-		{l.client, "ip", "addr", "add", l.clientIP2 + "/24", "dev", "eth0"},
-		{l.client, "ip", "addr", "add", l.clientIP6 + "/64", "dev", "eth0", "nodad"},
-		{l.fw, "ip", "addr", "add", l.fwIP + "/24", "dev", "eth0"},
-		{l.fw, "ip", "addr", "add", l.fwIP6 + "/64", "dev", "eth0", "nodad"},
-		{l.client, "ip", "link", "set", "eth0", "up"},
-		{l.fw, "ip", "link", "set", "eth0", "up"},
-	} {
-		sh(t, append([]string{"ip", "netns", "exec"}, c...)...)
-	}
+	linkPair(t, l.client, l.fw, "pfwv"+id,
+		[]string{l.clientIP + "/24", l.clientIP2 + "/24", l.clientIP6 + "/64"},
+		[]string{l.fwIP + "/24", l.fwIP6 + "/64"})
 	return l
 }
 

@@ -77,15 +77,6 @@ func benchBinaries(tb testing.TB) (pfwd, fwctl string) {
 }
 
 // mustRun runs a command and fails tb with its output when it fails.
-func mustRun(tb testing.TB, args ...string) string {
-	tb.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		tb.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
 // newBenchNet makes a namespace pair joined by a veth, removed at cleanup.
 func newBenchNet(tb testing.TB, tag string, subnet int) *benchNet {
 	tb.Helper()
@@ -100,23 +91,8 @@ func newBenchNet(tb testing.TB, tag string, subnet int) *benchNet {
 		exec.Command("ip", "netns", "del", n.client).Run()
 		exec.Command("ip", "netns", "del", n.fw).Run()
 	})
-	mustRun(tb, "ip", "netns", "add", n.client)
-	mustRun(tb, "ip", "netns", "add", n.fw)
-	veth := "pfwb" + tag[:1] + strconv.Itoa(os.Getpid()%100000)
-	mustRun(tb, "ip", "link", "add", veth+"a", "netns", n.client, "type", "veth", "peer", "name", veth+"b", "netns", n.fw)
-	for _, c := range [][]string{
-		{n.client, "ip", "link", "set", "lo", "up"},
-		{n.fw, "ip", "link", "set", "lo", "up"},
-		{n.client, "ip", "link", "set", veth + "a", "name", "eth0"},
-		{n.fw, "ip", "link", "set", veth + "b", "name", "eth0"},
-		{n.client, "ip", "addr", "add", n.clientIP + "/24", "dev", "eth0"},
-		{n.client, "ip", "addr", "add", n.clientIP2 + "/24", "dev", "eth0"},
-		{n.fw, "ip", "addr", "add", n.fwIP + "/24", "dev", "eth0"},
-		{n.client, "ip", "link", "set", "eth0", "up"},
-		{n.fw, "ip", "link", "set", "eth0", "up"},
-	} {
-		mustRun(tb, append([]string{"ip", "netns", "exec"}, c...)...)
-	}
+	linkPair(tb, n.client, n.fw, "pfwb"+tag[:1]+strconv.Itoa(os.Getpid()%100000),
+		[]string{n.clientIP + "/24", n.clientIP2 + "/24"}, []string{n.fwIP + "/24"})
 	n.sink = startSink(tb, n.fw, []int{benchUDPPort, benchUDPFlood}, []int{benchTCPPort})
 	return n
 }
