@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -422,6 +421,3 @@ func (d *Daemon) logWriterError(err error) {
 		d.log.Error("Log writer", "err", err)
 	}
 }
-
-// ErrStopped is returned by helpers used after shutdown.
-var ErrStopped = errors.New("pfwd stopped")

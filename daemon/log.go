@@ -14,9 +14,6 @@ import (
 	"time"
 )
 
-// LevelWarning is slog's WARN, spelled the way pfw's log lines spell it.
-const LevelWarning = slog.LevelWarn
-
 // LineHandler writes slog records as pfw's log lines:
 //
 //	2026-11-25 15:04:05,123 - INFO - message key=value ...

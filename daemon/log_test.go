@@ -37,7 +37,7 @@ func TestLineFormat(t *testing.T) {
 		{slog.LevelDebug - 4, "2026-11-25 15:04:05,123 - DEBUG - message\n"},
 		{slog.LevelInfo, "2026-11-25 15:04:05,123 - INFO - message\n"},
 		{slog.LevelInfo + 2, "2026-11-25 15:04:05,123 - INFO - message\n"},
-		{LevelWarning, "2026-11-25 15:04:05,123 - WARNING - message\n"},
+		{slog.LevelWarn, "2026-11-25 15:04:05,123 - WARNING - message\n"},
 		{slog.LevelError, "2026-11-25 15:04:05,123 - ERROR - message\n"},
 		{slog.LevelError + 4, "2026-11-25 15:04:05,123 - ERROR - message\n"},
 	} {
@@ -89,7 +89,7 @@ func TestJournalFormat(t *testing.T) {
 	}{
 		{slog.LevelDebug, "<7>message k=v\n"},
 		{slog.LevelInfo, "<6>message k=v\n"},
-		{LevelWarning, "<4>message k=v\n"},
+		{slog.LevelWarn, "<4>message k=v\n"},
 		{slog.LevelError, "<3>message k=v\n"},
 	} {
 		h := NewLineHandler(&bytes.Buffer{}, slog.LevelDebug, true)
@@ -163,7 +163,7 @@ func TestNoLineInjection(t *testing.T) {
 func TestLevelFilter(t *testing.T) {
 	var buf bytes.Buffer
 	var level slog.LevelVar
-	level.Set(LevelWarning)
+	level.Set(slog.LevelWarn)
 	log := slog.New(NewLineHandler(&buf, &level, false))
 	log.Info("hidden")
 	log.Warn("shown")

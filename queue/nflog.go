@@ -13,13 +13,10 @@ import (
 	"github.com/pfw/pfw/verdict"
 )
 
-// Log prefixes the nft rules put on the drops they report, so the
-// listener can tell which set dropped a packet even when the config
-// changed in between.
-const (
-	PrefixBlacklist = "pfw blacklist"
-	PrefixIntel     = "pfw intel"
-)
+// PrefixIntel is the log prefix of the nft rule that reports threat-intel
+// drops (nft.LogPrefix(nft.Intel)), so the listener can tell an intel drop
+// from a blacklist one even when an update raced the packet.
+const PrefixIntel = "pfw intel"
 
 // KernelDrops listens on an NFLOG group for the packets the kernel
 // dropped by itself and reports them to the Observer with their reason.
