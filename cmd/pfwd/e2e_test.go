@@ -381,3 +381,16 @@ func TestSecondPfwdRefused(t *testing.T) {
 	l.expect("tcp", hostPort(l.fwIP, 23), false)
 	l.expect("tcp", hostPort(l.fwIP, 22), true)
 }
+
+// --iface limits filtering to the interfaces named: traffic on others is
+// accepted without asking pfwd.
+func TestIfaceLimitsFiltering(t *testing.T) {
+	l := newLab(t)
+	l.writeConfig(l.configDoc("allow", `{"name": "Block Telnet", "action": "block", "protocol": "tcp", "ports": [23]}`, `"127.0.0.1"`, ``, 100))
+	l.serve([]int{23}, nil)
+	l.startPfwd("--iface", "eth9")
+	l.expect("tcp", hostPort(l.fwIP, 23), true)
+	l.stopPfwd(syscall.SIGTERM)
+	l.startPfwd("--iface", "eth9", "--iface", "eth0")
+	l.expect("tcp", hostPort(l.fwIP, 23), false)
+}
