@@ -25,9 +25,10 @@ const (
 )
 
 // queueExpr returns the verdict expression sending a packet to queues
-// num..num+total-1: fanned out by CPU when there are several (so a flow
-// stays on one reader), and with the bypass flag when no reader listening
-// must mean "accept" rather than "drop".
+// num..num+total-1: fanned out by CPU when there are several (the CPU
+// that handles a packet picks its queue, so the queues share the load the
+// way the NIC already spread it over the cores), and with the bypass flag
+// when no reader listening must mean "accept" rather than "drop".
 func queueExpr(mode string, num, total uint16, bypass bool) expr.Any {
 	var flags uint16
 	if bypass {
