@@ -42,12 +42,15 @@ bench: build
 	$(GO) test $(GOFLAGS) -run '^$$' -bench . -benchmem -benchtime 1s ./verdict/ ./store/ ./intel/ ./nft/ ./queue/
 	$(GO) test $(GOFLAGS) -run '^$$' -bench '^BenchmarkLoad$$' -benchtime 1x -timeout 10m ./cmd/pfwd/
 
-# Fuzz every parser of untrusted bytes for FUZZTIME each.
+# Fuzz every parser of untrusted bytes for FUZZTIME each: packets (the
+# decoder and the NFQUEUE messages), the config, the threat feeds.
 FUZZTIME ?= 30s
+FUZZ = $(GO) test -run '^$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./verdict/
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./rules/
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./intel/
+	$(FUZZ) -fuzz '^FuzzDecode$$' ./verdict/
+	$(FUZZ) -fuzz '^FuzzParsePacket$$' ./queue/
+	$(FUZZ) -fuzz '^FuzzParse$$' ./rules/
+	$(FUZZ) -fuzz '^FuzzParse$$' ./intel/
 
 # Build and run the daemon in the foreground with the default paths (the
 # default config is written on first start). Needs root: it installs an
