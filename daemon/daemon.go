@@ -156,7 +156,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 	d.fw, err = nft.Open(nft.Config{
 		QueueNum: opts.QueueNum, QueueCount: uint16(d.opts.Queues), Ifaces: opts.Ifaces,
 		FailClosed: opts.FailClosed, LogGroup: d.opts.LogGroup,
-		InitialSets: d.kernelLists(cfg, true),
+		InitialSets: d.kernelLists(cfg),
 	})
 	if err != nil {
 		return err
@@ -308,15 +308,12 @@ func (d *Daemon) compileIntel(cfg *rules.Config) *verdict.Intel {
 }
 
 // kernelLists is what the kernel sets must hold for cfg.
-func (d *Daemon) kernelLists(cfg *rules.Config, withIntel bool) map[nft.List][]netip.Prefix {
-	lists := map[nft.List][]netip.Prefix{
+func (d *Daemon) kernelLists(cfg *rules.Config) map[nft.List][]netip.Prefix {
+	return map[nft.List][]netip.Prefix{
 		nft.Whitelist: cfg.WhitelistIPs,
 		nft.Blacklist: cfg.BlacklistIPs,
+		nft.Intel:     d.allIntel(cfg),
 	}
-	if withIntel {
-		lists[nft.Intel] = d.allIntel(cfg)
-	}
-	return lists
 }
 
 func (d *Daemon) allIntel(cfg *rules.Config) []netip.Prefix {
@@ -383,18 +380,18 @@ func (d *Daemon) apply(cfg *rules.Config, why string) error {
 	canon, _ := rules.Marshal(cfg)
 	d.mu.Lock()
 	same := string(canon) == string(d.cfgData)
+	if same {
+		d.reloadErr = "" // the file is valid again, and already in force
+	}
 	d.mu.Unlock()
 	if same {
-		d.mu.Lock()
-		d.reloadErr = ""
-		d.mu.Unlock()
 		return nil // our own write, an editor's touch, or a SIGHUP without changes
 	}
 	if err := d.feeds.SetFeeds(feedsOf(cfg)); err != nil {
 		return fmt.Errorf("threat_feeds: %w", err)
 	}
 	d.mu.Lock()
-	if err := d.fw.UpdateSets(d.kernelLists(cfg, true)); err != nil {
+	if err := d.fw.UpdateSets(d.kernelLists(cfg)); err != nil {
 		d.mu.Unlock()
 		d.feeds.SetFeeds(feedsOf(d.cfg)) // back to the feeds in force
 		return fmt.Errorf("apply to the kernel: %w", err)
