@@ -394,3 +394,23 @@ func TestIfaceLimitsFiltering(t *testing.T) {
 	l.startPfwd("--iface", "eth9", "--iface", "eth0")
 	l.expect("tcp", hostPort(l.fwIP, 23), false)
 }
+
+// Blacklisting an address cuts its open connections at once: the list
+// drops sit before the rule that keeps established flows in the kernel.
+func TestBlacklistCutsOpenConnections(t *testing.T) {
+	l := newLab(t)
+	l.writeConfig(l.configDoc("allow", ``, `"127.0.0.1"`, ``, 100))
+	l.serve([]int{22}, nil)
+	l.startPfwd()
+	conn := l.hold(hostPort(l.fwIP, 22))
+	if out, err := l.fwctl("blacklist", "add", l.clientIP); err != nil {
+		t.Fatalf("fwctl blacklist add: %v\n%s", err, out)
+	}
+	time.Sleep(time.Second)
+	if conn.ping() {
+		t.Errorf("an open connection from a newly blacklisted address still works")
+	}
+	if _, ok := l.waitRow(func(r logRow) bool { return r.Reason == "Blacklisted IP" && r.SrcIP == l.clientIP }); !ok {
+		t.Errorf("the cut connection's packets were not logged as Blacklisted IP")
+	}
+}
