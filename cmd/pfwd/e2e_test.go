@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pfw/pfw/store"
 )
 
 // config renders a config for a lab; feeds are always local or absent:
@@ -26,26 +28,14 @@ func (l *lab) configDoc(defaultPolicy, rules, whitelist, blacklist string, maxCo
 }`, defaultPolicy, rules, whitelist, blacklist, maxConn)
 }
 
-type logRow struct {
-	ID       int64  `json:"id"`
-	SrcIP    string `json:"src_ip"`
-	DstIP    string `json:"dst_ip"`
-	SrcPort  *int   `json:"src_port"`
-	DstPort  *int   `json:"dst_port"`
-	Protocol string `json:"protocol"`
-	Reason   string `json:"reason"`
-	Hash     string `json:"packet_hash"`
-	Time     string `json:"timestamp"`
-}
-
-// blockedRows reads the blocked log through fwctl, as a user would.
-func (l *lab) rows(typ string) []logRow {
+// rows reads every row of a log through fwctl, as a user would.
+func (l *lab) rows(typ string) []store.LogRow {
 	l.t.Helper()
-	out, err := l.fwctl("logs", "--type", typ, "--limit", "1000", "--json")
+	out, err := l.fwctl("logs", "--type", typ, "--limit", "0", "--json")
 	if err != nil {
 		l.t.Fatalf("fwctl logs: %v\n%s", err, out)
 	}
-	var rows []logRow
+	var rows []store.LogRow
 	if err := json.Unmarshal([]byte(out), &rows); err != nil {
 		l.t.Fatalf("fwctl logs --json: %v\n%s", err, out)
 	}
@@ -53,8 +43,8 @@ func (l *lab) rows(typ string) []logRow {
 }
 
 // waitRow waits (the writer batches) for a blocked row matching.
-func (l *lab) waitRow(match func(logRow) bool) (logRow, bool) {
-	var found logRow
+func (l *lab) waitRow(match func(store.LogRow) bool) (store.LogRow, bool) {
+	var found store.LogRow
 	ok := eventually(3*time.Second, func() bool {
 		for _, r := range l.rows("blocked") {
 			if match(r) {
@@ -91,17 +81,17 @@ func TestBlocksInTheKernelPath(t *testing.T) {
 	l.expect("tcp", hostPort(l.fwIP6, 8080), false)
 	l.expect("tcp", hostPort(l.fwIP, 8080), true)
 
-	want := map[string]func(logRow) bool{
-		"Rule: Block Telnet": func(r logRow) bool {
+	want := map[string]func(store.LogRow) bool{
+		"Rule: Block Telnet": func(r store.LogRow) bool {
 			return r.Reason == "Rule: Block Telnet" && r.SrcIP == l.clientIP && r.DstIP == l.fwIP && r.Protocol == "tcp" && r.DstPort != nil && *r.DstPort == 23
 		},
-		"Rule: Block game range (v6)": func(r logRow) bool {
+		"Rule: Block game range (v6)": func(r store.LogRow) bool {
 			return r.Reason == "Rule: Block game range" && r.SrcIP == l.clientIP6 && r.Protocol == "udp" && *r.DstPort == 5010
 		},
-		"Rule: No ping": func(r logRow) bool {
+		"Rule: No ping": func(r store.LogRow) bool {
 			return r.Reason == "Rule: No ping" && r.Protocol == "icmp" && r.DstPort == nil && r.SrcPort == nil
 		},
-		"Rule: No v6 web from the lab": func(r logRow) bool {
+		"Rule: No v6 web from the lab": func(r store.LogRow) bool {
 			return r.Reason == "Rule: No v6 web from the lab" && r.DstIP == l.fwIP6
 		},
 	}
@@ -111,7 +101,7 @@ func TestBlocksInTheKernelPath(t *testing.T) {
 			t.Errorf("no blocked row for %s; rows: %+v", name, l.rows("blocked"))
 			continue
 		}
-		if len(r.Hash) != 16 || !strings.HasPrefix(r.Time, time.Now().UTC().Format("2006-01-02")) {
+		if len(r.PacketHash) != 16 || !strings.HasPrefix(r.Timestamp, time.Now().UTC().Format("2006-01-02")) {
 			t.Errorf("%s: row %+v: want a 16-hex-digit packet_hash and a UTC timestamp", name, r)
 		}
 	}
@@ -146,10 +136,10 @@ func TestListsDefaultPolicyAndLiveChanges(t *testing.T) {
 	l.expect("tcp", hostPort(l.fwIP6, 80), false)
 	l.expect("udp", hostPort(l.fwIP6, 53), false)
 	l.expect("tcp", hostPort(l.fwIP6, 22), true)
-	if _, ok := l.waitRow(func(r logRow) bool { return r.Reason == "Blacklisted IP" && r.SrcIP == l.clientIP2 }); !ok {
+	if _, ok := l.waitRow(func(r store.LogRow) bool { return r.Reason == "Blacklisted IP" && r.SrcIP == l.clientIP2 }); !ok {
 		t.Errorf("kernel blacklist drop not logged with reason Blacklisted IP: %+v", l.rows("blocked"))
 	}
-	if _, ok := l.waitRow(func(r logRow) bool { return r.Reason == "Default policy" && r.SrcIP == l.clientIP6 }); !ok {
+	if _, ok := l.waitRow(func(r store.LogRow) bool { return r.Reason == "Default policy" && r.SrcIP == l.clientIP6 }); !ok {
 		t.Errorf("no Default policy row: %+v", l.rows("blocked"))
 	}
 
@@ -227,7 +217,7 @@ func TestRateLimit(t *testing.T) {
 	if n := l.send("tcp", l.clientIP2, hostPort(l.fwIP, 22), 1, time.Second); n != 1 {
 		t.Errorf("another source was rate limited too")
 	}
-	if _, ok := l.waitRow(func(r logRow) bool { return r.Reason == "Rate limited" && r.SrcIP == l.clientIP }); !ok {
+	if _, ok := l.waitRow(func(r store.LogRow) bool { return r.Reason == "Rate limited" && r.SrcIP == l.clientIP }); !ok {
 		t.Errorf("no Rate limited row")
 	}
 }
@@ -410,7 +400,7 @@ func TestBlacklistCutsOpenConnections(t *testing.T) {
 	if conn.ping() {
 		t.Errorf("an open connection from a newly blacklisted address still works")
 	}
-	if _, ok := l.waitRow(func(r logRow) bool { return r.Reason == "Blacklisted IP" && r.SrcIP == l.clientIP }); !ok {
+	if _, ok := l.waitRow(func(r store.LogRow) bool { return r.Reason == "Blacklisted IP" && r.SrcIP == l.clientIP }); !ok {
 		t.Errorf("the cut connection's packets were not logged as Blacklisted IP")
 	}
 }

@@ -97,8 +97,8 @@ func (l *lab) checkLogCapped(reason string, blocked uint64) {
 		l.t.Errorf("fwctl stats: no suppressed blocked rows counted under %q after %d blocks: %+v", reason, blocked, st)
 	}
 	perSecond := map[string]int{}
-	for _, r := range l.allRows("blocked") {
-		perSecond[r.Time[:19]]++
+	for _, r := range l.rows("blocked") {
+		perSecond[r.Timestamp[:19]]++
 	}
 	for sec, n := range perSecond {
 		if n > logCap {
@@ -106,20 +106,6 @@ func (l *lab) checkLogCapped(reason string, blocked uint64) {
 		}
 	}
 	l.t.Logf("log: %d blocked rows written in %d seconds for %d blocks; suppressed: %+v", st.Blocked, len(perSecond), blocked, st.Suppressed)
-}
-
-// allRows reads every row of a log through fwctl.
-func (l *lab) allRows(typ string) []logRow {
-	l.t.Helper()
-	out, err := l.fwctl("logs", "--type", typ, "--limit", "0", "--json")
-	if err != nil {
-		l.t.Fatalf("fwctl logs: %v\n%.500s", err, out)
-	}
-	var rows []logRow
-	if err := json.Unmarshal([]byte(out), &rows); err != nil {
-		l.t.Fatalf("fwctl logs --json: %v", err)
-	}
-	return rows
 }
 
 // TestFloodFromOneSource: a flood of new connections from one address is

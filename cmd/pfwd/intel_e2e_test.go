@@ -31,6 +31,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pfw/pfw/control"
+	"github.com/pfw/pfw/store"
 )
 
 // feedWait bounds waits for a fetch: intervals are 1 s, backoff after a
@@ -177,37 +180,20 @@ func (l *lab) intelConfig(feeds ...feedConf) string {
 	return strings.Replace(doc, empty, `"threat_feeds": `+string(list), 1)
 }
 
-// feedStatus is a feed of `fwctl status --json`.
-type feedStatus struct {
-	Name        string    `json:"name"`
-	URL         string    `json:"url"`
-	Entries     int       `json:"entries"`
-	LastSuccess time.Time `json:"last_success"`
-	LastAttempt time.Time `json:"last_attempt"`
-	NextFetch   time.Time `json:"next_fetch"`
-	LastError   string    `json:"last_error"`
-	Failures    int       `json:"failures"`
-}
-
-type daemonStatus struct {
-	Sets  map[string]int `json:"sets"`
-	Feeds []feedStatus   `json:"feeds"`
-}
-
-func (l *lab) status() daemonStatus {
+func (l *lab) status() control.Status {
 	l.t.Helper()
 	out, err := l.fwctl("status", "--json")
 	if err != nil {
 		l.t.Fatalf("fwctl status --json: %v\n%s", err, out)
 	}
-	var st daemonStatus
+	var st control.Status
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		l.t.Fatalf("fwctl status --json: %v\n%s", err, out)
 	}
 	return st
 }
 
-func (l *lab) feedState(name string) feedStatus {
+func (l *lab) feedState(name string) control.FeedStatus {
 	l.t.Helper()
 	st := l.status()
 	for _, f := range st.Feeds {
@@ -216,13 +202,13 @@ func (l *lab) feedState(name string) feedStatus {
 		}
 	}
 	l.t.Fatalf("fwctl status lists no feed %q: %+v", name, st.Feeds)
-	return feedStatus{}
+	return control.FeedStatus{}
 }
 
 // waitFeed waits until the feed's status satisfies cond.
-func (l *lab) waitFeed(name, what string, cond func(feedStatus) bool) feedStatus {
+func (l *lab) waitFeed(name, what string, cond func(control.FeedStatus) bool) control.FeedStatus {
 	l.t.Helper()
-	var f feedStatus
+	var f control.FeedStatus
 	if !eventually(feedWait, func() bool { f = l.feedState(name); return cond(f) }) {
 		l.t.Fatalf("feed %q: %s did not happen within %v; status: %+v", name, what, feedWait, f)
 	}
@@ -367,8 +353,8 @@ func startFeodoLab(t *testing.T) (*lab, *feedServer) {
 	return l, fs
 }
 
-func isIntelRow(reason, src, dst, proto string) func(logRow) bool {
-	return func(r logRow) bool {
+func isIntelRow(reason, src, dst, proto string) func(store.LogRow) bool {
+	return func(r store.LogRow) bool {
 		return r.Reason == reason && (src == "" || r.SrcIP == src) && (dst == "" || r.DstIP == dst) && r.Protocol == proto
 	}
 }
@@ -500,7 +486,7 @@ func TestThreatFeedKeepsEntriesThroughBadDays(t *testing.T) {
 		{"garbage.bin", "binary data"},
 	} {
 		fs.put("ipblocklist.txt", l.feedText(bad.file))
-		f := l.waitFeed(feodo, "rejecting "+bad.file, func(f feedStatus) bool {
+		f := l.waitFeed(feodo, "rejecting "+bad.file, func(f control.FeedStatus) bool {
 			return strings.Contains(f.LastError, bad.errPart)
 		})
 		if f.Failures < 1 || f.Entries != 5 {
@@ -511,7 +497,7 @@ func TestThreatFeedKeepsEntriesThroughBadDays(t *testing.T) {
 	}
 
 	fs.stop()
-	f := l.waitFeed(feodo, "failing on a stopped server", func(f feedStatus) bool {
+	f := l.waitFeed(feodo, "failing on a stopped server", func(f control.FeedStatus) bool {
 		return strings.Contains(f.LastError, "connection refused")
 	})
 	if f.Failures < 1 || f.Entries != 5 || f.LastSuccess.IsZero() {
@@ -543,7 +529,7 @@ func TestThreatFeedOfflineRestart(t *testing.T) {
 	if _, ok := l.waitRow(isIntelRow("Threat intel: "+feodo, l.clientIP, l.fwIP, "tcp")); !ok {
 		t.Errorf("no Threat intel row after the offline restart: %+v", l.rows("blocked"))
 	}
-	f := l.waitFeed(feodo, "failing offline", func(f feedStatus) bool { return f.Failures >= 1 })
+	f := l.waitFeed(feodo, "failing offline", func(f control.FeedStatus) bool { return f.Failures >= 1 })
 	if f.Entries != 5 || !f.LastSuccess.IsZero() {
 		t.Errorf("offline feed after restart: %+v, want the 5 seeded entries and no success yet", f)
 	}
@@ -648,7 +634,7 @@ func TestThreatFeedRefusesDangerousEntries(t *testing.T) {
 
 func TestThreatFeedStatus(t *testing.T) {
 	l, fs := startFeodoLab(t)
-	f := l.waitFeed(feodo, "a success", func(f feedStatus) bool { return !f.LastSuccess.IsZero() })
+	f := l.waitFeed(feodo, "a success", func(f control.FeedStatus) bool { return !f.LastSuccess.IsZero() })
 	now := time.Now()
 	if f.URL != fs.url("ipblocklist.txt") || f.Entries != 5 || f.LastError != "" || f.Failures != 0 {
 		t.Errorf("healthy feed status = %+v, want its URL, 5 entries, no error", f)
@@ -667,7 +653,7 @@ func TestThreatFeedStatus(t *testing.T) {
 	}
 
 	fs.stop()
-	f = l.waitFeed(feodo, "a failure", func(f feedStatus) bool { return f.Failures >= 1 })
+	f = l.waitFeed(feodo, "a failure", func(f control.FeedStatus) bool { return f.Failures >= 1 })
 	if !strings.Contains(f.LastError, "connection refused") || f.Entries != 5 {
 		t.Errorf("failing feed status = %+v, want the error and the 5 entries kept", f)
 	}
