@@ -384,33 +384,23 @@ func splitInts(s string) []int {
 
 func serveMain() int {
 	for _, p := range splitInts(os.Getenv("PFW_TCP")) {
-		ln, err := net.Listen("tcp", fmt.Sprintf("[::]:%d", p))
+		err := serveTCP(p, func(c net.Conn) {
+			buf := make([]byte, 64)
+			for {
+				c.SetDeadline(time.Now().Add(30 * time.Second))
+				n, err := c.Read(buf)
+				if err != nil {
+					return
+				}
+				if _, err := c.Write(buf[:n]); err != nil {
+					return
+				}
+			}
+		})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer c.Close()
-					buf := make([]byte, 64)
-					for {
-						c.SetDeadline(time.Now().Add(30 * time.Second))
-						n, err := c.Read(buf)
-						if err != nil {
-							return
-						}
-						if _, err := c.Write(buf[:n]); err != nil {
-							return
-						}
-					}
-				}()
-			}
-		}()
 	}
 	for _, p := range splitInts(os.Getenv("PFW_UDP")) {
 		pc, err := net.ListenPacket("udp", fmt.Sprintf("[::]:%d", p))
@@ -431,6 +421,28 @@ func serveMain() int {
 	}
 	fmt.Println("ready")
 	select {}
+}
+
+// serveTCP listens on port (v4 and v6) and runs handle for every
+// connection in its own goroutine, closing it afterwards.
+func serveTCP(port int, handle func(net.Conn)) error {
+	ln, err := net.Listen("tcp", fmt.Sprintf("[::]:%d", port))
+	if err != nil {
+		return err
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
+	return nil
 }
 
 func sendMain() int {

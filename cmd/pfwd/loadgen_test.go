@@ -110,32 +110,22 @@ func sinkMain(udpPorts, tcpPorts []int) int {
 		go drainUDP(fd, n)
 	}
 	for _, p := range tcpPorts {
-		ln, err := net.Listen("tcp", fmt.Sprintf("[::]:%d", p))
+		n := new(atomic.Uint64)
+		tcp[p] = n
+		err := serveTCP(p, func(c net.Conn) {
+			buf := make([]byte, 256<<10)
+			for {
+				k, err := c.Read(buf)
+				n.Add(uint64(k))
+				if err != nil {
+					return
+				}
+			}
+		})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		n := new(atomic.Uint64)
-		tcp[p] = n
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer c.Close()
-					buf := make([]byte, 256<<10)
-					for {
-						k, err := c.Read(buf)
-						n.Add(uint64(k))
-						if err != nil {
-							return
-						}
-					}
-				}()
-			}
-		}()
 	}
 	fmt.Println("ready")
 	sc := bufio.NewScanner(os.Stdin)
