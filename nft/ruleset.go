@@ -3,6 +3,7 @@ package nft
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -62,6 +63,7 @@ func newSets(t *nftables.Table) map[string]*nftables.Set {
 			}
 		}
 	}
+	maps.Copy(sets, newGuardSets(t))
 	return sets
 }
 
@@ -73,6 +75,11 @@ func addRuleset(c *nftables.Conn, cfg *Config, t *nftables.Table, sets map[strin
 			if err := c.AddSet(sets[setName(l, f)], nil); err != nil {
 				return fmt.Errorf("add set %s: %w", setName(l, f), err)
 			}
+		}
+	}
+	for _, f := range families {
+		if err := c.AddSet(sets[guardSet+f.suffix], nil); err != nil {
+			return fmt.Errorf("add set %s: %w", guardSet+f.suffix, err)
 		}
 	}
 	accept := policyPtr(nftables.ChainPolicyAccept)
@@ -88,6 +95,12 @@ func addRuleset(c *nftables.Conn, cfg *Config, t *nftables.Table, sets map[strin
 			dc := c.AddChain(&nftables.Chain{Name: dropChain(h, l), Table: t})
 			for _, r := range dropRules(cfg, l) {
 				c.AddRule(&nftables.Rule{Table: t, Chain: dc, Exprs: r.exprs, UserData: userdata.AppendString(nil, userdata.TypeComment, r.comment)})
+			}
+		}
+		if h.remoteIsSource {
+			gc := c.AddChain(&nftables.Chain{Name: guardChain, Table: t})
+			for _, r := range guardDropRules(cfg) {
+				c.AddRule(&nftables.Rule{Table: t, Chain: gc, Exprs: r.exprs, UserData: userdata.AppendString(nil, userdata.TypeComment, r.comment)})
 			}
 		}
 		ch := c.AddChain(&nftables.Chain{
@@ -185,7 +198,9 @@ func chainRules(cfg *Config, sets map[string]*nftables.Set, ndTypes *nftables.Se
 				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
 				accept(),
 			},
-		},
+		})
+	rules = append(rules, guardRules(h, sets)...)
+	rules = append(rules,
 		rule{
 			comment: queueComment(cfg.FailClosed),
 			exprs:   []expr.Any{queueExpr(queueMode, cfg.QueueNum, cfg.QueueCount, !cfg.FailClosed)},

@@ -114,6 +114,10 @@ func Compile(cfg *rules.Config) *Policy {
 // Config is the config this policy was compiled from.
 func (p *Policy) Config() *rules.Config { return p.config }
 
+// RateLimit is the limit in force: max new connections per window (ns);
+// window 0 means the limiter is off.
+func (p *Policy) RateLimit() (max int, window int64) { return p.rateMax, p.rateWindow }
+
 // SampleRate is the share of allowed packets to log.
 func (p *Policy) SampleRate() float64 { return p.sampleRate }
 

@@ -92,16 +92,27 @@ func (l *RateLimiter) bucket(k u128) uint64 {
 // whether it stays within max per window. Refused attempts count too, so a
 // source that keeps flooding stays refused until its rate drops.
 func (l *RateLimiter) Allow(src netip.Addr, now int64, max int, window int64) bool {
-	return l.touch(src, now, max, window, true)
+	return l.touch(src, now, max, window, 1)
+}
+
+// Refused counts n attempts from src at now that were refused elsewhere:
+// by the kernel's guard, which drops a source's new connections while it
+// stays over the limit. They count as Allow's refused attempts do.
+func (l *RateLimiter) Refused(src netip.Addr, n uint32, now int64, max int, window int64) {
+	if n > 0 {
+		l.touch(src, now, max, window, n)
+	}
 }
 
 // Exceeded reports whether one more connection from src would be refused,
 // without counting it.
 func (l *RateLimiter) Exceeded(src netip.Addr, now int64, max int, window int64) bool {
-	return !l.touch(src, now, max, window, false)
+	return !l.touch(src, now, max, window, 0)
 }
 
-func (l *RateLimiter) touch(src netip.Addr, now int64, max int, window int64, count bool) bool {
+// touch answers whether one more connection from src stays within max,
+// and counts n attempts (0: only asks).
+func (l *RateLimiter) touch(src netip.Addr, now int64, max int, window int64, n uint32) bool {
 	if window <= 0 {
 		return true
 	}
@@ -123,7 +134,7 @@ func (l *RateLimiter) touch(src netip.Addr, now int64, max int, window int64, co
 		}
 	}
 	if e == nil {
-		if !count {
+		if n == 0 {
 			return 1 <= max
 		}
 		e = &ways[victim]
@@ -145,10 +156,8 @@ func (l *RateLimiter) touch(src netip.Addr, now int64, max int, window int64, co
 	}
 	estimate := float64(e.prev)*overlap + float64(e.cur)
 	allowed := estimate+1 <= float64(max)
-	if count {
-		if e.cur < ^uint32(0) {
-			e.cur++
-		}
+	if n > 0 {
+		e.cur += min(n, ^uint32(0)-e.cur) // saturating
 		e.lastSeen = now
 	}
 	return allowed

@@ -88,3 +88,39 @@ func BenchmarkRateLimiter(b *testing.B) {
 		l.Allow(src, now, 1<<30, int64(10*time.Second))
 	}
 }
+
+// TestRateLimiterRefused: attempts the kernel's guard refused count as the
+// pipeline's own refusals do, so a source flooding past the limit stays
+// refused whichever of the two dropped its attempts.
+func TestRateLimiterRefused(t *testing.T) {
+	w := int64(10 * time.Second)
+	now := int64(1_000_000_000_000)
+	src := netip.MustParseAddr("192.0.2.1")
+	fill := func(l *RateLimiter) {
+		for i := range 101 {
+			l.Allow(src, now+int64(i)*int64(10*time.Millisecond), 100, w)
+		}
+	}
+	// One limiter sees 500 more attempts itself, the other is told of them.
+	own, told := NewRateLimiter(1024), NewRateLimiter(1024)
+	fill(own)
+	fill(told)
+	at := now + int64(5*time.Second)
+	for range 500 {
+		own.Allow(src, at, 100, w)
+	}
+	told.Refused(src, 500, at, 100, w)
+	if !told.Exceeded(src, now+int64(15*time.Second), 100, w) {
+		t.Error("600 attempts in the first window: want still over the limit halfway into the next")
+	}
+	for _, ms := range []int64{9000, 15000, 19500, 25000, 31000} {
+		t2 := now + ms*int64(time.Millisecond)
+		if a, b := own.Exceeded(src, t2, 100, w), told.Exceeded(src, t2, 100, w); a != b {
+			t.Errorf("at +%d ms: exceeded %v after its own refusals, %v after being told of them", ms, a, b)
+		}
+	}
+	told.Refused(netip.MustParseAddr("192.0.2.2"), 0, now, 100, w)
+	if told.Tracked() != 1 {
+		t.Errorf("Refused with n = 0 started tracking a source: %d tracked", told.Tracked())
+	}
+}
