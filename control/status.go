@@ -44,6 +44,11 @@ type LogCounts struct {
 type LimiterCounts struct {
 	Tracked  int `json:"tracked"`
 	Capacity int `json:"capacity"`
+	// KernelHeld is how many sources over the limit the kernel drops
+	// itself (the ratelimit sets); KernelDropped how many connection
+	// attempts it dropped from them since pfwd started.
+	KernelHeld    int    `json:"kernel_held"`
+	KernelDropped uint64 `json:"kernel_dropped"`
 }
 
 // FeedStatus is one threat feed's state.

@@ -28,6 +28,8 @@ type auditor struct {
 
 	mu       sync.RWMutex
 	byReason map[reasonKey]*atomic.Uint64
+
+	guard atomic.Pointer[guard] // set once the kernel's table exists; told of rate-limit refusals
 }
 
 type reasonKey struct {
@@ -57,6 +59,11 @@ func (a *auditor) Decided(p *verdict.Packet, dir rules.Direction, d verdict.Deci
 		return
 	}
 	a.blocked.Add(1)
+	if d.Step == verdict.StepRateLimit {
+		if g := a.guardRef(); g != nil {
+			g.note(p.Src)
+		}
+	}
 	a.writer.Blocked(rowOf(p, d.Reason, packetHash(payload)))
 	if ok, missed := a.sampler.Allow(d.Reason, time.Now()); ok {
 		args := []any{"reason", d.Reason, "proto", store.ProtoName(p.Proto), "src", endpoint(p, true), "dst", endpoint(p, false), "dir", dir.String()}
@@ -66,6 +73,20 @@ func (a *auditor) Decided(p *verdict.Packet, dir rules.Direction, d verdict.Deci
 		a.log.Info("Blocked packet", args...)
 	}
 }
+
+// unlogged counts n packets the kernel dropped for reason without logging
+// them (its log rule is rate-limited): blocked, and their rows suppressed.
+func (a *auditor) unlogged(reason string, n uint64) {
+	a.seen.Add(n)
+	a.blocked.Add(n)
+	a.kernelBlocked.Add(n)
+	a.reasonCounter(verdict.Decision{Action: rules.ActionBlock, Reason: reason}).Add(n)
+	a.writer.BlockedNotLogged(reason, n)
+}
+
+func (a *auditor) setGuard(g *guard) { a.guard.Store(g) }
+
+func (a *auditor) guardRef() *guard { return a.guard.Load() }
 
 func (a *auditor) reasonCounter(d verdict.Decision) *atomic.Uint64 {
 	k := reasonKey{d.Blocked(), d.Reason}
@@ -112,11 +133,17 @@ func (a *auditor) reasons() []ReasonCount {
 	return out
 }
 
-// kernelAudit reports the kernel's own drops (blacklist and intel sets).
+// kernelAudit reports the kernel's own drops (blacklist and intel sets,
+// and the rate-limit guard).
 type kernelAudit struct{ *auditor }
 
 func (k kernelAudit) Decided(p *verdict.Packet, dir rules.Direction, d verdict.Decision, payload []byte) {
 	k.kernelBlocked.Add(1)
+	if d.Step == verdict.StepRateLimit {
+		if g := k.guardRef(); g != nil {
+			g.logged.Add(1)
+		}
+	}
 	k.auditor.Decided(p, dir, d, payload)
 }
 

@@ -20,6 +20,9 @@ func TestKernelDropPrefixesAgree(t *testing.T) {
 	if got, want := queue.PrefixIntel, nft.LogPrefix(nft.Intel); got != want {
 		t.Errorf("queue.PrefixIntel = %q, nft logs intel drops as %q", got, want)
 	}
+	if got, want := queue.PrefixRateLimit, nft.GuardLogPrefix; got != want {
+		t.Errorf("queue.PrefixRateLimit = %q, nft logs the guard's drops as %q", got, want)
+	}
 }
 
 // A conntrack flow becomes the packet that opened it, so the pipeline

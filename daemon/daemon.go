@@ -66,7 +66,9 @@ type Daemon struct {
 	feeds  *intel.Manager
 	audit  *auditor
 
-	stopWriter, stopFeeds func() // set once started; each waits for its goroutine
+	guard *guard
+
+	stopWriter, stopFeeds, stopGuard func() // set once started; each waits for its goroutine
 
 	reloadMu sync.Mutex // one reload at a time
 
@@ -161,6 +163,13 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 	if err != nil {
 		return err
 	}
+	guardCtx, stopGuard := context.WithCancel(ctx)
+	d.guard = newGuard(d.fw, d.engine, d.audit, log)
+	d.audit.setGuard(d.guard)
+	guardDone := make(chan struct{})
+	go func() { defer close(guardDone); d.guard.run(guardCtx) }()
+	d.stopGuard = func() { stopGuard(); <-guardDone }
+
 	log.Info("pfwd started", "version", Version, "config", opts.ConfigPath, "rules", len(cfg.Rules),
 		"queues", queueRange(opts.QueueNum, d.opts.Queues), "queue_mode", d.fw.QueueMode(),
 		"fail_closed", opts.FailClosed, "db", opts.DBPath)
@@ -219,6 +228,9 @@ func (d *Daemon) shutdown() {
 	}
 	if d.drops != nil {
 		d.drops.Close()
+	}
+	if d.stopGuard != nil {
+		d.stopGuard()
 	}
 	if d.stopWriter != nil {
 		d.stopWriter()
@@ -400,6 +412,7 @@ func (d *Daemon) apply(cfg *rules.Config, why string) error {
 	d.engine.SetIntel(d.compileIntel(cfg))
 	d.cfg, d.cfgData, d.loadedAt, d.reloadErr = cfg, canon, time.Now(), ""
 	d.mu.Unlock()
+	d.guard.policyChanged() // a new limit may let held sources in
 	d.feeds.SetProtected(cfg.WhitelistIPs)
 	enabled := 0
 	for _, r := range cfg.Rules {

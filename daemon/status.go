@@ -49,9 +49,10 @@ func (d *Daemon) Status() control.Status {
 			VerdictErrors: d.queues.C.VerdictErrors.Load(),
 			QueueDrops:    queueDrops(d.opts.QueueNum, d.opts.Queues),
 		},
-		Sets:        d.fw.SetSizes(),
-		LogRows:     control.LogCounts{Written: ws.Blocked + ws.Allowed, Suppressed: ws.Suppressed},
-		RateLimiter: control.LimiterCounts{Tracked: d.engine.Limiter().Tracked(), Capacity: d.engine.Limiter().Capacity()},
+		Sets:    d.fw.SetSizes(),
+		LogRows: control.LogCounts{Written: ws.Blocked + ws.Allowed, Suppressed: ws.Suppressed},
+		RateLimiter: control.LimiterCounts{Tracked: d.engine.Limiter().Tracked(), Capacity: d.engine.Limiter().Capacity(),
+			KernelHeld: int(d.guard.size.Load()), KernelDropped: d.guard.dropped.Load()},
 	}
 	urls := map[string]string{}
 	for _, f := range cfg.ThreatFeeds {

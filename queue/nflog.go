@@ -18,6 +18,11 @@ import (
 // from a blacklist one even when an update raced the packet.
 const PrefixIntel = "pfw intel"
 
+// PrefixRateLimit is the log prefix of the kernel guard's drops
+// (nft.GuardLogPrefix): a connection attempt from a source over the rate
+// limit.
+const PrefixRateLimit = "pfw ratelimit"
+
 // KernelDrops listens on an NFLOG group for the packets the kernel
 // dropped by itself and reports them to the Observer with their reason.
 type KernelDrops struct {
@@ -77,10 +82,14 @@ func (k *KernelDrops) Start(ctx context.Context) error {
 	return nil
 }
 
-// reason asks the pipeline why the kernel dropped p. The sets and the
+// reason asks the pipeline why the kernel dropped p (the guard's drops
+// say so in their prefix: the rate limit is history, not a list). The sets and the
 // pipeline hold the same entries, so it answers with the blacklist or the
 // feed; if an update raced the drop, the log prefix still names the set.
 func (k *KernelDrops) reason(p *verdict.Packet, dir rules.Direction, prefix string) verdict.Decision {
+	if strings.HasPrefix(prefix, PrefixRateLimit) {
+		return verdict.Decision{Action: rules.ActionBlock, Step: verdict.StepRateLimit, Reason: verdict.ReasonRateLimited, Rule: -1}
+	}
 	d := k.engine.Explain(p, dir)
 	if d.Step == verdict.StepBlacklist || d.Step == verdict.StepThreatIntel {
 		return d

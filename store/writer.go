@@ -148,6 +148,18 @@ func (w *Writer) Blocked(r Row) bool { return w.enqueue(entry{row: r, log: logBl
 // Allowed queues a sampled row for allowed_packets, like Blocked.
 func (w *Writer) Allowed(r Row) bool { return w.enqueue(entry{row: r, log: logAllowed}) }
 
+// BlockedNotLogged counts n blocked rows that were never offered (the
+// kernel dropped the packets and logged only some, at a bounded rate) as
+// suppressed under reason.
+func (w *Writer) BlockedNotLogged(reason string, n uint64) {
+	if n == 0 {
+		return
+	}
+	w.mu.Lock()
+	w.addSuppressedLocked(suppressKey{logBlocked, reason}, n)
+	w.mu.Unlock()
+}
+
 func (w *Writer) enqueue(e entry) bool {
 	select {
 	case w.queue <- e:

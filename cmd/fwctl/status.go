@@ -67,7 +67,8 @@ func printStatus(w io.Writer, st control.Status, now time.Time) error {
 	field("Packets", "%d seen, %d allowed, %d blocked (%d in the kernel)", p.Seen, p.Allowed, p.Blocked, p.KernelBlocked)
 	field("Queue drops", "%d (verdict errors: %d)", p.QueueDrops, p.VerdictErrors)
 	field("Log rows", "%d written, %d suppressed", st.LogRows.Written, st.LogRows.Suppressed)
-	field("Rate limiter", "%d of %d sources tracked", st.RateLimiter.Tracked, st.RateLimiter.Capacity)
+	field("Rate limiter", "%d of %d sources tracked; %d over the limit held in the kernel (%d attempts dropped there)",
+		st.RateLimiter.Tracked, st.RateLimiter.Capacity, st.RateLimiter.KernelHeld, st.RateLimiter.KernelDropped)
 	if len(st.Sets) > 0 {
 		names := make([]string, 0, len(st.Sets))
 		for n := range st.Sets {

@@ -40,7 +40,7 @@ func sampleStatus(now time.Time) control.Status {
 		Packets:     control.PacketCounts{Seen: 1000, Allowed: 900, Blocked: 100, KernelBlocked: 40, QueueDrops: 3},
 		Sets:        map[string]int{"blacklist_v4": 2, "whitelist_v4": 1, "intel_v4": 312},
 		LogRows:     control.LogCounts{Written: 100, Suppressed: 7},
-		RateLimiter: control.LimiterCounts{Tracked: 12, Capacity: 65536},
+		RateLimiter: control.LimiterCounts{Tracked: 12, Capacity: 65536, KernelHeld: 1, KernelDropped: 4200},
 		Feeds: []control.FeedStatus{
 			{Name: "Feodo Tracker", URL: "https://feodotracker.abuse.ch/downloads/ipblocklist.txt", Entries: 312,
 				LastSuccess: now.Add(-12 * time.Minute), NextFetch: now.Add(48 * time.Minute)},
@@ -79,7 +79,7 @@ Queue:         xt NFQUEUE (nft_compat), queues 0-1, fail open
 Packets:       1000 seen, 900 allowed, 100 blocked (40 in the kernel)
 Queue drops:   3 (verdict errors: 0)
 Log rows:      100 written, 7 suppressed
-Rate limiter:  12 of 65536 sources tracked
+Rate limiter:  12 of 65536 sources tracked; 1 over the limit held in the kernel (4200 attempts dropped there)
 Sets:          blacklist_v4 2, intel_v4 312, whitelist_v4 1
 Feeds:
   NAME           ENTRIES  LAST SUCCESS                     NEXT FETCH                      FAILURES  LAST ERROR

@@ -121,11 +121,12 @@ func TestFloodFromOneSource(t *testing.T) {
 	// Every datagram is a new flow (new source port); 20,000 a second is
 	// well within what pfwd decides, so the limiter, not the queue, drops.
 	wait := goGen(t, l.client, genSpec{Kind: genUDPNew, Src: l.clientIP, Dst: l.fwIP, Port: floodPort, Rate: 20000, Duration: floodFor})
-	legit, tries := 0, 0
+	legit, tries, held := 0, 0, 0
 	var slowest time.Duration
 	res := duringFlood(t, wait, func() {
-		_, took := l.timedStatus()
+		st, took := l.timedStatus()
 		slowest = max(slowest, took)
+		held = max(held, st.RateLimiter.KernelHeld)
 		tries++
 		legit += l.send("tcp", l.clientIP2, hostPort(l.fwIP, 22), 1, 3*time.Second)
 	})
@@ -149,6 +150,14 @@ func TestFloodFromOneSource(t *testing.T) {
 	}
 	if st.Packets.Blocked < res.Sent/2 {
 		t.Errorf("pfwd blocked %d of %d flood datagrams", st.Packets.Blocked, res.Sent)
+	}
+	// The kernel guard: the source was held in the kernel, which dropped
+	// most of the flood before the queue.
+	if held != 1 {
+		t.Errorf("sources held in the kernel during the flood: %d, want 1", held)
+	}
+	if st.RateLimiter.KernelDropped < res.Sent/2 {
+		t.Errorf("the kernel dropped %d of %d flood datagrams; pfwd decided the rest", st.RateLimiter.KernelDropped, res.Sent)
 	}
 	l.checkLogCapped("Rate limited", st.Packets.Blocked)
 }

@@ -216,6 +216,8 @@ type statusDoc struct {
 	} `json:"log_rows"`
 	RateLimiter struct {
 		Tracked, Capacity int
+		KernelHeld        int    `json:"kernel_held"`
+		KernelDropped     uint64 `json:"kernel_dropped"`
 	} `json:"rate_limiter"`
 	Feeds []struct {
 		Name    string `json:"name"`

@@ -1,0 +1,136 @@
+package daemon
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/pfw/pfw/rules"
+	"github.com/pfw/pfw/store"
+	"github.com/pfw/pfw/verdict"
+)
+
+// fakeGuardKernel is the kernel's ratelimit sets: held sources and their
+// drop counters.
+type fakeGuardKernel struct {
+	counts map[netip.Addr]uint64
+	fail   error
+}
+
+func (k *fakeGuardKernel) Guard(addrs []netip.Addr) error {
+	if k.fail != nil {
+		return k.fail
+	}
+	for _, a := range addrs {
+		if _, ok := k.counts[a]; !ok {
+			k.counts[a] = 0
+		}
+	}
+	return nil
+}
+
+func (k *fakeGuardKernel) Unguard(addrs []netip.Addr) error {
+	for _, a := range addrs {
+		if _, ok := k.counts[a]; !ok {
+			return errors.New("no such element")
+		}
+	}
+	for _, a := range addrs {
+		delete(k.counts, a)
+	}
+	return nil
+}
+
+func (k *fakeGuardKernel) GuardCounts() (map[netip.Addr]uint64, error) {
+	return maps.Clone(k.counts), nil
+}
+
+// TestGuard: a refused source is held in the kernel; the attempts the
+// kernel drops count in the limiter, so a source that keeps flooding stays
+// held; once it stops it is released exactly when the limiter would let it
+// in; drops the kernel did not log are counted as blocked and suppressed.
+func TestGuard(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "fw.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cfg, err := rules.Parse([]byte(`{"rate_limit": {"max_connections": 10, "window_seconds": 10}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := verdict.NewEngine(verdict.Compile(cfg))
+	w := st.NewWriter(store.WriterConfig{})
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	a := newAuditor(e, w, log)
+	k := &fakeGuardKernel{counts: map[netip.Addr]uint64{}}
+	g := newGuard(k, e, a, log)
+	a.setGuard(g)
+
+	src := netip.MustParseAddr("192.0.2.1")
+	t0 := time.Now()
+	syn := verdict.Packet{Status: verdict.StatusOK, Version: 4, Proto: verdict.ProtoUDP, Src: src, Dst: netip.MustParseAddr("192.0.2.9"), HasPorts: true, DstPort: 53}
+	var refused verdict.Decision
+	for range 11 {
+		refused = e.DecideAt(&syn, rules.DirIn, t0.UnixNano())
+		a.Decided(&syn, rules.DirIn, refused, nil)
+	}
+	if refused.Step != verdict.StepRateLimit {
+		t.Fatalf("11th connection in the window: %+v, want the rate limit", refused)
+	}
+	g.hold([]netip.Addr{<-g.notes})
+	if _, ok := k.counts[src]; !ok || g.size.Load() != 1 {
+		t.Fatalf("refused source not held in the kernel: %v", k.counts)
+	}
+
+	// It keeps flooding: 1,000 attempts dropped in the kernel, 50 logged.
+	k.counts[src] = 1000
+	g.logged.Add(50)
+	g.sync(t0.Add(time.Second))
+	if _, ok := k.counts[src]; !ok {
+		t.Fatal("released while over the limit")
+	}
+	if got := g.dropped.Load(); got != 1000 {
+		t.Errorf("dropped = %d, want 1000", got)
+	}
+	if got := a.kernelBlocked.Load(); got != 950 {
+		t.Errorf("kernel-blocked = %d, want the 950 drops not logged", got)
+	}
+	if got := w.Stats().Suppressed; got != 950 {
+		t.Errorf("suppressed rows = %d, want 950", got)
+	}
+	// 1,011 attempts in the first window: 15 s in, half of them still
+	// count (505 > 10), so it stays; after two quiet windows it is let in.
+	g.sync(t0.Add(15 * time.Second))
+	if _, ok := k.counts[src]; !ok {
+		t.Fatal("released 15 s in, while its weighted count is over the limit")
+	}
+	g.sync(t0.Add(21 * time.Second))
+	if _, ok := k.counts[src]; ok || g.size.Load() != 0 {
+		t.Fatalf("still held after two quiet windows: %v", k.counts)
+	}
+	if d := e.DecideAt(&syn, rules.DirIn, t0.Add(21*time.Second).UnixNano()); d.Blocked() {
+		t.Errorf("released, but the pipeline refuses it: %+v", d)
+	}
+
+	// A policy without a rate limit releases everyone at once.
+	g.hold([]netip.Addr{src})
+	off, _ := rules.Parse([]byte(`{"rate_limit": {"max_connections": 0, "window_seconds": 10}}`))
+	e.SetPolicy(verdict.Compile(off))
+	g.sync(t0.Add(22 * time.Second))
+	if len(k.counts) != 0 {
+		t.Errorf("rate limit off, still held: %v", k.counts)
+	}
+
+	// A kernel that refuses: the source is not recorded as held.
+	k.fail = errors.New("no room")
+	g.hold([]netip.Addr{netip.MustParseAddr("192.0.2.2")})
+	if len(g.held) != 0 {
+		t.Errorf("held %v though the kernel refused", g.held)
+	}
+}
