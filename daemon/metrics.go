@@ -43,12 +43,12 @@ var (
 	descStart = prometheus.NewDesc("pfw_start_time_seconds",
 		"When pfwd started, in seconds since the Unix epoch.", nil, nil)
 	descSeen = prometheus.NewDesc("pfw_packets_seen_total",
-		"Packets pfwd decided: those queued to user space plus the kernel's blacklist and threat-feed drops it was told about.", nil, nil)
+		"Packets pfwd decided: those queued to user space plus the kernel's drops it was told about (lists through NFLOG, the rate-limit guard through its counters).", nil, nil)
 	descPackets = prometheus.NewDesc("pfw_packets_total",
 		"Packets decided, by verdict (allow, block) and the reason as logged (\"Rule: <name>\", \"Blacklisted IP\", \"Threat intel: <feed>\", \"Rate limited\", \"Whitelisted IP\", \"Default policy\").",
 		[]string{"verdict", "reason"}, nil)
 	descKernelBlocked = prometheus.NewDesc("pfw_kernel_blocked_total",
-		"Packets the kernel dropped itself (blacklist and threat-feed sets) and reported through NFLOG; the report is rate-limited to 50/s per rule, so floods count short.", nil, nil)
+		"Packets the kernel dropped itself: blacklist and threat-feed drops reported through NFLOG (rate-limited to 50/s per rule, so their floods count short), and every drop of the rate-limit guard.", nil, nil)
 	descQueueDropped = prometheus.NewDesc("pfw_queue_dropped_total",
 		"Packets the kernel dropped because pfw's NFQUEUEs or their socket buffers were full (nfnetlink_queue queue_dropped + user_dropped).", nil, nil)
 	descVerdictErrors = prometheus.NewDesc("pfw_verdict_errors_total",
@@ -83,6 +83,10 @@ var (
 		"Source addresses the rate limiter tracks now.", nil, nil)
 	descLimiterCapacity = prometheus.NewDesc("pfw_ratelimit_sources_capacity",
 		"Source addresses the rate limiter can track; beyond it the oldest are forgotten.", nil, nil)
+	descGuardHeld = prometheus.NewDesc("pfw_ratelimit_sources_kernel_held",
+		"Sources over the rate limit whose new connections the kernel drops itself until pfwd lets them back.", nil, nil)
+	descGuardDropped = prometheus.NewDesc("pfw_ratelimit_kernel_dropped_total",
+		"Connection attempts the kernel dropped from sources over the rate limit.", nil, nil)
 )
 
 // metricsCollector turns a snapshot into metrics at scrape time.
@@ -96,6 +100,7 @@ func (c metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 		descVerdictErrors, descReadErrors, descRules, descReloadOK, descLoadedAt, descSetEntries,
 		descFeedEntries, descFeedSuccess, descFeedFailures, descRowsWritten, descRowsSuppressed,
 		descRowsLost, descWriterErrors, descRowsQueued, descLimiterTracked, descLimiterCapacity,
+		descGuardHeld, descGuardDropped,
 	} {
 		ch <- d
 	}
@@ -147,6 +152,8 @@ func (c metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descRowsQueued, float64(s.Writer.Queued))
 	gauge(descLimiterTracked, float64(st.RateLimiter.Tracked))
 	gauge(descLimiterCapacity, float64(st.RateLimiter.Capacity))
+	gauge(descGuardHeld, float64(st.RateLimiter.KernelHeld))
+	counter(descGuardDropped, st.RateLimiter.KernelDropped)
 }
 
 // unixSeconds is t for Prometheus: 0 stands for "never".

@@ -40,7 +40,7 @@ func fakeSnapshot() metricsSnapshot {
 				{Name: "Feodo Tracker", Entries: 400, LastSuccess: time.Unix(1_790_000_200, 0)},
 				{Name: "Offline feed", Failures: 3, LastError: "dial tcp: no route to host"},
 			},
-			RateLimiter: control.LimiterCounts{Tracked: 7, Capacity: 65536},
+			RateLimiter: control.LimiterCounts{Tracked: 7, Capacity: 65536, KernelHeld: 1, KernelDropped: 4200},
 		},
 		Reasons: []ReasonCount{
 			{"allow", "Default policy", 5},
@@ -126,7 +126,7 @@ func TestMetricsReadAtScrapeTime(t *testing.T) {
 	}}
 	for _, n := range []uint64{0, 41, 42} {
 		seen = n
-		want := "# HELP pfw_packets_seen_total Packets pfwd decided: those queued to user space plus the kernel's blacklist and threat-feed drops it was told about.\n# TYPE pfw_packets_seen_total counter\n"
+		want := "# HELP pfw_packets_seen_total Packets pfwd decided: those queued to user space plus the kernel's drops it was told about (lists through NFLOG, the rate-limit guard through its counters).\n# TYPE pfw_packets_seen_total counter\n"
 		want += "pfw_packets_seen_total " + strconv.FormatUint(n, 10) + "\n"
 		if err := testutil.CollectAndCompare(c, strings.NewReader(want), "pfw_packets_seen_total"); err != nil {
 			t.Errorf("seen=%d: %v", n, err)
