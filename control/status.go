@@ -4,24 +4,28 @@ import "time"
 
 // Status is what `fwctl status` shows.
 type Status struct {
-	Running        bool           `json:"running"`
-	PID            int            `json:"pid"`
-	Version        string         `json:"version"`
-	StartedAt      time.Time      `json:"started_at"`
-	UptimeSeconds  float64        `json:"uptime_seconds"`
-	ConfigPath     string         `json:"config_path"`
-	ConfigLoadedAt time.Time      `json:"config_loaded_at"`
-	ReloadError    string         `json:"reload_error,omitempty"` // the last rejected config, while the old one stays in force
-	Rules          int            `json:"rules"`
-	RulesEnabled   int            `json:"rules_enabled"`
-	QueueMode      string         `json:"queue_mode"` // "nft queue" or "xt NFQUEUE (nft_compat)"
-	Queues         string         `json:"queues"`     // e.g. "0-1"
-	FailClosed     bool           `json:"fail_closed"`
-	Packets        PacketCounts   `json:"packets"`
-	Sets           map[string]int `json:"sets"` // nft set name -> entries
-	LogRows        LogCounts      `json:"log_rows"`
-	RateLimiter    LimiterCounts  `json:"rate_limiter"`
-	Feeds          []FeedStatus   `json:"feeds"`
+	Running        bool      `json:"running"`
+	PID            int       `json:"pid"`
+	Version        string    `json:"version"`
+	StartedAt      time.Time `json:"started_at"`
+	UptimeSeconds  float64   `json:"uptime_seconds"`
+	ConfigPath     string    `json:"config_path"`
+	ConfigLoadedAt time.Time `json:"config_loaded_at"`
+	ReloadError    string    `json:"reload_error,omitempty"` // the last rejected config, while the old one stays in force
+	Rules          int       `json:"rules"`
+	RulesEnabled   int       `json:"rules_enabled"`
+	QueueMode      string    `json:"queue_mode"` // "nft queue" or "xt NFQUEUE (nft_compat)"
+	// FastPath says whether established flows checked against the lists
+	// since they last changed skip them in the kernel (conntrack labels),
+	// and if not, why.
+	FastPath    string         `json:"fast_path"`
+	Queues      string         `json:"queues"` // e.g. "0-1"
+	FailClosed  bool           `json:"fail_closed"`
+	Packets     PacketCounts   `json:"packets"`
+	Sets        map[string]int `json:"sets"` // nft set name -> entries
+	LogRows     LogCounts      `json:"log_rows"`
+	RateLimiter LimiterCounts  `json:"rate_limiter"`
+	Feeds       []FeedStatus   `json:"feeds"`
 }
 
 // PacketCounts are totals since pfwd started.

@@ -171,7 +171,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 	d.stopGuard = func() { stopGuard(); <-guardDone }
 
 	log.Info("pfwd started", "version", Version, "config", opts.ConfigPath, "rules", len(cfg.Rules),
-		"queues", queueRange(opts.QueueNum, d.opts.Queues), "queue_mode", d.fw.QueueMode(),
+		"queues", queueRange(opts.QueueNum, d.opts.Queues), "queue_mode", d.fw.QueueMode(), "fast_path", fastPathState(d.fw),
 		"fail_closed", opts.FailClosed, "db", opts.DBPath)
 
 	feedsCtx, stopFeeds := context.WithCancel(ctx)

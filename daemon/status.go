@@ -39,6 +39,7 @@ func (d *Daemon) Status() control.Status {
 		Rules:          len(cfg.Rules),
 		RulesEnabled:   enabled,
 		QueueMode:      d.fw.QueueMode(),
+		FastPath:       fastPathState(d.fw),
 		Queues:         queueRange(d.opts.QueueNum, d.opts.Queues),
 		FailClosed:     d.opts.FailClosed,
 		Packets: control.PacketCounts{
@@ -169,4 +170,16 @@ func localAddrs() map[netip.Addr]bool {
 		}
 	}
 	return out
+}
+
+// fastPathState is the fast path's line of the status.
+func fastPathState(fw *nft.Firewall) string {
+	switch on, why := fw.FastPath(); {
+	case on:
+		return "on (conntrack labels)"
+	case why != nil:
+		return "off: " + why.Error()
+	default:
+		return "off"
+	}
 }

@@ -86,3 +86,43 @@ func protoName(p uint8) string {
 	}
 	return fmt.Sprintf("proto %d", p)
 }
+
+// clearLabel clears bit from the labels of every conntrack entry of the
+// network namespace netns that has it, and returns how many it changed.
+func clearLabel(netns int, bit int) (int, error) {
+	c, err := conntrack.Dial(&netlink.Config{NetNS: netns})
+	if err != nil {
+		return 0, fmt.Errorf("nft: clear conntrack label %d: conntrack netlink: %w", bit, err)
+	}
+	defer c.Close()
+	flows, err := c.Dump(nil)
+	if err != nil {
+		return 0, fmt.Errorf("nft: clear conntrack label %d: dump conntrack table: %w", bit, err)
+	}
+	cleared := 0
+	var errs []error
+	for _, f := range flows {
+		if !hasLabel(f.Labels, bit) {
+			continue
+		}
+		err := c.Update(conntrack.Flow{Zone: f.Zone, TupleOrig: f.TupleOrig, TupleReply: f.TupleReply,
+			Labels: make([]byte, len(f.Labels)), LabelsMask: labelBytes(bit)[:len(f.Labels)]})
+		switch {
+		case err == nil:
+			cleared++
+		case errors.Is(err, unix.ENOENT):
+			// It ended since the dump.
+		default:
+			t := f.TupleOrig
+			errs = append(errs, fmt.Errorf("%s %s:%d -> %s:%d: %w", protoName(t.Proto.Protocol),
+				t.IP.SourceAddress, t.Proto.SourcePort, t.IP.DestinationAddress, t.Proto.DestinationPort, err))
+		}
+		if len(errs) == 10 {
+			break // enough to say what is wrong
+		}
+	}
+	if len(errs) > 0 {
+		return cleared, fmt.Errorf("nft: clear conntrack label %d: %w", bit, errors.Join(errs...))
+	}
+	return cleared, nil
+}

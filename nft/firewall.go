@@ -48,6 +48,9 @@ type Config struct {
 	// NetNS is an fd of the network namespace to work in; 0 is the
 	// process's own. For tests.
 	NetNS int
+	// DisableFastPath leaves out the conntrack-label fast path (see
+	// fastpath.go): every established packet meets the list lookups.
+	DisableFastPath bool
 	// ForceQueueMode is QueueNative or QueueXT to use only that; empty
 	// tries the native queue expression first.
 	ForceQueueMode string
@@ -114,6 +117,7 @@ type Firewall struct {
 	queueMode  string
 	broken     error // set when a batch could not be built: nothing more is sent
 	closed     bool
+	fast       fastPath
 }
 
 // Open installs the table with its ruleset and cfg.InitialSets. A stale
@@ -135,49 +139,89 @@ func Open(cfg Config) (*Firewall, error) {
 		return nil, fmt.Errorf("nft: open: netlink: %w", err)
 	}
 	fw.conn = conn
-	if err := fw.install(want); err != nil {
+	stale, err := fw.install(want)
+	if err != nil {
 		_ = conn.CloseLasting() // an owned table, if made, goes with the socket
 		return nil, fmt.Errorf("nft: open table inet %s: %w", cfg.Table, err)
+	}
+	if fw.fast.supported {
+		fw.arm(stale)
+		if fw.broken != nil {
+			_ = fw.Remove()
+			return nil, fmt.Errorf("nft: open table inet %s: %w", cfg.Table, fw.broken)
+		}
 	}
 	return fw, nil
 }
 
 // install creates the table with its ruleset and initial sets, trying the
-// queue modes in turn: the only way to know whether the kernel has the
-// native queue expression is to send it.
-func (fw *Firewall) install(want map[string][]addrRange) error {
-	stale, err := fw.findTable()
+// queue modes in turn (the only way to know whether the kernel has the
+// native queue expression is to send it), first with the fast path's
+// label rules, then without them. It reports whether it replaced a stale
+// table.
+func (fw *Firewall) install(want map[string][]addrRange) (stale bool, err error) {
+	old, err := fw.findTable()
 	if err != nil {
-		return err
+		return false, err
 	}
-	if stale != nil && tableFlags(stale)&tableFlagOwner != 0 {
-		return errTaken
+	if old != nil && tableFlags(old)&tableFlagOwner != 0 {
+		return false, errTaken
 	}
 	owned := !fw.cfg.FailClosed
 	if owned {
-		if err := fw.createOwnedTable(stale != nil); err != nil {
+		if err := fw.createOwnedTable(old != nil); err != nil {
 			if errors.Is(err, unix.EPERM) {
 				err = fmt.Errorf("%w: %w", errTaken, err) // taken since we looked
 			}
-			return fmt.Errorf("create owned table: %w", err)
+			return false, fmt.Errorf("create owned table: %w", err)
 		}
 	}
 	fw.table = &nftables.Table{Name: fw.cfg.Table, Family: nftables.TableFamilyINet}
 
+	labels := []bool{true, false}
+	if fw.cfg.DisableFastPath {
+		labels = []bool{false}
+	}
+	var labelErr error
+	for _, withLabels := range labels {
+		err := fw.installModes(want, old != nil, owned, withLabels)
+		if err == nil {
+			fw.fast.supported = withLabels
+			if labelErr != nil {
+				fw.fast.off = fmt.Errorf("fast path off: the kernel refused the conntrack label rules: %w", labelErr)
+			}
+			return old != nil, nil
+		}
+		if fw.broken != nil || errors.Is(err, errTaken) {
+			return false, err
+		}
+		if labelErr != nil {
+			return false, errors.Join(labelErr, err)
+		}
+		labelErr = err
+	}
+	return false, labelErr
+}
+
+func (fw *Firewall) installModes(want map[string][]addrRange, stale, owned, withLabels bool) error {
 	modes := []string{QueueNative, QueueXT}
 	if fw.cfg.ForceQueueMode != "" {
 		modes = []string{fw.cfg.ForceQueueMode}
 	}
+	label := -1
+	if withLabels {
+		label = labelBits[0]
+	}
 	var errs []error
 	for _, mode := range modes {
 		if !owned {
-			if stale != nil {
+			if stale {
 				fw.conn.DelTable(fw.table)
 			}
 			fw.conn.AddTable(fw.table)
 		}
 		fw.sets = newSets(fw.table)
-		if err := addRuleset(fw.conn, &fw.cfg, fw.table, fw.sets, mode); err != nil {
+		if err := addRuleset(fw.conn, &fw.cfg, fw.table, fw.sets, mode, label); err != nil {
 			return fw.fail(err)
 		}
 		n, err := fw.queueDiff(nil, want)
@@ -305,6 +349,10 @@ func (fw *Firewall) UpdateSets(lists map[List][]netip.Prefix) error {
 	if n == 0 {
 		return nil
 	}
+	switched, err := fw.prepareListChange()
+	if err != nil {
+		return fw.fail(fmt.Errorf("nft: update sets: %w", err))
+	}
 	if err := fw.growSendBuffer(n); err != nil {
 		return fw.fail(fmt.Errorf("nft: update sets: %w", err))
 	}
@@ -319,6 +367,7 @@ func (fw *Firewall) UpdateSets(lists map[List][]netip.Prefix) error {
 		return err
 	}
 	maps.Copy(fw.ranges, want)
+	switched()
 	return nil
 }
 
@@ -395,6 +444,7 @@ func (fw *Firewall) deleteTable() error {
 
 func (fw *Firewall) shutdown() error {
 	fw.closed = true
+	fw.waitClear()
 	if err := fw.conn.CloseLasting(); err != nil {
 		return fmt.Errorf("nft: close netlink socket: %w", err)
 	}

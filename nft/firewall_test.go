@@ -74,6 +74,7 @@ func TestRulesetGolden(t *testing.T) {
 		{"fail-closed", Config{FailClosed: true, QueueNum: 3, QueueCount: 4, LogGroup: 7, LogRate: 10}},
 		{"iface", Config{Ifaces: []string{"eth0", "wlan0"}}},
 		{"iface-lo", Config{Ifaces: []string{"lo", "eth0"}}},
+		{"no-fast-path", Config{DisableFastPath: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := newNetNS(t)

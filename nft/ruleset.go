@@ -69,7 +69,7 @@ func newSets(t *nftables.Table) map[string]*nftables.Set {
 
 // addRuleset queues the sets, the two base chains and their rules on c. The
 // table itself is queued (or already made) by the caller.
-func addRuleset(c *nftables.Conn, cfg *Config, t *nftables.Table, sets map[string]*nftables.Set, queueMode string) error {
+func addRuleset(c *nftables.Conn, cfg *Config, t *nftables.Table, sets map[string]*nftables.Set, queueMode string, label int) error {
 	for _, l := range Lists {
 		for _, f := range families {
 			if err := c.AddSet(sets[setName(l, f)], nil); err != nil {
@@ -111,7 +111,7 @@ func addRuleset(c *nftables.Conn, cfg *Config, t *nftables.Table, sets map[strin
 			Priority: nftables.ChainPriorityRef(ChainPriority),
 			Policy:   accept,
 		})
-		for _, r := range chainRules(cfg, sets, ndTypes, h, queueMode) {
+		for _, r := range chainRules(cfg, sets, ndTypes, h, queueMode, label) {
 			c.AddRule(&nftables.Rule{
 				Table:    t,
 				Chain:    ch,
@@ -131,7 +131,7 @@ type rule struct {
 }
 
 // chainRules is the ruleset of one chain, in the order doc.go lists it.
-func chainRules(cfg *Config, sets map[string]*nftables.Set, ndTypes *nftables.Set, h hook, queueMode string) []rule {
+func chainRules(cfg *Config, sets map[string]*nftables.Set, ndTypes *nftables.Set, h hook, queueMode string, label int) []rule {
 	var rules []rule
 	if !cfg.filtersLoopback() {
 		rules = append(rules, rule{
@@ -188,17 +188,7 @@ func chainRules(cfg *Config, sets map[string]*nftables.Set, ndTypes *nftables.Se
 			})
 		}
 	}
-	established := binary.NativeEndian.AppendUint32(nil, expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED)
-	rules = append(rules,
-		rule{
-			comment: "flows pfwd already let through stay in the kernel",
-			exprs: []expr.Any{
-				&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
-				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: established, Xor: make([]byte, 4)},
-				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
-				accept(),
-			},
-		})
+	rules = append(rules, establishedRule(label))
 	rules = append(rules, guardRules(h, sets)...)
 	rules = append(rules,
 		rule{

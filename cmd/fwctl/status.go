@@ -63,6 +63,7 @@ func printStatus(w io.Writer, st control.Status, now time.Time) error {
 		failMode = "fail closed"
 	}
 	field("Queue", "%s, queues %s, %s", orDash(st.QueueMode), orDash(st.Queues), failMode)
+	field("Fast path", "%s", orDash(st.FastPath))
 	p := st.Packets
 	field("Packets", "%d seen, %d allowed, %d blocked (%d in the kernel)", p.Seen, p.Allowed, p.Blocked, p.KernelBlocked)
 	field("Queue drops", "%d (verdict errors: %d)", p.QueueDrops, p.VerdictErrors)

@@ -36,7 +36,7 @@ func sampleStatus(now time.Time) control.Status {
 	return control.Status{
 		Running: true, PID: 4242, Version: "0.1.0", StartedAt: started,
 		UptimeSeconds: 11525, ConfigPath: "/etc/personal-firewall/firewall_rules.json",
-		ConfigLoadedAt: now.Add(-10 * time.Second), Rules: 5, RulesEnabled: 4, QueueMode: "xt NFQUEUE (nft_compat)", Queues: "0-1",
+		ConfigLoadedAt: now.Add(-10 * time.Second), Rules: 5, RulesEnabled: 4, QueueMode: "xt NFQUEUE (nft_compat)", Queues: "0-1", FastPath: "on (conntrack labels)",
 		Packets:     control.PacketCounts{Seen: 1000, Allowed: 900, Blocked: 100, KernelBlocked: 40, QueueDrops: 3},
 		Sets:        map[string]int{"blacklist_v4": 2, "whitelist_v4": 1, "intel_v4": 312},
 		LogRows:     control.LogCounts{Written: 100, Suppressed: 7},
@@ -76,6 +76,7 @@ func TestPrintStatus(t *testing.T) {
 Config:        /etc/personal-firewall/firewall_rules.json, loaded ` + local(-10*time.Second) + ` (10s ago)
 Rules:         4 enabled of 5
 Queue:         xt NFQUEUE (nft_compat), queues 0-1, fail open
+Fast path:     on (conntrack labels)
 Packets:       1000 seen, 900 allowed, 100 blocked (40 in the kernel)
 Queue drops:   3 (verdict errors: 0)
 Log rows:      100 written, 7 suppressed

@@ -380,7 +380,7 @@ func BenchmarkLoad(b *testing.B) {
 	guarded.useStressFeed(b, fwctlBin)
 	b.Run("established-udp-100k", func(b *testing.B) {
 		base, with := rounds(b, udpFlows, false)
-		ratioRow(b, fmt.Sprintf("  the same with %d threat entries (stress)", benchFeedSize), "pkt/s", base, with, 0)
+		ratioRow(b, fmt.Sprintf("  the same with %d threat entries", benchFeedSize), "pkt/s", base, with, 0.95)
 	})
 	b.Run("new-flow-flood", func(b *testing.B) {
 		spec := genSpec{Kind: genUDPNew, Src: plain.clientIP, Dst: plain.fwIP, Port: benchUDPFlood, Threads: 2, Duration: benchPhase}
