@@ -36,21 +36,27 @@
 //     discovery, and hop limit 255 means the packet comes from this link
 //     (RFC 4861). ufw and firewalld accept it the same way. Off with
 //     Config.FilterNeighborDiscovery.
-//  4. remote address in @whitelist_v4 / @whitelist_v6: accept.
-//  5. in @blacklist_v4 / _v6: jump to the chain <hook>_blacklist, which logs
+//  4. ct label 126 (or 127) accept: the fast path. A flow whose conntrack
+//     entry carries the bit of the lists' current generation passed them
+//     since they last changed (fastpath.go says how the bit switches, so
+//     that listing an address still stops its open flows at once).
+//  5. remote address in @whitelist_v4 / @whitelist_v6: accept.
+//  6. in @blacklist_v4 / _v6: jump to the chain <hook>_blacklist, which logs
 //     (NFLOG group Config.LogGroup, prefix "pfw blacklist", at most
 //     Config.LogRate packets a second for both families) and drops. One set
-//     lookup per list and family, not one per rule: the lookups run for
-//     every packet, established ones included, so each one counts (the
-//     load benchmark measured +15% for established UDP).
-//  6. in @intel_v4 / _v6: the same through <hook>_intel, prefix "pfw intel".
-//  7. ct state established,related accept: pfwd decides a flow once, by its
-//     first packets; the rest stays in the kernel. The list drops come before
-//     this rule, so listing an address also cuts its open flows.
-//  8. queue to Config.QueueNum … QueueNum+QueueCount-1 (fanned out by CPU
+//     lookup per list and family, not one per rule.
+//  7. in @intel_v4 / _v6: the same through <hook>_intel, prefix "pfw intel".
+//  8. ct state established,related ct label set 126 (or 127) accept: pfwd
+//     decides a flow once, by its first packets; the rest stays in the
+//     kernel. The list drops come before this rule, so listing an address
+//     also cuts its open flows.
+//  9. input only: a connection attempt (not TCP, or a bare SYN) from a
+//     source in @ratelimit_v4 / _v6 jumps to input_ratelimit, which logs
+//     (prefix "pfw ratelimit") and drops: the guard, guard.go.
+//  10. queue to Config.QueueNum … QueueNum+QueueCount-1 (fanned out by CPU
 //     when there are several), with the bypass flag unless FailClosed: with
 //     no reader the packet is then accepted (fail open) or dropped.
-//
+
 // Each address match tests meta nfproto first, so a v4 set only ever sees
 // IPv4 packets in this inet table.
 //
@@ -113,7 +119,8 @@
 //
 // KillFlows dumps the conntrack table and deletes the entries the caller's
 // function picks, so a flow a new rule would block does not live on through
-// the ct state rule.
+// the ct state rule. The fast path clears its retired label bit the same
+// way, entry by entry.
 //
 // Everything here needs CAP_NET_ADMIN. The package never logs; errors name
 // the operation and the table or set.
