@@ -230,3 +230,42 @@ func TestFloodFromSpoofedSources(t *testing.T) {
 		t.Errorf("the table is gone after the flood: %v\n%s", err, out)
 	}
 }
+
+// TestGuardLetsSourceBackIn: a source over the rate limit is held in the
+// kernel's ratelimit set while it floods, and let back in once its rate
+// falls under the limit: it connects again.
+func TestGuardLetsSourceBackIn(t *testing.T) {
+	l := newLab(t)
+	cfg := strings.Replace(l.configDoc("allow", floodRules, `"127.0.0.1", "::1"`, ``, 20), `"window_seconds": 10`, `"window_seconds": 1`, 1)
+	l.writeConfig(cfg)
+	l.serve([]int{22}, nil)
+	startSink(t, l.fw, []int{floodPort}, nil)
+	l.startPfwd()
+
+	wait := goGen(t, l.client, genSpec{Kind: genUDPNew, Src: l.clientIP, Dst: l.fwIP, Port: floodPort, Rate: 5000, Duration: 1500 * time.Millisecond})
+	inSet := false
+	res := duringFlood(t, wait, func() {
+		out, err := l.in(l.fw, "nft", "list", "set", "inet", "personal_firewall", "ratelimit_v4")
+		inSet = inSet || err == nil && strings.Contains(out, l.clientIP)
+	})
+	if !inSet {
+		t.Errorf("%s was never in the kernel's ratelimit_v4 set during its flood of %d datagrams", l.clientIP, res.Sent)
+	}
+	var st statusDoc
+	released := eventually(5*time.Second, func() bool {
+		st, _ = l.timedStatus()
+		return st.RateLimiter.KernelHeld == 0
+	})
+	if !released {
+		t.Fatalf("the source is still held in the kernel 5 s after its flood ended (window 1 s): %+v", st.RateLimiter)
+	}
+	if st.RateLimiter.KernelDropped == 0 {
+		t.Errorf("the kernel dropped nothing from a source held over the limit: %+v", st.RateLimiter)
+	}
+	if out, _ := l.in(l.fw, "nft", "list", "set", "inet", "personal_firewall", "ratelimit_v4"); strings.Contains(out, l.clientIP) {
+		t.Errorf("released, yet still in the kernel's set:\n%s", out)
+	}
+	if got := l.send("tcp", l.clientIP, hostPort(l.fwIP, 22), 1, 3*time.Second); got != 1 {
+		t.Errorf("the source cannot connect after it was let back in")
+	}
+}
