@@ -47,6 +47,13 @@ func newAuditor(e *verdict.Engine, w *store.Writer, log *slog.Logger) *auditor {
 
 // Decided implements queue.Observer.
 func (a *auditor) Decided(p *verdict.Packet, dir rules.Direction, d verdict.Decision, payload []byte) {
+	a.decided(p, dir, d, payload, true)
+}
+
+// decided counts and logs one decision; queued says it is the pipeline's
+// own (not a drop the kernel reported), which alone tells the guard of a
+// refused source.
+func (a *auditor) decided(p *verdict.Packet, dir rules.Direction, d verdict.Decision, payload []byte, queued bool) {
 	a.seen.Add(1)
 	a.reasonCounter(d).Add(1)
 	if !d.Blocked() {
@@ -59,7 +66,7 @@ func (a *auditor) Decided(p *verdict.Packet, dir rules.Direction, d verdict.Deci
 		return
 	}
 	a.blocked.Add(1)
-	if d.Step == verdict.StepRateLimit {
+	if queued && d.Step == verdict.StepRateLimit {
 		if g := a.guardRef(); g != nil {
 			g.note(p.Src)
 		}
@@ -144,7 +151,7 @@ func (k kernelAudit) Decided(p *verdict.Packet, dir rules.Direction, d verdict.D
 			g.logged.Add(1)
 		}
 	}
-	k.auditor.Decided(p, dir, d, payload)
+	k.auditor.decided(p, dir, d, payload, false)
 }
 
 func rowOf(p *verdict.Packet, reason string, hash uint64) store.Row {

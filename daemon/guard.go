@@ -99,12 +99,18 @@ func (g *guard) run(ctx context.Context) {
 	}
 }
 
-// hold puts the sources not yet guarded into the kernel's sets.
+// hold puts into the kernel's sets the sources not yet there that the
+// limiter still refuses (a note can be late).
 func (g *guard) hold(batch []netip.Addr) {
+	max, window := g.engine.Policy().RateLimit()
+	now := time.Now().UnixNano()
 	var add []netip.Addr
 	for _, a := range batch {
 		a = a.Unmap()
 		if _, ok := g.held[a]; ok || !a.IsValid() || len(g.held)+len(add) >= nft.GuardMax {
+			continue
+		}
+		if window == 0 || !g.engine.Limiter().Exceeded(a, now, max, window) {
 			continue
 		}
 		if !slices.Contains(add, a) {

@@ -118,18 +118,37 @@ func TestGuard(t *testing.T) {
 		t.Errorf("released, but the pipeline refuses it: %+v", d)
 	}
 
-	// A policy without a rate limit releases everyone at once.
+	// A late note, for a source the limiter accepts again, holds nothing.
 	g.hold([]netip.Addr{src})
+	if len(k.counts) != 0 {
+		t.Errorf("a source under the limit was held: %v", k.counts)
+	}
+
+	// A policy without a rate limit releases everyone at once.
+	src2 := netip.MustParseAddr("192.0.2.3")
+	p2 := syn
+	p2.Src = src2
+	for range 11 {
+		e.DecideAt(&p2, rules.DirIn, time.Now().UnixNano())
+	}
+	g.hold([]netip.Addr{src2})
+	if _, ok := k.counts[src2]; !ok {
+		t.Fatalf("refused source not held: %v", k.counts)
+	}
 	off, _ := rules.Parse([]byte(`{"rate_limit": {"max_connections": 0, "window_seconds": 10}}`))
 	e.SetPolicy(verdict.Compile(off))
-	g.sync(t0.Add(22 * time.Second))
+	g.sync(time.Now())
 	if len(k.counts) != 0 {
 		t.Errorf("rate limit off, still held: %v", k.counts)
 	}
 
 	// A kernel that refuses: the source is not recorded as held.
 	k.fail = errors.New("no room")
-	g.hold([]netip.Addr{netip.MustParseAddr("192.0.2.2")})
+	e.SetPolicy(verdict.Compile(cfg))
+	for range 11 {
+		e.DecideAt(&p2, rules.DirIn, time.Now().UnixNano())
+	}
+	g.hold([]netip.Addr{src2})
 	if len(g.held) != 0 {
 		t.Errorf("held %v though the kernel refused", g.held)
 	}
