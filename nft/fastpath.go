@@ -43,6 +43,7 @@ type fastPath struct {
 	off       error // why the fast path is off, when it is
 	clearing  chan struct{}
 	clearErr  error
+	dirty     error // the clear of the other bit failed: it must not be used
 }
 
 const (
@@ -135,15 +136,16 @@ func (fw *Firewall) prepareListChange() (commit func(), err error) {
 	if fw.fast.clearing != nil {
 		<-fw.fast.clearing
 		fw.fast.clearing = nil
-		if err := fw.fast.clearErr; err != nil {
-			// The other bit may still label some entries: it cannot be
-			// used, so the fast path goes, in this very transaction.
-			if err := fw.disarm(); err != nil {
-				return nil, err
-			}
-			off := fmt.Errorf("fast path off: %w", fw.fast.clearErr)
-			return func() { fw.fast.armed, fw.fast.off = false, off }, nil
+		fw.fast.dirty = fw.fast.clearErr
+	}
+	if fw.fast.dirty != nil {
+		// The other bit may still label some entries: it cannot be used,
+		// so the fast path goes, in this very transaction.
+		if err := fw.disarm(); err != nil {
+			return nil, err
 		}
+		off := fmt.Errorf("fast path off: %w", fw.fast.dirty)
+		return func() { fw.fast.armed, fw.fast.off = false, off }, nil
 	}
 	next := 1 - fw.fast.gen
 	if err := fw.switchRules(next, false); err != nil {
@@ -230,7 +232,7 @@ func (fw *Firewall) afterSwitch() {
 	go func() {
 		defer close(done)
 		time.Sleep(clearDelay)
-		_, err := clearLabel(netns, old)
+		_, err := clearLabelFn(netns, old)
 		fw.fast.clearErr = err
 	}()
 }
@@ -242,5 +244,8 @@ func (fw *Firewall) waitClear() {
 		<-fw.fast.clearing
 	}
 }
+
+// clearLabelFn is clearLabel; tests make it fail.
+var clearLabelFn = clearLabel
 
 func comment(s string) []byte { return userdata.AppendString(nil, userdata.TypeComment, s) }

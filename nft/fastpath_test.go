@@ -1,9 +1,11 @@
 package nft
 
 import (
+	"errors"
 	"net/netip"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,5 +159,49 @@ func TestNoFastPath(t *testing.T) {
 	}
 	if l := labelled(t, fwNS); len(l) != 0 {
 		t.Errorf("conntrack entries labelled without the fast path: %v", l)
+	}
+}
+
+// When the retired bit cannot be cleared, the next list change takes the
+// fast path out in its own transaction, and says why.
+func TestFastPathOffWhenClearFails(t *testing.T) {
+	fwNS, peer := newNetNS(t), newNetNS(t)
+	veth(t, fwNS, peer)
+	fw, err := Open(Config{NetNS: fwNS.fd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fw.Remove()
+	clearLabelFn = func(int, int) (int, error) { return 0, errors.New("ctnetlink says no") }
+	defer func() { clearLabelFn = clearLabel }()
+
+	// This change switches bits, and the clear of the retired one fails.
+	if err := fw.UpdateSets(map[List][]netip.Prefix{Intel: prefixes("192.0.2.1")}); err != nil {
+		t.Fatal(err)
+	}
+	// So this one must not switch back to it.
+	if err := fw.UpdateSets(map[List][]netip.Prefix{Blacklist: prefixes("10.99.0.2", "fd99::2")}); err != nil {
+		t.Fatal(err)
+	}
+	on, why := fw.FastPath()
+	if on || why == nil || !strings.Contains(why.Error(), "ctnetlink says no") {
+		t.Errorf("FastPath() = %v, %v; want off, saying why", on, why)
+	}
+	if rs := fwNS.run(t, "nft", "list", "ruleset"); strings.Contains(rs, fastComment) {
+		t.Errorf("the fast-path rule is still there:\n%s", rs)
+	}
+	for dir, ok := range reachable(fwNS, peer) {
+		if ok {
+			t.Errorf("blacklisted: ping %s answered", dir)
+		}
+	}
+	// Further changes work without it.
+	if err := fw.UpdateSets(map[List][]netip.Prefix{Blacklist: nil}); err != nil {
+		t.Fatal(err)
+	}
+	for dir, ok := range reachable(fwNS, peer) {
+		if !ok {
+			t.Errorf("unlisted: ping %s got no answer", dir)
+		}
 	}
 }
