@@ -35,6 +35,7 @@ const (
 	benchFeedSize    = 100_000 // the stress feed
 	benchPhase       = 3 * time.Second
 	benchRounds      = 5
+	benchRateLimit   = 100 // the default config's connections per 10 s, for the rate-limited flood
 )
 
 // benchNet is one client/host pair of the benchmark: the client namespace
@@ -48,6 +49,7 @@ type benchNet struct {
 	sink                *sinkProc
 	pfwd                *exec.Cmd
 	pfwdDone            chan error
+	feed                string // the threat feed in force, once it is the stress feed
 }
 
 func requireRoot(tb testing.TB) {
@@ -117,7 +119,7 @@ func (n *benchNet) startPfwd(tb testing.TB, pfwdBin, fwctlBin string) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	n.writeConfig(tb, real)
+	n.writeConfig(tb, real, 0)
 	cmd := exec.Command("ip", "netns", "exec", n.fw, pfwdBin, "--config", n.config(), "--db", filepath.Join(n.dir, "firewall.db"),
 		"--socket", n.socket(), "--log-file", filepath.Join(n.dir, "firewall.log"))
 	cmd.Env = append(os.Environ(), "JOURNAL_STREAM=")
@@ -129,19 +131,20 @@ func (n *benchNet) startPfwd(tb testing.TB, pfwdBin, fwctlBin string) {
 	n.waitFeed(tb, fwctlBin, benchRealEntries)
 }
 
-// writeConfig writes pfwd's config with feed as its one threat feed,
-// atomically (pfwd watches the file and reloads what it finds).
-func (n *benchNet) writeConfig(tb testing.TB, feed string) {
+// writeConfig writes pfwd's config with feed as its one threat feed and
+// maxConn new connections per 10 s and source (0: no limit), atomically
+// (pfwd watches the file and reloads what it finds).
+func (n *benchNet) writeConfig(tb testing.TB, feed string, maxConn int) {
 	tb.Helper()
 	cfg := fmt.Sprintf(`{
   "default_policy": "allow",
   "rules": [{"name": "Block Telnet and SMB", "action": "block", "protocol": "tcp", "ports": [23, 135, 139, 445, 3389]}],
   "whitelist_ips": ["127.0.0.1", "::1"],
   "blacklist_ips": [%q],
-  "rate_limit": {"max_connections": 0, "window_seconds": 10},
+  "rate_limit": {"max_connections": %d, "window_seconds": 10},
   "allowed_sample_rate": 0.01,
   "threat_feeds": [{"name": "Bench feed", "url": "file://%s", "interval": "1h", "threat_level": "high"}]
-}`, n.clientIP2, feed)
+}`, n.clientIP2, maxConn, feed)
 	tmp := n.config() + ".tmp"
 	if err := os.WriteFile(tmp, []byte(cfg), 0o644); err != nil {
 		tb.Fatal(err)
@@ -165,8 +168,28 @@ func (n *benchNet) useStressFeed(tb testing.TB, fwctlBin string) {
 	if err := os.WriteFile(feed, []byte(sb.String()), 0o644); err != nil {
 		tb.Fatal(err)
 	}
-	n.writeConfig(tb, feed)
+	n.feed = feed
+	n.writeConfig(tb, feed, 0)
 	n.waitFeed(tb, fwctlBin, benchFeedSize)
+}
+
+// limitRate turns the rate limit on (maxConn per 10 s) or off (0) and
+// waits until pfwd has reloaded.
+func (n *benchNet) limitRate(tb testing.TB, fwctlBin string, maxConn int) {
+	tb.Helper()
+	before, err := pfwdStatus(fwctlBin, n.socket())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n.writeConfig(tb, n.feed, maxConn)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if st, err := pfwdStatus(fwctlBin, n.socket()); err == nil && st.ConfigLoadedAt.After(before.ConfigLoadedAt) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tb.Fatal("pfwd did not reload its config within 10 s")
 }
 
 // waitFeed waits until pfwd's feed holds entries.
@@ -205,8 +228,9 @@ func (n *benchNet) stopPfwd() {
 
 // statusDoc is the part of `fwctl status --json` the load tests read.
 type statusDoc struct {
-	PID     int `json:"pid"`
-	Packets struct {
+	PID            int       `json:"pid"`
+	ConfigLoadedAt time.Time `json:"config_loaded_at"`
+	Packets        struct {
 		Seen, Allowed, Blocked uint64
 		KernelBlocked          uint64 `json:"kernel_blocked"`
 		QueueDrops             uint64 `json:"queue_drops"`
@@ -407,6 +431,21 @@ func BenchmarkLoad(b *testing.B) {
 				ratio: share, goal: "0", met: with.received == 0, note: fmt.Sprintf("%.0f pkt/s sent", with.sent/with.seconds)},
 			benchRow{figure: "blacklisted-source flood: pfwd CPU", unit: "% core", withPfwd: cpu, noBaseline: true, goal: "< 5", met: cpu < 5})
 		b.ReportMetric(100*share, "%through")
+		b.ReportMetric(cpu, "%cpu")
+	})
+	b.Run("rate-limited-flood", func(b *testing.B) {
+		// One source opening new flows as fast as it can, the rate limit
+		// on: the guard holds it in the kernel after its 100 allowed.
+		guarded.limitRate(b, fwctlBin, benchRateLimit)
+		defer guarded.limitRate(b, fwctlBin, 0)
+		spec := genSpec{Kind: genUDPNew, Src: guarded.clientIP, Dst: guarded.fwIP, Port: benchUDPFlood, Threads: 2, Duration: benchPhase}
+		m := guarded.measure(b, spec, false, fwctlBin)
+		cpu := 100 * m.cpu.Seconds() / m.seconds
+		rows = append(rows,
+			benchRow{figure: "one-source flood over the rate limit: let through", unit: "pkts", withPfwd: m.received, noBaseline: true,
+				goal: fmt.Sprintf("<= %d", benchRateLimit), met: m.received <= benchRateLimit, note: fmt.Sprintf("%.0f pkt/s sent", m.sent/m.seconds)},
+			benchRow{figure: "the same flood: pfwd CPU", unit: "% core", withPfwd: cpu, noBaseline: true, goal: "< 5", met: cpu < 5})
+		b.ReportMetric(m.received, "through")
 		b.ReportMetric(cpu, "%cpu")
 	})
 	b.Run("peak-rss", func(b *testing.B) {
