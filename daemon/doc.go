@@ -9,6 +9,11 @@
 // invalid config file, or one the kernel refuses, leaves the rules in
 // force untouched and is logged with its error.
 //
+// The rate-limit guard (guard.go) extends the rate limit into the kernel:
+// a source the limiter refuses is held in nft's ratelimit sets, the
+// kernel's drops from it are counted back into the limiter every 100 ms,
+// and it is released as soon as the limiter would accept it again.
+//
 // Start-up binds the queues first and installs the table last, so no
 // packet is queued before a worker listens. Shutdown runs the other way:
 // stop taking packets, answer those in flight, flush the log, remove the
