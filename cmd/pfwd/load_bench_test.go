@@ -3,8 +3,8 @@ package main
 // BenchmarkLoad is `make bench`'s load benchmark: the same traffic through
 // two identical client/host namespace pairs, one with pfwd and one without
 // a firewall, in one run, each figure printed beside its baseline. Run it
-// as root with -benchtime=1x (each sub-benchmark is one bounded measurement
-// of a few seconds; the whole takes about a minute):
+// as root with -benchtime=1x (each ratio is the median of benchRounds
+// rounds of a few seconds each; the whole takes about three minutes):
 //
 //	go test -run '^$' -bench Load -benchtime=1x ./cmd/pfwd/
 
