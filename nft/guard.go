@@ -64,9 +64,7 @@ func guardRules(h hook, sets map[string]*nftables.Set) []rule {
 	}
 	var rules []rule
 	for _, f := range families {
-		set := sets[guardSet+f.suffix]
-		lookup := remoteIn(h, f, set)
-		family, addr := lookup[:2], lookup[2:]
+		family, addr := familyIs(f), remoteLookup(h, f, sets[guardSet+f.suffix])
 		notTCP := []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
@@ -97,16 +95,9 @@ const (
 
 // guardDropRules log (rate-limited) and drop.
 func guardDropRules(cfg *Config) []rule {
-	return []rule{
-		{
-			comment: "log a connection attempt over the rate limit (rate-limited)",
-			exprs: []expr.Any{
-				&expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(cfg.LogRate), Unit: expr.LimitTimeSecond, Burst: cfg.LogRate},
-				&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX, Group: cfg.LogGroup, Data: []byte(GuardLogPrefix)},
-			},
-		},
-		{comment: "drop a connection attempt over the rate limit", exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}},
-	}
+	return logDropRules(cfg, GuardLogPrefix,
+		"log a connection attempt over the rate limit (rate-limited)",
+		"drop a connection attempt over the rate limit")
 }
 
 // Guard adds sources to the guard sets, in one transaction.

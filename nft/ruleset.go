@@ -220,9 +220,21 @@ func queueComment(failClosed bool) string {
 // Testing meta nfproto first keeps an IPv6 packet's bytes from being read as
 // an IPv4 header in this inet table.
 func remoteIn(h hook, f family, set *nftables.Set) []expr.Any {
+	return append(familyIs(f), remoteLookup(h, f, set)...)
+}
+
+// familyIs matches packets of family f.
+func familyIs(f family) []expr.Any {
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{f.nfproto}},
+	}
+}
+
+// remoteLookup matches a packet of family f (tested before) whose remote
+// address is in set.
+func remoteLookup(h hook, f family, set *nftables.Set) []expr.Any {
+	return []expr.Any{
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: h.remoteOffset(f), Len: uint32(f.addrLen)},
 		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
 	}
@@ -244,14 +256,22 @@ func dropChain(h hook, l List) string { return h.chain + "_" + string(l) }
 
 // dropRules log (rate-limited) and drop.
 func dropRules(cfg *Config, l List) []rule {
+	return logDropRules(cfg, LogPrefix(l),
+		fmt.Sprintf("log %s remote address (rate-limited)", listNoun[l]),
+		fmt.Sprintf("drop %s remote address", listNoun[l]))
+}
+
+// logDropRules are the rules of a drop chain: log with prefix to
+// Config.LogGroup, at most Config.LogRate packets a second, then drop.
+func logDropRules(cfg *Config, prefix, logComment, dropComment string) []rule {
 	return []rule{
 		{
-			comment: fmt.Sprintf("log %s remote address (rate-limited)", listNoun[l]),
+			comment: logComment,
 			exprs: []expr.Any{
 				&expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(cfg.LogRate), Unit: expr.LimitTimeSecond, Burst: cfg.LogRate},
-				&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX, Group: cfg.LogGroup, Data: []byte(LogPrefix(l))},
+				&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX, Group: cfg.LogGroup, Data: []byte(prefix)},
 			},
 		},
-		{comment: fmt.Sprintf("drop %s remote address", listNoun[l]), exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}},
+		{comment: dropComment, exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}},
 	}
 }
