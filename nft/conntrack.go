@@ -31,18 +31,7 @@ func (fw *Firewall) KillFlows(match func(Flow) bool) (int, error) {
 }
 
 func killFlows(netns int, match func(Flow) bool) (int, error) {
-	c, err := conntrack.Dial(&netlink.Config{NetNS: netns})
-	if err != nil {
-		return 0, fmt.Errorf("nft: kill flows: conntrack netlink: %w", err)
-	}
-	defer c.Close()
-	flows, err := c.Dump(nil)
-	if err != nil {
-		return 0, fmt.Errorf("nft: kill flows: dump conntrack table: %w", err)
-	}
-	killed := 0
-	var errs []error
-	for _, f := range flows {
+	return eachFlow(netns, "kill flows", func(c *conntrack.Conn, f conntrack.Flow) (bool, error) {
 		t := f.TupleOrig
 		if !match(Flow{
 			Proto:   t.Proto.Protocol,
@@ -51,26 +40,51 @@ func killFlows(netns int, match func(Flow) bool) (int, error) {
 			SrcPort: t.Proto.SourcePort,
 			DstPort: t.Proto.DestinationPort,
 		}) {
-			continue
+			return false, nil
 		}
 		// The ID makes the kernel refuse to delete a newer flow that
 		// reused the tuple since the dump. (The reply tuple is there for
 		// ti-mo/conntrack, which picks the message's family from both.)
-		err := c.Delete(conntrack.Flow{ID: f.ID, Zone: f.Zone, TupleOrig: t, TupleReply: f.TupleReply})
+		return true, c.Delete(conntrack.Flow{ID: f.ID, Zone: f.Zone, TupleOrig: t, TupleReply: f.TupleReply})
+	})
+}
+
+// eachFlow dumps the conntrack table of netns and calls do for every
+// entry; do says whether it acted on it and how that went. It returns how
+// many entries do acted on. An entry gone since the dump (ENOENT) is no
+// error; the others are gathered, ten at most, under what.
+func eachFlow(netns int, what string, do func(*conntrack.Conn, conntrack.Flow) (bool, error)) (int, error) {
+	c, err := conntrack.Dial(&netlink.Config{NetNS: netns})
+	if err != nil {
+		return 0, fmt.Errorf("nft: %s: conntrack netlink: %w", what, err)
+	}
+	defer c.Close()
+	flows, err := c.Dump(nil)
+	if err != nil {
+		return 0, fmt.Errorf("nft: %s: dump conntrack table: %w", what, err)
+	}
+	n := 0
+	var errs []error
+	for _, f := range flows {
+		acted, err := do(c, f)
 		switch {
+		case !acted || errors.Is(err, unix.ENOENT):
+			// Not for do, or it ended (or was replaced) since the dump.
 		case err == nil:
-			killed++
-		case errors.Is(err, unix.ENOENT):
-			// It ended (or was replaced) since the dump.
+			n++
 		default:
+			t := f.TupleOrig
 			errs = append(errs, fmt.Errorf("%s %s:%d -> %s:%d: %w", protoName(t.Proto.Protocol),
 				t.IP.SourceAddress, t.Proto.SourcePort, t.IP.DestinationAddress, t.Proto.DestinationPort, err))
+			if len(errs) == 10 {
+				return n, fmt.Errorf("nft: %s: %w (and maybe more)", what, errors.Join(errs...))
+			}
 		}
 	}
 	if len(errs) > 0 {
-		return killed, fmt.Errorf("nft: kill flows: %w", errors.Join(errs...))
+		return n, fmt.Errorf("nft: %s: %w", what, errors.Join(errs...))
 	}
-	return killed, nil
+	return n, nil
 }
 
 func protoName(p uint8) string {
@@ -90,39 +104,11 @@ func protoName(p uint8) string {
 // clearLabel clears bit from the labels of every conntrack entry of the
 // network namespace netns that has it, and returns how many it changed.
 func clearLabel(netns int, bit int) (int, error) {
-	c, err := conntrack.Dial(&netlink.Config{NetNS: netns})
-	if err != nil {
-		return 0, fmt.Errorf("nft: clear conntrack label %d: conntrack netlink: %w", bit, err)
-	}
-	defer c.Close()
-	flows, err := c.Dump(nil)
-	if err != nil {
-		return 0, fmt.Errorf("nft: clear conntrack label %d: dump conntrack table: %w", bit, err)
-	}
-	cleared := 0
-	var errs []error
-	for _, f := range flows {
+	return eachFlow(netns, fmt.Sprintf("clear conntrack label %d", bit), func(c *conntrack.Conn, f conntrack.Flow) (bool, error) {
 		if !hasLabel(f.Labels, bit) {
-			continue
+			return false, nil
 		}
-		err := c.Update(conntrack.Flow{Zone: f.Zone, TupleOrig: f.TupleOrig, TupleReply: f.TupleReply,
+		return true, c.Update(conntrack.Flow{Zone: f.Zone, TupleOrig: f.TupleOrig, TupleReply: f.TupleReply,
 			Labels: make([]byte, len(f.Labels)), LabelsMask: labelBytes(bit)[:len(f.Labels)]})
-		switch {
-		case err == nil:
-			cleared++
-		case errors.Is(err, unix.ENOENT):
-			// It ended since the dump.
-		default:
-			t := f.TupleOrig
-			errs = append(errs, fmt.Errorf("%s %s:%d -> %s:%d: %w", protoName(t.Proto.Protocol),
-				t.IP.SourceAddress, t.Proto.SourcePort, t.IP.DestinationAddress, t.Proto.DestinationPort, err))
-		}
-		if len(errs) == 10 {
-			break // enough to say what is wrong
-		}
-	}
-	if len(errs) > 0 {
-		return cleared, fmt.Errorf("nft: clear conntrack label %d: %w", bit, errors.Join(errs...))
-	}
-	return cleared, nil
+	})
 }
