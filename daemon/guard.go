@@ -26,7 +26,8 @@ type guardKernel interface {
 // pipeline's: every tick it reads how many attempts the kernel dropped per
 // source, counts them in the limiter as refusals, and lets a source back
 // into the queue as soon as the limiter would accept it. The kernel may so
-// refuse a source up to one tick longer than the pipeline would.
+// refuse a source up to one tick longer than the pipeline would (longer
+// when thousands of sources are held: see pace).
 type guard struct {
 	kernel guardKernel
 	engine *verdict.Engine
@@ -38,6 +39,7 @@ type guard struct {
 	kick  chan struct{}   // the policy changed: look again now
 
 	held    map[netip.Addr]uint64 // guarded source → its kernel count already counted; the loop's own
+	next    time.Time             // no sync on a tick before this; the loop's own
 	debt    int64                 // kernel drops counted minus those NFLOG reported
 	logged  atomic.Uint64         // guard drops NFLOG reported since the last tick
 	size    atomic.Int64          // len(held), for status
@@ -92,11 +94,20 @@ func (g *guard) run(ctx context.Context) {
 		case <-g.kick:
 			g.sync(time.Now())
 		case now := <-t.C:
-			if len(g.held) > 0 || g.logged.Load() > 0 {
+			if (len(g.held) > 0 || g.logged.Load() > 0) && !now.Before(g.next) {
 				g.sync(now)
+				g.pace(now)
 			}
 		}
 	}
+}
+
+// pace sets when the next tick may sync: reading the counters of many
+// held sources (a flood from thousands of addresses) takes a while, and
+// the guard keeps to about a tenth of a core by waiting ten times as long
+// as the last sync took.
+func (g *guard) pace(started time.Time) {
+	g.next = started.Add(max(g.every, 10*time.Since(started)))
 }
 
 // hold puts into the kernel's sets the sources not yet there that the

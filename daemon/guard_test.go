@@ -153,3 +153,32 @@ func TestGuard(t *testing.T) {
 		t.Errorf("held %v though the kernel refused", g.held)
 	}
 }
+
+// slowKernel takes a while to read its counters, as a set of thousands of
+// held sources does.
+type slowKernel struct{ fakeGuardKernel }
+
+func (k *slowKernel) GuardCounts() (map[netip.Addr]uint64, error) {
+	time.Sleep(30 * time.Millisecond)
+	return k.fakeGuardKernel.GuardCounts()
+}
+
+// The guard waits ten times as long as its last sync took before the
+// next, so reading many counters never takes more than a tenth of a core.
+func TestGuardPace(t *testing.T) {
+	e := verdict.NewEngine(verdict.Compile(&rules.Config{}))
+	g := newGuard(&slowKernel{fakeGuardKernel{counts: map[netip.Addr]uint64{}}}, e, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	g.held[netip.MustParseAddr("192.0.2.1")] = 0
+	start := time.Now()
+	g.sync(start)
+	g.pace(start)
+	if wait := g.next.Sub(start); wait < 300*time.Millisecond {
+		t.Errorf("a 30 ms sync: next one in %v, want at least 300 ms", wait)
+	}
+	g.held = map[netip.Addr]uint64{}
+	quick := time.Now()
+	g.pace(quick)
+	if wait := g.next.Sub(quick); wait != g.every {
+		t.Errorf("an instant sync: next one in %v, want the tick, %v", wait, g.every)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -130,10 +131,21 @@ func (fw *Firewall) guardChange(what string, addrs []netip.Addr, op func(*nftabl
 		name := GuardSetName(a.Is6())
 		byFamily[name] = append(byFamily[name], nftables.SetElement{Key: a.AsSlice()})
 	}
+	size := 0
 	for name, elems := range byFamily {
-		if err := op(fw.sets[name], elems); err != nil {
-			return fw.fail(fmt.Errorf("nft: guard %s in set %s: %w", what, name, err))
+		// All elements of a message sit in one netlink attribute, whose
+		// length is a uint16: a nested element (4), its nested key (4),
+		// the key (4 + length) each.
+		per := maxElementsAttr / (12 + len(elems[0].Key))
+		for chunk := range slices.Chunk(elems, per) {
+			if err := op(fw.sets[name], chunk); err != nil {
+				return fw.fail(fmt.Errorf("nft: guard %s in set %s: %w", what, name, err))
+			}
+			size += maxElementsAttr + 256
 		}
+	}
+	if err := fw.growSendBuffer(size); err != nil {
+		return fw.fail(fmt.Errorf("nft: guard %s: %w", what, err))
 	}
 	if err := fw.conn.Flush(); err != nil {
 		return fmt.Errorf("nft: guard %s (%d sources) in table inet %s: %w", what, len(addrs), fw.cfg.Table, err)
