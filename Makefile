@@ -37,7 +37,7 @@ test-short:
 # prefix sets, rate limiter, store rows/s, feed parsing, set updates, the
 # queue path), then the load benchmark, which runs real traffic through
 # namespaces with and without pfwd and prints each figure beside that
-# baseline (root; about three minutes).
+# baseline (root; about four minutes).
 bench: build
 	$(GO) test $(GOFLAGS) -run '^$$' -bench . -benchmem -benchtime 1s ./verdict/ ./store/ ./intel/ ./nft/ ./queue/
 	$(GO) test $(GOFLAGS) -run '^$$' -bench '^BenchmarkLoad$$' -benchtime 1x -timeout 10m ./cmd/pfwd/

@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,6 +30,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pfw/pfw/nft"
 )
 
 // Generator kinds.
@@ -74,6 +77,8 @@ func loadMain() int {
 	switch role := os.Getenv("PFW_LOAD_ROLE"); role {
 	case "sink":
 		return sinkMain(splitInts(os.Getenv("PFW_UDP")), splitInts(os.Getenv("PFW_TCP")))
+	case "ruleset":
+		return rulesetMain(os.Getenv("PFW_BLACKLIST"), os.Getenv("PFW_FEED"))
 	case "gen":
 		var spec genSpec
 		if err := json.Unmarshal([]byte(os.Getenv("PFW_LOAD_SPEC")), &spec); err != nil {
@@ -89,6 +94,84 @@ func loadMain() int {
 	default:
 		fmt.Fprintf(os.Stderr, "unknown load role %q\n", role)
 		return 2
+	}
+}
+
+// --- the ruleset alone ---
+
+// rulesetMain installs the ruleset pfwd would, with pfwd's default
+// options, blacklist as its one blacklisted address and the addresses of
+// the feed file as threat entries, but binds no queue: what the rules send
+// to the queue meets its bypass flag and is accepted. That is the kernel's
+// share of a firewall's cost without the user-space part. It prints
+// "ready" and holds the table until stdin closes.
+func rulesetMain(blacklist, feed string) int {
+	sets, err := rulesetLists(blacklist, feed)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ruleset helper:", err)
+		return 1
+	}
+	fw, err := nft.Open(nft.Config{QueueCount: uint16(runtime.NumCPU()), LogGroup: 27, InitialSets: sets})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ruleset helper:", err)
+		return 1
+	}
+	defer fw.Close()
+	fmt.Println("ready")
+	io.Copy(io.Discard, os.Stdin)
+	return 0
+}
+
+// rulesetLists are the kernel lists of the benchmark's pfwd config: the
+// loopback whitelist, blacklist, and the feed's addresses (one per line,
+// # comments) as intel.
+func rulesetLists(blacklist, feed string) (map[nft.List][]netip.Prefix, error) {
+	bl, err := netip.ParseAddr(blacklist)
+	if err != nil {
+		return nil, fmt.Errorf("blacklist: %w", err)
+	}
+	f, err := os.Open(feed)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var intel []netip.Prefix
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		a, err := netip.ParseAddr(line)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", feed, err)
+		}
+		intel = append(intel, netip.PrefixFrom(a, a.BitLen()))
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", feed, err)
+	}
+	return map[nft.List][]netip.Prefix{
+		nft.Whitelist: {netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("::1/128")},
+		nft.Blacklist: {netip.PrefixFrom(bl, 32)},
+		nft.Intel:     intel,
+	}, nil
+}
+
+// startRuleset runs rulesetMain in namespace ns until tb's cleanup.
+func startRuleset(tb testing.TB, ns, blacklist, feed string) {
+	tb.Helper()
+	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0])
+	cmd.Env = append(os.Environ(), "PFW_E2E_HELPER=load", "PFW_LOAD_ROLE=ruleset", "PFW_BLACKLIST="+blacklist, "PFW_FEED="+feed)
+	in, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { in.Close(); cmd.Wait() })
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "ready\n" {
+		tb.Fatalf("ruleset helper did not start: %q %v", line, err)
 	}
 }
 
