@@ -155,6 +155,11 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 		return err
 	}
 
+	for _, name := range opts.Ifaces {
+		if _, err := net.InterfaceByName(name); err != nil {
+			log.Warn("No interface has this name now: its traffic is filtered once one appears (the rules match by name); check the spelling", "iface", name)
+		}
+	}
 	d.fw, err = nft.Open(nft.Config{
 		QueueNum: opts.QueueNum, QueueCount: uint16(d.opts.Queues), Ifaces: opts.Ifaces,
 		FailClosed: opts.FailClosed, LogGroup: d.opts.LogGroup,
@@ -245,7 +250,7 @@ func (d *Daemon) shutdown() {
 			d.log.Info("Removed the nftables table")
 		}
 	}
-	if d.audit != nil {
+	if d.fw != nil { // the final figures of a pfwd that ran; a start that failed has none
 		d.logStats()
 	}
 	if d.store != nil {

@@ -73,8 +73,8 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("queues %d..%d: past the last queue, 65535", c.QueueNum, int(c.QueueNum)+int(c.QueueCount)-1)
 	}
 	for i, name := range c.Ifaces {
-		if !validIfname(name) {
-			return fmt.Errorf("ifaces[%d]: %q is not an interface name", i, name)
+		if err := CheckIfname(name); err != nil {
+			return fmt.Errorf("ifaces[%d]: %w", i, err)
 		}
 	}
 	if c.LogRate == 0 {
@@ -96,10 +96,17 @@ func (c *Config) setDefaults() error {
 // filtersLoopback reports whether lo is filtered like any interface.
 func (c *Config) filtersLoopback() bool { return slices.Contains(c.Ifaces, "lo") }
 
-// validIfname is the kernel's dev_valid_name.
-func validIfname(name string) bool {
-	return name != "" && len(name) < unix.IFNAMSIZ && name != "." && name != ".." &&
-		!strings.ContainsAny(name, "/: \t\n\v\f\r")
+// CheckIfname reports whether name can be an interface's name, by the
+// kernel's rule (dev_valid_name): 1-15 bytes, not "." or "..", no slash,
+// colon or white space. Whether such an interface exists is another matter:
+// the rules match interfaces by name, so one that appears later is filtered
+// from then on.
+func CheckIfname(name string) error {
+	if name == "" || len(name) >= unix.IFNAMSIZ || name == "." || name == ".." ||
+		strings.ContainsAny(name, "/: \t\n\v\f\r") {
+		return fmt.Errorf("%q is not an interface name (1-%d bytes, no slash, colon or space)", name, unix.IFNAMSIZ-1)
+	}
+	return nil
 }
 
 // Firewall is pfw's table in the kernel. Its methods are safe for concurrent

@@ -483,6 +483,21 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+func TestCheckIfname(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"eth0": true, "wlp3s0": true, "veth-a.100": true, "0123456789abcde": true, "lo": true,
+		"": false, ".": false, "..": false, "0123456789abcdef": false, "a/b": false, "eth0:1": false, "a b": false, "a\tb": false,
+	} {
+		err := CheckIfname(name)
+		if (err == nil) != ok {
+			t.Errorf("CheckIfname(%q) = %v, want ok %v", name, err, ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "is not an interface name") {
+			t.Errorf("CheckIfname(%q) = %q: does not say what is wrong", name, err)
+		}
+	}
+}
+
 // TestUpdateSetsAtomic makes the kernel refuse an update half way: someone
 // flushed a set behind pfwd's back (possible on a fail-closed table, which
 // has no owner), so deleting its vanished ranges fails. Nothing of the

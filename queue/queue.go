@@ -122,8 +122,11 @@ func (q *Queues) bind(num uint16) (*worker, error) {
 	}
 	if err := s.exec(configMsg(num, 1, nfqnlCfgCmdBind, &q.cfg), bindTimeout, onPacket); err != nil {
 		s.close()
-		if errors.Is(err, unix.EBUSY) {
-			return nil, fmt.Errorf("bind: %w (another process reads this queue)", err)
+		// The kernel answers EPERM when another socket has the queue bound
+		// (nfqnl_recv_config), EBUSY on older kernels; pfwd runs as root, so
+		// neither is about privileges.
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EBUSY) {
+			return nil, fmt.Errorf("bind: %w (another process reads this queue: a second pfwd, or use --queue)", err)
 		}
 		return nil, fmt.Errorf("bind: %w", err)
 	}

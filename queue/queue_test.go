@@ -335,8 +335,8 @@ func TestOpenRefusesATakenQueue(t *testing.T) {
 			q.Close()
 		}
 	})
-	if err == nil || !strings.Contains(err.Error(), "open nfqueue 7: bind") {
-		t.Errorf("second Open of queue %d: %v, want a bind error", testQueue, err)
+	if err == nil || !strings.Contains(err.Error(), "open nfqueue 7: bind") || !strings.Contains(err.Error(), "another process reads this queue") {
+		t.Errorf("second Open of queue %d: %v, want a bind error saying the queue is taken", testQueue, err)
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -338,32 +339,51 @@ func TestRuleChangeCutsEstablishedFlows(t *testing.T) {
 	}
 }
 
-// A second pfwd in the same namespace, with its own socket and queues,
-// must not take or duplicate the first one's table: it fails at once with
-// an error, and the first keeps filtering.
+// A second pfwd in the same namespace, with its own socket, must not take
+// or duplicate the first one's table nor its queues: it fails at once with
+// one clear error (exit 1, no panic), and the first keeps filtering.
 func TestSecondPfwdRefused(t *testing.T) {
 	l := newLab(t)
 	l.writeConfig(l.configDoc("allow", `{"name": "Block Telnet", "action": "block", "protocol": "tcp", "ports": [23]}`, `"127.0.0.1"`, ``, 100))
 	l.serve([]int{22, 23}, nil)
 	l.startPfwd()
-	cmd := exec.Command("ip", "netns", "exec", l.fw, l.pfwdBin, "--config", l.config(), "--db", filepath.Join(l.dir, "second.db"),
-		"--socket", filepath.Join(l.dir, "second.sock"), "--log-file", filepath.Join(l.dir, "second.log"), "--queue", "40")
-	done := make(chan error, 1)
-	var out []byte
-	go func() {
-		var err error
-		out, err = cmd.CombinedOutput()
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if err == nil {
-			t.Fatalf("a second pfwd started:\n%s", out)
-		}
-		t.Logf("second pfwd: %v\n%s", err, out)
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		t.Fatalf("a second pfwd that cannot start did not exit within 10 s")
+	for i, tc := range []struct {
+		name  string
+		extra []string
+		want  string
+	}{
+		{"own queues, same log group", []string{"--queue", "40"}, "NFLOG group 27"},
+		{"same queues", nil, "another process reads this queue"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			second := func(name string) string { return filepath.Join(l.dir, fmt.Sprintf("second%d.%s", i, name)) }
+			cmd := exec.Command("ip", "netns", "exec", l.fw, l.pfwdBin, "--config", l.config(), "--db", second("db"),
+				"--socket", second("sock"), "--log-file", second("log"))
+			cmd.Args = append(cmd.Args, tc.extra...)
+			done := make(chan error, 1)
+			var out []byte
+			go func() {
+				var err error
+				out, err = cmd.CombinedOutput()
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				var exit *exec.ExitError
+				if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+					t.Fatalf("second pfwd: %v, want exit status 1\n%s", err, out)
+				}
+				if strings.Contains(string(out), "panic") || strings.Contains(string(out), "goroutine ") {
+					t.Errorf("second pfwd crashed instead of failing cleanly:\n%s", out)
+				}
+				if !strings.Contains(string(out), tc.want) {
+					t.Errorf("second pfwd's error does not mention %q:\n%s", tc.want, out)
+				}
+			case <-time.After(10 * time.Second):
+				cmd.Process.Kill()
+				t.Fatalf("a second pfwd that cannot start did not exit within 10 s")
+			}
+		})
 	}
 	if got := strings.Count(l.ruleset(), "table inet personal_firewall"); got != 1 {
 		t.Errorf("%d personal_firewall tables, want 1", got)
@@ -373,13 +393,17 @@ func TestSecondPfwdRefused(t *testing.T) {
 }
 
 // --iface limits filtering to the interfaces named: traffic on others is
-// accepted without asking pfwd.
+// accepted without asking pfwd. A name no interface has is warned about (a
+// typo would leave the real interface unfiltered).
 func TestIfaceLimitsFiltering(t *testing.T) {
 	l := newLab(t)
 	l.writeConfig(l.configDoc("allow", `{"name": "Block Telnet", "action": "block", "protocol": "tcp", "ports": [23]}`, `"127.0.0.1"`, ``, 100))
 	l.serve([]int{23}, nil)
 	l.startPfwd("--iface", "eth9")
 	l.expect("tcp", hostPort(l.fwIP, 23), true)
+	if log, _ := os.ReadFile(l.logPath); !strings.Contains(string(log), `WARNING - No interface has this name now`) || !strings.Contains(string(log), "iface=eth9") {
+		t.Errorf("pfwd did not warn that eth9 does not exist:\n%s", log)
+	}
 	l.stopPfwd(syscall.SIGTERM)
 	l.startPfwd("--iface", "eth9", "--iface", "eth0")
 	l.expect("tcp", hostPort(l.fwIP, 23), false)
@@ -402,5 +426,43 @@ func TestBlacklistCutsOpenConnections(t *testing.T) {
 	}
 	if _, ok := l.waitRow(func(r store.LogRow) bool { return r.Reason == "Blacklisted IP" && r.SrcIP == l.clientIP }); !ok {
 		t.Errorf("the cut connection's packets were not logged as Blacklisted IP")
+	}
+}
+
+// Bad flags are refused before pfwd touches anything: exit 2, a line
+// naming the flag, no database created, no root needed to find out.
+func TestBadFlagsRefusedUpFront(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds pfwd: skipped with -short")
+	}
+	pfwdBin, _ := binaries(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--queue", "70000"}, "--queue 70000"},
+		{[]string{"--queue", "65535", "--queues", "2"}, "past 65535"},
+		{[]string{"--queues", "65"}, "--queues 65"},
+		{[]string{"--iface", ""}, `--iface: "" is not an interface name`},
+		{[]string{"--iface", "eth0", "--iface", "a/b"}, `--iface: "a/b" is not an interface name`},
+		{[]string{"--log-level", "loud"}, `--log-level "loud"`},
+		{[]string{"stray"}, `unexpected argument "stray"`},
+		{[]string{"--nope"}, "flag provided but not defined: -nope"},
+	} {
+		dir := t.TempDir()
+		db := filepath.Join(dir, "firewall.db")
+		cmd := exec.Command(pfwdBin, append([]string{"--config", filepath.Join(dir, "c.json"), "--db", db,
+			"--socket", filepath.Join(dir, "s.sock"), "--log-file", filepath.Join(dir, "l.log")}, tc.args...)...)
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+			t.Errorf("pfwd %v: %v, want exit status 2\n%s", tc.args, err, out)
+		}
+		if !strings.Contains(string(out), tc.want) {
+			t.Errorf("pfwd %v says %q, want it to mention %q", tc.args, out, tc.want)
+		}
+		if _, err := os.Stat(db); err == nil {
+			t.Errorf("pfwd %v created its database before refusing its flags", tc.args)
+		}
 	}
 }

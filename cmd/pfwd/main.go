@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/pfw/pfw/daemon"
 	"github.com/pfw/pfw/intel"
+	"github.com/pfw/pfw/nft"
 )
 
 func main() {
@@ -81,9 +83,22 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "pfwd: --queue %d: not a queue number (0-65535)\n", queue)
 		return 2
 	}
-	if opts.Queues < 0 || opts.Queues > 64 || int(queue)+max(opts.Queues, 1)-1 > 65535 {
-		fmt.Fprintf(os.Stderr, "pfwd: --queues %d: want 1-64 queues within 0-65535\n", opts.Queues)
+	if opts.Queues < 0 || opts.Queues > 64 {
+		fmt.Fprintf(os.Stderr, "pfwd: --queues %d: want 1-64\n", opts.Queues)
 		return 2
+	}
+	if opts.Queues == 0 {
+		opts.Queues = min(runtime.NumCPU(), 64)
+	}
+	if last := int(queue) + opts.Queues - 1; last > 65535 {
+		fmt.Fprintf(os.Stderr, "pfwd: --queue %d with %d queues: the last, %d, is past 65535 (lower --queue or set --queues)\n", queue, opts.Queues, last)
+		return 2
+	}
+	for _, name := range opts.Ifaces {
+		if err := nft.CheckIfname(name); err != nil {
+			fmt.Fprintf(os.Stderr, "pfwd: --iface: %v\n", err)
+			return 2
+		}
 	}
 	opts.QueueNum = uint16(queue)
 	opts.StatsEvery = statsEvery
