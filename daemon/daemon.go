@@ -192,7 +192,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 	go func() { defer close(feedsDone); d.feeds.Run(feedsCtx) }()
 	d.stopFeeds = func() { stopFeeds(); <-feedsDone }
 
-	if err := watchFile(ctx, opts.ConfigPath, 150*time.Millisecond, func() { d.Reload("file changed") }); err != nil {
+	if err := watchFile(ctx, opts.ConfigPath, 150*time.Millisecond, func() { d.Reload(reloadFileChanged) }); err != nil {
 		log.Warn("Config changes will need a SIGHUP", "err", err)
 	}
 	if metricsLn != nil {
@@ -393,6 +393,9 @@ func (d *Daemon) Reload(why string) {
 	}
 }
 
+// reloadFileChanged is why a reload the config file's watcher started.
+const reloadFileChanged = "file changed"
+
 func (d *Daemon) apply(cfg *rules.Config, why string) error {
 	canon, _ := rules.Marshal(cfg)
 	d.mu.Lock()
@@ -402,7 +405,13 @@ func (d *Daemon) apply(cfg *rules.Config, why string) error {
 	}
 	d.mu.Unlock()
 	if same {
-		return nil // our own write, an editor's touch, or a SIGHUP without changes
+		// An editor's touch, or a write that restores the rules in force,
+		// passes in silence; an operator's SIGHUP (systemctl reload) gets
+		// an answer.
+		if why != reloadFileChanged {
+			d.log.Info("Config unchanged: the rules in force stay", "why", why)
+		}
+		return nil
 	}
 	if err := d.feeds.SetFeeds(feedsOf(cfg)); err != nil {
 		return fmt.Errorf("threat_feeds: %w", err)

@@ -202,6 +202,17 @@ func TestListsDefaultPolicyAndLiveChanges(t *testing.T) {
 	l.pfwd.Process.Signal(syscall.SIGHUP)
 	time.Sleep(time.Second)
 	l.expect("tcp", hostPort(l.fwIP, 80), true)
+
+	// A SIGHUP with nothing changed (systemctl reload) leaves a trace.
+	l.pfwd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(2 * time.Second)
+	for log, _ = os.ReadFile(l.logPath); !strings.Contains(string(log), "Config unchanged: the rules in force stay why=SIGHUP"); log, _ = os.ReadFile(l.logPath) {
+		if time.Now().After(deadline) {
+			t.Errorf("a SIGHUP without changes left no line in the log:\n%s", log)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func TestRateLimit(t *testing.T) {
