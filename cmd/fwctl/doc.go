@@ -6,8 +6,11 @@
 // against concurrent edits and written atomically, and a failed command
 // leaves the file byte-for-byte as it was; pfwd picks the new file up
 // within a second. Exit status: 0 success, 1 an error (one line on stderr,
-// "fwctl: ..."), 2 bad usage (an unknown command or flag, a wrong number of
-// arguments, a missing required flag).
+// "fwctl: ..."), 2 bad usage: what the usage line alone shows to be wrong
+// (an unknown command or flag, a wrong number of arguments, a missing
+// required flag, a word outside the choices it lists such as allow|block,
+// or a non-number where it says N). A well-formed request that cannot be
+// done — rule 9 of 5, a bad IP address or port, no daemon — is an error.
 //
 // Commands (run `fwctl help COMMAND` for each one's flags):
 //

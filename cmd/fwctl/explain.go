@@ -57,7 +57,7 @@ func explain(c *cli.Context) error {
 	g := globalsOf(c)
 	dir, err := rules.ParseDirection(strings.ToLower(c.String("direction")))
 	if err != nil {
-		return fmt.Errorf("--direction: %w", err)
+		return badUsage(c, "explain: --direction: %v", err)
 	}
 	remoteFlag := "src"
 	if dir == rules.DirOut {
@@ -141,7 +141,7 @@ func packetFromFlags(c *cli.Context) (verdict.Packet, error) {
 	}
 	proto, err := rules.ParseProtocol(strings.ToLower(c.String("protocol")))
 	if err != nil {
-		return p, fmt.Errorf("--protocol: %w", err)
+		return p, badUsage(c, "explain: --protocol: %v", err)
 	}
 	p = verdict.Packet{Status: verdict.StatusOK, Version: 6, Src: src, Dst: dst, Length: 60}
 	if src.Is4() {
@@ -162,8 +162,11 @@ func packetFromFlags(c *cli.Context) (verdict.Packet, error) {
 			return p, fmt.Errorf("--dst-port: %s has no ports", proto)
 		}
 		n, err := strconv.Atoi(strings.TrimSpace(c.String("dst-port")))
-		if err != nil || n < 1 || n > 65535 {
-			return p, fmt.Errorf("--dst-port: %q is not a port (1-65535)", c.String("dst-port"))
+		if err != nil {
+			return p, badUsage(c, "explain: --dst-port %q is not a number", c.String("dst-port"))
+		}
+		if n < 1 || n > 65535 {
+			return p, fmt.Errorf("--dst-port: %d is not a port (1-65535)", n)
 		}
 		p.DstPort, p.SrcPort, p.HasPorts = uint16(n), 49152, true
 	}

@@ -161,11 +161,12 @@ func TestExplainErrors(t *testing.T) {
 		{[]string{"--src", "10.0.0.1", "--bogus"}, 2, "unknown flag --bogus"},
 		{[]string{"--src", "10.0.0.256"}, 1, `--src: "10.0.0.256" is not an IP address`},
 		{[]string{"--src", "10.0.0.1", "--dst", "::1"}, 1, "not the same address family"},
-		{[]string{"--src", "10.0.0.1", "--dst-port", "0"}, 1, `--dst-port: "0" is not a port`},
-		{[]string{"--src", "10.0.0.1", "--dst-port", "http"}, 1, `--dst-port: "http" is not a port`},
+		{[]string{"--src", "10.0.0.1", "--dst-port", "0"}, 1, `--dst-port: 0 is not a port (1-65535)`},
+		{[]string{"--src", "10.0.0.1", "--dst-port", "65536"}, 1, `--dst-port: 65536 is not a port (1-65535)`},
+		{[]string{"--src", "10.0.0.1", "--dst-port", "http"}, 2, `--dst-port "http" is not a number`},
 		{[]string{"--src", "10.0.0.1", "--protocol", "icmp", "--dst-port", "7"}, 1, "--dst-port: icmp has no ports"},
-		{[]string{"--src", "10.0.0.1", "--protocol", "gre"}, 1, `--protocol: "gre" is not a protocol`},
-		{[]string{"--src", "10.0.0.1", "--direction", "up"}, 1, `--direction: "up" is not a direction`},
+		{[]string{"--src", "10.0.0.1", "--protocol", "gre"}, 2, `--protocol: "gre" is not a protocol`},
+		{[]string{"--src", "10.0.0.1", "--direction", "up"}, 2, `--direction: "up" is not a direction`},
 		{[]string{"--src", "10.0.0.1", "--config", "/nonexistent/x.json"}, 1, "no config file at /nonexistent/x.json"},
 	}
 	for _, tt := range tests {

@@ -99,7 +99,7 @@ func logs(c *cli.Context) error {
 func logQueryFromFlags(c *cli.Context, now time.Time) (store.LogQuery, error) {
 	q := store.LogQuery{Table: strings.ToLower(c.String("type")), Limit: c.Int("limit")}
 	if q.Table != "blocked" && q.Table != "allowed" {
-		return q, fmt.Errorf("--type: %q is not a log type (blocked, allowed)", c.String("type"))
+		return q, badUsage(c, "logs: --type: %q is not a log type (blocked, allowed)", c.String("type"))
 	}
 	if q.Limit < 0 {
 		return q, fmt.Errorf("--limit: %d is negative (0 means all rows)", q.Limit)

@@ -221,7 +221,7 @@ func TestLogsErrors(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{[]string{"--type", "dropped"}, 1, `--type: "dropped" is not a log type (blocked, allowed)`},
+		{[]string{"--type", "dropped"}, 2, `--type: "dropped" is not a log type (blocked, allowed)`},
 		{[]string{"--limit", "-1"}, 1, "--limit: -1 is negative"},
 		{[]string{"--limit", "many"}, 2, `invalid value "many" for flag --limit`},
 		{[]string{"--ip", "10.0.0"}, 1, `--ip: "10.0.0" is not an IP address`},

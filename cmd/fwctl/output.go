@@ -12,9 +12,9 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// usageError is bad usage: an unknown command or flag, a wrong number of
-// arguments, a missing required flag. run exits 2 on it and points to the
-// command's help instead of dumping it.
+// usageError is bad usage, what the command's usage line alone shows to
+// be wrong (see doc.go). run exits 2 on it and points to the command's help
+// instead of dumping it.
 type usageError struct {
 	command string // "fwctl add": where the help is
 	usage   string // the command's one-line synopsis, when it has one

@@ -148,6 +148,12 @@ func addCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			position := 0 // 0: append
+			if c.IsSet("position") {
+				if position, err = strconv.Atoi(strings.TrimSpace(c.String("position"))); err != nil {
+					return badUsage(c, "add: --position %q is not a number", c.String("position"))
+				}
+			}
 			var at int
 			_, err = editConfig(g, func(cfg *rules.Config) error {
 				if i := cfg.RuleIndex(r.Name); i >= 0 {
@@ -155,11 +161,10 @@ func addCommand() *cli.Command {
 				}
 				at = len(cfg.Rules)
 				if c.IsSet("position") {
-					n, err := strconv.Atoi(strings.TrimSpace(c.String("position")))
-					if err != nil || n < 1 || n > len(cfg.Rules)+1 {
-						return fmt.Errorf("--position %s: want a number from 1 to %d", c.String("position"), len(cfg.Rules)+1)
+					if position < 1 || position > len(cfg.Rules)+1 {
+						return fmt.Errorf("--position %d: want a number from 1 to %d", position, len(cfg.Rules)+1)
 					}
-					at = n - 1
+					at = position - 1
 				}
 				cfg.Rules = append(cfg.Rules[:at], append([]rules.Rule{r}, cfg.Rules[at:]...)...)
 				return nil
@@ -185,14 +190,15 @@ func ruleFromFlags(c *cli.Context) (rules.Rule, error) {
 		return r, fmt.Errorf("NAME: %w", err)
 	}
 	var err error
+	// A word outside the choices the synopsis lists is bad usage (exit 2).
 	if r.Action, err = rules.ParseAction(strings.ToLower(actionArg)); err != nil {
-		return r, fmt.Errorf("ACTION: %w", err)
+		return r, badUsage(c, "add: ACTION: %v", err)
 	}
 	if r.Protocol, err = rules.ParseProtocol(strings.ToLower(c.String("protocol"))); err != nil {
-		return r, fmt.Errorf("--protocol: %w", err)
+		return r, badUsage(c, "add: --protocol: %v", err)
 	}
 	if r.Direction, err = rules.ParseDirection(strings.ToLower(c.String("direction"))); err != nil {
-		return r, fmt.Errorf("--direction: %w", err)
+		return r, badUsage(c, "add: --direction: %v", err)
 	}
 	for _, p := range splitList(c.String("ports")) {
 		pr, err := rules.ParsePortRange(p)
@@ -239,13 +245,9 @@ func parsePrefixes(where string, items []string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// ruleNumber reads the 1-based number `list` shows and checks it against
-// cfg, inside the edit so that it is checked under the lock.
-func ruleNumber(arg string, cfg *rules.Config) (int, error) {
-	n, err := strconv.Atoi(strings.TrimSpace(arg))
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a rule number (fwctl list shows them)", arg)
-	}
+// ruleIndex checks the 1-based number n `list` shows against cfg, inside
+// the edit so that it is checked under the lock, and returns its index.
+func ruleIndex(n int, cfg *rules.Config) (int, error) {
 	if n < 1 || n > len(cfg.Rules) {
 		switch len(cfg.Rules) {
 		case 0:
@@ -272,15 +274,19 @@ func numberedEdit(name, usage string, edit func(cfg *rules.Config, i int) (rules
 			if err := wantArgs(c, 1, 1, "the rule number N (fwctl list shows them)"); err != nil {
 				return err
 			}
+			n, err := strconv.Atoi(strings.TrimSpace(c.Args().First()))
+			if err != nil {
+				return badUsage(c, "%s: %q is not a rule number (fwctl list shows them)", name, c.Args().First())
+			}
 			g := globalsOf(c)
 			var (
 				i    int
 				rule rules.Rule
 				done string
 			)
-			_, err := editConfig(g, func(cfg *rules.Config) error {
+			_, err = editConfig(g, func(cfg *rules.Config) error {
 				var err error
-				if i, err = ruleNumber(c.Args().First(), cfg); err != nil {
+				if i, err = ruleIndex(n, cfg); err != nil {
 					return err
 				}
 				rule, done = edit(cfg, i)
