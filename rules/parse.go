@@ -38,12 +38,71 @@ func Parse(data []byte) (*Config, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, newSyntaxError(data, dec.InputOffset(), "unexpected data after the top-level object")
 	}
-	p := &parser{}
+	p := &parser{problems: duplicateKeys(data)}
 	cfg := p.config(doc)
 	if len(p.problems) > 0 {
 		return nil, &ValidationError{Problems: p.problems}
 	}
 	return cfg, nil
+}
+
+// duplicateKeys finds keys an object of the (well-formed) document data
+// holds twice. encoding/json keeps the last silently, so a hand edit that
+// pastes a second "rules" would drop the first without a word.
+func duplicateKeys(data []byte) []FieldError {
+	type frame struct {
+		path   string
+		seen   map[string]bool // nil for an array
+		key    string          // the object's key whose value comes next
+		index  int             // the array's next element
+		hasKey bool
+	}
+	var (
+		problems []FieldError
+		stack    []frame
+	)
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	// here is the path of the value the next token starts.
+	here := func() string {
+		if len(stack) == 0 {
+			return ""
+		}
+		f := &stack[len(stack)-1]
+		if f.seen == nil {
+			f.index++
+			return index(f.path, f.index-1)
+		}
+		f.hasKey = false
+		return join(f.path, f.key)
+	}
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return problems // io.EOF; a syntax error is Parse's to report
+		}
+		if len(stack) > 0 {
+			if f := &stack[len(stack)-1]; f.seen != nil && !f.hasKey {
+				if key, ok := tok.(string); ok { // a key, not a value
+					if f.seen[key] {
+						problems = append(problems, FieldError{Path: join(f.path, key), Msg: "duplicate key (only one of them would count)"})
+					}
+					f.seen[key], f.key, f.hasKey = true, key, true
+					continue
+				}
+			}
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, frame{path: here(), seen: map[string]bool{}})
+		case json.Delim('['):
+			stack = append(stack, frame{path: here()})
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		default:
+			here()
+		}
+	}
 }
 
 func jsonError(data []byte, dec *json.Decoder, err error) error {

@@ -94,6 +94,11 @@ func TestParseErrorsNameThePlace(t *testing.T) {
 		{"bad direction", `{"rules":[{"name":"a","action":"allow","direction":"both"}]}`, `rules[0].direction: "both" is not a direction (in, out)`},
 		{"enabled not bool", `{"rules":[{"name":"a","action":"allow","enabled":"yes"}]}`, `rules[0].enabled: want true or false, got a string`},
 		{"unknown top key", `{"default_polcy":"allow"}`, `default_polcy: unknown key`},
+		{"duplicate top key", `{"default_policy":"allow","rules":[],"default_policy":"block"}`, `default_policy: duplicate key (only one of them would count)`},
+		{"duplicate rules", `{"rules":[{"name":"a","action":"allow"}],"rules":[]}`, `rules: duplicate key`},
+		{"duplicate nested key", `{"rules":[{"name":"a","action":"allow"},{"name":"b","action":"allow","ports":[1],"action":"block"}]}`, `rules[1].action: duplicate key`},
+		{"duplicate escaped key", `{"rate_limit":{"max_connections":5,"max_conn\u0065ctions":6}}`, `rate_limit.max_connections: duplicate key`},
+		{"duplicate key in a feed", `{"threat_feeds":[{"name":"f","url":"https://example.com/f.txt","name":"g"}]}`, `threat_feeds[0].name: duplicate key`},
 		{"unknown rule key", `{"rules":[{"name":"a","action":"allow","port":[22]}]}`, `rules[0].port: unknown key`},
 		{"bad policy", `{"default_policy":"drop"}`, `default_policy: "drop" is not an action (allow, block)`},
 		{"policy wrong type", `{"default_policy":1}`, `default_policy: want a string, got a number`},
@@ -227,5 +232,15 @@ func TestDefaultConfig(t *testing.T) {
 	}
 	if len(c.ThreatFeeds) != 1 || c.ThreatFeeds[0].Name != "Feodo Tracker" || c.ThreatFeeds[0].Interval != time.Hour {
 		t.Errorf("default feeds %+v", c.ThreatFeeds)
+	}
+}
+
+// The same key in different objects, or a value equal to a key, is not a
+// duplicate.
+func TestDuplicateKeysOnlyWithinOneObject(t *testing.T) {
+	doc := `{"rules": [{"name": "rules", "action": "allow", "ports": [1]}, {"name": "b", "action": "block", "ports": [2]}],
+		"threat_feeds": [{"name": "name", "url": "https://example.com/a.txt"}, {"name": "b", "url": "https://example.com/b.txt"}]}`
+	if _, err := Parse([]byte(doc)); err != nil {
+		t.Fatalf("Parse: %v", err)
 	}
 }
