@@ -308,6 +308,7 @@ func wantedRanges(lists map[List][]netip.Prefix) (map[string][]addrRange, error)
 // queued.
 func (fw *Firewall) queueDiff(old, want map[string][]addrRange) (int, error) {
 	size := 0
+	var elems []nftables.SetElement
 	for _, name := range slices.Sorted(maps.Keys(want)) {
 		del, add := diffRanges(old[name], want[name])
 		set := fw.sets[name]
@@ -320,9 +321,13 @@ func (fw *Firewall) queueDiff(old, want map[string][]addrRange) (int, error) {
 			apply  func(*nftables.Set, []nftables.SetElement) error
 		}{{del, fw.conn.SetDeleteElements}, {add, fw.conn.SetAddElements}} {
 			for _, chunk := range chunkRanges(op.ranges, keyLen) {
-				elems := make([]nftables.SetElement, 0, 2*len(chunk))
+				// The library encodes the elements at once and keeps none of
+				// them, so one slice of elements serves every chunk; the
+				// keys of a chunk share one allocation.
+				elems = elems[:0]
+				keys := make([]byte, 0, 2*len(chunk)*keyLen)
 				for _, r := range chunk {
-					elems = appendElements(elems, r)
+					elems, keys = appendElements(elems, keys, r)
 				}
 				if err := op.apply(set, elems); err != nil {
 					return 0, fmt.Errorf("set %s: %w", name, err)

@@ -91,12 +91,21 @@ func diffRanges(old, new []addrRange) (del, add []addrRange) {
 // (255.255.255.255, ffff:…:ffff) has no address after it and gets no end
 // element: the kernel's rbtree reads a trailing start element as "up to the
 // end", which is also how nft itself writes such a range.
-func appendElements(elems []nftables.SetElement, r addrRange) []nftables.SetElement {
-	elems = append(elems, nftables.SetElement{Key: r.first.AsSlice()})
-	if end := r.last.Next(); end.IsValid() {
-		elems = append(elems, nftables.SetElement{Key: end.AsSlice(), IntervalEnd: true})
+//
+// The keys' bytes are appended to keys and the elements point into it, so
+// a caller that sizes keys for a batch of ranges allocates once for all
+// their keys.
+func appendElements(elems []nftables.SetElement, keys []byte, r addrRange) ([]nftables.SetElement, []byte) {
+	key := func(a netip.Addr) []byte {
+		start := len(keys)
+		keys, _ = a.AppendBinary(keys)
+		return keys[start:len(keys):len(keys)]
 	}
-	return elems
+	elems = append(elems, nftables.SetElement{Key: key(r.first)})
+	if end := r.last.Next(); end.IsValid() {
+		elems = append(elems, nftables.SetElement{Key: key(end), IntervalEnd: true})
+	}
+	return elems, keys
 }
 
 // elementBytes is how many bytes one range takes in a NEWSETELEM message for

@@ -98,7 +98,7 @@ func TestAppendElements(t *testing.T) {
 			{Key: netip.MustParseAddr("2001:db8::").AsSlice()},
 			{Key: netip.MustParseAddr("2001:db9::").AsSlice(), IntervalEnd: true}}},
 	} {
-		got := appendElements(nil, rng(t, tc.r))
+		got, _ := appendElements(nil, nil, rng(t, tc.r))
 		if diff := cmp.Diff(tc.want, got); diff != "" {
 			t.Errorf("appendElements(%s) (-want +got):\n%s", tc.r, diff)
 		}

@@ -63,6 +63,13 @@ func validList(l List) bool {
 // IPv4-mapped IPv6 prefixes (::ffff:192.0.2.0/120) turned into IPv4 ones so a
 // v4 packet meets them in the v4 set.
 func splitFamilies(l List, prefixes []netip.Prefix) (v4, v6 []netip.Prefix, err error) {
+	n4 := 0 // size both lists once: a feed has 100,000 entries
+	for _, p := range prefixes {
+		if p.Addr().Is4() || p.Addr().Is4In6() {
+			n4++
+		}
+	}
+	v4, v6 = make([]netip.Prefix, 0, n4), make([]netip.Prefix, 0, len(prefixes)-n4)
 	for i, p := range prefixes {
 		if !p.IsValid() {
 			return nil, nil, fmt.Errorf("%s[%d]: %q is not a valid prefix", l, i, p)
