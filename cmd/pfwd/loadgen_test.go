@@ -22,7 +22,6 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -31,6 +30,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pfw/pfw/intel"
 	"github.com/pfw/pfw/nft"
 )
 
@@ -123,8 +123,7 @@ func rulesetMain(blacklist, feed string) int {
 }
 
 // rulesetLists are the kernel lists of the benchmark's pfwd config: the
-// loopback whitelist, blacklist, and the feed's addresses (one per line,
-// # comments) as intel.
+// loopback whitelist, blacklist, and the feed's entries as intel.
 func rulesetLists(blacklist, feed string) (map[nft.List][]netip.Prefix, error) {
 	bl, err := netip.ParseAddr(blacklist)
 	if err != nil {
@@ -135,26 +134,14 @@ func rulesetLists(blacklist, feed string) (map[nft.List][]netip.Prefix, error) {
 		return nil, err
 	}
 	defer f.Close()
-	var intel []netip.Prefix
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		a, err := netip.ParseAddr(line)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", feed, err)
-		}
-		intel = append(intel, netip.PrefixFrom(a, a.BitLen()))
-	}
-	if err := sc.Err(); err != nil {
+	res, err := intel.Parse(f) // the parser pfwd reads feeds with
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", feed, err)
 	}
 	return map[nft.List][]netip.Prefix{
 		nft.Whitelist: {netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("::1/128")},
 		nft.Blacklist: {netip.PrefixFrom(bl, 32)},
-		nft.Intel:     intel,
+		nft.Intel:     res.Entries,
 	}, nil
 }
 
