@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -175,6 +176,47 @@ func (l *LogFile) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.f.Close()
+}
+
+// Tee writes each line to every writer. Unlike io.MultiWriter, a writer
+// that fails does not stop the others: when stderr's reader goes away
+// (EPIPE), the log file keeps every line. A writer that failed with EPIPE
+// is dropped, since nothing will read it again. Write fails only when
+// every writer failed.
+type Tee struct {
+	mu sync.Mutex
+	ws []io.Writer
+}
+
+// NewTee returns a Tee over ws.
+func NewTee(ws ...io.Writer) *Tee { return &Tee{ws: ws} }
+
+func (t *Tee) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var errs []error
+	ok := false
+	kept := t.ws[:0]
+	for _, w := range t.ws {
+		n, err := w.Write(p)
+		if err == nil && n < len(p) {
+			err = io.ErrShortWrite
+		}
+		if err == nil {
+			ok = true
+		} else {
+			errs = append(errs, err)
+		}
+		if !errors.Is(err, syscall.EPIPE) {
+			kept = append(kept, w)
+		}
+	}
+	clear(t.ws[len(kept):])
+	t.ws = kept
+	if ok || len(errs) == 0 {
+		return len(p), nil
+	}
+	return 0, errors.Join(errs...)
 }
 
 // UnderJournal reports whether stderr is connected to systemd's journal

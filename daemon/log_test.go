@@ -354,3 +354,57 @@ func TestUnderJournal(t *testing.T) {
 		}
 	}
 }
+
+// A broken stderr pipe must not cost the log file any line, and the dead
+// pipe is written once, not for every later line.
+func TestTeeKeepsWritingPastABrokenPipe(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	defer w.Close()
+	pipe := &countingWriter{w: w}
+	var file bytes.Buffer
+	log := slog.New(NewLineHandler(NewTee(pipe, &file), slog.LevelInfo, false))
+	// The test binary does not ignore SIGPIPE, but Go raises it only for
+	// fds 1 and 2; this pipe is another fd, so the write returns EPIPE.
+	log.Info("one")
+	log.Info("two")
+	log.Info("three")
+	if got := strings.Count(file.String(), "\n"); got != 3 {
+		t.Fatalf("file got %d lines, want 3:\n%s", got, file.String())
+	}
+	if pipe.n != 1 {
+		t.Errorf("broken pipe written %d times, want once (then dropped)", pipe.n)
+	}
+}
+
+func TestTeeFailsOnlyWhenEveryWriterFails(t *testing.T) {
+	bad := errWriter{errors.New("disk full")}
+	var ok bytes.Buffer
+	if n, err := NewTee(bad, &ok).Write([]byte("x\n")); err != nil || n != 2 {
+		t.Errorf("one writer left: n=%d err=%v, want 2 <nil>", n, err)
+	}
+	if ok.String() != "x\n" {
+		t.Errorf("good writer got %q", ok.String())
+	}
+	// A failing writer other than a broken pipe stays: it may recover.
+	tee := NewTee(bad, errWriter{errors.New("quota")})
+	for range 2 {
+		if _, err := tee.Write([]byte("x\n")); err == nil || !strings.Contains(err.Error(), "disk full") || !strings.Contains(err.Error(), "quota") {
+			t.Errorf("all writers failing: err=%v, want both errors", err)
+		}
+	}
+}
+
+type countingWriter struct {
+	w *os.File
+	n int
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) { c.n++; return c.w.Write(p) }
+
+type errWriter struct{ err error }
+
+func (e errWriter) Write([]byte) (int, error) { return 0, e.err }

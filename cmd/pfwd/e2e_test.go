@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -475,5 +476,47 @@ func TestBadFlagsRefusedUpFront(t *testing.T) {
 		if _, err := os.Stat(db); err == nil {
 			t.Errorf("pfwd %v created its database before refusing its flags", tc.args)
 		}
+	}
+}
+
+// `pfwd 2>&1 | cat` and then cat dies: the next log line meets a closed
+// pipe. pfwd must keep running and filtering (in fail-open mode its death
+// would take the table with it) and keep writing its log file.
+func TestClosedStderrPipeKeepsPfwdRunning(t *testing.T) {
+	l := newLab(t)
+	l.writeConfig(l.configDoc("allow", `{"name": "Block Telnet", "action": "block", "protocol": "tcp", "ports": [23]}`, ``, ``, 100))
+	l.serve([]int{22, 23}, nil)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.stderr = w
+	l.startPfwd()
+	w.Close() // pfwd holds the only write end now
+	started, err := io.ReadAll(io.LimitReader(r, 1))
+	if err != nil || len(started) == 0 {
+		t.Fatalf("nothing on pfwd's stderr before the pipe closed: %v", err)
+	}
+	r.Close() // the reader dies
+
+	for range 3 { // each SIGHUP writes log lines into the closed pipe
+		if err := l.pfwd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	select {
+	case err := <-l.pfwdDone:
+		l.pfwd = nil
+		t.Fatalf("pfwd died after its stderr pipe closed: %v", err)
+	default:
+	}
+	if got := strings.Count(l.logText(), "Config unchanged"); got != 3 {
+		t.Errorf("log file has %d of the 3 reload lines written after the pipe closed", got)
+	}
+	l.expect("tcp", hostPort(l.fwIP, 23), false)
+	l.expect("tcp", hostPort(l.fwIP, 22), true)
+	if err := l.stopPfwd(syscall.SIGTERM); err != nil {
+		t.Errorf("pfwd exit after SIGTERM: %v", err)
 	}
 }

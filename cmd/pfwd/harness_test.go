@@ -96,6 +96,7 @@ type lab struct {
 	pfwd       *exec.Cmd
 	pfwdDone   chan error
 	logPath    string
+	stderr     *os.File // pfwd's stderr when set (default: /dev/null)
 }
 
 func (l *lab) config() string { return filepath.Join(l.dir, "firewall_rules.json") }
@@ -194,6 +195,9 @@ func (l *lab) startPfwd(extra ...string) {
 	cmd := exec.Command("ip", args...)
 	cmd.Env = append(os.Environ(), "JOURNAL_STREAM=")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if l.stderr != nil {
+		cmd.Stderr = l.stderr
+	}
 	if err := cmd.Start(); err != nil {
 		l.t.Fatal(err)
 	}

@@ -117,6 +117,11 @@ func run(args []string) int {
 		return 2
 	}
 
+	// A closed stderr (a pipe whose reader died) must not kill the
+	// firewall: ignored, SIGPIPE turns into EPIPE, and the Tee below keeps
+	// writing the log file.
+	signal.Ignore(syscall.SIGPIPE)
+
 	// Under systemd the journal is the log; standalone, the file and stderr.
 	var out io.Writer = os.Stderr
 	var lf *daemon.LogFile
@@ -127,7 +132,7 @@ func run(args []string) int {
 			fmt.Fprintf(os.Stderr, "pfwd: %v: logging to stderr only\n", err)
 		} else {
 			defer lf.Close()
-			out = io.MultiWriter(os.Stderr, lf)
+			out = daemon.NewTee(os.Stderr, lf)
 		}
 	}
 	log := slog.New(daemon.NewLineHandler(out, level, journal))
