@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"runtime"
 	"sync"
 	"time"
@@ -376,7 +375,7 @@ func (d *Daemon) onFeedEvent(ev intel.Event) {
 func (d *Daemon) Reload(why string) {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
-	data, err := os.ReadFile(d.opts.ConfigPath)
+	data, err := rules.ReadFile(d.opts.ConfigPath)
 	if err == nil {
 		var cfg *rules.Config
 		if cfg, err = rules.Parse(data); err == nil {

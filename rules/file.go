@@ -4,17 +4,72 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
 )
 
-// Load reads and validates the config at path. Errors name the file.
-func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+// MaxFileSize caps a config file. The largest real configs (a thousand
+// rules, lists of tens of thousands of addresses) are a few MiB; the cap
+// keeps a path pointing at /dev/zero or a runaway generator from taking
+// the daemon's memory.
+const MaxFileSize = 32 << 20
+
+// ReadFile reads the config file at path. It refuses anything but a
+// regular file of at most MaxFileSize bytes: a named pipe at the path
+// would otherwise block the reader (and the daemon's reloads) forever,
+// and a device could be endless. Symlinks to a regular file are followed.
+func ReadFile(path string) ([]byte, error) {
+	// O_NONBLOCK: opening a FIFO with no writer must not wait for one.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("read config %s: not a regular file (%s)", path, fileKind(fi.Mode()))
+	}
+	if fi.Size() > MaxFileSize {
+		return nil, fmt.Errorf("read config %s: %d bytes, over the %d MiB limit", path, fi.Size(), MaxFileSize>>20)
+	}
+	// The file may grow between Stat and the read: cap the read too.
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("read config %s: over the %d MiB limit", path, MaxFileSize>>20)
+	}
+	return data, nil
+}
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	}
+	return m.Type().String()
+}
+
+// Load reads and validates the config at path. Errors name the file.
+func Load(path string) (*Config, error) {
+	data, err := ReadFile(path)
+	if err != nil {
+		return nil, err
 	}
 	cfg, err := Parse(data)
 	if err != nil {
@@ -72,7 +127,7 @@ func Update(path string, edit func(*Config) error) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+	if old, err := ReadFile(path); err == nil && bytes.Equal(old, data) {
 		return saved, nil
 	}
 	if err := writeAtomic(path, data); err != nil {

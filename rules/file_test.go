@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestLoadOrCreateWritesDefault(t *testing.T) {
@@ -128,5 +131,66 @@ func TestUpdateSerializesWriters(t *testing.T) {
 	}
 	if len(cfg.Rules) != n {
 		t.Errorf("%d rules after %d concurrent appends: lost updates", len(cfg.Rules), n)
+	}
+}
+
+// Only a regular file is read: a named pipe would block the reader (and
+// pfwd's reloads) forever, a device could be endless. Each gets an error
+// at once that says what the path is.
+func TestReadFileRefusesWhatIsNotARegularFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.json")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	zero := filepath.Join(dir, "zero.json")
+	if err := os.Symlink("/dev/zero", zero); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		fifo: "not a regular file (a named pipe)",
+		zero: "not a regular file (a character device)",
+		dir:  "not a regular file (a directory)",
+	} {
+		done := make(chan error, 1)
+		go func() { _, err := Load(path); done <- err }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), want) {
+				t.Errorf("Load(%s) = %v, want an error naming the path and %q", filepath.Base(path), err, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("Load(%s) still blocked after 5 s", filepath.Base(path))
+		}
+	}
+}
+
+func TestReadFileCapsTheSize(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "big.json")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(MaxFileSize + 1); err != nil { // sparse: no disk used
+		t.Fatal(err)
+	}
+	f.Close()
+	_, err = Load(path)
+	if err == nil || !strings.Contains(err.Error(), "over the 32 MiB limit") || !strings.Contains(err.Error(), path) {
+		t.Errorf("Load of a file over the cap = %v, want the limit named", err)
+	}
+	// At the cap it is read (and fails only as JSON).
+	if err := os.Truncate(path, MaxFileSize); err != nil {
+		t.Fatal(err)
+	}
+	if _, err = Load(path); err == nil || strings.Contains(err.Error(), "limit") {
+		t.Errorf("Load of a file at the cap = %v, want a parse error", err)
+	}
+	// Update refuses such a file without touching it.
+	if _, err := Update(path, func(*Config) error { return nil }); err == nil {
+		t.Error("Update accepted a file it cannot parse")
+	}
+	if fi, _ := os.Stat(path); fi.Size() != MaxFileSize {
+		t.Errorf("Update changed the file: %d bytes", fi.Size())
 	}
 }

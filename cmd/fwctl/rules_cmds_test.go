@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -339,6 +340,19 @@ func TestCheck(t *testing.T) {
 		t.Fatalf("check of a missing file: %v", r)
 	}
 	checkErrorLine(t, r, "no such file")
+	// A device or a named pipe gets an answer at once, not an endless
+	// read or a wait for a writer.
+	fifo := filepath.Join(e.dir, "fifo.json")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{"/dev/zero": "/dev/zero: not a regular file (a character device)", fifo: fifo + ": not a regular file (a named pipe)"} {
+		r = fwctl(t, "check", path)
+		if r.code != 1 {
+			t.Fatalf("check %s: %v", path, r)
+		}
+		checkErrorLine(t, r, want)
+	}
 	if r := fwctl(t, "check", "a", "b"); r.code != 2 {
 		t.Errorf("check a b: %v", r)
 	}

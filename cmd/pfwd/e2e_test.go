@@ -520,3 +520,48 @@ func TestClosedStderrPipeKeepsPfwdRunning(t *testing.T) {
 		t.Errorf("pfwd exit after SIGTERM: %v", err)
 	}
 }
+
+// A named pipe or a symlink to /dev/zero put at the config path while pfwd
+// runs: each reload fails at once with an error that says what the path
+// is, the rules in force stay, and the next valid file is applied (a
+// blocked read would have held the reload lock and lost every later
+// change; an endless one would have taken pfwd's memory).
+func TestConfigPathNotARegularFile(t *testing.T) {
+	l := newLab(t)
+	l.writeConfig(l.configDoc("allow", `{"name": "Close 80", "action": "block", "protocol": "tcp", "ports": [80]}`, `"127.0.0.1"`, ``, 100))
+	l.serve([]int{22, 80}, nil)
+	l.startPfwd()
+	l.expect("tcp", hostPort(l.fwIP, 80), false)
+
+	replace := func(make func(tmp string) error) {
+		t.Helper()
+		tmp := l.config() + ".tmp"
+		os.Remove(tmp)
+		if err := make(tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, l.config()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replace(func(tmp string) error { return syscall.Mkfifo(tmp, 0o644) })
+	l.pfwd.Process.Signal(syscall.SIGHUP)
+	l.waitLog("Config not reloaded", "not a regular file (a named pipe)")
+
+	replace(func(tmp string) error { return os.Symlink("/dev/zero", tmp) })
+	l.pfwd.Process.Signal(syscall.SIGHUP)
+	l.waitLog("Config not reloaded", "not a regular file (a character device)")
+	if out, err := l.fwctl("status", "--json"); err != nil || !strings.Contains(out, "a character device") {
+		t.Errorf("fwctl status does not show the rejected config: %v\n%s", err, out)
+	}
+	l.expect("tcp", hostPort(l.fwIP, 80), false) // the rules in force stay
+	l.expect("tcp", hostPort(l.fwIP, 22), true)
+
+	replace(func(tmp string) error {
+		return os.WriteFile(tmp, []byte(l.configDoc("allow", ``, `"127.0.0.1"`, ``, 100)), 0o644)
+	})
+	l.pfwd.Process.Signal(syscall.SIGHUP)
+	if !eventually(3*time.Second, func() bool { return l.send("tcp", "", hostPort(l.fwIP, 80), 1, 300*time.Millisecond) == 1 }) {
+		t.Fatalf("the valid config after the bad ones was not applied:\n%s", l.logText())
+	}
+}
