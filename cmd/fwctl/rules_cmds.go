@@ -200,7 +200,11 @@ func ruleFromFlags(c *cli.Context) (rules.Rule, error) {
 	if r.Direction, err = rules.ParseDirection(strings.ToLower(c.String("direction"))); err != nil {
 		return r, badUsage(c, "add: --direction: %v", err)
 	}
-	for _, p := range splitList(c.String("ports")) {
+	ports, err := splitList(c, "ports")
+	if err != nil {
+		return r, err
+	}
+	for _, p := range ports {
 		pr, err := rules.ParsePortRange(p)
 		if err != nil {
 			return r, fmt.Errorf("--ports: %w", err)
@@ -210,25 +214,36 @@ func ruleFromFlags(c *cli.Context) (rules.Rule, error) {
 	if len(r.Ports) > 0 && !r.Protocol.HasPorts() {
 		return r, fmt.Errorf("--ports: %s has no ports (leave --ports out, or use tcp, udp or any)", r.Protocol)
 	}
-	if r.SrcIPs, err = parsePrefixes("--src-ips", splitList(c.String("src-ips"))); err != nil {
+	srcs, err := splitList(c, "src-ips")
+	if err != nil {
+		return r, err
+	}
+	if r.SrcIPs, err = parsePrefixes("--src-ips", srcs); err != nil {
 		return r, err
 	}
 	return r, nil
 }
 
-// splitList reads a comma-separated flag value; "" and "any" are the empty
-// list, the way `list` prints it.
-func splitList(s string) []string {
-	if strings.TrimSpace(s) == "" || strings.EqualFold(strings.TrimSpace(s), "any") {
-		return nil
+// splitList reads a comma-separated list flag. Left out, or given as
+// "any" (the way `list` prints it), it is the empty list: any. Given but
+// empty, or with an empty item ("22,,23", a trailing comma), it is an
+// error: a script whose variable came out empty must not open a rule to
+// every port or address.
+func splitList(c *cli.Context, flag string) ([]string, error) {
+	s := strings.TrimSpace(c.String(flag))
+	if !c.IsSet(flag) || strings.EqualFold(s, "any") {
+		return nil, nil
 	}
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
+	if s == "" {
+		return nil, fmt.Errorf("--%s: the list is empty (leave --%s out, or say any)", flag, flag)
+	}
+	items := strings.Split(s, ",")
+	for i, f := range items {
+		if items[i] = strings.TrimSpace(f); items[i] == "" {
+			return nil, fmt.Errorf("--%s %q: item %d is empty", flag, s, i+1)
 		}
 	}
-	return out
+	return items, nil
 }
 
 // parsePrefixes reads IPs or CIDRs, all or none: the first bad one is the

@@ -120,6 +120,14 @@ func TestAdd(t *testing.T) {
 			want: rules.FileRule{Name: "No ping", Action: "block", Protocol: "icmp", Ports: []any{},
 				SrcIPs: []string{}, Direction: "in", Enabled: true},
 		},
+		{
+			// "any", the way list prints an empty list, is read back as one.
+			args:       []string{"add", "Any web", "allow", "--protocol", "tcp", "--ports", "ANY", "--src-ips", " any "},
+			wantNumber: 6,
+			wantMsg:    `Added rule 6: "Any web" (allow in, tcp, from any)`,
+			want: rules.FileRule{Name: "Any web", Action: "allow", Protocol: "tcp", Ports: []any{},
+				SrcIPs: []string{}, Direction: "in", Enabled: true},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.want.Name, func(t *testing.T) {
@@ -167,6 +175,14 @@ func TestFailedEditsChangeNothing(t *testing.T) {
 		{[]string{"add", "X", "block", "--ports", "100-50"}, 1, "--ports: \"100-50\" is not a port range"},
 		{[]string{"add", "X", "block", "--protocol", "icmp", "--ports", "7"}, 1, "--ports: icmp has no ports"},
 		{[]string{"add", "X", "block", "--src-ips", "10.0.0.1,10.0.0.300"}, 1, `--src-ips: "10.0.0.300" is not an IP address or CIDR`},
+		// An empty list is not "any": a script's empty variable must not
+		// open a rule to everything.
+		{[]string{"add", "X", "allow", "--ports", ""}, 1, "--ports: the list is empty (leave --ports out, or say any)"},
+		{[]string{"add", "X", "allow", "--ports", " , "}, 1, `--ports ",": item 1 is empty`},
+		{[]string{"add", "X", "allow", "--ports", "22,,23"}, 1, `--ports "22,,23": item 2 is empty`},
+		{[]string{"add", "X", "allow", "--ports", "22,"}, 1, `--ports "22,": item 2 is empty`},
+		{[]string{"add", "X", "allow", "--src-ips", ""}, 1, "--src-ips: the list is empty (leave --src-ips out, or say any)"},
+		{[]string{"add", "X", "allow", "--src-ips", "10.0.0.1,"}, 1, `--src-ips "10.0.0.1,": item 2 is empty`},
 		{[]string{"add", "X", "block", "--direction", "sideways"}, 2, `--direction: "sideways" is not a direction`},
 		{[]string{"add", "X", "block", "--position", "7"}, 1, "--position 7: want a number from 1 to 6"},
 		{[]string{"add", "X", "block", "--position", "0"}, 1, "--position 0: want a number from 1 to 6"},
