@@ -191,7 +191,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 	go func() { defer close(feedsDone); d.feeds.Run(feedsCtx) }()
 	d.stopFeeds = func() { stopFeeds(); <-feedsDone }
 
-	if err := watchFile(ctx, opts.ConfigPath, 150*time.Millisecond, func() { d.Reload(reloadFileChanged) }); err != nil {
+	if err := watchFile(ctx, opts.ConfigPath, 150*time.Millisecond, time.Second, func() { d.Reload(reloadFileChanged) }); err != nil {
 		log.Warn("Config changes will need a SIGHUP", "err", err)
 	}
 	if metricsLn != nil {

@@ -9,6 +9,10 @@
 // invalid config file, or one the kernel refuses, leaves the rules in
 // force untouched and is logged with its error.
 //
+// The config watcher (watch.go) watches directories, not the file, and
+// follows symlinks hop by hop, with a once-a-second identity check as the
+// safety net for what inotify misses (a replaced directory).
+//
 // The rate-limit guard (guard.go) extends the rate limit into the kernel:
 // a source the limiter refuses is held in nft's ratelimit sets, the
 // kernel's drops from it are counted back into the limiter every 100 ms,
