@@ -106,6 +106,7 @@ func LoadOrCreate(path string) (cfg *Config, created bool, err error) {
 // invalid, edit fails, or the edited config does not validate: the file
 // then stays byte-for-byte as it was. It returns the saved config.
 func Update(path string, edit func(*Config) error) (*Config, error) {
+	path = followLinks(path)
 	unlock, err := lock(path)
 	if err != nil {
 		return nil, err
@@ -145,12 +146,25 @@ func Save(path string, cfg *Config) error {
 	if _, err := Parse(data); err != nil {
 		return err
 	}
+	path = followLinks(path)
 	unlock, err := lock(path)
 	if err != nil {
 		return err
 	}
 	defer unlock()
 	return writeAtomic(path, data)
+}
+
+// followLinks returns the file a symlinked config path points to, so a
+// save replaces the target and the link stays (a config kept in a git
+// checkout, or in a Kubernetes ..data directory), and writers through the
+// link and through the real path take the same lock. A path that is not a
+// link, or whose target does not exist, is kept as it is.
+func followLinks(path string) string {
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		return real
+	}
+	return path
 }
 
 // lock takes an exclusive flock on a hidden lock file beside path. The

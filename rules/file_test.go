@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -192,5 +194,42 @@ func TestReadFileCapsTheSize(t *testing.T) {
 	}
 	if fi, _ := os.Stat(path); fi.Size() != MaxFileSize {
 		t.Errorf("Update changed the file: %d bytes", fi.Size())
+	}
+}
+
+// A symlinked config stays a symlink: a save replaces its target, as the
+// user who linked it to a checkout expects.
+func TestUpdateThroughASymlinkKeepsTheLink(t *testing.T) {
+	root := t.TempDir()
+	target := filepath.Join(root, "repo", "rules.json")
+	os.Mkdir(filepath.Dir(target), 0o755)
+	if err := os.WriteFile(target, defaultJSON, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(root, "firewall_rules.json")
+	if err := os.Symlink("repo/rules.json", link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Update(link, func(c *Config) error {
+		c.BlacklistIPs = append(c.BlacklistIPs, netip.MustParsePrefix("192.0.2.1/32"))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+		t.Fatalf("the config link was replaced: %v %v", fi.Mode(), err)
+	}
+	cfg, err := Load(target)
+	if err != nil || len(cfg.BlacklistIPs) != 1 {
+		t.Fatalf("target after the update: %v, blacklist %v", err, cfg.BlacklistIPs)
+	}
+	if fi, _ := os.Stat(target); fi.Mode().Perm() != 0o600 {
+		t.Errorf("target mode %v, want 0600 kept", fi.Mode().Perm())
+	}
+	if err := Save(link, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Lstat(link); fi.Mode()&fs.ModeSymlink == 0 {
+		t.Error("Save replaced the config link")
 	}
 }
