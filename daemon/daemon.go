@@ -71,6 +71,8 @@ type Daemon struct {
 
 	reloadMu sync.Mutex // one reload at a time
 
+	suppLog suppressedLog // what the statistics line last said about suppressed rows
+
 	mu          sync.Mutex // guards what follows
 	cfg         *rules.Config
 	cfgData     []byte // the config as last applied, to skip no-op reloads

@@ -7,11 +7,13 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pfw/pfw/control"
 	"github.com/pfw/pfw/nft"
 	"github.com/pfw/pfw/rules"
+	"github.com/pfw/pfw/store"
 	"github.com/pfw/pfw/verdict"
 )
 
@@ -77,12 +79,44 @@ func (d *Daemon) logStats() {
 		"verdict_errors", d.queues.C.VerdictErrors.Load(),
 		"log_rows", ws.Blocked+ws.Allowed, "log_rows_suppressed", ws.Suppressed,
 		"tracked_sources", d.engine.Limiter().Tracked())
-	if ws.Suppressed > 0 {
-		for _, s := range ws.SuppressedBy {
-			d.log.Info("Log rows counted instead of written", "type", s.Type, "reason", s.Reason, "count", s.Count)
-		}
+	for _, g := range d.suppLog.grown(ws.SuppressedBy) {
+		d.log.Info("Log rows counted instead of written", "type", g.Type, "reason", g.Reason,
+			"count", g.Count, "total", g.Total)
 	}
 }
+
+// suppressedLog remembers the suppressed-row counts the statistics line
+// last reported, so each reason is logged only when it grew: a flood an
+// hour ago must not repeat its line every interval for ever.
+type suppressedLog struct {
+	mu   sync.Mutex
+	last map[suppressedKey]int64
+}
+
+// suppressedGrowth is one reason's growth since the last report.
+type suppressedGrowth struct {
+	Type, Reason string
+	Count, Total int64
+}
+
+func (l *suppressedLog) grown(now []store.SuppressedCount) []suppressedGrowth {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last == nil {
+		l.last = map[suppressedKey]int64{}
+	}
+	var out []suppressedGrowth
+	for _, s := range now {
+		k := suppressedKey{s.Type, s.Reason}
+		if prev := l.last[k]; s.Count != prev {
+			out = append(out, suppressedGrowth{Type: s.Type, Reason: s.Reason, Count: s.Count - prev, Total: s.Count})
+			l.last[k] = s.Count
+		}
+	}
+	return out
+}
+
+type suppressedKey struct{ typ, reason string }
 
 // queueDrops sums what the kernel dropped on pfw's queues because they
 // were full or the socket buffer was (queue_dropped + user_dropped in
