@@ -41,7 +41,9 @@ type PacketCounts struct {
 // LogCounts describe the SQLite log writer.
 type LogCounts struct {
 	Written    uint64 `json:"written"`
-	Suppressed uint64 `json:"suppressed"` // rows beyond the rate cap or buffer, counted per reason instead
+	Suppressed uint64 `json:"suppressed"`           // rows beyond the rate cap or buffer, counted per reason instead
+	Lost       uint64 `json:"lost"`                 // rows in batches the database refused
+	LastError  string `json:"last_error,omitempty"` // why the last batch failed
 }
 
 // LimiterCounts describe the rate limiter.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"runtime"
@@ -71,6 +72,7 @@ type Daemon struct {
 
 	reloadMu sync.Mutex // one reload at a time
 
+	saveMu  sync.Mutex    // orders the threat entries' writes to the database; taken before mu
 	suppLog suppressedLog // what the statistics line last said about suppressed rows
 
 	mu          sync.Mutex // guards what follows
@@ -132,9 +134,12 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 	d.engine = verdict.NewEngine(verdict.Compile(cfg))
 	d.engine.SetIntel(d.compileIntel(cfg))
 
+	// Made before the writer, whose reopen handler reads it; it runs later.
+	d.feeds = intel.NewManager(intel.Options{OnUpdate: d.onFeedUpdate, OnEvent: d.onFeedEvent})
+
 	// The writer outlives ctx: it must flush after the queues stop.
 	writerCtx, stopWriter := context.WithCancel(context.Background())
-	d.writer = d.store.NewWriter(store.WriterConfig{OnError: d.logWriterError})
+	d.writer = d.store.NewWriter(store.WriterConfig{OnError: d.logWriterError, OnReopen: d.onStoreReopen})
 	d.audit = newAuditor(d.engine, d.writer, log)
 	writerDone := make(chan struct{})
 	go func() { defer close(writerDone); d.writer.Run(writerCtx) }()
@@ -181,7 +186,6 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 		"fail_closed", opts.FailClosed, "db", opts.DBPath)
 
 	feedsCtx, stopFeeds := context.WithCancel(ctx)
-	d.feeds = intel.NewManager(intel.Options{OnUpdate: d.onFeedUpdate, OnEvent: d.onFeedEvent})
 	d.feeds.SetProtected(cfg.WhitelistIPs)
 	for name, entries := range d.feedEntries {
 		d.feeds.Seed(name, entries)
@@ -346,6 +350,8 @@ func (d *Daemon) allIntel(cfg *rules.Config) []netip.Prefix {
 // database, in that order, so a packet the kernel lets through is not
 // then blocked for a reason the log cannot show.
 func (d *Daemon) onFeedUpdate(feed intel.Feed, entries []netip.Prefix) {
+	d.saveMu.Lock() // the database gets the feeds' entries in the order memory did
+	defer d.saveMu.Unlock()
 	d.mu.Lock()
 	old := len(d.feedEntries[feed.Name])
 	if entries == nil {
@@ -439,6 +445,54 @@ func (d *Daemon) apply(cfg *rules.Config, why string) error {
 		"whitelist", len(cfg.WhitelistIPs), "blacklist", len(cfg.BlacklistIPs), "feeds", len(cfg.ThreatFeeds))
 	d.cutBlockedFlows()
 	return nil
+}
+
+// onStoreReopen follows the log writer's reopening of a database file
+// that was deleted or replaced: the new file lacks the threat entries,
+// which live in memory, so they are written again (from another
+// goroutine: the writer must get back to its rows).
+func (d *Daemon) onStoreReopen(err error) {
+	if err != nil {
+		if ok, _ := d.audit.sampler.Allow("store-reopen", time.Now()); ok {
+			d.log.Error("The log database is gone and could not be made again; rows are lost until it can", "err", err)
+		}
+		return
+	}
+	d.log.Warn("The log database was deleted or replaced while pfwd ran: opened it again", "path", d.store.Path())
+	if moved := d.store.MovedAside(); moved != "" {
+		d.log.Warn("The file in its place was not a database: moved it aside", "moved_to", moved)
+	}
+	go d.resaveThreats()
+}
+
+// resaveThreats writes every feed's entries in force to the database.
+func (d *Daemon) resaveThreats() {
+	d.saveMu.Lock()
+	defer d.saveMu.Unlock()
+	d.mu.Lock()
+	feeds := d.cfg.ThreatFeeds
+	entries := make(map[string][]netip.Prefix, len(d.feedEntries))
+	maps.Copy(entries, d.feedEntries)
+	d.mu.Unlock()
+	seen := map[string]time.Time{}
+	for _, st := range d.feeds.States() {
+		seen[st.Name] = st.LastSuccess
+	}
+	for _, f := range feeds {
+		e := entries[f.Name]
+		if len(e) == 0 {
+			continue
+		}
+		at := seen[f.Name]
+		if at.IsZero() {
+			at = time.Now() // loaded from the old database, not fetched since
+		}
+		if err := d.store.ReplaceThreats(context.Background(), f.Name, f.ThreatLevel, e, at); err != nil {
+			d.log.Error("Threat feed: saving entries to the new database failed", "feed", f.Name, "err", err)
+			continue
+		}
+		d.log.Info("Threat feed: entries saved to the new database", "feed", f.Name, "entries", len(e))
+	}
 }
 
 func (d *Daemon) logWriterError(err error) {

@@ -52,8 +52,9 @@ func (d *Daemon) Status() control.Status {
 			VerdictErrors: d.queues.C.VerdictErrors.Load(),
 			QueueDrops:    queueDrops(d.opts.QueueNum, d.opts.Queues),
 		},
-		Sets:    d.fw.SetSizes(),
-		LogRows: control.LogCounts{Written: ws.Blocked + ws.Allowed, Suppressed: ws.Suppressed},
+		Sets: d.fw.SetSizes(),
+		LogRows: control.LogCounts{Written: ws.Blocked + ws.Allowed, Suppressed: ws.Suppressed,
+			Lost: ws.Lost, LastError: ws.LastError},
 		RateLimiter: control.LimiterCounts{Tracked: d.engine.Limiter().Tracked(), Capacity: d.engine.Limiter().Capacity(),
 			KernelHeld: int(d.guard.size.Load()), KernelDropped: d.guard.dropped.Load()},
 	}
@@ -77,7 +78,7 @@ func (d *Daemon) logStats() {
 		"kernel_blocked", d.audit.kernelBlocked.Load(),
 		"queue_drops", queueDrops(d.opts.QueueNum, d.opts.Queues),
 		"verdict_errors", d.queues.C.VerdictErrors.Load(),
-		"log_rows", ws.Blocked+ws.Allowed, "log_rows_suppressed", ws.Suppressed,
+		"log_rows", ws.Blocked+ws.Allowed, "log_rows_suppressed", ws.Suppressed, "log_rows_lost", ws.Lost,
 		"tracked_sources", d.engine.Limiter().Tracked())
 	for _, g := range d.suppLog.grown(ws.SuppressedBy) {
 		d.log.Info("Log rows counted instead of written", "type", g.Type, "reason", g.Reason,

@@ -82,6 +82,8 @@ func (s *Store) Logs(ctx context.Context, q LogQuery) ([]LogRow, error) {
 		args = append(args, q.Limit)
 	}
 
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	rows, err := s.read.QueryContext(ctx, b.String(), args...)
 	if err != nil {
 		return nil, fmt.Errorf("logs from %s: %w", table, err)
@@ -157,6 +159,8 @@ type SuppressedCount struct {
 // other even while pfwd writes.
 func (s *Store) Stats(ctx context.Context, now time.Time) (Stats, error) {
 	st := Stats{TopBlocked: []IPCount{}, ByReason: []ReasonCount{}, Suppressed: []SuppressedCount{}}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return st, fmt.Errorf("stats: %w", err)

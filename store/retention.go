@@ -42,6 +42,8 @@ func (s *Store) Prune(ctx context.Context, r Retention, now time.Time) (Pruned, 
 		return p, fmt.Errorf("prune: %w", ErrReadOnly)
 	}
 	r = r.withDefaults()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	for _, t := range []struct {
 		table string
 		n     *int64

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -38,13 +39,19 @@ var ErrReadOnly = errors.New("store opened read-only")
 
 // Store is an open pfw database. Its methods are safe for concurrent use.
 type Store struct {
-	path string
+	path     string
+	readOnly bool
+
+	// mu guards the pools: every method holds it shared while it uses
+	// them, Reopen exclusively while it swaps them.
+	mu sync.RWMutex
 	// write is nil for a reader. It has a single connection, so writes from
 	// one process queue in database/sql instead of contending inside SQLite.
 	write *sql.DB
 	// read serves queries; under WAL its connections never wait for write.
 	read       *sql.DB
 	movedAside string
+	files      dbFiles // the files Open opened, to notice them deleted or replaced
 }
 
 // Open opens the database at path for reading and writing, creating the
@@ -114,7 +121,7 @@ func OpenReader(path string) (*Store, error) {
 		read.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	return &Store{path: abs, read: read}, nil
+	return &Store{path: abs, readOnly: true, read: read}, nil
 }
 
 // checkReadable makes sure a reader sees a database pfwd has set up, so
@@ -162,7 +169,7 @@ func openReadWrite(path string) (*Store, error) {
 		write.Close()
 		return nil, fmt.Errorf("journal_mode is %q, want wal (does the file system support shared memory?)", mode)
 	}
-	return &Store{path: path, write: write, read: openDB(dsn(path, readParams), nil)}, nil
+	return &Store{path: path, write: write, read: openDB(dsn(path, readParams), nil), files: identify(path)}, nil
 }
 
 // connector hands database/sql connections from a go-sqlite3 driver of our
@@ -271,6 +278,8 @@ func moveAside(path string, now time.Time) (string, error) {
 // Close closes the database. Stop every Writer's Run first: rows it still
 // holds are lost once the Store is closed.
 func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	// Readers first, so the write connection is the last one out and can
 	// checkpoint the WAL back into the database file.
 	err := s.read.Close()
@@ -288,7 +297,11 @@ func (s *Store) Path() string { return s.path }
 
 // MovedAside is where Open moved a corrupt file before creating a fresh
 // database, or "" when it did not.
-func (s *Store) MovedAside() string { return s.movedAside }
+func (s *Store) MovedAside() string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.movedAside
+}
 
 // ReadOnly reports whether the Store came from OpenReader.
-func (s *Store) ReadOnly() bool { return s.write == nil }
+func (s *Store) ReadOnly() bool { return s.readOnly }

@@ -77,6 +77,8 @@ func (s *Store) ReplaceThreats(ctx context.Context, source, level string, entrie
 }
 
 func (s *Store) replaceThreats(ctx context.Context, source, level string, keep map[string]struct{}, seen string) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -134,6 +136,8 @@ func (s *Store) Threats(ctx context.Context, limit int) ([]ThreatRow, error) {
 		args = append(args, limit)
 	}
 	out := []ThreatRow{}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	err := scanAll(ctx, s.read, q, func(rows *sql.Rows) error {
 		var t ThreatRow
 		err := rows.Scan(&t.IP, &t.ThreatLevel, &t.LastSeen, &t.Source)
@@ -152,6 +156,8 @@ func (s *Store) Threats(ctx context.Context, limit int) ([]ThreatRow, error) {
 // than failing start-up.
 func (s *Store) LoadThreats(ctx context.Context) ([]Threat, error) {
 	var out []Threat
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	err := scanAll(ctx, s.read, `SELECT ip, threat_level, last_seen, source FROM threat_intel`, func(rows *sql.Rows) error {
 		var ip, seen string
 		var t Threat

@@ -33,6 +33,14 @@ type WriterConfig struct {
 	ShutdownTimeout time.Duration
 	// Retention is applied by Run at start and then every Retention.Every.
 	Retention Retention
+	// CheckEvery is how often Run looks whether the database file was
+	// deleted or replaced, and reopens it if so (default 1s; one stat).
+	CheckEvery time.Duration
+	// OnReopen, when set, is called from Run's goroutine after it reopened
+	// the database, with nil or why the new one could not be opened (Run
+	// then tries again every CheckEvery). The new database has no threat
+	// entries: the daemon writes them again.
+	OnReopen func(error)
 	// OnError, when set, is called from Run's goroutine for every failed
 	// batch or retention pass, so the daemon can log it (rate-limited on
 	// its side). It must not block for long: rows queue up meanwhile.
@@ -45,6 +53,7 @@ func (c WriterConfig) withDefaults() WriterConfig {
 	c.FlushEvery = cmp.Or(max(c.FlushEvery, 0), 250*time.Millisecond)
 	c.MaxBatch = cmp.Or(max(c.MaxBatch, 0), 1024)
 	c.ShutdownTimeout = cmp.Or(max(c.ShutdownTimeout, 0), 5*time.Second)
+	c.CheckEvery = cmp.Or(max(c.CheckEvery, 0), time.Second)
 	c.Retention = c.Retention.withDefaults()
 	return c
 }
@@ -89,6 +98,7 @@ type WriterStats struct {
 	Errors       uint64 // failed batches and retention passes
 	Lost         uint64 // rows in batches that failed to commit
 	Queued       int    // rows waiting in the buffer now
+	LastError    string // the last failed batch's or retention pass's error, "" if none
 }
 
 // Writer moves log rows from the packet path to the database. Blocked and
@@ -109,6 +119,7 @@ type Writer struct {
 	batches, errors, lost atomic.Uint64
 
 	mu              sync.Mutex
+	lastErr         string
 	pendingSupp     map[suppressKey]uint64 // not yet in log_suppressed
 	suppressedByKey map[suppressKey]uint64 // since NewWriter, for Stats
 
@@ -190,6 +201,7 @@ func (w *Writer) Stats() WriterStats {
 		Queued:     len(w.queue),
 	}
 	w.mu.Lock()
+	st.LastError = w.lastErr
 	st.SuppressedBy = make([]SuppressedCount, 0, len(w.suppressedByKey))
 	for k, n := range w.suppressedByKey {
 		st.SuppressedBy = append(st.SuppressedBy, SuppressedCount{Type: k.log.String(), Reason: k.reason, Count: int64(n)})
@@ -238,6 +250,8 @@ func (w *Writer) Run(ctx context.Context) error {
 
 	flushTick := time.NewTicker(w.cfg.FlushEvery)
 	defer flushTick.Stop()
+	checkTick := time.NewTicker(w.cfg.CheckEvery)
+	defer checkTick.Stop()
 	var pruneTick <-chan time.Time
 	if w.cfg.Retention.Every > 0 {
 		w.prune(ctx)
@@ -262,9 +276,13 @@ func (w *Writer) Run(ctx context.Context) error {
 			w.report(w.commit(work))
 		case <-pruneTick:
 			w.prune(ctx)
+		case <-checkTick.C:
+			w.reopenIfReplaced()
 		case reply := <-w.flush:
 			w.drain(len(w.queue))
-			reply <- w.commitAll(work)
+			err := w.commitAll(work)
+			w.report(err)
+			reply <- err
 		case <-ctx.Done():
 			final, cancel := context.WithTimeout(work, w.cfg.ShutdownTimeout)
 			defer cancel()
@@ -391,6 +409,8 @@ const (
 // writeTx is one transaction: the rows, then the suppression counts under
 // the hour of now.
 func (w *Writer) writeTx(ctx context.Context, rows []entry, supp map[suppressKey]uint64, now time.Time) error {
+	w.store.mu.RLock()
+	defer w.store.mu.RUnlock()
 	if err := w.prepare(ctx); err != nil {
 		return err
 	}
@@ -451,6 +471,20 @@ func (w *Writer) closeStatements() {
 	}
 }
 
+// reopenIfReplaced reopens the database when its file was deleted or
+// replaced. The statements on the old pools are closed first, so the old
+// connection can close at once and let go of its WAL files.
+func (w *Writer) reopenIfReplaced() {
+	if !w.store.fileChanged() {
+		return
+	}
+	w.closeStatements()
+	reopened, err := w.store.Reopen()
+	if reopened && w.cfg.OnReopen != nil {
+		w.cfg.OnReopen(err)
+	}
+}
+
 // prune applies the retention policy. It runs under Run's own context, so
 // shutdown interrupts a long pass between chunks; the next Run finishes it.
 func (w *Writer) prune(ctx context.Context) {
@@ -461,7 +495,13 @@ func (w *Writer) prune(ctx context.Context) {
 }
 
 func (w *Writer) report(err error) {
-	if err != nil && w.cfg.OnError != nil {
+	if err == nil {
+		return
+	}
+	w.mu.Lock()
+	w.lastErr = err.Error()
+	w.mu.Unlock()
+	if w.cfg.OnError != nil {
 		w.cfg.OnError(err)
 	}
 }

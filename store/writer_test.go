@@ -251,8 +251,8 @@ func TestWriterReportsFailedBatches(t *testing.T) {
 		if err := w.Flush(context.Background()); err == nil || !strings.Contains(err.Error(), "allowed_packets") {
 			t.Errorf("Flush: %v, want an error naming allowed_packets", err)
 		}
-		if st := w.Stats(); st.Errors != 1 || st.Lost != 2 || st.Allowed != 0 {
-			t.Errorf("Errors %d, Lost %d, Allowed %d: want 1, 2, 0", st.Errors, st.Lost, st.Allowed)
+		if st := w.Stats(); st.Errors != 1 || st.Lost != 2 || st.Allowed != 0 || !strings.Contains(st.LastError, "allowed_packets") {
+			t.Errorf("Errors %d, Lost %d, Allowed %d, LastError %q: want 1, 2, 0 and the error", st.Errors, st.Lost, st.Allowed, st.LastError)
 		}
 	})
 	t.Run("OnError hears of timed batches", func(t *testing.T) {

@@ -68,6 +68,9 @@ func printStatus(w io.Writer, st control.Status, now time.Time) error {
 	field("Packets", "%d seen, %d allowed, %d blocked (%d in the kernel)", p.Seen, p.Allowed, p.Blocked, p.KernelBlocked)
 	field("Queue drops", "%d (verdict errors: %d)", p.QueueDrops, p.VerdictErrors)
 	field("Log rows", "%d written, %d suppressed", st.LogRows.Written, st.LogRows.Suppressed)
+	if st.LogRows.Lost > 0 || st.LogRows.LastError != "" {
+		field("Log errors", "%d rows lost; last error: %s", st.LogRows.Lost, st.LogRows.LastError)
+	}
 	field("Rate limiter", "%d of %d sources tracked; %d over the limit held in the kernel (%d attempts dropped there)",
 		st.RateLimiter.Tracked, st.RateLimiter.Capacity, st.RateLimiter.KernelHeld, st.RateLimiter.KernelDropped)
 	if len(st.Sets) > 0 {

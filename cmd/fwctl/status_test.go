@@ -93,6 +93,7 @@ Feeds:
 
 	st := sampleStatus(now)
 	st.ReloadError, st.FailClosed, st.Feeds, st.Version = "rules[0].action: \"drop\" is not an action", true, nil, ""
+	st.LogRows.Lost, st.LogRows.LastError = 12, "write 12 log rows to /var/lib/personal-firewall/firewall.db: disk I/O error"
 	b.Reset()
 	printStatus(&b, st, now)
 	for _, line := range []string{
@@ -100,6 +101,7 @@ Feeds:
 		"Reload error:  rules[0].action: \"drop\" is not an action (the previous config stays in force)\n",
 		", fail closed\n",
 		"Feeds:         none\n",
+		"Log errors:    12 rows lost; last error: write 12 log rows to /var/lib/personal-firewall/firewall.db: disk I/O error\n",
 	} {
 		if !strings.Contains(b.String(), line) {
 			t.Errorf("status lacks %q:\n%s", line, b.String())

@@ -705,3 +705,43 @@ func TestThreatFeedLargeUpdate(t *testing.T) {
 		t.Errorf("%d updates of an unchanged feed, want 1", c)
 	}
 }
+
+// `rm firewall.db` while pfwd runs (to clear the log): pfwd notices within
+// a second, makes a new database, writes the threat entries in force to it
+// again (no refetch: the feed's interval is an hour), and logs the rows
+// that follow where fwctl reads them.
+func TestDatabaseDeletedWhileRunning(t *testing.T) {
+	l := newLab(t)
+	v6file := filepath.Join(l.dir, "ipv6_plain.txt")
+	putFile(t, v6file, l.feedText("ipv6_plain.txt"))
+	const v6 = "Lab v6 list"
+	l.writeConfig(l.intelConfig(feedConf{Name: v6, URL: "file://" + v6file, Interval: "1h", Level: "medium"}))
+	l.serve([]int{22}, nil)
+	l.startPfwd()
+	l.waitThreat(l.clientIP6, true)
+	l.expectFrom(l.client, "tcp", l.clientIP6, hostPort(l.fwIP6, 22), false)
+	if _, ok := l.waitRow(isIntelRow("Threat intel: "+v6, l.clientIP6, l.fwIP6, "tcp")); !ok {
+		t.Fatalf("no blocked row before the rm: %+v", l.rows("blocked"))
+	}
+
+	if err := os.Remove(l.db()); err != nil {
+		t.Fatal(err)
+	}
+	l.waitLog("The log database was deleted or replaced while pfwd ran: opened it again")
+	l.waitLog("Threat feed: entries saved to the new database", `feed="`+v6+`"`, "entries=3")
+	if rows := l.threats(0); len(rows) != 3 {
+		t.Errorf("fwctl threats after the rm: %+v, want the feed's 3 entries", rows)
+	} else if r, ok := threatOf(rows, l.clientIP6); !ok || r.Source != v6 || r.ThreatLevel != "medium" {
+		t.Errorf("fwctl threats entry %s = %+v, want source %q level medium", l.clientIP6, r, v6)
+	}
+	if n := len(l.rows("blocked")); n != 0 {
+		t.Errorf("the new database has %d blocked rows before any new traffic", n)
+	}
+	l.expectFrom(l.client, "tcp", l.clientIP6, hostPort(l.fwIP6, 22), false)
+	if _, ok := l.waitRow(isIntelRow("Threat intel: "+v6, l.clientIP6, l.fwIP6, "tcp")); !ok {
+		t.Errorf("no blocked row in the new database: %+v", l.rows("blocked"))
+	}
+	if st := l.status(); st.LogRows.Lost != 0 {
+		t.Errorf("fwctl status: %d log rows lost around the rm (%s)", st.LogRows.Lost, st.LogRows.LastError)
+	}
+}
