@@ -40,6 +40,15 @@
 // Run also prunes: rows older than Retention.MaxAge (30 days) and beyond
 // Retention.MaxRows per table (1,000,000), oldest first.
 //
+// Run checks once a second (WriterConfig.CheckEvery, one stat) whether the
+// file at the path is still the one it opened. When it was deleted (an
+// operator clearing the log) or replaced, Store.Reopen closes the old
+// pools, removes the old file's -wal and -shm (SQLite would replay them
+// into the new database) and opens the path as Open does; OnReopen tells
+// the daemon, which writes the threat entries in force again. Rows the
+// database refuses are dropped and counted in WriterStats.Lost, with the
+// error in LastError.
+//
 // # Tables
 //
 //	blocked_packets(id, timestamp, src_ip, dst_ip, src_port, dst_port, protocol, reason, packet_hash)
