@@ -27,8 +27,14 @@
 // data lines are invalid, or the content looks like HTML, or it holds NUL
 // bytes or invalid UTF-8, the whole response is rejected with an error
 // wrapping ErrNotBlocklist. A list of comments only is a valid empty list.
-// Parse is bounded: at most DefaultMaxSize (32 MiB) are read, lines over 4 KiB
-// are invalid and are never held in memory whole.
+// Parse is bounded: it reads at most DefaultMaxSize (32 MiB) and
+// DefaultMaxEntries (250,000) addresses, and fails with ErrTooLarge the moment
+// a body goes beyond either, without reading on; lines over 4 KiB are invalid
+// and are never held in memory whole. Lines are parsed in place from a 4 KiB
+// buffer and addresses kept as 8-byte keys (24 for IPv6) until the end: an
+// endless or hostile body is refused holding at most 4 MiB of keys (12 MiB if
+// all IPv6), well under the byte cap, and an accepted list costs one
+// []netip.Prefix of its exact size.
 //
 // # Sanitizing
 //
@@ -42,10 +48,12 @@
 // # Fetching
 //
 // A Fetcher reads https, http and file:///path URLs with connect and total
-// timeouts (DefaultConnectTimeout, DefaultTimeout), a body cap (MaxSize,
-// DefaultMaxSize by default; beyond it the fetch fails with ErrTooLarge),
-// conditional requests (ETag / If-Modified-Since: a 304 is a success that
-// changes nothing), the User-Agent "pfw/<Version>" (set Version at start), and
+// timeouts (DefaultConnectTimeout, DefaultTimeout), caps on the body after
+// decompression (MaxSize, DefaultMaxSize by default) and on its entries
+// (MaxEntries, DefaultMaxEntries), beyond which the fetch fails with
+// ErrTooLarge and the connection is dropped, not drained; conditional
+// requests (ETag / If-Modified-Since: a 304 is a success that changes
+// nothing), the User-Agent "pfw/<Version>" (set Version at start), and
 // verified TLS. Redirects from https to http are refused. Errors show the URL
 // without its query or password, which may hold an access key.
 //

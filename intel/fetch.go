@@ -67,8 +67,12 @@ type Fetcher struct {
 	// NewHTTPClient(DefaultConnectTimeout, DefaultTimeout).
 	Client *http.Client
 	// MaxSize caps a body in bytes (after decompression); 0 means
-	// DefaultMaxSize (32 MiB). A larger body fails with ErrTooLarge.
+	// DefaultMaxSize (32 MiB). A larger body fails with ErrTooLarge as soon
+	// as the excess arrives: an endless body is not read to its end.
 	MaxSize int64
+	// MaxEntries caps the addresses of a body, duplicates included; 0 means
+	// DefaultMaxEntries (250,000). More fail with ErrTooLarge.
+	MaxEntries int
 }
 
 var defaultClient = NewHTTPClient(DefaultConnectTimeout, DefaultTimeout)
@@ -159,15 +163,11 @@ func (f *Fetcher) Fetch(ctx context.Context, rawURL string, prev Validators) (Re
 	if err != nil {
 		return Response{}, fmt.Errorf("fetch feed: %w", err)
 	}
-	limit := f.MaxSize
-	if limit <= 0 {
-		limit = DefaultMaxSize
-	}
 	var resp Response
 	if u.Scheme == "file" {
-		resp, err = fetchFile(u.Path, prev, limit)
+		resp, err = f.fetchFile(u.Path, prev)
 	} else {
-		resp, err = f.fetchHTTP(ctx, u, prev, limit)
+		resp, err = f.fetchHTTP(ctx, u, prev)
 	}
 	if err != nil {
 		return Response{}, fmt.Errorf("fetch %s: %w", displayURL(u), err)
@@ -175,7 +175,19 @@ func (f *Fetcher) Fetch(ctx context.Context, rawURL string, prev Validators) (Re
 	return resp, nil
 }
 
-func (f *Fetcher) fetchHTTP(ctx context.Context, u *url.URL, prev Validators, limit int64) (Response, error) {
+// limits returns the caps of one body: bytes and entries.
+func (f *Fetcher) limits() (maxBytes int64, maxEntries int) {
+	maxBytes, maxEntries = f.MaxSize, f.MaxEntries
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxSize
+	}
+	if maxEntries <= 0 {
+		maxEntries = DefaultMaxEntries
+	}
+	return maxBytes, maxEntries
+}
+
+func (f *Fetcher) fetchHTTP(ctx context.Context, u *url.URL, prev Validators) (Response, error) {
 	client := f.Client
 	if client == nil {
 		client = defaultClient
@@ -217,10 +229,14 @@ func (f *Fetcher) fetchHTTP(ctx context.Context, u *url.URL, prev Validators, li
 		// to the log unchecked.
 		return Response{}, &StatusError{Code: r.StatusCode, Status: fmt.Sprintf("%d %s", r.StatusCode, http.StatusText(r.StatusCode))}
 	}
-	if r.ContentLength > limit {
-		return Response{}, fmt.Errorf("%w: Content-Length %d exceeds the %d-byte cap", ErrTooLarge, r.ContentLength, limit)
+	maxBytes, maxEntries := f.limits()
+	if r.ContentLength > maxBytes {
+		return Response{}, fmt.Errorf("%w: Content-Length %d is over the limit of %s", ErrTooLarge, r.ContentLength, byteSize(maxBytes))
 	}
-	res, err := parse(r.Body, limit)
+	// parse reads the body as a stream and stops at the first cap; closing
+	// a body that was not read to its end drops the connection rather than
+	// draining it, so an endless body costs nothing more.
+	res, err := parse(r.Body, maxBytes, maxEntries)
 	if err != nil {
 		return Response{}, err
 	}
@@ -232,13 +248,13 @@ func (f *Fetcher) fetchHTTP(ctx context.Context, u *url.URL, prev Validators, li
 
 // fetchFile reads a local feed. Its validator is the file's modification time
 // and size, so an untouched file is NotModified like an HTTP 304.
-func fetchFile(path string, prev Validators, limit int64) (Response, error) {
-	f, err := os.Open(path)
+func (f *Fetcher) fetchFile(path string, prev Validators) (Response, error) {
+	file, err := os.Open(path)
 	if err != nil {
 		return Response{}, err
 	}
-	defer f.Close()
-	st, err := f.Stat()
+	defer file.Close()
+	st, err := file.Stat()
 	if err != nil {
 		return Response{}, err
 	}
@@ -249,10 +265,12 @@ func fetchFile(path string, prev Validators, limit int64) (Response, error) {
 	if prev.ETag == tag {
 		return Response{NotModified: true, Validators: prev}, nil
 	}
-	if st.Size() > limit {
-		return Response{}, fmt.Errorf("%w: %d bytes exceed the %d-byte cap", ErrTooLarge, st.Size(), limit)
+	maxBytes, maxEntries := f.limits()
+	if st.Size() > maxBytes {
+		return Response{}, fmt.Errorf("%w: the file has %d bytes, over the limit of %s", ErrTooLarge, st.Size(), byteSize(maxBytes))
 	}
-	res, err := parse(f, limit)
+	// The file may grow while it is read: parse enforces the caps again.
+	res, err := parse(file, maxBytes, maxEntries)
 	if err != nil {
 		return Response{}, err
 	}

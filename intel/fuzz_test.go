@@ -17,8 +17,8 @@ import (
 // properties the daemon relies on: no panic; Invalid <= Lines; on success
 // every entry is valid, masked, unmapped, zone-free and strictly sorted, and
 // at most half the lines are invalid; on failure no entries and a known
-// error; the same result whatever the read sizes; and Sanitize's output is
-// safe to install.
+// error; the same result whatever the read sizes; no success with a cap one
+// byte or one entry too small; and Sanitize's output is safe to install.
 func FuzzParse(f *testing.F) {
 	files, err := os.ReadDir("testdata")
 	if err != nil {
@@ -65,6 +65,20 @@ func FuzzParse(f *testing.F) {
 
 		if len(data) < 64 {
 			checkIPv4FastPath(t, string(data))
+			checkParsePrefix(t, string(data))
+		}
+
+		// A cap never lets part of a body through: one byte or one entry
+		// short, the same data must fail.
+		if len(data) > 0 {
+			if _, err := parse(bytes.NewReader(data), int64(len(data))-1, DefaultMaxEntries); err == nil {
+				t.Fatalf("accepted %d bytes with a cap of %d", len(data), len(data)-1)
+			}
+		}
+		if err == nil && len(res.Entries) > 0 {
+			if _, err := parse(bytes.NewReader(data), DefaultMaxSize, len(res.Entries)-1); !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("%d entries with a cap of %d: error = %v, want ErrTooLarge", len(res.Entries), len(res.Entries)-1, err)
+			}
 		}
 
 		if err == nil {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"slices"
 	"strings"
@@ -28,6 +29,20 @@ const (
 // IPv4 CIDR lines, far above any public blocklist (FireHOL's largest sets are a
 // few MiB) yet small enough that a runaway or hostile server cannot exhaust memory.
 const DefaultMaxSize = 32 << 20
+
+// DefaultMaxEntries is the most addresses Parse accepts and, unless
+// Fetcher.MaxEntries says otherwise, a Fetcher accepts from one body: 250,000,
+// counted before duplicates are removed. The byte cap alone does not bound
+// memory: 32 MiB of "1.2.3.4" lines are four million entries, 128 MiB as
+// []netip.Prefix, of which Sanitize, the Manager and the daemon each make a
+// copy.
+// Real feeds are far smaller (Feodo lists a few hundred addresses, Spamhaus
+// DROP about 1,500, FireHOL level1 about 4,500, the largest FireHOL aggregates
+// some tens of thousands) while pfw's memory goal (64 MiB peak with 100,000
+// threat entries) and its kernel sets are sized for feeds of that order: the
+// cap leaves room for 2.5 times that in one feed and keeps a broken or hostile
+// one from costing more than about 8 MiB per copy of its list.
+const DefaultMaxEntries = 250_000
 
 // maxLineLen bounds one line. Longer lines are counted invalid and skipped
 // without being held in memory.
@@ -74,20 +89,23 @@ type Result struct {
 // contains NUL bytes or invalid UTF-8, or more than half of its data lines are
 // invalid. A list with no data lines (only comments, or nothing) is valid and
 // yields zero entries: Feodo's recommended list is often empty. Parse reads at
-// most DefaultMaxSize bytes and fails with ErrTooLarge beyond that.
+// most DefaultMaxSize bytes and DefaultMaxEntries addresses and fails with
+// ErrTooLarge, at once, beyond either: an endless body is read no further.
 //
 // On error the returned Result still holds the counts gathered so far (for the
 // log) but no entries.
 func Parse(r io.Reader) (Result, error) {
-	return parse(r, DefaultMaxSize)
+	return parse(r, DefaultMaxSize, DefaultMaxEntries)
 }
 
 // parser holds the state of one Parse call.
 type parser struct {
-	res     Result
-	lineNo  int
-	dstCol  int // CSV column holding the address; 1 in Feodo's layout
-	sawData bool
+	res       Result
+	entries   entryKeys // at most entries.max
+	lineNo    int
+	dstCol    int    // CSV column holding the address; 1 in Feodo's layout
+	longStart []byte // the start of the last over-long line, reused
+	sawData   bool
 
 	// Markers seen so far; the format is decided from them at the end so that
 	// a footer or a late header does not depend on line order.
@@ -98,16 +116,23 @@ type parser struct {
 	hashComment bool
 }
 
-func parse(r io.Reader, limit int64) (Result, error) {
-	counted := &countingReader{r: io.LimitReader(r, limit+1)}
-	br := bufio.NewReaderSize(counted, maxLineLen)
-	p := parser{dstCol: 1}
+// parse reads at most maxBytes bytes and maxEntries addresses from r. Memory
+// stays bounded whatever r yields: lines are read in place from a 4 KiB
+// buffer, entries are kept as 8-byte keys (IPv4) until the end, and reading
+// stops at whichever cap comes first.
+func parse(r io.Reader, maxBytes int64, maxEntries int) (Result, error) {
+	br := bufio.NewReaderSize(newCapReader(r, maxBytes), maxLineLen)
+	p := parser{dstCol: 1, entries: entryKeys{max: maxEntries}}
 	for {
-		line, long, err := readLine(br)
+		line, long, err := p.readLine(br)
+		if errors.Is(err, ErrTooLarge) {
+			// The line is cut at the cap: judging it could only give a
+			// misleading error (a rune split in two is "invalid UTF-8").
+			return p.res, fmt.Errorf("parse feed: %w", err)
+		}
 		if len(line) > 0 || err == nil {
 			p.lineNo++
 			if perr := p.line(line, long); perr != nil {
-				p.res.Entries = nil
 				return p.res, fmt.Errorf("parse feed: %w", perr)
 			}
 		}
@@ -115,21 +140,15 @@ func parse(r io.Reader, limit int64) (Result, error) {
 			break
 		}
 		if err != nil {
-			p.res.Entries = nil
 			return p.res, fmt.Errorf("parse feed: read after line %d: %w", p.lineNo, err)
 		}
 	}
-	if counted.n > limit {
-		p.res.Entries = nil
-		return p.res, fmt.Errorf("parse feed: %w: more than %d bytes", ErrTooLarge, limit)
-	}
 	if p.res.Lines > 0 && p.res.Invalid*2 > p.res.Lines {
-		p.res.Entries = nil
 		return p.res, fmt.Errorf("parse feed: %w: %d of %d data lines are not IP addresses or CIDRs (first: %s)",
 			ErrNotBlocklist, p.res.Invalid, p.res.Lines, p.res.FirstInvalid)
 	}
 	p.res.Format = p.format()
-	p.res.Entries = dedupe(p.res.Entries)
+	p.res.Entries = p.entries.prefixes()
 	return p.res, nil
 }
 
@@ -137,13 +156,14 @@ func parse(r io.Reader, limit int64) (Result, error) {
 // line longer than the reader's buffer is consumed entirely but only its
 // first bufferful is returned, with long set; the rest is still checked for
 // NUL bytes so binary data cannot hide behind a long line.
-func readLine(br *bufio.Reader) (line []byte, long bool, err error) {
+func (p *parser) readLine(br *bufio.Reader) (line []byte, long bool, err error) {
 	line, err = br.ReadSlice('\n')
 	if errors.Is(err, bufio.ErrBufferFull) {
 		long = true
 		// The returned slice is only valid until the next read: keep a copy
-		// of the start for the error message and the checks.
-		first := slices.Clone(line)
+		// of the start for the error message and the checks, in a buffer
+		// reused so that a stream of long lines allocates nothing.
+		first := append(p.longStart[:0], line...)
 		for errors.Is(err, bufio.ErrBufferFull) {
 			var more []byte
 			more, err = br.ReadSlice('\n')
@@ -151,6 +171,7 @@ func readLine(br *bufio.Reader) (line []byte, long bool, err error) {
 				first = append(first[:0], 0) // reported as binary by the caller
 			}
 		}
+		p.longStart = first
 		line = first
 	}
 	line = bytes.TrimSuffix(line, []byte("\n"))
@@ -199,7 +220,10 @@ func (p *parser) line(raw []byte, long bool) error {
 		p.invalid(line)
 		return nil
 	}
-	p.res.Entries = append(p.res.Entries, prefix)
+	if p.entries.len() >= p.entries.max {
+		return fmt.Errorf("%w: over the limit of %d entries (line %d)", ErrTooLarge, p.entries.max, p.lineNo)
+	}
+	p.entries.add(prefix)
 	return nil
 }
 
@@ -350,14 +374,14 @@ func looksLikeHTML(line []byte, first bool) bool {
 	return false
 }
 
-// parsePrefix parses an address or a CIDR. IPv4 takes an allocation-free fast
-// path; everything else (IPv6, and any IPv4 form the fast path declines) goes
-// through net/netip, which is the reference for what is valid.
+// parsePrefix parses an address or a CIDR. IPv4 takes an allocation-free path
+// that decides alone; what may be IPv6 goes through net/netip, which is the
+// reference for what is valid.
 func parsePrefix(b []byte) (netip.Prefix, bool) {
 	if p, ok := parseIPv4Prefix(b); ok {
 		return p, true
 	}
-	if len(b) == 0 || len(b) > len("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255/128") {
+	if len(b) == 0 || len(b) > len("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255/128") || !mayBeIPv6(b) {
 		return netip.Prefix{}, false
 	}
 	s := string(b)
@@ -377,6 +401,26 @@ func parsePrefix(b []byte) (netip.Prefix, bool) {
 	return canonical(p), true
 }
 
+// mayBeIPv6 reports whether b could be an IPv6 address or CIDR: it holds a
+// colon, and only bytes net/netip accepts in one (zones, which pfw refuses,
+// aside). Anything else that is valid is IPv4, which parseIPv4Prefix decides
+// alone. net/netip costs an allocation for the string and another for each
+// error: junk lines (host names, words, HTML, hex) must not pay that, or an
+// endless junk body would churn several times its size through the heap.
+func mayBeIPv6(b []byte) bool {
+	colon := false
+	for _, c := range b {
+		switch {
+		case c == ':':
+			colon = true
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'f', c >= 'A' && c <= 'F', c == '.', c == '/':
+		default:
+			return false
+		}
+	}
+	return colon
+}
+
 // canonical masks p and turns IPv4-mapped IPv6 (::ffff:a.b.c.d/n, n >= 96)
 // into IPv4, so one address has one spelling in the kernel sets.
 func canonical(p netip.Prefix) netip.Prefix {
@@ -388,9 +432,10 @@ func canonical(p netip.Prefix) netip.Prefix {
 
 // parseIPv4Prefix parses "a.b.c.d" or "a.b.c.d/n" exactly as
 // netip.ParseAddr/ParsePrefix would (decimal, no leading zeros, octets <= 255,
-// bits <= 32) and masks the result. It reports false for anything else,
-// including input netip would accept in another form; callers then fall back
-// to netip.
+// bits <= 32) and masks the result. It reports false for anything else. For
+// input without a colon it agrees with netip both ways (FuzzParse checks it):
+// netip parses such input as IPv4 or not at all. Input with a colon (IPv6,
+// IPv4-mapped IPv6) is for netip.
 func parseIPv4Prefix(b []byte) (netip.Prefix, bool) {
 	var ip [4]byte
 	i := 0
@@ -443,10 +488,62 @@ func parseDecimal(b []byte, maxValue int) (value, n int, ok bool) {
 	return value, n, true
 }
 
-// dedupe sorts entries and drops exact duplicates, in place.
-func dedupe(entries []netip.Prefix) []netip.Prefix {
-	sortPrefixes(entries)
-	return slices.Clip(slices.Compact(entries))
+// entryKeys collects the entries of a feed while it is read. It holds them
+// pointer-free, 8 bytes an IPv4 entry instead of the 32 of a netip.Prefix
+// (whose zone pointer the GC must also scan), so an over-cap IPv4 feed costs
+// a quarter of its entries' final size before it is refused; the
+// []netip.Prefix is built once, at its exact size, after sorting and
+// deduplication.
+type entryKeys struct {
+	v4  []uint64 // address<<8 | bits: ordered like comparePrefix
+	v6  []prefixKey
+	max int // capacity never grows beyond it
+}
+
+func (k *entryKeys) len() int { return len(k.v4) + len(k.v6) }
+
+// add appends p; the caller keeps len() below max.
+func (k *entryKeys) add(p netip.Prefix) {
+	if a := p.Addr(); a.Is4() {
+		b := a.As4()
+		k.v4 = append(growOne(k.v4, k.max), uint64(binary.BigEndian.Uint32(b[:]))<<8|uint64(p.Bits()))
+		return
+	}
+	k.v6 = append(growOne(k.v6, k.max), keyOf(p))
+}
+
+// growOne makes room for one more element: it doubles the capacity, up to
+// limit. append's own growth, a quarter at a time for large slices, would
+// allocate five times the final size in all.
+func growOne[T any](s []T, limit int) []T {
+	if len(s) < cap(s) {
+		return s
+	}
+	grown := make([]T, len(s), min(max(2*cap(s), 64), max(limit, len(s)+1)))
+	copy(grown, s)
+	return grown
+}
+
+// prefixes returns the entries sorted by comparePrefix (IPv4 first) without
+// exact duplicates, or nil when there are none.
+func (k *entryKeys) prefixes() []netip.Prefix {
+	slices.Sort(k.v4) // linear on the sorted lists most providers publish
+	k.v4 = slices.Compact(k.v4)
+	slices.SortFunc(k.v6, comparePrefixKey)
+	k.v6 = slices.Compact(k.v6)
+	if k.len() == 0 {
+		return nil
+	}
+	out := make([]netip.Prefix, 0, k.len())
+	for _, v := range k.v4 {
+		var b [4]byte
+		binary.BigEndian.PutUint32(b[:], uint32(v>>8))
+		out = append(out, netip.PrefixFrom(netip.AddrFrom4(b), int(v&0xff)))
+	}
+	for _, v := range k.v6 {
+		out = append(out, v.prefix())
+	}
+	return out
 }
 
 // sortPrefixes sorts entries by comparePrefix. It sorts plain integer keys
@@ -540,15 +637,45 @@ func comparePrefix(a, b netip.Prefix) int {
 	return a.Bits() - b.Bits()
 }
 
-// countingReader counts the bytes read through it, to tell a body that ends
-// exactly at the size limit from one that goes beyond.
-type countingReader struct {
-	r io.Reader
-	n int64
+// capReader passes at most limit bytes of r through and fails with an error
+// wrapping ErrTooLarge as soon as r holds more, without reading further: the
+// byte after the limit is read (to tell a body of exactly limit bytes from a
+// longer one) but never returned.
+type capReader struct {
+	r    io.Reader
+	left int64 // bytes still allowed, plus the one that proves an excess
+	err  error // returned once the excess byte arrived
 }
 
-func (c *countingReader) Read(b []byte) (int, error) {
+func newCapReader(r io.Reader, limit int64) *capReader {
+	limit = min(limit, math.MaxInt64-1) // left must not overflow
+	return &capReader{r: r, left: limit + 1, err: fmt.Errorf("%w: body over the limit of %s", ErrTooLarge, byteSize(limit))}
+}
+
+func (c *capReader) Read(b []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, c.err
+	}
+	if int64(len(b)) > c.left {
+		b = b[:c.left]
+	}
 	n, err := c.r.Read(b)
-	c.n += int64(n)
+	c.left -= int64(n)
+	if c.left == 0 {
+		return n - 1, c.err
+	}
 	return n, err
+}
+
+// byteSize renders a size for errors: "32 MiB", "64 KiB" or "999 bytes".
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	case n == 1:
+		return "1 byte"
+	}
+	return fmt.Sprintf("%d bytes", n)
 }

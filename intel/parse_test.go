@@ -250,10 +250,10 @@ func TestParseRules(t *testing.T) {
 func TestParseSizeCap(t *testing.T) {
 	line := "192.0.2.1\n"
 	exact := strings.Repeat(line, 10)
-	if _, err := parse(strings.NewReader(exact), int64(len(exact))); err != nil {
+	if _, err := parse(strings.NewReader(exact), int64(len(exact)), DefaultMaxEntries); err != nil {
 		t.Errorf("input of exactly the limit: %v", err)
 	}
-	_, err := parse(strings.NewReader(exact+line), int64(len(exact)))
+	_, err := parse(strings.NewReader(exact+line), int64(len(exact)), DefaultMaxEntries)
 	if !errors.Is(err, ErrTooLarge) {
 		t.Errorf("input over the limit: error = %v, want ErrTooLarge", err)
 	}
@@ -291,6 +291,42 @@ func checkIPv4FastPath(t *testing.T, s string) {
 	}
 	if want.Masked() != got {
 		t.Fatalf("fast path parsed %q as %v, net/netip as %v", s, got, want.Masked())
+	}
+}
+
+func TestParsePrefixMatchesNetip(t *testing.T) {
+	for _, s := range []string{
+		"2001:db8::1", "2001:db8::/32", "::ffff:192.0.2.1", "::ffff:192.0.2.0/120", "::", "::/0",
+		"fe80::1%eth0", "fe80::/10%eth0", "2001:db8::g", "2001:db8:::1", "1:2:3:4:5:6:7:8:9",
+		"deadbeef", "dead:beef", "example.com", "1.2.3.4/24", "1.2.3.4%eth0", "cafe::/129",
+		"ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255/128", "0000:0000:0000:0000:0000:0000:0000:0000/128",
+	} {
+		checkParsePrefix(t, s)
+	}
+}
+
+// checkParsePrefix asserts that parsePrefix, fast path and junk filter
+// included, accepts exactly what net/netip accepts (zones aside, which pfw
+// refuses) and returns its canonical form.
+func checkParsePrefix(t *testing.T, s string) {
+	t.Helper()
+	var want netip.Prefix
+	var err error
+	if strings.Contains(s, "/") {
+		want, err = netip.ParsePrefix(s)
+	} else {
+		var a netip.Addr
+		if a, err = netip.ParseAddr(s); err == nil && a.Zone() != "" {
+			err = errors.New("zone")
+		}
+		want = netip.PrefixFrom(a, a.BitLen())
+	}
+	got, ok := parsePrefix([]byte(s))
+	switch {
+	case ok != (err == nil):
+		t.Fatalf("parsePrefix(%q) ok = %v, net/netip error: %v", s, ok, err)
+	case ok && got != canonical(want):
+		t.Fatalf("parsePrefix(%q) = %v, want %v", s, got, canonical(want))
 	}
 }
 

@@ -26,27 +26,35 @@ func (s Skipped) String() string { return s.Prefix.String() + " (" + s.Reason + 
 type namedPrefix struct {
 	prefix netip.Prefix
 	name   string
+	// reason is the Skipped.Reason of an overlap, built once: a hostile
+	// feed may overlap a range with every one of its entries.
+	reason string
+}
+
+func named(prefix, name string) namedPrefix {
+	p := netip.MustParsePrefix(prefix)
+	return namedPrefix{prefix: p, name: name, reason: "overlaps " + name + " " + p.String()}
 }
 
 // loopback is never blocked: cutting it breaks the host itself (resolvers,
 // local daemons, the control socket's peers).
 var loopback = []namedPrefix{
-	{netip.MustParsePrefix("127.0.0.0/8"), "loopback"},
-	{netip.MustParsePrefix("::1/128"), "loopback"},
-	{netip.MustParsePrefix("::ffff:127.0.0.0/104"), "loopback"},
+	named("127.0.0.0/8", "loopback"),
+	named("::1/128", "loopback"),
+	named("::ffff:127.0.0.0/104", "loopback"),
 }
 
 // localRanges are kept, since a feed may have reasons to list them, but
 // reported: lists like firehol_level1 carry bogons that, applied blindly, cut
 // the host off its own LAN.
 var localRanges = []namedPrefix{
-	{netip.MustParsePrefix("10.0.0.0/8"), "private range"},
-	{netip.MustParsePrefix("172.16.0.0/12"), "private range"},
-	{netip.MustParsePrefix("192.168.0.0/16"), "private range"},
-	{netip.MustParsePrefix("100.64.0.0/10"), "shared address space (CGNAT)"},
-	{netip.MustParsePrefix("169.254.0.0/16"), "link-local range"},
-	{netip.MustParsePrefix("fc00::/7"), "unique local range"},
-	{netip.MustParsePrefix("fe80::/10"), "link-local range"},
+	named("10.0.0.0/8", "private range"),
+	named("172.16.0.0/12", "private range"),
+	named("192.168.0.0/16", "private range"),
+	named("100.64.0.0/10", "shared address space (CGNAT)"),
+	named("169.254.0.0/16", "link-local range"),
+	named("fc00::/7", "unique local range"),
+	named("fe80::/10", "link-local range"),
 }
 
 // Sanitize drops the entries of a feed that would block everything or the
@@ -65,29 +73,33 @@ var localRanges = []namedPrefix{
 // 192.0.2.77 stays blocked when a feed's 192.0.2.0/24 is refused for covering
 // a whitelisted 192.0.2.5. skipped lists refused entries (Kept false) and
 // warnings (Kept true) in input order. The cost is O(len(entries) ×
-// len(protect)), fine for whitelists of hundreds.
+// len(protect)), fine for whitelists of hundreds. Its memory is bounded by
+// the entries: one copy in kept, and one Skipped each (sharing their Reason
+// strings) at most.
 func Sanitize(entries []netip.Prefix, protect []netip.Prefix) (kept []netip.Prefix, skipped []Skipped) {
 	kept = make([]netip.Prefix, 0, len(entries))
+	protectReasons := make([]string, len(protect))
 	for _, p := range entries {
 		if !p.IsValid() {
 			skipped = append(skipped, Skipped{Prefix: p, Reason: "invalid prefix"})
 			continue
 		}
 		p = canonical(p)
-		if reason := refuse(p, protect); reason != "" {
+		if reason := refuse(p, protect, protectReasons); reason != "" {
 			skipped = append(skipped, Skipped{Prefix: p, Reason: reason})
 			continue
 		}
 		kept = append(kept, p)
 		if r, ok := overlapping(p, localRanges); ok {
-			skipped = append(skipped, Skipped{Prefix: p, Reason: "overlaps " + r.name + " " + r.prefix.String(), Kept: true})
+			skipped = append(skipped, Skipped{Prefix: p, Reason: r.reason, Kept: true})
 		}
 	}
 	return normalize(kept), skipped
 }
 
-// refuse says why p must not be blocked, or "" when it may be.
-func refuse(p netip.Prefix, protect []netip.Prefix) string {
+// refuse says why p must not be blocked, or "" when it may be. reasons caches
+// the text for each protect prefix, built on first use.
+func refuse(p netip.Prefix, protect []netip.Prefix, reasons []string) string {
 	family, minBits := "IPv4", MinBitsIPv4
 	if p.Addr().Is6() {
 		family, minBits = "IPv6", MinBitsIPv6
@@ -99,11 +111,14 @@ func refuse(p netip.Prefix, protect []netip.Prefix) string {
 		return fmt.Sprintf("%s prefix shorter than /%d", family, minBits)
 	}
 	if r, ok := overlapping(p, loopback); ok {
-		return "overlaps " + r.name + " " + r.prefix.String()
+		return r.reason
 	}
-	for _, w := range protect {
+	for i, w := range protect {
 		if w.IsValid() && p.Overlaps(w) {
-			return "overlaps whitelisted " + w.String()
+			if reasons[i] == "" {
+				reasons[i] = "overlaps whitelisted " + w.String()
+			}
+			return reasons[i]
 		}
 	}
 	return ""
