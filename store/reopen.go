@@ -30,8 +30,11 @@ func identify(path string) dbFiles {
 	return f
 }
 
-// fileChanged reports whether the database file at the path is gone or
-// is another file than the one opened.
+// Replaced reports whether the database file at the path is gone or is
+// another file than the one opened: pfwd reopens it (see Reopen), and a
+// reader that follows the log opens the new one.
+func (s *Store) Replaced() bool { return s.fileChanged() }
+
 func (s *Store) fileChanged() bool {
 	cur, err := idOf(s.path)
 	if err != nil {

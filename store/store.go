@@ -121,7 +121,7 @@ func OpenReader(path string) (*Store, error) {
 		read.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	return &Store{path: abs, readOnly: true, read: read}, nil
+	return &Store{path: abs, readOnly: true, read: read, files: identify(abs)}, nil
 }
 
 // checkReadable makes sure a reader sees a database pfwd has set up, so

@@ -70,30 +70,30 @@ func logs(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	defer s.Close()
 	rows, err := s.Logs(c.Context, q)
 	if err != nil {
+		s.Close()
 		return err
 	}
-	if !c.Bool("follow") {
-		if g.json {
-			return writeJSON(g.out, rows)
-		}
-		if len(rows) == 0 {
-			_, err := fmt.Fprintf(g.out, "No %s packets logged%s.\n", q.Table, filterNote(c))
-			return err
-		}
-		t := logTable(g.out, q.Table)
-		for _, r := range rows {
-			t.add(logCells(r)...)
-		}
-		return t.flush()
+	if c.Bool("follow") {
+		ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		slices.Reverse(rows) // tail prints the newest last
+		return follow(ctx, s, q, rows, newLogPrinter(g, q.Table), func() (*store.Store, error) { return openStore(g.db) })
 	}
-
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	slices.Reverse(rows) // tail prints the newest last
-	return follow(ctx, s, q, rows, newLogPrinter(g, q.Table))
+	s.Close()
+	if g.json {
+		return writeJSON(g.out, rows)
+	}
+	if len(rows) == 0 {
+		_, err := fmt.Fprintf(g.out, "No %s packets logged%s.\n", q.Table, filterNote(c))
+		return err
+	}
+	t := logTable(g.out, q.Table)
+	for _, r := range rows {
+		t.add(logCells(r)...)
+	}
+	return t.flush()
 }
 
 func logQueryFromFlags(c *cli.Context, now time.Time) (store.LogQuery, error) {
@@ -218,9 +218,14 @@ func newLogPrinter(g *globals, typ string) logPrinter {
 }
 
 // follow prints first, then every followInterval the rows logged after the
-// last one printed, until ctx ends. Ids only grow (AUTOINCREMENT), so "id
-// greater than the last" never skips nor repeats a row.
-func follow(ctx context.Context, s *store.Store, q store.LogQuery, first []store.LogRow, print logPrinter) error {
+// last one printed, until ctx ends; it closes s. Ids only grow
+// (AUTOINCREMENT), so "id greater than the last" never skips nor repeats a
+// row. When the database file is deleted or replaced (someone cleared the
+// log, and pfwd made a new one), follow opens the new file with reopen and
+// goes on from its first row.
+func follow(ctx context.Context, s *store.Store, q store.LogQuery, first []store.LogRow, print logPrinter,
+	reopen func() (*store.Store, error)) error {
+	defer func() { s.Close() }()
 	if err := print(first); err != nil {
 		return err
 	}
@@ -246,6 +251,14 @@ func follow(ctx context.Context, s *store.Store, q store.LogQuery, first []store
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+		}
+		if s.Replaced() {
+			n, err := reopen()
+			if err != nil {
+				continue // pfwd makes the new file within a second
+			}
+			s.Close()
+			s, last = n, 0
 		}
 		for {
 			next := q

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -276,6 +277,39 @@ func TestLogsFollow(t *testing.T) {
 	}
 	if strings.Count(stdout.String(), "ID  ") != 1 {
 		t.Errorf("header printed more than once:\n%s", stdout.String())
+	}
+}
+
+// The log file deleted while following (to clear it): follow waits for
+// pfwd's new file and goes on with its rows, from its first.
+func TestLogsFollowAcrossANewDatabase(t *testing.T) {
+	e := newEnv(t, testConfig)
+	reopened := make(chan error, 4)
+	db := newLogDB(t, e.db, store.WriterConfig{CheckEvery: 20 * time.Millisecond, OnReopen: func(err error) { reopened <- err }})
+	db.blocked(row(time.Now(), "203.0.113.1", 23, "Rule: Block Telnet"))
+
+	stdout, stderr, stop := runBackground("logs", "--follow")
+	waitFor(t, stdout, "203.0.113.1")
+	time.Sleep(followInterval)
+	if err := os.Remove(e.db); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * followInterval) // follow meets the gap before the new file
+	select {
+	case err := <-reopened:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the writer did not make a new database")
+	}
+	db.blocked(row(time.Now(), "203.0.113.2", 23, "Rule: Block Telnet"))
+	waitFor(t, stdout, "203.0.113.2")
+	if code := stop(); code != 0 {
+		t.Fatalf("exit %d after cancel, stderr %q", code, stderr.String())
+	}
+	if n := strings.Count(stdout.String(), "Rule: Block Telnet"); n != 2 {
+		t.Errorf("%d rows printed, want each of the 2 once:\n%s", n, stdout.String())
 	}
 }
 
