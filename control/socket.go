@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -13,15 +14,31 @@ import (
 	"time"
 )
 
+// maxPath is the longest socket path the kernel takes (sun_path is 108
+// bytes with its terminating NUL).
+const maxPath = 107
+
+// MaxConns is how many control connections pfwd serves at once; more
+// wait in the listen backlog (fwctl asks one question per connection).
+const MaxConns = 16
+
 // Listen creates the control socket at path, mode 0600, replacing a stale
-// socket file but refusing to take over one that a live pfwd answers on.
+// socket file but refusing to take over one that a live pfwd answers on,
+// and refusing to remove anything that is not a socket (a mistyped
+// --socket must not delete the config file it names).
 func Listen(path string) (net.Listener, error) {
+	if len(path) > maxPath {
+		return nil, fmt.Errorf("control socket %s: the path is %d bytes, longer than the %d a socket path may have", path, len(path), maxPath)
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
 		c.Close()
 		return nil, fmt.Errorf("control socket %s: another pfwd is running", path)
+	}
+	if fi, err := os.Lstat(path); err == nil && fi.Mode().Type() != os.ModeSocket {
+		return nil, fmt.Errorf("control socket %s: exists and is not a socket (%v); pfwd does not remove it", path, fi.Mode().Type())
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("control socket: remove stale %s: %w", path, err)
@@ -39,14 +56,18 @@ func Listen(path string) (net.Listener, error) {
 	return l, nil
 }
 
-// Serve answers GET /status with status() until ctx is done.
-func Serve(ctx context.Context, l net.Listener, status func() Status) error {
+// Serve answers GET /status with status() until ctx is done, at most
+// MaxConns connections at once, each closed after 5 s idle. errorLog,
+// when not nil, gets net/http's own errors (failed accepts, bad requests).
+func Serve(ctx context.Context, l net.Listener, status func() Status, errorLog *log.Logger) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(status())
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	l = LimitListener(l, MaxConns)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
+		IdleTimeout: 5 * time.Second, ErrorLog: errorLog}
 	go func() {
 		<-ctx.Done()
 		shut, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -64,6 +85,9 @@ var ErrNotRunning = errors.New("pfwd is not running")
 
 // Query asks the pfwd listening at path for its status.
 func Query(ctx context.Context, path string) (Status, error) {
+	if len(path) > maxPath {
+		return Status{}, fmt.Errorf("control socket %s: the path is %d bytes, longer than the %d a socket path may have", path, len(path), maxPath)
+	}
 	client := &http.Client{
 		Timeout: 3 * time.Second,
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {

@@ -3,10 +3,13 @@ package control
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestServeAndQuery(t *testing.T) {
@@ -25,7 +28,7 @@ func TestServeAndQuery(t *testing.T) {
 	go func() {
 		done <- Serve(ctx, l, func() Status {
 			return Status{Running: true, PID: 42, Feeds: []FeedStatus{{Name: "f", Entries: 3}}}
-		})
+		}, nil)
 	}()
 	st, err := Query(ctx, path)
 	if err != nil {
@@ -62,5 +65,96 @@ func TestQueryNotRunning(t *testing.T) {
 	_, err := Query(context.Background(), filepath.Join(t.TempDir(), "none.sock"))
 	if !errors.Is(err, ErrNotRunning) {
 		t.Errorf("Query without a daemon = %v, want ErrNotRunning", err)
+	}
+}
+
+// A --socket that names a file or a directory by mistake must not delete
+// it: a typo could name the config file.
+func TestListenRefusesToRemoveWhatIsNotASocket(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "firewall_rules.json")
+	if err := os.WriteFile(file, []byte("important"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty")
+	os.Mkdir(empty, 0o755)
+	for _, path := range []string{file, empty} {
+		_, err := Listen(path)
+		if err == nil || !strings.Contains(err.Error(), "exists and is not a socket") {
+			t.Errorf("Listen(%s) = %v, want a refusal", filepath.Base(path), err)
+		}
+	}
+	if b, err := os.ReadFile(file); err != nil || string(b) != "important" {
+		t.Errorf("the file is %q, %v after Listen", b, err)
+	}
+	if fi, err := os.Stat(empty); err != nil || !fi.IsDir() {
+		t.Errorf("the directory is gone after Listen: %v", err)
+	}
+}
+
+func TestLongSocketPathSaysSo(t *testing.T) {
+	path := "/tmp/" + strings.Repeat("d", 100) + "/pfwd.sock"
+	want := "longer than the 107 a socket path may have"
+	if _, err := Listen(path); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Listen = %v, want %q", err, want)
+	}
+	if _, err := Query(context.Background(), path); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Query = %v, want %q", err, want)
+	}
+}
+
+// Clients holding connections open cannot take more than MaxConns of
+// pfwd's descriptors (the rest wait in the backlog), service resumes when
+// they go, and a connection left idle after a request is closed.
+func TestServeCapsAndClosesIdleConnections(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pfwd.sock")
+	l, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go Serve(ctx, l, func() Status { return Status{Running: true} }, nil)
+
+	fds := func() int {
+		ents, _ := os.ReadDir("/proc/self/fd")
+		return len(ents)
+	}
+	before := fds()
+	var held []net.Conn
+	for range 200 {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	time.Sleep(200 * time.Millisecond)
+	// Our 200 client ends, plus the server's accepted ends.
+	if server := fds() - before - len(held); server > MaxConns+2 {
+		t.Errorf("the server holds %d connections, want at most %d", server, MaxConns)
+	}
+	for _, c := range held {
+		c.Close()
+	}
+	if _, err := Query(ctx, path); err != nil {
+		t.Fatalf("no answer once the clients left: %v", err)
+	}
+
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("GET /status HTTP/1.1\r\nHost: pfwd\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	if _, err := io.Copy(io.Discard, c); err != nil {
+		t.Fatalf("the idle connection was not closed within 10 s: %v", err)
+	}
+	if idle := time.Since(start); idle < 4*time.Second {
+		t.Errorf("closed after %v, before the 5 s idle timeout", idle)
 	}
 }

@@ -203,7 +203,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 	if metricsLn != nil {
 		d.serveMetrics(ctx, metricsLn)
 	}
-	go control.Serve(ctx, sock, d.Status)
+	go control.Serve(ctx, sock, d.Status, slog.NewLogLogger(log.Handler(), slog.LevelWarn))
 	if opts.Started != nil {
 		opts.Started(d)
 	}

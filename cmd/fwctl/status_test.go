@@ -21,7 +21,7 @@ func fakeDaemon(t *testing.T, socket string, st control.Status) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- control.Serve(ctx, l, func() control.Status { return st }) }()
+	go func() { done <- control.Serve(ctx, l, func() control.Status { return st }, nil) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
