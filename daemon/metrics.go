@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -189,6 +190,9 @@ func metricsHandler(snapshot func() metricsSnapshot) http.Handler {
 // before anything touches the kernel, so that a taken or mistyped address
 // fails the start with an error naming it instead of silently leaving the
 // metrics off.
+// maxMetricsConns caps the metrics server's open connections.
+const maxMetricsConns = 32
+
 func listenMetrics(addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -205,7 +209,11 @@ func (d *Daemon) serveMetrics(ctx context.Context, ln net.Listener) {
 		ReadHeaderTimeout: 5 * time.Second,
 		WriteTimeout:      15 * time.Second,
 		IdleTimeout:       time.Minute,
+		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
 	}
+	// Scrapers need a handful of connections; clients holding thousands
+	// must not take pfwd's descriptors (they wait in the backlog instead).
+	ln = control.LimitListener(ln, maxMetricsConns)
 	go func() {
 		<-ctx.Done()
 		shut, cancel := context.WithTimeout(context.Background(), time.Second)
