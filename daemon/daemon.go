@@ -70,7 +70,10 @@ type Daemon struct {
 
 	stopWriter, stopFeeds, stopGuard func() // set once started; each waits for its goroutine
 
-	reloadMu sync.Mutex // one reload at a time
+	reloadMu       sync.Mutex // one reload at a time; guards the three below
+	retry          *time.Timer
+	retryDelay     time.Duration
+	reloadsStopped bool
 
 	saveMu  sync.Mutex    // orders the threat entries' writes to the database; taken before mu
 	suppLog suppressedLog // what the statistics line last said about suppressed rows
@@ -230,6 +233,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 // then the table (kept when fail-closed) and the database. It copes with
 // a start-up that failed halfway.
 func (d *Daemon) shutdown() {
+	d.stopReloads()
 	if d.stopFeeds != nil {
 		d.stopFeeds()
 	}
@@ -380,28 +384,68 @@ func (d *Daemon) onFeedEvent(ev intel.Event) {
 }
 
 // Reload re-reads the config file and applies it whole, or not at all.
+//
+// A reload that fails for a reason other than the file's content (the
+// file could not be read: out of descriptors, an I/O error; or the kernel
+// refused the change) is retried with backoff, from 1 s to 30 s, until it
+// succeeds or another reload supersedes it: an fwctl edit made while pfwd
+// was short of descriptors must still reach the kernel. An invalid file
+// is not retried; its next edit reloads it.
 func (d *Daemon) Reload(why string) {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
+	if d.reloadsStopped {
+		return
+	}
+	if d.retry != nil {
+		d.retry.Stop()
+		d.retry = nil
+	}
+	invalid := false
 	data, err := rules.ReadFile(d.opts.ConfigPath)
 	if err == nil {
 		var cfg *rules.Config
 		if cfg, err = rules.Parse(data); err == nil {
 			err = d.apply(cfg, why)
 		} else {
-			err = fmt.Errorf("%s: %w", d.opts.ConfigPath, err)
+			err, invalid = fmt.Errorf("%s: %w", d.opts.ConfigPath, err), true
 		}
 	}
-	if err != nil {
-		d.mu.Lock()
-		d.reloadErr = err.Error()
-		d.mu.Unlock()
+	if err == nil {
+		d.retryDelay = 0
+		return
+	}
+	d.mu.Lock()
+	same := d.reloadErr == err.Error()
+	d.reloadErr = err.Error()
+	d.mu.Unlock()
+	if why != reloadRetry || !same { // a retry failing alike stays quiet
 		d.log.Error("Config not reloaded, the rules in force stay: "+err.Error(), "why", why)
+	}
+	if invalid {
+		d.retryDelay = 0
+		return
+	}
+	d.retryDelay = min(max(2*d.retryDelay, time.Second), 30*time.Second)
+	d.retry = time.AfterFunc(d.retryDelay, func() { d.Reload(reloadRetry) })
+}
+
+// stopReloads ends reloads and pending retries, before shutdown takes the
+// parts they use away.
+func (d *Daemon) stopReloads() {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	d.reloadsStopped = true
+	if d.retry != nil {
+		d.retry.Stop()
 	}
 }
 
-// reloadFileChanged is why a reload the config file's watcher started.
-const reloadFileChanged = "file changed"
+// Why a reload happens, besides SIGHUP.
+const (
+	reloadFileChanged = "file changed" // the config file's watcher
+	reloadRetry       = "retry"        // a reload that failed for a reason other than the file's content
+)
 
 func (d *Daemon) apply(cfg *rules.Config, why string) error {
 	canon, _ := rules.Marshal(cfg)

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pfw/pfw/store"
 )
 
@@ -563,5 +565,42 @@ func TestConfigPathNotARegularFile(t *testing.T) {
 	l.pfwd.Process.Signal(syscall.SIGHUP)
 	if !eventually(3*time.Second, func() bool { return l.send("tcp", "", hostPort(l.fwIP, 80), 1, 300*time.Millisecond) == 1 }) {
 		t.Fatalf("the valid config after the bad ones was not applied:\n%s", l.logText())
+	}
+}
+
+// pfwd short of file descriptors when an fwctl edit lands: the reload
+// fails to read the file, and pfwd retries it until it can, so the edit
+// reaches the kernel without another edit or a SIGHUP.
+func TestReloadRetriedAfterAReadFailure(t *testing.T) {
+	l := newLab(t)
+	l.writeConfig(l.configDoc("allow", ``, `"127.0.0.1"`, ``, 100))
+	l.serve([]int{22}, nil)
+	l.startPfwd()
+	l.expect("tcp", hostPort(l.fwIP, 22), true)
+
+	pid := l.pfwd.Process.Pid
+	var old unix.Rlimit
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, nil, &old); err != nil {
+		t.Fatal(err)
+	}
+	// The limit bounds descriptor numbers: at 1, every open fails (fd 0 is
+	// taken) while the descriptors pfwd holds keep working.
+	tight := unix.Rlimit{Cur: 1, Max: old.Max}
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &tight, nil); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := l.fwctl("blacklist", "add", l.clientIP); err != nil {
+		t.Fatalf("fwctl blacklist add: %v\n%s", err, out)
+	}
+	l.waitLog("Config not reloaded", "too many open files")
+	l.expect("tcp", hostPort(l.fwIP, 22), true) // not in force yet
+
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &old, nil); err != nil {
+		t.Fatal(err)
+	}
+	l.waitLog("Config reloaded", "why=retry")
+	l.expect("tcp", hostPort(l.fwIP, 22), false)
+	if n := strings.Count(l.logText(), "Config not reloaded"); n > 3 {
+		t.Errorf("%d failure lines for one failing edit: retries failing alike should stay quiet", n)
 	}
 }
