@@ -36,6 +36,11 @@ func envOr(name, def string) string {
 }
 
 func run(args []string) int {
+	// First of all: SIGHUP's default action kills, and a script may send
+	// one (a reload) the moment pfwd exists. Held here, it is applied once
+	// the daemon has started.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 	fs := flag.NewFlagSet("pfwd", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: pfwd [flags]\n\npfw's daemon: a personal firewall deciding queued packets in user space.\n\nFlags:\n")
@@ -148,8 +153,6 @@ func run(args []string) int {
 	opts.Ready = func() { sdnotify.SdNotify(false, sdnotify.SdNotifyReady+"\nMAINPID="+strconv.Itoa(os.Getpid())) }
 	opts.MetricsAddr = metrics
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
 	started := make(chan *daemon.Daemon, 1)
 	opts.Started = func(d *daemon.Daemon) { started <- d }
 	go func() {
