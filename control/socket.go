@@ -90,7 +90,9 @@ func Query(ctx context.Context, path string) (Status, error) {
 	}
 	client := &http.Client{
 		Timeout: 3 * time.Second,
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		// One question per connection: a kept-alive one would hold one of
+		// the server's MaxConns slots until its idle timeout.
+		Transport: &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", path)
 		}},

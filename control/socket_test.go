@@ -158,3 +158,25 @@ func TestServeCapsAndClosesIdleConnections(t *testing.T) {
 		t.Errorf("closed after %v, before the 5 s idle timeout", idle)
 	}
 }
+
+// Query closes its connection: a client asking every 50 ms (fwctl waiting
+// for a reload) must not fill the server's MaxConns slots with kept-alive
+// connections.
+func TestQueriesDoNotHoldConnections(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pfwd.sock")
+	l, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go Serve(ctx, l, func() Status { return Status{Running: true} }, nil)
+	for i := range 3 * MaxConns {
+		qctx, qcancel := context.WithTimeout(ctx, time.Second)
+		_, err := Query(qctx, path)
+		qcancel()
+		if err != nil {
+			t.Fatalf("query %d: %v", i+1, err)
+		}
+	}
+}
