@@ -25,7 +25,9 @@ func loadConfig(path string) (*rules.Config, error) {
 // editConfig applies edit through rules.Update: locked, validated, written
 // atomically, and not written at all when anything fails. A missing file
 // is first created from the embedded default, as pfwd would on first start,
-// so rules can be set up before the daemon ever ran.
+// so rules can be set up before the daemon ever ran. When a pfwd runs on
+// this file, editConfig waits (3 s at most) for it to apply the change and
+// warns when it did not.
 func editConfig(g *globals, edit func(*rules.Config) error) (*rules.Config, error) {
 	if _, err := os.Stat(g.config); errors.Is(err, fs.ErrNotExist) {
 		_, created, err := rules.LoadOrCreate(g.config)
@@ -36,7 +38,12 @@ func editConfig(g *globals, edit func(*rules.Config) error) (*rules.Config, erro
 			fmt.Fprintf(g.errOut, "fwctl: created %s from the default config\n", g.config)
 		}
 	}
-	return rules.Update(g.config, edit)
+	w := watchPfwd(g)
+	cfg, err := rules.Update(g.config, edit)
+	if err == nil {
+		w.confirm()
+	}
+	return cfg, err
 }
 
 // numberedRule is a rule as `list --json` prints it: the config keys plus

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/pfw/pfw/control"
+	"github.com/pfw/pfw/rules"
+)
+
+// applyWait is how long an edit waits for the running pfwd to apply it.
+// pfwd sees the file within 150 ms and applies it in milliseconds (about
+// a second for 100,000 entries); past this something is wrong.
+const applyWait = 3 * time.Second
+
+// pfwdWatch notes, before an edit, whether a pfwd runs on this config and
+// when it last loaded it, so that after the edit fwctl can tell whether
+// the change reached the kernel: an edit pfwd could not apply must not
+// pass in silence.
+type pfwdWatch struct {
+	g        *globals
+	running  bool
+	loadedAt time.Time
+	before   []byte
+}
+
+func watchPfwd(g *globals) pfwdWatch {
+	w := pfwdWatch{g: g}
+	w.before, _ = rules.ReadFile(g.config)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	st, err := control.Query(ctx, g.socket)
+	if err != nil || !st.Running || !samePath(st.ConfigPath, g.config) {
+		return w // no pfwd, or one that reads another file: nothing to wait for
+	}
+	w.running, w.loadedAt = true, st.ConfigLoadedAt
+	return w
+}
+
+// confirm waits until pfwd applied the edit, and warns on stderr when it
+// did not: the file is changed either way (the exit code says so), but
+// the rules in force are not yet the file's.
+func (w pfwdWatch) confirm() {
+	if !w.running {
+		return
+	}
+	if after, err := rules.ReadFile(w.g.config); err == nil && bytes.Equal(after, w.before) {
+		return // nothing changed, nothing to apply
+	}
+	deadline := time.Now().Add(applyWait)
+	var st control.Status
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		var err error
+		st, err = control.Query(ctx, w.g.socket)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(w.g.errOut, "fwctl: warning: could not ask pfwd whether it applied the change: %v\n", err)
+			return
+		}
+		if st.ConfigLoadedAt.After(w.loadedAt) {
+			return
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	why := "`fwctl status` and pfwd's log say why"
+	if st.ReloadError != "" {
+		why = st.ReloadError
+	}
+	fmt.Fprintf(w.g.errOut, "fwctl: warning: the file is changed, but pfwd has not applied it within %v (it retries): %s\n", applyWait, why)
+}
+
+// samePath reports whether two paths name the same file, through
+// symlinks and relative paths.
+func samePath(a, b string) bool {
+	return resolve(a) == resolve(b)
+}
+
+func resolve(p string) string {
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		p = r
+	}
+	if abs, err := filepath.Abs(p); err == nil {
+		p = abs
+	}
+	return p
+}
