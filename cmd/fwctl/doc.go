@@ -5,7 +5,9 @@
 // file, and only through rules.Update, so every change is validated, locked
 // against concurrent edits and written atomically, and a failed command
 // leaves the file byte-for-byte as it was; pfwd picks the new file up
-// within a second. Exit status: 0 success, 1 an error (one line on stderr,
+// within a second. When a pfwd runs on the edited file, an edit waits up
+// to 3 s for it to apply the change and warns on stderr when it did not
+// (applied.go). Exit status: 0 success, 1 an error (one line on stderr,
 // "fwctl: ..."), 2 bad usage: what the usage line alone shows to be wrong
 // (an unknown command or flag, a wrong number of arguments, a missing
 // required flag, a word outside the choices it lists such as allow|block,
