@@ -68,7 +68,7 @@ type Daemon struct {
 
 	guard *guard
 
-	stopWriter, stopFeeds, stopGuard func() // set once started; each waits for its goroutine
+	stopWriter, stopFeeds, stopGuard, stopKeep func() // set once started; each waits for its goroutine
 
 	reloadMu       sync.Mutex // one reload at a time; guards the three below
 	retry          *time.Timer
@@ -183,6 +183,12 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 	guardDone := make(chan struct{})
 	go func() { defer close(guardDone); d.guard.run(guardCtx) }()
 	d.stopGuard = func() { stopGuard(); <-guardDone }
+	if opts.FailClosed {
+		keepCtx, stopKeep := context.WithCancel(ctx)
+		keepDone := make(chan struct{})
+		go func() { defer close(keepDone); d.keepTable(keepCtx, time.Second) }()
+		d.stopKeep = func() { stopKeep(); <-keepDone }
+	}
 
 	log.Info("pfwd started", "version", Version, "config", opts.ConfigPath, "rules", len(cfg.Rules),
 		"queues", queueRange(opts.QueueNum, d.opts.Queues), "queue_mode", d.fw.QueueMode(), "fast_path", fastPathState(d.fw),
@@ -242,6 +248,9 @@ func (d *Daemon) shutdown() {
 	}
 	if d.drops != nil {
 		d.drops.Close()
+	}
+	if d.stopKeep != nil {
+		d.stopKeep()
 	}
 	if d.stopGuard != nil {
 		d.stopGuard()
@@ -489,6 +498,42 @@ func (d *Daemon) apply(cfg *rules.Config, why string) error {
 		"whitelist", len(cfg.WhitelistIPs), "blacklist", len(cfg.BlacklistIPs), "feeds", len(cfg.ThreatFeeds))
 	d.cutBlockedFlows()
 	return nil
+}
+
+// keepTable puts the fail-closed table back whenever something else
+// removed or changed it (nft.Firewall.Repair), checking every interval:
+// `nft flush ruleset`, which nftables.service runs on every start, would
+// otherwise turn fail-closed into unfiltered while pfwd runs on unaware.
+// After a repair the lists are applied again, in case one changed while
+// the table was gone (that change failed in the kernel then).
+func (d *Daemon) keepTable(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		repaired, err := d.fw.Repair()
+		if err != nil {
+			if ok, _ := d.audit.sampler.Allow("table-repair", time.Now()); ok {
+				d.log.Error("Checking the nftables table failed", "err", err)
+			}
+		}
+		if !repaired {
+			continue
+		}
+		if err == nil {
+			d.log.Warn("The nftables table was removed or changed by something else (nft flush ruleset?): installed it again")
+		}
+		d.mu.Lock()
+		err = d.fw.UpdateSets(d.kernelLists(d.cfg))
+		d.mu.Unlock()
+		if err != nil {
+			d.log.Error("Applying the lists to the repaired table failed", "err", err)
+		}
+	}
 }
 
 // onStoreReopen follows the log writer's reopening of a database file

@@ -102,7 +102,12 @@
 // Remove, or RemoveTable from another process, deletes it. The next
 // fail-closed Open replaces it in one transaction that deletes the stale
 // table and creates the new one, so there is no moment without rules; a
-// default-mode Open replaces it through the owned-table path above.
+// default-mode Open replaces it through the owned-table path above. An
+// unowned table is open to anyone: `nft flush ruleset` deletes it (the
+// owned one it skips). Firewall records the table's shape (chains, rule
+// counts, sets) after each change it makes, and Repair, which pfwd calls
+// every second in this mode, reinstalls the table when the kernel's shape
+// differs, with the sets as fw last left them (repair.go).
 //
 // # Sets
 //

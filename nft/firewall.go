@@ -125,6 +125,7 @@ type Firewall struct {
 	broken     error // set when a batch could not be built: nothing more is sent
 	closed     bool
 	fast       fastPath
+	shape      string // the table as fw last left it (FailClosed only; see Repair)
 }
 
 // Open installs the table with its ruleset and cfg.InitialSets. A stale
@@ -158,6 +159,7 @@ func Open(cfg Config) (*Firewall, error) {
 			return nil, fmt.Errorf("nft: open table inet %s: %w", cfg.Table, fw.broken)
 		}
 	}
+	fw.recordShape()
 	return fw, nil
 }
 
@@ -380,6 +382,7 @@ func (fw *Firewall) UpdateSets(lists map[List][]netip.Prefix) error {
 	}
 	maps.Copy(fw.ranges, want)
 	switched()
+	fw.recordShape() // the fast path may have gone in this transaction
 	return nil
 }
 

@@ -604,3 +604,37 @@ func TestReloadRetriedAfterAReadFailure(t *testing.T) {
 		t.Errorf("%d failure lines for one failing edit: retries failing alike should stay quiet", n)
 	}
 }
+
+// `nft flush ruleset` (nftables.service runs it on every start) deletes a
+// fail-closed table, which no socket owns: pfwd puts it back within a
+// second or two, with the blacklist a later edit set, and filters again.
+func TestFailClosedTableRepairedAfterFlushRuleset(t *testing.T) {
+	l := newLab(t)
+	l.writeConfig(l.configDoc("allow", `{"name": "Block Telnet", "action": "block", "protocol": "tcp", "ports": [23]}`, `"127.0.0.1"`, ``, 100))
+	l.serve([]int{22, 23}, nil)
+	l.startPfwd("--fail-closed")
+	defer l.in(l.fw, "nft", "delete", "table", "inet", "personal_firewall") // the test's own clean-up
+	l.expect("tcp", hostPort(l.fwIP, 23), false)
+
+	if out, err := l.in(l.fw, "nft", "flush", "ruleset"); err != nil {
+		t.Fatalf("nft flush ruleset: %v\n%s", err, out)
+	}
+	l.waitLog("The nftables table was removed or changed by something else")
+	if got := strings.Count(l.ruleset(), "table inet personal_firewall"); got != 1 {
+		t.Fatalf("%d tables after the repair, want 1", got)
+	}
+	l.expect("tcp", hostPort(l.fwIP, 23), false)
+	l.expect("tcp", hostPort(l.fwIP, 22), true)
+
+	// The lists work on the repaired table.
+	if out, err := l.fwctl("blacklist", "add", l.clientIP); err != nil {
+		t.Fatalf("fwctl blacklist add: %v\n%s", err, out)
+	}
+	if out, err := l.in(l.fw, "nft", "list", "set", "inet", "personal_firewall", "blacklist_v4"); err != nil || !strings.Contains(out, l.clientIP) {
+		t.Errorf("blacklist_v4 after the edit: %v\n%s", err, out)
+	}
+	l.expect("tcp", hostPort(l.fwIP, 22), false)
+	if err := l.stopPfwd(syscall.SIGTERM); err != nil {
+		t.Errorf("pfwd exit after SIGTERM: %v", err)
+	}
+}

@@ -1,0 +1,121 @@
+package nft
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/google/nftables"
+)
+
+// The table's shape: its chains with their rule counts and its sets, as
+// text. Firewall records it after each change it makes, and Repair
+// compares it with the kernel's. Set elements are not part of it: dumping
+// a hundred thousand of them every second would cost more than it guards.
+func (fw *Firewall) shapeLocked() (string, error) {
+	t, err := fw.findTable()
+	if err != nil || t == nil {
+		return "", err
+	}
+	chains, err := fw.conn.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return "", fmt.Errorf("list chains: %w", err)
+	}
+	var parts []string
+	for _, c := range chains {
+		if c.Table.Name != fw.cfg.Table {
+			continue
+		}
+		rules, err := fw.conn.GetRules(fw.table, &nftables.Chain{Name: c.Name, Table: fw.table})
+		if err != nil {
+			return "", fmt.Errorf("read rules of chain %s: %w", c.Name, err)
+		}
+		parts = append(parts, "chain "+c.Name+" "+strconv.Itoa(len(rules)))
+	}
+	sets, err := fw.conn.GetSets(fw.table)
+	if err != nil {
+		return "", fmt.Errorf("list sets: %w", err)
+	}
+	for _, s := range sets {
+		if !s.Anonymous {
+			parts = append(parts, "set "+s.Name)
+		}
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, "\n"), nil
+}
+
+// recordShape notes the table's shape after a change fw made (fw.mu held).
+// It is used only with FailClosed; a failure to read leaves the old shape,
+// so the next Repair looks closer.
+func (fw *Firewall) recordShape() {
+	if !fw.cfg.FailClosed {
+		return
+	}
+	if s, err := fw.shapeLocked(); err == nil && s != "" {
+		fw.shape = s
+	}
+}
+
+// Repair puts the table back when something other than fw removed or
+// changed it, and reports whether it did. In the default mode the table is
+// owned by fw's socket and the kernel lets no one else touch it (not even
+// `nft flush ruleset`, which skips it), so there is nothing to repair. With
+// FailClosed the table is an ordinary one: `nft flush ruleset` (as
+// nftables.service runs on every start and reload) deletes it, and traffic
+// then flows unfiltered while pfwd believes it decides it. Repair then
+// installs the ruleset again, with the sets as fw last left them and the
+// fast path's current generation, in one transaction that also deletes
+// what is left of the damaged table. The rate-limit guard's sets come
+// back empty; the guard holds sources again as the limiter refuses them.
+func (fw *Firewall) Repair() (bool, error) {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	if !fw.cfg.FailClosed || fw.usable() != nil {
+		return false, nil
+	}
+	now, err := fw.shapeLocked()
+	if err != nil {
+		return false, fmt.Errorf("nft: check table inet %s: %w", fw.cfg.Table, err)
+	}
+	if now == fw.shape {
+		return false, nil
+	}
+	if now != "" {
+		fw.conn.DelTable(fw.table)
+	}
+	fw.conn.AddTable(fw.table)
+	fw.sets = newSets(fw.table)
+	label := -1
+	if fw.fast.supported {
+		label = labelBits[fw.fast.gen]
+	}
+	if err := addRuleset(fw.conn, &fw.cfg, fw.table, fw.sets, fw.queueMode, label); err != nil {
+		return true, fw.fail(fmt.Errorf("nft: repair: %w", err))
+	}
+	n, err := fw.queueDiff(nil, fw.ranges)
+	if err != nil {
+		return true, fw.fail(fmt.Errorf("nft: repair: %w", err))
+	}
+	if err := fw.growSendBuffer(n); err != nil {
+		return true, fw.fail(fmt.Errorf("nft: repair: %w", err))
+	}
+	if err := fw.conn.Flush(); err != nil {
+		return true, fmt.Errorf("nft: repair table inet %s: %w", fw.cfg.Table, err)
+	}
+	if fw.fast.armed {
+		// The established rule already labels with the current bit; the
+		// fast-path rule, which needs the new rules' handles, follows.
+		// Flows labelled before the damage passed these same lists.
+		if err := fw.switchRules(fw.fast.gen, true); err != nil {
+			fw.broken = err
+			return true, fmt.Errorf("nft: repair: fast path: %w", err)
+		}
+		if err := fw.conn.Flush(); err != nil {
+			fw.fast.armed, fw.fast.off = false, fmt.Errorf("fast path off: repair: %w", err)
+		}
+	}
+	fw.recordShape()
+	return true, nil
+}

@@ -1,0 +1,83 @@
+package nft
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+// With FailClosed the table is an ordinary one that `nft flush ruleset`
+// deletes; Repair must put back exactly what was there: the same ruleset
+// (fast path included), the same set contents.
+func TestRepairAfterFlushRuleset(t *testing.T) {
+	ns := newNetNS(t)
+	lists := map[List][]netip.Prefix{
+		Whitelist: prefixes("127.0.0.1", "::1"),
+		Blacklist: prefixes("203.0.113.7", "192.0.2.0/24", "2001:db8::/32"),
+		Intel:     prefixes("198.51.100.0/25"),
+	}
+	fw := open(t, Config{NetNS: ns.fd, FailClosed: true, InitialSets: lists})
+	// A list change switches the fast path's generation: the repair must
+	// keep the one in force.
+	lists[Blacklist] = prefixes("203.0.113.7", "192.0.2.0/24", "2001:db8::/32", "203.0.113.9")
+	if err := fw.UpdateSets(map[List][]netip.Prefix{Blacklist: lists[Blacklist]}); err != nil {
+		t.Fatal(err)
+	}
+	before := normalizeRuleset(ns.run(t, "nft", "list", "table", "inet", DefaultTable))
+
+	if repaired, err := fw.Repair(); repaired || err != nil {
+		t.Fatalf("Repair of an intact table = %v, %v; want nothing done", repaired, err)
+	}
+
+	ns.run(t, "nft", "flush", "ruleset")
+	if got := ns.tables(t); len(got) != 0 {
+		t.Fatalf("tables after flush ruleset: %v", got)
+	}
+	if repaired, err := fw.Repair(); !repaired || err != nil {
+		t.Fatalf("Repair after flush ruleset = %v, %v; want the table back", repaired, err)
+	}
+	after := normalizeRuleset(ns.run(t, "nft", "list", "table", "inet", DefaultTable))
+	if before != after {
+		t.Errorf("the repaired table differs:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if armed, err := fw.FastPath(); !armed {
+		t.Errorf("fast path off after the repair: %v", err)
+	}
+
+	// Rules deleted from a chain: the table is replaced whole.
+	ns.run(t, "nft", "flush", "chain", "inet", DefaultTable, "input")
+	if repaired, err := fw.Repair(); !repaired || err != nil {
+		t.Fatalf("Repair after flush chain = %v, %v", repaired, err)
+	}
+	if after := normalizeRuleset(ns.run(t, "nft", "list", "table", "inet", DefaultTable)); before != after {
+		t.Errorf("the table repaired after flush chain differs:\n%s", after)
+	}
+	if got := ns.tables(t); len(got) != 1 {
+		t.Errorf("tables after the repair: %v, want ours once", got)
+	}
+
+	// Later changes still work on the repaired table.
+	if err := fw.UpdateSets(map[List][]netip.Prefix{Blacklist: prefixes("203.0.113.10")}); err != nil {
+		t.Fatalf("UpdateSets after the repair: %v", err)
+	}
+	if got := ns.listSet(t, DefaultTable, "blacklist_v4"); len(got) != 1 {
+		t.Errorf("blacklist_v4 after the update: %v", got)
+	}
+	if repaired, err := fw.Repair(); repaired || err != nil {
+		t.Errorf("Repair after our own update = %v, %v; want nothing done", repaired, err)
+	}
+}
+
+// In the default mode the kernel keeps everyone else off the owned table:
+// flush ruleset passes it by, and Repair has nothing to do.
+func TestOwnedTableSurvivesFlushRuleset(t *testing.T) {
+	ns := newNetNS(t)
+	fw := open(t, Config{NetNS: ns.fd})
+	ns.run(t, "nft", "flush", "ruleset")
+	if got := ns.tables(t); len(got) != 1 || !strings.Contains(got[0], DefaultTable) {
+		t.Fatalf("tables after flush ruleset: %v, want the owned table", got)
+	}
+	if repaired, err := fw.Repair(); repaired || err != nil {
+		t.Errorf("Repair in the default mode = %v, %v", repaired, err)
+	}
+}
