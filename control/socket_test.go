@@ -107,14 +107,7 @@ func TestLongSocketPathSaysSo(t *testing.T) {
 // pfwd's descriptors (the rest wait in the backlog), service resumes when
 // they go, and a connection left idle after a request is closed.
 func TestServeCapsAndClosesIdleConnections(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "pfwd.sock")
-	l, err := Listen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go Serve(ctx, l, func() Status { return Status{Running: true} }, nil)
+	ctx, path := serveRunning(t)
 
 	fds := func() int {
 		ents, _ := os.ReadDir("/proc/self/fd")
@@ -163,14 +156,7 @@ func TestServeCapsAndClosesIdleConnections(t *testing.T) {
 // for a reload) must not fill the server's MaxConns slots with kept-alive
 // connections.
 func TestQueriesDoNotHoldConnections(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "pfwd.sock")
-	l, err := Listen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go Serve(ctx, l, func() Status { return Status{Running: true} }, nil)
+	ctx, path := serveRunning(t)
 	for i := range 3 * MaxConns {
 		qctx, qcancel := context.WithTimeout(ctx, time.Second)
 		_, err := Query(qctx, path)
@@ -179,4 +165,17 @@ func TestQueriesDoNotHoldConnections(t *testing.T) {
 			t.Fatalf("query %d: %v", i+1, err)
 		}
 	}
+}
+
+// serveRunning serves a running status on a new socket until the test
+// ends, and returns the test's context and the socket's path.
+func serveRunning(t *testing.T) (context.Context, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "pfwd.sock")
+	l, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go Serve(t.Context(), l, func() Status { return Status{Running: true} }, nil)
+	return t.Context(), path
 }
