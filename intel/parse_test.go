@@ -277,15 +277,7 @@ func checkIPv4FastPath(t *testing.T, s string) {
 	if !ok {
 		return
 	}
-	var want netip.Prefix
-	var err error
-	if strings.Contains(s, "/") {
-		want, err = netip.ParsePrefix(s)
-	} else {
-		var a netip.Addr
-		a, err = netip.ParseAddr(s)
-		want = netip.PrefixFrom(a, 32)
-	}
+	want, err := netipPrefix(s)
 	if err != nil {
 		t.Fatalf("fast path accepted %q, net/netip rejects it: %v", s, err)
 	}
@@ -310,17 +302,7 @@ func TestParsePrefixMatchesNetip(t *testing.T) {
 // refuses) and returns its canonical form.
 func checkParsePrefix(t *testing.T, s string) {
 	t.Helper()
-	var want netip.Prefix
-	var err error
-	if strings.Contains(s, "/") {
-		want, err = netip.ParsePrefix(s)
-	} else {
-		var a netip.Addr
-		if a, err = netip.ParseAddr(s); err == nil && a.Zone() != "" {
-			err = errors.New("zone")
-		}
-		want = netip.PrefixFrom(a, a.BitLen())
-	}
+	want, err := netipPrefix(s)
 	got, ok := parsePrefix([]byte(s))
 	switch {
 	case ok != (err == nil):
@@ -328,6 +310,19 @@ func checkParsePrefix(t *testing.T, s string) {
 	case ok && got != canonical(want):
 		t.Fatalf("parsePrefix(%q) = %v, want %v", s, got, canonical(want))
 	}
+}
+
+// netipPrefix is what net/netip makes of an entry: a prefix, or an
+// address as a full-length prefix. Zones, which pfw refuses, are errors.
+func netipPrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		return netip.ParsePrefix(s)
+	}
+	a, err := netip.ParseAddr(s)
+	if err == nil && a.Zone() != "" {
+		err = errors.New("zone")
+	}
+	return netip.PrefixFrom(a, a.BitLen()), err
 }
 
 func TestParseAllocations(t *testing.T) {
