@@ -196,6 +196,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 
 	feedsCtx, stopFeeds := context.WithCancel(ctx)
 	d.feeds.SetProtected(cfg.WhitelistIPs)
+	d.feeds.SetHostAddrs(hostAddrs())
 	for name, entries := range d.feedEntries {
 		d.feeds.Seed(name, entries)
 	}
@@ -229,6 +230,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 			return nil
 		case <-ticker.C:
 			d.logStats()
+			d.feeds.SetHostAddrs(hostAddrs()) // addresses come and go (DHCP, VPNs)
 		}
 	}
 }
@@ -488,6 +490,7 @@ func (d *Daemon) apply(cfg *rules.Config, why string) error {
 	d.mu.Unlock()
 	d.guard.policyChanged() // a new limit may let held sources in
 	d.feeds.SetProtected(cfg.WhitelistIPs)
+	d.feeds.SetHostAddrs(hostAddrs())
 	enabled := 0
 	for _, r := range cfg.Rules {
 		if r.Enabled {

@@ -39,11 +39,13 @@
 // # Sanitizing
 //
 // Sanitize refuses 0.0.0.0/0 and ::/0, IPv4 prefixes shorter than /8, IPv6
-// shorter than /16, anything overlapping loopback, and anything overlapping a
-// protected (whitelisted) prefix. It keeps but reports entries overlapping
-// private, CGNAT, unique-local and link-local ranges: FireHOL's level1 list
-// holds 10.0.0.0/8 and 192.168.0.0/16, which cut a LAN off when applied
-// blindly. Summarize renders the report as one log line per kind.
+// shorter than /16, anything overlapping loopback, anything overlapping a
+// protected (whitelisted) prefix, and anything covering one of the host's
+// own addresses (Manager.SetHostAddrs): such an entry cuts the host off its
+// own network, gateway and resolver included. It keeps but reports entries
+// overlapping private, CGNAT, unique-local and link-local ranges: FireHOL's
+// level1 list holds 10.0.0.0/8 and 192.168.0.0/16, which cut a LAN off when
+// applied blindly. Summarize renders the report as one log line per kind.
 //
 // # Fetching
 //

@@ -86,6 +86,7 @@ type Manager struct {
 	order   []string                  // SetFeeds order, for States
 	seeds   map[string][]netip.Prefix // Seed calls for feeds not configured yet
 	protect []netip.Prefix
+	host    []netip.Addr
 	runCtx  context.Context // non-nil while Run runs
 	wg      sync.WaitGroup  // feed goroutines
 
@@ -286,6 +287,16 @@ func (m *Manager) SetProtected(protect []netip.Prefix) {
 	m.protect = slices.Clone(protect)
 }
 
+// SetHostAddrs sets this host's own addresses: a feed entry covering one is
+// refused like one covering the whitelist (from the next fetch on), since
+// it would cut the host off its own network, gateway and resolver
+// included. The daemon refreshes them as interfaces change.
+func (m *Manager) SetHostAddrs(addrs []netip.Addr) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.host = slices.Clone(addrs)
+}
+
 // States returns the state of each feed, in SetFeeds order.
 func (m *Manager) States() []FeedState {
 	m.mu.Lock()
@@ -427,7 +438,7 @@ func (m *Manager) fetch(ctx context.Context, f *feed) {
 // accept sanitizes a fetched list and puts it in force unless the shrink rule
 // rejects it; m.mu is held.
 func (m *Manager) accept(f *feed, cfg Feed, resp Response, now time.Time) {
-	kept, skipped := Sanitize(resp.Result.Entries, m.protect)
+	kept, skipped := Sanitize(resp.Result.Entries, m.protect, m.host...)
 	if len(kept) == 0 && len(f.entries) >= ShrinkThreshold && !f.emptyOnce {
 		f.emptyOnce = true
 		m.fail(f, now, fmt.Sprintf("rejected an empty list in place of %s: it is accepted if the next fetch is empty too", entryCount(len(f.entries))))

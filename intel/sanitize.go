@@ -63,7 +63,9 @@ var localRanges = []namedPrefix{
 //   - skipped: an invalid prefix, 0.0.0.0/0 or ::/0, IPv4 prefixes shorter
 //     than /8 (MinBitsIPv4), IPv6 shorter than /16 (MinBitsIPv6), anything
 //     overlapping loopback (127.0.0.0/8, ::1), anything overlapping a prefix
-//     in protect (the whitelist);
+//     in protect (the whitelist), anything covering one of host (this
+//     host's own addresses: such an entry blocks its whole network,
+//     gateway and resolver included);
 //   - kept with a warning: anything overlapping a private, CGNAT, unique
 //     local or link-local range.
 //
@@ -73,19 +75,30 @@ var localRanges = []namedPrefix{
 // 192.0.2.77 stays blocked when a feed's 192.0.2.0/24 is refused for covering
 // a whitelisted 192.0.2.5. skipped lists refused entries (Kept false) and
 // warnings (Kept true) in input order. The cost is O(len(entries) ×
-// len(protect)), fine for whitelists of hundreds. Its memory is bounded by
+// (len(protect)+len(host))), fine for whitelists of hundreds. Its memory is bounded by
 // the entries: one copy in kept, and one Skipped each (sharing their Reason
 // strings) at most.
-func Sanitize(entries []netip.Prefix, protect []netip.Prefix) (kept []netip.Prefix, skipped []Skipped) {
+func Sanitize(entries []netip.Prefix, protect []netip.Prefix, host ...netip.Addr) (kept []netip.Prefix, skipped []Skipped) {
 	kept = make([]netip.Prefix, 0, len(entries))
-	protectReasons := make([]string, len(protect))
+	// A host address is refused like a whitelisted one, with its own words.
+	guard := make([]guarded, 0, len(protect)+len(host))
+	for _, w := range protect {
+		if w.IsValid() {
+			guard = append(guard, guarded{prefix: w, what: "overlaps whitelisted "})
+		}
+	}
+	for _, a := range host {
+		if a = a.Unmap().WithZone(""); a.IsValid() {
+			guard = append(guard, guarded{prefix: netip.PrefixFrom(a, a.BitLen()), reason: "covers this host's address " + a.String()})
+		}
+	}
 	for _, p := range entries {
 		if !p.IsValid() {
 			skipped = append(skipped, Skipped{Prefix: p, Reason: "invalid prefix"})
 			continue
 		}
 		p = canonical(p)
-		if reason := refuse(p, protect, protectReasons); reason != "" {
+		if reason := refuse(p, guard); reason != "" {
 			skipped = append(skipped, Skipped{Prefix: p, Reason: reason})
 			continue
 		}
@@ -97,9 +110,15 @@ func Sanitize(entries []netip.Prefix, protect []netip.Prefix) (kept []netip.Pref
 	return normalize(kept), skipped
 }
 
-// refuse says why p must not be blocked, or "" when it may be. reasons caches
-// the text for each protect prefix, built on first use.
-func refuse(p netip.Prefix, protect []netip.Prefix, reasons []string) string {
+// guarded is a prefix no entry may overlap, with the words that say why;
+// reason caches the whole text, built on first use.
+type guarded struct {
+	prefix       netip.Prefix
+	what, reason string
+}
+
+// refuse says why p must not be blocked, or "" when it may be.
+func refuse(p netip.Prefix, guard []guarded) string {
 	family, minBits := "IPv4", MinBitsIPv4
 	if p.Addr().Is6() {
 		family, minBits = "IPv6", MinBitsIPv6
@@ -113,12 +132,12 @@ func refuse(p netip.Prefix, protect []netip.Prefix, reasons []string) string {
 	if r, ok := overlapping(p, loopback); ok {
 		return r.reason
 	}
-	for i, w := range protect {
-		if w.IsValid() && p.Overlaps(w) {
-			if reasons[i] == "" {
-				reasons[i] = "overlaps whitelisted " + w.String()
+	for i := range guard {
+		if g := &guard[i]; p.Overlaps(g.prefix) {
+			if g.reason == "" {
+				g.reason = g.what + g.prefix.String()
 			}
-			return reasons[i]
+			return g.reason
 		}
 	}
 	return ""

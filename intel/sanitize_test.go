@@ -17,6 +17,7 @@ func TestSanitize(t *testing.T) {
 		name        string
 		entries     []netip.Prefix
 		protect     []netip.Prefix
+		host        []netip.Addr
 		wantKept    []netip.Prefix
 		wantSkipped []Skipped
 	}{
@@ -101,6 +102,20 @@ func TestSanitize(t *testing.T) {
 			wantKept: prefixes("203.0.113.0/24"),
 		},
 		{
+			// The host's network would go with such an entry; a narrower
+			// one inside it that spares the host stays.
+			name:    "covering this host's own address",
+			entries: prefixes("198.51.100.0/24", "198.51.100.0/31", "198.51.100.128/25", "2001:db8::/32", "2001:db8:1::7/128"),
+			host: []netip.Addr{netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("::ffff:198.51.100.77"),
+				netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("fe80::1%eth0")},
+			wantKept: prefixes("198.51.100.128/25", "2001:db8:1::7/128"),
+			wantSkipped: []Skipped{
+				{Prefix: netip.MustParsePrefix("198.51.100.0/24"), Reason: "covers this host's address 198.51.100.1"},
+				{Prefix: netip.MustParsePrefix("198.51.100.0/31"), Reason: "covers this host's address 198.51.100.1"},
+				{Prefix: netip.MustParsePrefix("2001:db8::/32"), Reason: "covers this host's address 2001:db8::1"},
+			},
+		},
+		{
 			name:        "the zero prefix is invalid",
 			entries:     []netip.Prefix{{}},
 			wantKept:    prefixes(),
@@ -110,7 +125,7 @@ func TestSanitize(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			input := append([]netip.Prefix(nil), tt.entries...)
-			kept, skipped := Sanitize(input, tt.protect)
+			kept, skipped := Sanitize(input, tt.protect, tt.host...)
 			if diff := cmp.Diff(tt.wantKept, kept, cmpPrefix); diff != "" {
 				t.Errorf("kept mismatch (-want +got):\n%s", diff)
 			}

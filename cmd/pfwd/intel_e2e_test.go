@@ -147,13 +147,20 @@ func (l *lab) feedText(name string) []byte {
 	}
 	return []byte(strings.NewReplacer(
 		"{{client}}", l.clientIP, "{{client2}}", l.clientIP2, "{{client6}}", l.clientIP6,
-		"{{client24}}", l.client24(),
+		"{{client24}}", l.client24(), "{{client31}}", l.client31(), "{{fw}}", l.fwIP,
 	).Replace(string(b)))
 }
 
-// client24 is the client's IPv4 /24 as a feed (and threat_intel) spells it.
+// client24 is the client's IPv4 /24 (which holds the firewall host's
+// address too) as a feed (and threat_intel) spells it.
 func (l *lab) client24() string {
 	return netip.PrefixFrom(netip.MustParseAddr(l.clientIP), 24).Masked().String()
+}
+
+// client31 is the /31 of the client's two IPv4 addresses (x.2 and x.3),
+// which spares the firewall host's x.1.
+func (l *lab) client31() string {
+	return netip.PrefixFrom(netip.MustParseAddr(l.clientIP), 31).Masked().String()
 }
 
 // feedConf is one threat_feeds item of the config.
@@ -562,10 +569,10 @@ func TestThreatFeedFormats(t *testing.T) {
 	l.serve([]int{22}, nil)
 	l.serveIn(l.client, []int{8080}, nil)
 	l.startPfwd()
-	l.waitThreat(l.client24(), true)
+	l.waitThreat(l.client31(), true)
 	l.waitThreat(l.clientIP6, true)
 
-	// The /24 covers both of the client's IPv4 addresses.
+	// The /31 covers both of the client's IPv4 addresses.
 	l.expectFrom(l.client, "tcp", l.clientIP, hostPort(l.fwIP, 22), false)
 	l.expectFrom(l.client, "tcp", l.clientIP2, hostPort(l.fwIP, 22), false)
 	l.expectFrom(l.client, "tcp", l.clientIP6, hostPort(l.fwIP6, 22), false)
@@ -582,7 +589,7 @@ func TestThreatFeedFormats(t *testing.T) {
 
 	rows := l.threats(0)
 	for _, want := range []threatRow{
-		{IP: l.client24(), ThreatLevel: "high", Source: drop},
+		{IP: l.client31(), ThreatLevel: "high", Source: drop},
 		{IP: "198.51.100.0/25", ThreatLevel: "high", Source: drop},
 		{IP: l.clientIP6, ThreatLevel: "medium", Source: v6},
 		{IP: "2001:db8:abcd::/48", ThreatLevel: "medium", Source: v6},
@@ -612,7 +619,8 @@ func TestThreatFeedRefusesDangerousEntries(t *testing.T) {
 	l.startPfwd()
 	l.waitThreat(l.clientIP2, true)
 
-	// 0.0.0.0/0, ::/0 and 2.0.0.0/7 would block everyone: only the client's
+	// 0.0.0.0/0, ::/0 and 2.0.0.0/7 would block everyone, the host's own
+	// address and its /24 would cut it off its network: only the client's
 	// second address is applied.
 	l.expectFrom(l.client, "tcp", l.clientIP, hostPort(l.fwIP, 22), true)
 	l.expectFrom(l.client, "tcp", l.clientIP6, hostPort(l.fwIP6, 22), true)
@@ -624,8 +632,12 @@ func TestThreatFeedRefusesDangerousEntries(t *testing.T) {
 	if st.Sets["intel_v4"] != 1 || st.Sets["intel_v6"] != 0 {
 		t.Errorf("intel sets: v4 %d, v6 %d, want 1 and 0", st.Sets["intel_v4"], st.Sets["intel_v6"])
 	}
-	line := l.waitLog(" - WARNING - Threat feed: skipped 5 entries", `feed="`+name+`"`)
-	for _, e := range []string{"0.0.0.0/0", "::/0", "2.0.0.0/7", "127.0.0.1", "::1"} {
+	line := l.waitLog(" - WARNING - Threat feed: skipped 7 entries", `feed="`+name+`"`)
+	// The line names five, IPv4 first in address order: ::/0 and ::1 are
+	// the "2 more".
+	for _, e := range []string{"0.0.0.0/0", "2.0.0.0/7", "127.0.0.1",
+		l.fwIP + "/32 (covers this host's address " + l.fwIP + ")", l.client24() + " (covers this host's address " + l.fwIP + ")",
+		"and 2 more"} {
 		if !strings.Contains(line, e) {
 			t.Errorf("the warning does not name %s: %s", e, line)
 		}
