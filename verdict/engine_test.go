@@ -89,6 +89,13 @@ func TestPipeline(t *testing.T) {
 		{"non-first fragment has no ports", ipv4Fragment("192.0.2.200", host, ProtoTCP, 64, false, make([]byte, 32)), rules.DirIn, rules.ActionAllow, StepDefault, "Default policy"},
 		{"truncated tcp header", tcp4("192.0.2.200", host, 1, 23, TCPSyn)[:30], rules.DirIn, rules.ActionBlock, StepMalformed, "Malformed packet"},
 		{"garbage", []byte{0x45, 1, 2}, rules.DirIn, rules.ActionBlock, StepMalformed, "Malformed packet"},
+		// A 248-byte Destination Options header pushes the TCP header past
+		// NFQUEUE's 256-byte copy: cut there, the packet must not pass for
+		// a protocol without ports (the Telnet rule would never see it).
+		{"ipv6 cut inside padded extension headers", paddedDstOpts6("fd00::2", host6, 248, tcpSegment(1000, 23, TCPSyn))[:256],
+			rules.DirIn, rules.ActionBlock, StepMalformed, "Malformed packet"},
+		{"ipv6 padded extension headers, whole", paddedDstOpts6("fd00::2", host6, 248, tcpSegment(1000, 23, TCPSyn)),
+			rules.DirIn, rules.ActionBlock, StepRule, "Rule: Block Telnet and SMB"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -71,13 +71,28 @@ type Packet struct {
 // the addresses, the transport protocol and, for TCP and UDP, the ports (a
 // non-first fragment has none and is matched by protocol only). A buffer
 // cut short after those headers, as NFQUEUE's copy range does, is still
-// decidable; a TCP or UDP header cut before its ports is not.
+// decidable; a TCP or UDP header cut before its ports is not, and neither
+// is an IPv6 packet cut inside its extension headers: its transport
+// protocol is unknown, and taking the extension header for it would let a
+// sender pad its way past every port rule (a 248-byte Destination Options
+// header reaches past the copy range).
 func (p *Packet) Decidable() bool {
 	switch p.Status {
 	case StatusOK:
 		return true
 	case StatusTruncated:
+		if p.Version == 6 && p.FragOffset == 0 && isIPv6ExtHeader(p.Proto) {
+			return false
+		}
 		return p.HasPorts || p.FragOffset != 0 || p.Proto != ProtoTCP && p.Proto != ProtoUDP
+	}
+	return false
+}
+
+func isIPv6ExtHeader(proto uint8) bool {
+	switch proto {
+	case protoHopByHop, protoRouting, protoFragment, protoAH, protoDstOpts:
+		return true
 	}
 	return false
 }

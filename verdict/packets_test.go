@@ -109,6 +109,16 @@ func dstOpts() ext6 {
 	return ext6{protoDstOpts, []byte{0, 1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}}
 }
 
+// paddedDstOpts6 is a TCP (or other) IPv6 packet behind a Destination
+// Options header of n bytes (a multiple of 8) padded with one PadN option,
+// announcing payload as TCP.
+func paddedDstOpts6(src, dst string, n int, payload []byte) []byte {
+	raw := make([]byte, n)
+	raw[1] = byte(n/8 - 1)
+	raw[2], raw[3] = 1, byte(n-4) // PadN filling the rest
+	return ipv6WithExt(src, dst, []ext6{{protoDstOpts, raw}}, ProtoTCP, payload)
+}
+
 // fragment6 is a Fragment header for data at offset bytes (a multiple of
 // 8) into the original packet.
 func fragment6(offset uint16, more bool) ext6 {

@@ -638,3 +638,23 @@ func TestFailClosedTableRepairedAfterFlushRuleset(t *testing.T) {
 		t.Errorf("pfwd exit after SIGTERM: %v", err)
 	}
 }
+
+// IPv6 with a 248-byte Destination Options header: the TCP header lies past
+// the 256 bytes NFQUEUE copies up. Such a packet must not pass for a
+// protocol without ports: it is dropped as malformed, while the same
+// connection without the padding meets the port rule, and an allowed port
+// with the padding is dropped too (pfw cannot see its port).
+func TestPaddedIPv6ExtensionHeadersDoNotBypassRules(t *testing.T) {
+	l := newLab(t)
+	l.writeConfig(l.configDoc("allow", `{"name": "Block Telnet", "action": "block", "protocol": "tcp", "ports": [23]}`, `"127.0.0.1"`, ``, 100))
+	l.serve([]int{22, 23}, nil)
+	l.startPfwd()
+	if n := l.send("tcp-padded6", "", hostPort(l.fwIP6, 23), 1, time.Second); n != 0 {
+		t.Errorf("a padded IPv6 connection reached the blocked port 23")
+	}
+	if _, ok := l.waitRow(func(r store.LogRow) bool { return r.Reason == "Malformed packet" && r.SrcIP == l.clientIP6 }); !ok {
+		t.Errorf("no Malformed packet row for the padded connection: %+v", l.rows("blocked"))
+	}
+	l.expect("tcp", hostPort(l.fwIP6, 23), false)
+	l.expect("tcp", hostPort(l.fwIP6, 22), true)
+}

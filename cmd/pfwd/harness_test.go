@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 var (
@@ -458,7 +460,7 @@ func sendMain() int {
 	for range count {
 		var err error
 		switch proto {
-		case "tcp", "udp":
+		case "tcp", "udp", "tcp-padded6":
 			err = echo(proto, src, addr, timeout)
 		case "icmp":
 			var out []byte
@@ -483,12 +485,29 @@ func sendMain() int {
 	return 0
 }
 
-// echo sends a line and waits for it to come back.
+// echo sends a line and waits for it to come back. proto "tcp-padded6" is
+// TCP over IPv6 with a 248-byte Destination Options header on every
+// packet, which puts the TCP header past NFQUEUE's copy range.
 func echo(proto, src, addr string, timeout time.Duration) error {
 	d := net.Dialer{Timeout: timeout}
+	if proto == "tcp-padded6" {
+		proto = "tcp6"
+		opts := make([]byte, 248)
+		opts[1] = 248/8 - 1
+		opts[2], opts[3] = 0x1e, 248-4 // an option type the receiver skips
+		d.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptString(int(fd), unix.IPPROTO_IPV6, unix.IPV6_DSTOPTS, string(opts))
+			}); err != nil {
+				return err
+			}
+			return serr
+		}
+	}
 	if src != "" {
 		ip := net.ParseIP(src)
-		if proto == "tcp" {
+		if strings.HasPrefix(proto, "tcp") {
 			d.LocalAddr = &net.TCPAddr{IP: ip}
 		} else {
 			d.LocalAddr = &net.UDPAddr{IP: ip}
