@@ -50,6 +50,10 @@
 //     decides a flow once, by its first packets; the rest stays in the
 //     kernel. The list drops come before this rule, so listing an address
 //     also cuts its open flows.
+//     Then ct status confirmed accept: a flow whose first packet pfwd let
+//     through but that no reply answered yet (one-way UDP, a retransmitted
+//     SYN) is still new to conntrack; without this rule each of its
+//     packets would be queued and counted as a new connection.
 //  9. input only: a connection attempt (not TCP, or a bare SYN) from a
 //     source in @ratelimit_v4 / _v6 jumps to input_ratelimit, which logs
 //     (prefix "pfw ratelimit") and drops: the guard, guard.go.

@@ -50,6 +50,7 @@ const (
 	fastComment        = "flow already checked against the lists since they last changed: stays in the kernel"
 	establishedComment = "flows pfwd already let through stay in the kernel (labelled as checked against the lists)"
 	plainEstComment    = "flows pfwd already let through stay in the kernel"
+	confirmedComment   = "flows pfwd let through before any reply (one-way UDP) stay in the kernel"
 	whitelistComment   = "whitelisted remote address"
 	clearDelay         = 100 * time.Millisecond // a packet still running the old rules has long finished
 )
@@ -94,6 +95,27 @@ func establishedRule(bit int) rule {
 		accept(),
 	)}
 }
+
+// confirmedRule accepts a packet whose conntrack entry is confirmed: its
+// flow's first packet was let through, but no reply has come yet, so
+// conntrack still calls it new (one-way UDP: syslog, statsd, RTP; a
+// retransmitted SYN). Without it every datagram of such a flow would be
+// queued and counted as a new connection by the rate limiter. A packet
+// pfwd dropped leaves no confirmed entry, so its flow keeps being
+// decided; rule changes cut confirmed flows like established ones.
+func confirmedRule() rule {
+	mask := binary.NativeEndian.AppendUint32(nil, ipsConfirmed)
+	return rule{comment: confirmedComment, exprs: []expr.Any{
+		&expr.Ct{Key: expr.CtKeySTATUS, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+		accept(),
+	}}
+}
+
+// ipsConfirmed is IPS_CONFIRMED, the conntrack status bit of an entry
+// whose first packet left the hooks accepted (linux/netfilter/nf_conntrack_common.h).
+const ipsConfirmed = 1 << 3
 
 // FastPath reports whether the fast path is in force, and why not if not.
 func (fw *Firewall) FastPath() (bool, error) {

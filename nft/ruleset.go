@@ -188,7 +188,7 @@ func chainRules(cfg *Config, sets map[string]*nftables.Set, ndTypes *nftables.Se
 			})
 		}
 	}
-	rules = append(rules, establishedRule(label))
+	rules = append(rules, establishedRule(label), confirmedRule())
 	rules = append(rules, guardRules(h, sets)...)
 	rules = append(rules,
 		rule{

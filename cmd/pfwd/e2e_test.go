@@ -658,3 +658,30 @@ func TestPaddedIPv6ExtensionHeadersDoNotBypassRules(t *testing.T) {
 	l.expect("tcp", hostPort(l.fwIP6, 23), false)
 	l.expect("tcp", hostPort(l.fwIP6, 22), true)
 }
+
+// A one-way UDP flow (syslog, statsd: no reply ever) stays new to
+// conntrack. Its first datagram is decided; the rest must stay in the
+// kernel, not be queued one by one and counted as new connections until
+// the rate limit refuses the sender.
+func TestOneWayUDPFlowIsOneConnection(t *testing.T) {
+	l := newLab(t)
+	l.writeConfig(l.configDoc("allow", ``, `"127.0.0.1"`, ``, 100))
+	l.serve([]int{22}, []int{5514}) // 5514 takes the datagrams and never answers
+	l.startPfwd()
+	before := l.status().Packets.Seen
+	if n := l.send("udp-oneway", l.clientIP, hostPort(l.fwIP, 5514), 300, 10*time.Second); n != 300 {
+		t.Fatalf("sent %d of 300 datagrams", n)
+	}
+	st := l.status()
+	if seen := st.Packets.Seen - before; seen > 3 {
+		t.Errorf("pfwd decided %d packets of one 300-datagram flow, want its first (a few at most)", seen)
+	}
+	if st.Packets.Blocked != 0 || st.RateLimiter.KernelHeld != 0 {
+		t.Errorf("status after the flow: %d blocked, %d sources held; want none", st.Packets.Blocked, st.RateLimiter.KernelHeld)
+	}
+	if out, err := l.in(l.fw, "conntrack", "-L", "-p", "udp", "--dport", "5514"); err == nil && strings.Count(out, "dport=5514") > 2 {
+		t.Errorf("conntrack holds more than the one flow:\n%s", out)
+	}
+	// The sender's new connections still work: it was never rate-limited.
+	l.expect("tcp", hostPort(l.fwIP, 22), true)
+}

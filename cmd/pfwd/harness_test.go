@@ -8,6 +8,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -421,6 +422,9 @@ func serveMain() int {
 				if err != nil {
 					return
 				}
+				if bytes.HasPrefix(buf[:n], []byte(sinkPayload)) {
+					continue // one-way traffic: never answered
+				}
 				pc.WriteTo(buf[:n], from)
 			}
 		}()
@@ -455,6 +459,9 @@ func sendMain() int {
 	proto, src, addr := os.Getenv("PFW_PROTO"), os.Getenv("PFW_SRC"), os.Getenv("PFW_ADDR")
 	count, _ := strconv.Atoi(os.Getenv("PFW_COUNT"))
 	timeout, _ := time.ParseDuration(os.Getenv("PFW_TIMEOUT"))
+	if proto == "udp-oneway" {
+		return sendOneWay(src, addr, count)
+	}
 	ok := 0
 	var lastErr error
 	for range count {
@@ -480,6 +487,39 @@ func sendMain() int {
 	p := probe{OK: ok}
 	if lastErr != nil {
 		p.Err = lastErr.Error()
+	}
+	json.NewEncoder(os.Stdout).Encode(p)
+	return 0
+}
+
+// sinkPayload starts a datagram the lab's UDP servers do not answer.
+const sinkPayload = "sink\n"
+
+// sendOneWay sends count datagrams, 2 ms apart, from one socket: one UDP
+// flow that no reply ever answers (syslog, statsd). OK counts the sends.
+func sendOneWay(src, addr string, count int) int {
+	var laddr *net.UDPAddr
+	if src != "" {
+		laddr = &net.UDPAddr{IP: net.ParseIP(src)}
+	}
+	raddr, err := net.ResolveUDPAddr("udp", addr)
+	var p probe
+	if err == nil {
+		// Unconnected, so the ICMP errors a closed port sends back do
+		// not fail the next write.
+		var c *net.UDPConn
+		if c, err = net.ListenUDP("udp", laddr); err == nil {
+			for range count {
+				if _, werr := c.WriteToUDP([]byte(sinkPayload), raddr); werr == nil {
+					p.OK++
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			c.Close()
+		}
+	}
+	if err != nil {
+		p.Err = err.Error()
 	}
 	json.NewEncoder(os.Stdout).Encode(p)
 	return 0

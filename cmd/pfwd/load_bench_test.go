@@ -25,6 +25,9 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/mdlayher/netlink"
+	"github.com/ti-mo/conntrack"
 )
 
 // Ports of the sink; the threat feeds; how long one measurement lasts and
@@ -39,6 +42,12 @@ const (
 	benchPhase       = 3 * time.Second
 	benchRounds      = 5
 	benchRateLimit   = 100 // the default config's connections per 10 s, for the rate-limited flood
+	// benchSpoofNet is where the new-flow flood's sources come from: with
+	// the generator's walk of addresses and ports, 33 M distinct flows
+	// before one repeats. One source has only 64,512 ports, and a flow
+	// pfwd let through stays in the kernel (ct status confirmed): a flood
+	// that repeated them would no longer be new flows.
+	benchSpoofNet = "172.24.0.0/13"
 )
 
 // benchNet is one client/host pair of the benchmark: the client namespace
@@ -104,8 +113,29 @@ func newBenchNet(tb testing.TB, tag string, subnet int) *benchNet {
 	})
 	linkPair(tb, n.client, n.fw, "pfwb"+tag[:1]+strconv.Itoa(os.Getpid()%100000),
 		[]string{n.clientIP + "/24", n.clientIP2 + "/24"}, []string{n.fwIP + "/24"})
+	// The spoofed sources only need to arrive (the sink never answers).
+	mustRun(tb, "ip", "netns", "exec", n.fw, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.eth0.rp_filter=0")
 	n.sink = startSink(tb, n.fw, []int{benchUDPPort, benchUDPFlood}, []int{benchTCPPort})
 	return n
+}
+
+// flushConntrack empties the host namespace's conntrack table, so that a
+// flood with spoofed sources meets no flow of the round before it.
+func (n *benchNet) flushConntrack(tb testing.TB) {
+	tb.Helper()
+	f, err := os.Open("/var/run/netns/" + n.fw)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	c, err := conntrack.Dial(&netlink.Config{NetNS: int(f.Fd())})
+	if err != nil {
+		tb.Fatalf("conntrack in %s: %v", n.fw, err)
+	}
+	defer c.Close()
+	if err := c.Flush(); err != nil {
+		tb.Fatalf("flush conntrack in %s: %v", n.fw, err)
+	}
 }
 
 // respec is spec, written for n's addresses, with to's addresses instead.
@@ -319,6 +349,7 @@ type measured struct {
 	seconds        float64
 	cpu            time.Duration // pfwd's, when it runs
 	queueDrops     uint64
+	allowed        uint64 // packets pfwd accepted: the new flows it let through
 }
 
 func (m measured) rate() float64 { return m.received / m.seconds }
@@ -332,6 +363,9 @@ func (n *benchNet) measure(tb testing.TB, spec genSpec, tcp bool, fwctlBin strin
 			return float64(st.TCP[spec.Port])
 		}
 		return float64(st.UDP[spec.Port])
+	}
+	if spec.SrcNet != "" {
+		n.flushConntrack(tb)
 	}
 	var st0 statusDoc
 	var cpu0 time.Duration
@@ -347,6 +381,7 @@ func (n *benchNet) measure(tb testing.TB, spec genSpec, tcp bool, fwctlBin strin
 		m.cpu = procCPU(tb, n.pfwd.Process.Pid) - cpu0
 		if st1, err := pfwdStatus(fwctlBin, n.socket()); err == nil {
 			m.queueDrops = st1.Packets.QueueDrops - st0.Packets.QueueDrops
+			m.allowed = st1.Packets.Allowed - st0.Packets.Allowed
 		}
 	}
 	if spec.Kind == genTCPBulk {
@@ -430,7 +465,7 @@ func BenchmarkLoad(b *testing.B) {
 		// ceiling of any ratio an NFQUEUE firewall can reach here.
 		kernel := newBenchNet(b, "kernel", sub+200)
 		startRuleset(b, kernel.fw, kernel.clientIP2, guarded.feed)
-		spec := genSpec{Kind: genUDPNew, Src: plain.clientIP, Dst: plain.fwIP, Port: benchUDPFlood, Threads: 2, Duration: benchPhase}
+		spec := genSpec{Kind: genUDPNew, SrcNet: benchSpoofNet, Dst: plain.fwIP, Port: benchUDPFlood, Threads: 2, Duration: benchPhase}
 		ms := rounds(b, spec, false, kernel)
 		ratioRow(b, "UDP flood, new flow per packet, decided in user space", "pkt/s", ms[:2], 0.50)
 		ratioRow(b, "  the same, pfwd's ruleset without a queue reader (ceiling)", "pkt/s", [][]measured{ms[0], ms[2]}, 0)
@@ -451,17 +486,22 @@ func BenchmarkLoad(b *testing.B) {
 	})
 	b.Run("rate-limited-flood", func(b *testing.B) {
 		// One source opening new flows as fast as it can, the rate limit
-		// on: the guard holds it in the kernel after its 100 allowed.
+		// on: the guard holds it in the kernel after its 100 allowed. One
+		// source has 64,512 ports, so the flood comes back to each many
+		// times: the packets of the 100 flows let through stay in the
+		// kernel (they are those flows, not new ones), so what counts is
+		// the flows pfwd accepted.
 		guarded.limitRate(b, fwctlBin, benchRateLimit)
 		defer guarded.limitRate(b, fwctlBin, 0)
 		spec := genSpec{Kind: genUDPNew, Src: guarded.clientIP, Dst: guarded.fwIP, Port: benchUDPFlood, Threads: 2, Duration: benchPhase}
 		m := guarded.measure(b, spec, false, fwctlBin)
 		cpu := 100 * m.cpu.Seconds() / m.seconds
 		rows = append(rows,
-			benchRow{figure: "one-source flood over the rate limit: let through", unit: "pkts", withPfwd: m.received, noBaseline: true,
-				goal: fmt.Sprintf("<= %d", benchRateLimit), met: m.received <= benchRateLimit, note: fmt.Sprintf("%.0f pkt/s sent", m.sent/m.seconds)},
+			benchRow{figure: "one-source flood over the rate limit: new flows let through", unit: "flows", withPfwd: float64(m.allowed), noBaseline: true,
+				goal: fmt.Sprintf("<= %d", benchRateLimit), met: m.allowed <= benchRateLimit,
+				note: fmt.Sprintf("%.0f pkt/s sent over 64,512 source ports; %.0f packets of the flows let through arrived", m.sent/m.seconds, m.received)},
 			benchRow{figure: "the same flood: pfwd CPU", unit: "% core", withPfwd: cpu, noBaseline: true, goal: "< 5", met: cpu < 5})
-		b.ReportMetric(m.received, "through")
+		b.ReportMetric(float64(m.allowed), "flows-through")
 		b.ReportMetric(cpu, "%cpu")
 	})
 	b.Run("peak-rss", func(b *testing.B) {
