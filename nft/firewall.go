@@ -54,6 +54,11 @@ type Config struct {
 	// ForceQueueMode is QueueNative or QueueXT to use only that; empty
 	// tries the native queue expression first.
 	ForceQueueMode string
+	// QueueUnreplied leaves out the ct status confirmed rule, so every
+	// packet conntrack calls new is queued, also those of a flow let
+	// through that has no reply yet. For tests of the queue itself, which
+	// count one-way datagrams through it.
+	QueueUnreplied bool
 	// InitialSets are loaded in the transaction that creates the table, so
 	// the table never exists without them.
 	InitialSets map[List][]netip.Prefix

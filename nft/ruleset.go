@@ -188,7 +188,10 @@ func chainRules(cfg *Config, sets map[string]*nftables.Set, ndTypes *nftables.Se
 			})
 		}
 	}
-	rules = append(rules, establishedRule(label), confirmedRule())
+	rules = append(rules, establishedRule(label))
+	if !cfg.QueueUnreplied {
+		rules = append(rules, confirmedRule())
+	}
 	rules = append(rules, guardRules(h, sets)...)
 	rules = append(rules,
 		rule{

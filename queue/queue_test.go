@@ -60,7 +60,8 @@ func testNS(tb testing.TB) string {
 		tb.Fatal(err)
 	}
 	defer f.Close()
-	fw, err := nft.Open(nft.Config{QueueNum: testQueue, Ifaces: []string{"lo"}, NetNS: int(f.Fd())})
+	// Every datagram must reach the queue: the tests send one-way UDP.
+	fw, err := nft.Open(nft.Config{QueueNum: testQueue, Ifaces: []string{"lo"}, NetNS: int(f.Fd()), QueueUnreplied: true})
 	if err != nil {
 		tb.Fatalf("install the queueing table: %v", err)
 	}
