@@ -173,7 +173,9 @@ func packetFromFlags(c *cli.Context) (verdict.Packet, error) {
 	return p, nil
 }
 
-// addrFlag reads an address flag; the zero Addr when it is not set.
+// addrFlag reads an address flag; the zero Addr when it is not set. An
+// IPv4-mapped address (::ffff:192.0.2.1) is the IPv4 address, as in the
+// config and in the packets pfwd decides.
 func addrFlag(c *cli.Context, name string) (netip.Addr, error) {
 	if !c.IsSet(name) {
 		return netip.Addr{}, nil
@@ -183,7 +185,7 @@ func addrFlag(c *cli.Context, name string) (netip.Addr, error) {
 	if err != nil || a.Zone() != "" {
 		return netip.Addr{}, fmt.Errorf("--%s: %q is not an IP address", name, s)
 	}
-	return a, nil
+	return a.Unmap(), nil
 }
 
 func unspecified(like netip.Addr) netip.Addr {
