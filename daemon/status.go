@@ -150,9 +150,16 @@ func queueDrops(first uint16, n int) uint64 {
 // cutBlockedFlows deletes the conntrack entries of flows the rules now in
 // force would block. Established flows never reach the queue again, so
 // without this a new block rule would spare connections already open.
-// With --iface the flows' interfaces are unknown, so nothing is cut.
+//
+// With --iface only flows through those interfaces are pfw's to cut, and
+// conntrack does not record interfaces; but the established rule of pfw's
+// chains labels every flow it keeps (the fast path), so the labelled ones
+// are those. Without the fast path (no conntrack labels) nothing is cut
+// under --iface, and a flow let through before its first reply carries no
+// label yet.
 func (d *Daemon) cutBlockedFlows() {
-	if len(d.opts.Ifaces) > 0 {
+	onlyLabelled := len(d.opts.Ifaces) > 0
+	if armed, _ := d.fw.FastPath(); onlyLabelled && !armed {
 		return
 	}
 	local := localAddrs()
@@ -164,6 +171,9 @@ func (d *Daemon) cutBlockedFlows() {
 		}
 		if local[f.Src] && local[f.Dst] {
 			return false // host-local traffic: loopback is not filtered
+		}
+		if onlyLabelled && !f.Labelled {
+			return false // through an interface pfw does not filter
 		}
 		flowPacket(&p, f)
 		return d.engine.Explain(&p, dir).Blocked()

@@ -17,6 +17,10 @@ type Flow struct {
 	Proto            uint8
 	Src, Dst         netip.Addr
 	SrcPort, DstPort uint16
+	// Labelled: the entry carries one of the fast path's label bits, so
+	// its packets met pfw's established rule: the flow passes through an
+	// interface pfw filters. (Only with the fast path; see fastpath.go.)
+	Labelled bool
 }
 
 // KillFlows deletes the conntrack entries of the process's network namespace
@@ -34,11 +38,12 @@ func killFlows(netns int, match func(Flow) bool) (int, error) {
 	return eachFlow(netns, "kill flows", func(c *conntrack.Conn, f conntrack.Flow) (bool, error) {
 		t := f.TupleOrig
 		if !match(Flow{
-			Proto:   t.Proto.Protocol,
-			Src:     t.IP.SourceAddress,
-			Dst:     t.IP.DestinationAddress,
-			SrcPort: t.Proto.SourcePort,
-			DstPort: t.Proto.DestinationPort,
+			Proto:    t.Proto.Protocol,
+			Src:      t.IP.SourceAddress,
+			Dst:      t.IP.DestinationAddress,
+			SrcPort:  t.Proto.SourcePort,
+			DstPort:  t.Proto.DestinationPort,
+			Labelled: hasLabel(f.Labels, labelBits[0]) || hasLabel(f.Labels, labelBits[1]),
 		}) {
 			return false, nil
 		}

@@ -20,10 +20,10 @@ func TestKillFlows(t *testing.T) {
 	}
 	defer c.Close()
 	flows := []Flow{
-		{unix.IPPROTO_TCP, netip.MustParseAddr("10.99.0.2"), netip.MustParseAddr("10.99.0.1"), 40000, 23},
-		{unix.IPPROTO_TCP, netip.MustParseAddr("10.99.0.2"), netip.MustParseAddr("10.99.0.1"), 40001, 443},
-		{unix.IPPROTO_UDP, netip.MustParseAddr("10.99.0.3"), netip.MustParseAddr("10.99.0.1"), 5000, 23},
-		{unix.IPPROTO_TCP, netip.MustParseAddr("fd99::2"), netip.MustParseAddr("fd99::1"), 40002, 23},
+		{unix.IPPROTO_TCP, netip.MustParseAddr("10.99.0.2"), netip.MustParseAddr("10.99.0.1"), 40000, 23, false},
+		{unix.IPPROTO_TCP, netip.MustParseAddr("10.99.0.2"), netip.MustParseAddr("10.99.0.1"), 40001, 443, false},
+		{unix.IPPROTO_UDP, netip.MustParseAddr("10.99.0.3"), netip.MustParseAddr("10.99.0.1"), 5000, 23, false},
+		{unix.IPPROTO_TCP, netip.MustParseAddr("fd99::2"), netip.MustParseAddr("fd99::1"), 40002, 23, false},
 	}
 	for _, f := range flows {
 		if err := c.Create(conntrack.NewFlow(f.Proto, 0, f.Src, f.Dst, f.SrcPort, f.DstPort, 120, 0)); err != nil {
@@ -47,7 +47,7 @@ func TestKillFlows(t *testing.T) {
 	var got []Flow
 	for _, f := range left {
 		o := f.TupleOrig
-		got = append(got, Flow{o.Proto.Protocol, o.IP.SourceAddress, o.IP.DestinationAddress, o.Proto.SourcePort, o.Proto.DestinationPort})
+		got = append(got, Flow{o.Proto.Protocol, o.IP.SourceAddress, o.IP.DestinationAddress, o.Proto.SourcePort, o.Proto.DestinationPort, false})
 	}
 	slices.SortFunc(got, func(a, b Flow) int { return int(a.SrcPort) - int(b.SrcPort) })
 	want := []Flow{flows[2], flows[1]} // sorted by source port: 5000, 40001
@@ -57,5 +57,41 @@ func TestKillFlows(t *testing.T) {
 	}
 	if n, err := fw.KillFlows(blockedTelnet); n != 0 || err != nil {
 		t.Errorf("second KillFlows = %d, %v; want 0, nil", n, err)
+	}
+}
+
+// Flow.Labelled tells the flows pfw's established rule labelled (they pass
+// an interface pfw filters) from the others, which pfwd with --iface must
+// leave alone.
+func TestKillFlowsSeesTheFastPathLabels(t *testing.T) {
+	ns := newNetNS(t)
+	fw := open(t, Config{NetNS: ns.fd}) // its label rules turn labels on in the namespace
+	c, err := conntrack.Dial(&netlink.Config{NetNS: ns.fd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i, bit := range []int{-1, labelBits[0], labelBits[1]} {
+		f := conntrack.NewFlow(unix.IPPROTO_TCP, 0, netip.MustParseAddr("10.99.0.2"), netip.MustParseAddr("10.99.0.1"), uint16(40000+i), 23, 120, 0)
+		if bit >= 0 {
+			f.Labels, f.LabelsMask = labelBytes(bit), labelBytes(bit)
+		}
+		if err := c.Create(f); err != nil {
+			t.Fatalf("create conntrack entry with label bit %d: %v", bit, err)
+		}
+	}
+	var seen []uint16
+	n, err := fw.KillFlows(func(f Flow) bool {
+		if f.Labelled {
+			seen = append(seen, f.SrcPort)
+		}
+		return f.Labelled
+	})
+	if err != nil || n != 2 {
+		t.Fatalf("KillFlows of the labelled flows = %d, %v; want 2", n, err)
+	}
+	slices.Sort(seen)
+	if !slices.Equal(seen, []uint16{40001, 40002}) {
+		t.Errorf("labelled flows: source ports %v, want 40001 and 40002", seen)
 	}
 }

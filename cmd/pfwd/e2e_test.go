@@ -685,3 +685,41 @@ func TestOneWayUDPFlowIsOneConnection(t *testing.T) {
 	// The sender's new connections still work: it was never rate-limited.
 	l.expect("tcp", hostPort(l.fwIP, 22), true)
 }
+
+// With --iface, a new block rule cuts the open flows through the filtered
+// interface (pfw's established rule labelled them) and leaves those
+// through another interface, which pfw does not filter.
+func TestIfaceRuleChangeCutsOnlyFilteredFlows(t *testing.T) {
+	l := newLab(t)
+	// A second link between the same namespaces, which pfwd does not filter.
+	n := nsCounter.Add(1)
+	veth := fmt.Sprintf("pfwi%d-%d", os.Getpid()%100000, n)
+	sub := (os.Getpid()+int(n))%200 + 20
+	otherClient, otherFw := fmt.Sprintf("10.214.%d.2", sub), fmt.Sprintf("10.214.%d.1", sub)
+	mustRun(t, "ip", "link", "add", veth+"a", "netns", l.client, "type", "veth", "peer", "name", veth+"b", "netns", l.fw)
+	for _, c := range [][]string{
+		{l.client, "ip", "addr", "add", otherClient + "/24", "dev", veth + "a"},
+		{l.fw, "ip", "addr", "add", otherFw + "/24", "dev", veth + "b"},
+		{l.client, "ip", "link", "set", veth + "a", "up"},
+		{l.fw, "ip", "link", "set", veth + "b", "up"},
+	} {
+		mustRun(t, append([]string{"ip", "netns", "exec"}, c...)...)
+	}
+	l.writeConfig(l.configDoc("allow", ``, `"127.0.0.1"`, ``, 100))
+	l.serve([]int{22}, nil)
+	l.startPfwd("--iface", "eth0")
+	filtered := l.hold(hostPort(l.fwIP, 22))
+	other := l.hold(hostPort(otherFw, 22))
+	if out, err := l.fwctl("add", "No SSH", "block", "--protocol", "tcp", "--ports", "22"); err != nil {
+		t.Fatalf("fwctl add: %v\n%s", err, out)
+	}
+	time.Sleep(time.Second)
+	if filtered.ping() {
+		t.Errorf("an open connection through the filtered eth0 to a port now blocked still works")
+	}
+	if !other.ping() {
+		t.Errorf("an open connection through an interface pfwd does not filter was cut")
+	}
+	l.expect("tcp", hostPort(l.fwIP, 22), false)
+	l.expect("tcp", hostPort(otherFw, 22), true)
+}
