@@ -18,9 +18,11 @@
 // Reasons are the strings pfw logs: "Whitelisted IP", "Blacklisted IP",
 // "Threat intel: <feed>", "Rate limited", "Rule: <name>", "Default
 // policy", and "Malformed packet" for a TCP or UDP header cut before its
-// ports. The remote address is the source of an inbound packet and the
-// destination of an outbound one; the rate limit counts new inbound
-// connections per source (see RateLimiter for its memory bound).
+// ports, or an IPv6 packet cut inside its extension headers. The remote
+// address is the source of an inbound packet and the destination of an
+// outbound one; the rate limit counts new inbound connections per source
+// in a sliding window never exceeded (see RateLimiter for how, and for
+// its memory bound).
 //
 // The package is pure: it imports rules and the standard library only.
 package verdict

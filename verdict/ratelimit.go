@@ -9,13 +9,17 @@ import (
 )
 
 // DefaultLimiterSources is how many source addresses the rate limiter
-// tracks at most. Each costs 48 bytes, so the default holds the limiter
-// at 3 MiB however many sources a spoofed flood invents.
+// tracks at most. Each costs 80 bytes, so the default holds the limiter
+// at 5 MiB however many sources a spoofed flood invents.
 const DefaultLimiterSources = 1 << 16
 
 const (
 	limiterWays    = 8 // entries per bucket: the eviction neighbourhood
 	limiterStripes = 64
+	// limiterSlices is how many slices a window is counted in: a
+	// source is let back in at most a slice (a tenth of the window)
+	// after the window has really slid past its burst.
+	limiterSlices = 10
 )
 
 // RateLimiter counts new connections per source address in a sliding
@@ -25,11 +29,14 @@ const (
 // construction, and a flood of spoofed sources only evicts the idlest
 // trackers of its own buckets.
 //
-// The window slides by weighting the previous fixed window by how much of
-// it still overlaps the sliding one (prev·(1−elapsed/window) + current).
-// Windows are anchored at a source's first connection (and re-anchored
-// after two idle windows), so a burst from a fresh source is counted
-// exactly: the (max+1)th connection within one window is refused.
+// The window slides in slices of a tenth of it, anchored at a source's
+// first connection: a connection is let in only if the slices that
+// overlap the last window, the oldest partly overlapping one counted
+// whole, hold fewer than max. That count is never below the true one, so
+// no window of that length ever holds more than max connections from a
+// source (an estimate that weighted the oldest part, as a two-window
+// approximation does, let through up to half as many again), and a source
+// is let back in at most a slice after its burst left the window.
 type RateLimiter struct {
 	seed    uint64
 	mask    uint64 // buckets-1
@@ -44,10 +51,13 @@ type stripe struct {
 }
 
 type limiterEntry struct {
-	key       u128
-	anchor    int64 // start of the current fixed window, unix ns
-	lastSeen  int64 // unix ns; 0 = free
-	cur, prev uint32
+	key      u128
+	anchor   int64 // start of slice 0, unix ns: the source's first connection
+	lastSeen int64 // unix ns; 0 = free
+	head     int64 // the newest slice counted
+	// slices holds the counts of slices head-limiterSlices … head, slice
+	// i at i % len: a window overlaps limiterSlices+1 of them.
+	slices [limiterSlices + 1]uint32
 }
 
 // NewRateLimiter returns a limiter tracking about maxSources addresses
@@ -143,21 +153,29 @@ func (l *RateLimiter) touch(src netip.Addr, now int64, max int, window int64, n 
 		}
 		*e = limiterEntry{key: k, anchor: now}
 	}
-	switch elapsed := now - e.anchor; {
-	case elapsed < 0: // the clock stepped back: keep counting in this window
-	case elapsed >= 2*window:
-		e.anchor, e.prev, e.cur = now, 0, 0
-	case elapsed >= window:
-		e.anchor, e.prev, e.cur = e.anchor+window, e.cur, 0
+	slice := window / limiterSlices
+	if slice < 1 {
+		slice = 1
 	}
-	overlap := 1 - float64(now-e.anchor)/float64(window)
-	if overlap > 1 {
-		overlap = 1
+	idx := e.head // the clock stepped back: keep counting in the newest slice
+	if now >= e.anchor {
+		idx = (now - e.anchor) / slice
 	}
-	estimate := float64(e.prev)*overlap + float64(e.cur)
-	allowed := estimate+1 <= float64(max)
+	if idx > e.head {
+		// Slices that fell out of reach are zeroed on the way.
+		for i := e.head + 1; i <= idx && i <= e.head+int64(len(e.slices)); i++ {
+			e.slices[i%int64(len(e.slices))] = 0
+		}
+		e.head = idx
+	}
+	var count uint64
+	for _, c := range e.slices {
+		count += uint64(c)
+	}
+	allowed := count+1 <= uint64(max)
 	if n > 0 {
-		e.cur += min(n, ^uint32(0)-e.cur) // saturating
+		c := &e.slices[e.head%int64(len(e.slices))]
+		*c += min(n, ^uint32(0)-*c) // saturating
 		e.lastSeen = now
 	}
 	return allowed

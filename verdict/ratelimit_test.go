@@ -124,3 +124,79 @@ func TestRateLimiterRefused(t *testing.T) {
 		t.Errorf("Refused with n = 0 started tracking a source: %d tracked", told.Tracked())
 	}
 }
+
+// No window of the configured length ever holds more than max allowed
+// connections from a source, whatever their timing: the audit's case was
+// one connection, then a steady stream from 9.3 s on, which a two-window
+// estimate let through 144 times in 10 s.
+func TestRateLimiterNeverExceedsMaxInAnyWindow(t *testing.T) {
+	const max = 100
+	w := int64(10 * time.Second)
+	for _, tc := range []struct {
+		name  string
+		times []int64 // attempt times, ns from the first
+	}{
+		{"steady after a lone first", append([]int64{0}, steps(int64(9300*time.Millisecond), int64(17*time.Second), int64(10*time.Millisecond))...)},
+		{"bursts at the edges of windows", append(steps(int64(9900*time.Millisecond), int64(10*time.Second), int64(time.Millisecond)), steps(int64(10*time.Second), int64(10100*time.Millisecond), int64(time.Millisecond))...)},
+		{"steady for a minute", steps(0, int64(time.Minute), int64(7*time.Millisecond))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := NewRateLimiter(1024)
+			src := netip.MustParseAddr("192.0.2.1")
+			base := int64(1_000_000_000_000)
+			var allowed []int64
+			for _, at := range tc.times {
+				if l.Allow(src, base+at, max, w) {
+					allowed = append(allowed, at)
+				}
+			}
+			// The most allowed in any window (start at each allowed one).
+			most, j := 0, 0
+			for i := range allowed {
+				for j < len(allowed) && allowed[j] < allowed[i]+w {
+					j++
+				}
+				most = maxInt(most, j-i)
+			}
+			if most > max {
+				t.Errorf("%d connections allowed within one %v window, max %d", most, time.Duration(w), max)
+			}
+			if len(allowed) == 0 {
+				t.Error("nothing allowed")
+			}
+		})
+	}
+}
+
+// After a burst, the source is let in again once the window has slid past
+// it, at most a slice (a tenth of the window) later.
+func TestRateLimiterLetsBackInAfterTheWindow(t *testing.T) {
+	l := NewRateLimiter(1024)
+	src := netip.MustParseAddr("2001:db8::7")
+	w := int64(10 * time.Second)
+	base := int64(1_000_000_000_000)
+	for i := range 150 { // 150 attempts in the first 150 ms
+		l.Allow(src, base+int64(i)*int64(time.Millisecond), 100, w)
+	}
+	if l.Allow(src, base+int64(9*time.Second), 100, w) {
+		t.Error("allowed 9 s after a burst of 150 in a 10 s window")
+	}
+	if !l.Allow(src, base+int64(11*time.Second), 100, w) {
+		t.Error("still refused 11 s after the burst (window 10 s, slice 1 s)")
+	}
+}
+
+func steps(from, to, every int64) []int64 {
+	var out []int64
+	for at := from; at < to; at += every {
+		out = append(out, at)
+	}
+	return out
+}
+
+func maxInt(a, b int) int {
+	if a > b {
+		return a
+	}
+	return b
+}
