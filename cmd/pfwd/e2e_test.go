@@ -518,9 +518,7 @@ func TestClosedStderrPipeKeepsPfwdRunning(t *testing.T) {
 	}
 	l.expect("tcp", hostPort(l.fwIP, 23), false)
 	l.expect("tcp", hostPort(l.fwIP, 22), true)
-	if err := l.stopPfwd(syscall.SIGTERM); err != nil {
-		t.Errorf("pfwd exit after SIGTERM: %v", err)
-	}
+	l.stopClean()
 }
 
 // A named pipe or a symlink to /dev/zero put at the config path while pfwd
@@ -634,9 +632,7 @@ func TestFailClosedTableRepairedAfterFlushRuleset(t *testing.T) {
 		t.Errorf("blacklist_v4 after the edit: %v\n%s", err, out)
 	}
 	l.expect("tcp", hostPort(l.fwIP, 22), false)
-	if err := l.stopPfwd(syscall.SIGTERM); err != nil {
-		t.Errorf("pfwd exit after SIGTERM: %v", err)
-	}
+	l.stopClean()
 }
 
 // IPv6 with a 248-byte Destination Options header: the TCP header lies past

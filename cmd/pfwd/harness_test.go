@@ -245,6 +245,14 @@ func (l *lab) stopPfwd(sig syscall.Signal) error {
 	return err
 }
 
+// stopClean stops pfwd with SIGTERM and fails the test unless it exits 0.
+func (l *lab) stopClean() {
+	l.t.Helper()
+	if err := l.stopPfwd(syscall.SIGTERM); err != nil {
+		l.t.Errorf("pfwd exit after SIGTERM: %v", err)
+	}
+}
+
 // in runs a command in a namespace and returns its combined output.
 func (l *lab) in(ns string, args ...string) (string, error) {
 	out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
