@@ -25,8 +25,9 @@ type Flow struct {
 
 // KillFlows deletes the conntrack entries of the process's network namespace
 // for which match returns true, and returns how many it deleted. Flows are
-// decided once and then accepted by the `ct state established` rule, so
-// after a rule change pfwd cuts the ones the new rules would block.
+// decided once and then accepted by the `ct state established` rule (or,
+// before their first reply, `ct status confirmed`), so after a rule change
+// pfwd cuts the ones the new rules would block.
 func KillFlows(match func(Flow) bool) (int, error) { return killFlows(0, match) }
 
 // KillFlows is KillFlows in fw's network namespace.
