@@ -2,8 +2,6 @@ package daemon
 
 import (
 	"bufio"
-	"net"
-	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -199,22 +197,6 @@ func flowPacket(p *verdict.Packet, f nft.Flow) {
 	if f.Proto == verdict.ProtoTCP {
 		p.TCPFlags = verdict.TCPSyn
 	}
-}
-
-func localAddrs() map[netip.Addr]bool {
-	out := map[netip.Addr]bool{}
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return out
-	}
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok {
-			if ip, ok := netip.AddrFromSlice(n.IP); ok {
-				out[ip.Unmap()] = true
-			}
-		}
-	}
-	return out
 }
 
 // fastPathState is the fast path's line of the status.
