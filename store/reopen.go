@@ -33,9 +33,7 @@ func identify(path string) dbFiles {
 // Replaced reports whether the database file at the path is gone or is
 // another file than the one opened: pfwd reopens it (see Reopen), and a
 // reader that follows the log opens the new one.
-func (s *Store) Replaced() bool { return s.fileChanged() }
-
-func (s *Store) fileChanged() bool {
+func (s *Store) Replaced() bool {
 	cur, err := idOf(s.path)
 	if err != nil {
 		// Unreadable for now (a permission change, an unmounted disk):
@@ -58,7 +56,7 @@ func (s *Store) Reopen() (bool, error) {
 	if s.readOnly {
 		return false, fmt.Errorf("reopen store %s: %w", s.path, ErrReadOnly)
 	}
-	if !s.fileChanged() {
+	if !s.Replaced() {
 		return false, nil
 	}
 	s.mu.Lock()

@@ -475,7 +475,7 @@ func (w *Writer) closeStatements() {
 // replaced. The statements on the old pools are closed first, so the old
 // connection can close at once and let go of its WAL files.
 func (w *Writer) reopenIfReplaced() {
-	if !w.store.fileChanged() {
+	if !w.store.Replaced() {
 		return
 	}
 	w.closeStatements()
