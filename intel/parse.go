@@ -536,9 +536,7 @@ func (k *entryKeys) prefixes() []netip.Prefix {
 	}
 	out := make([]netip.Prefix, 0, k.len())
 	for _, v := range k.v4 {
-		var b [4]byte
-		binary.BigEndian.PutUint32(b[:], uint32(v>>8))
-		out = append(out, netip.PrefixFrom(netip.AddrFrom4(b), int(v&0xff)))
+		out = append(out, prefixKey{lo: v >> 8, bits: uint8(v)}.prefix())
 	}
 	for _, v := range k.v6 {
 		out = append(out, v.prefix())
