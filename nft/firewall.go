@@ -228,28 +228,9 @@ func (fw *Firewall) installModes(want map[string][]addrRange, stale, owned, with
 	}
 	var errs []error
 	for _, mode := range modes {
-		if !owned {
-			if stale {
-				fw.conn.DelTable(fw.table)
-			}
-			fw.conn.AddTable(fw.table)
-		}
-		fw.sets = newSets(fw.table)
-		if err := addRuleset(fw.conn, &fw.cfg, fw.table, fw.sets, mode, label); err != nil {
-			return fw.fail(err)
-		}
-		n, err := fw.queueDiff(nil, want)
-		if err != nil {
-			return fw.fail(err)
-		}
-		if err := fw.growSendBuffer(n); err != nil {
+		err := fw.installRuleset(want, mode, label, stale, owned)
+		if err == nil || fw.broken != nil {
 			return err
-		}
-		err = fw.conn.Flush()
-		if err == nil {
-			fw.queueMode = mode
-			fw.ranges = want
-			return nil
 		}
 		if mode != QueueNative || !errors.Is(err, unix.ENOENT) {
 			return errors.Join(append(errs, fmt.Errorf("%s: %w", mode, err))...)
@@ -259,6 +240,37 @@ func (fw *Firewall) installModes(want map[string][]addrRange, stale, owned, with
 		errs = append(errs, fmt.Errorf("%s: the kernel has no nft_queue (CONFIG_NFT_QUEUE); %s works without it: %w", mode, QueueXT, err))
 	}
 	return errors.Join(errs...)
+}
+
+// installRuleset sends, in one transaction, the table's ruleset with
+// queue mode mode and the established rule labelling with bit label (none
+// when negative), and the sets holding want. Unless owned (the owned table
+// was made on its own, first) it adds the table, deleting the one of the
+// same name first when stale. On success fw's queue mode and ranges are
+// what it sent; a batch it could not build marks fw broken.
+func (fw *Firewall) installRuleset(want map[string][]addrRange, mode string, label int, stale, owned bool) error {
+	if !owned {
+		if stale {
+			fw.conn.DelTable(fw.table)
+		}
+		fw.conn.AddTable(fw.table)
+	}
+	fw.sets = newSets(fw.table)
+	if err := addRuleset(fw.conn, &fw.cfg, fw.table, fw.sets, mode, label); err != nil {
+		return fw.fail(err)
+	}
+	n, err := fw.queueDiff(nil, want)
+	if err != nil {
+		return fw.fail(err)
+	}
+	if err := fw.growSendBuffer(n); err != nil {
+		return fw.fail(err)
+	}
+	if err := fw.conn.Flush(); err != nil {
+		return err
+	}
+	fw.queueMode, fw.ranges = mode, want
+	return nil
 }
 
 // fail marks fw broken after a batch could not be built: messages may be

@@ -82,26 +82,11 @@ func (fw *Firewall) Repair() (bool, error) {
 	if now == fw.shape {
 		return false, nil
 	}
-	if now != "" {
-		fw.conn.DelTable(fw.table)
-	}
-	fw.conn.AddTable(fw.table)
-	fw.sets = newSets(fw.table)
 	label := -1
 	if fw.fast.supported {
 		label = labelBits[fw.fast.gen]
 	}
-	if err := addRuleset(fw.conn, &fw.cfg, fw.table, fw.sets, fw.queueMode, label); err != nil {
-		return true, fw.fail(fmt.Errorf("nft: repair: %w", err))
-	}
-	n, err := fw.queueDiff(nil, fw.ranges)
-	if err != nil {
-		return true, fw.fail(fmt.Errorf("nft: repair: %w", err))
-	}
-	if err := fw.growSendBuffer(n); err != nil {
-		return true, fw.fail(fmt.Errorf("nft: repair: %w", err))
-	}
-	if err := fw.conn.Flush(); err != nil {
+	if err := fw.installRuleset(fw.ranges, fw.queueMode, label, now != "", false); err != nil {
 		return true, fmt.Errorf("nft: repair table inet %s: %w", fw.cfg.Table, err)
 	}
 	if fw.fast.armed {
