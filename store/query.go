@@ -69,7 +69,7 @@ func (s *Store) Logs(ctx context.Context, q LogQuery) ([]LogRow, error) {
 	}
 	if !q.Since.IsZero() {
 		b.WriteString(" AND timestamp >= ?")
-		args = append(args, formatTime(q.Since))
+		args = append(args, sinceText(q.Since))
 	}
 	if q.Follow || q.AfterID > 0 {
 		b.WriteString(" AND id > ? ORDER BY id ASC")
@@ -93,9 +93,9 @@ func (s *Store) Logs(ctx context.Context, q LogQuery) ([]LogRow, error) {
 	for rows.Next() {
 		var r LogRow
 		var sport, dport sql.NullInt64
-		dest := []any{&r.ID, &r.Timestamp, &r.SrcIP, &r.DstIP, &sport, &dport, &r.Protocol}
+		dest := []any{&r.ID, text{&r.Timestamp}, text{&r.SrcIP}, text{&r.DstIP}, &sport, &dport, text{&r.Protocol}}
 		if blocked {
-			dest = append(dest, &r.Reason, &r.PacketHash)
+			dest = append(dest, text{&r.Reason}, text{&r.PacketHash})
 		}
 		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("logs from %s: %w", table, err)
@@ -179,7 +179,7 @@ func (s *Store) Stats(ctx context.Context, now time.Time) (Stats, error) {
 		GROUP BY src_ip ORDER BY n DESC, src_ip LIMIT 10`,
 		func(rows *sql.Rows) error {
 			var c IPCount
-			err := rows.Scan(&c.IP, &c.Count)
+			err := rows.Scan(text{&c.IP}, &c.Count)
 			st.TopBlocked = append(st.TopBlocked, c)
 			return err
 		})
@@ -190,7 +190,7 @@ func (s *Store) Stats(ctx context.Context, now time.Time) (Stats, error) {
 		GROUP BY reason ORDER BY n DESC, reason`,
 		func(rows *sql.Rows) error {
 			var c ReasonCount
-			err := rows.Scan(&c.Reason, &c.Count)
+			err := rows.Scan(text{&c.Reason}, &c.Count)
 			st.ByReason = append(st.ByReason, c)
 			return err
 		})
@@ -213,18 +213,29 @@ func (s *Store) Stats(ctx context.Context, now time.Time) (Stats, error) {
 		func(rows *sql.Rows) error {
 			var h string
 			var n int64
-			if err := rows.Scan(&h, &n); err != nil {
+			if err := rows.Scan(text{&h}, &n); err != nil {
 				return err
 			}
 			if i, ok := index[h]; ok { // rows stamped in the future are not shown
 				st.LastDay[i].Count = n
 			}
 			return nil
-		}, formatTime(first))
+		}, sinceText(first))
 	if err != nil {
 		return st, fmt.Errorf("stats: last day: %w", err)
 	}
 
+	// A seed database that pfwd has not adopted yet has no log_suppressed
+	// table (see checkReadable): then nothing was suppressed.
+	var hasSuppressed bool
+	err = tx.QueryRowContext(ctx, `SELECT count(*) > 0 FROM sqlite_schema
+		WHERE type = 'table' AND name = 'log_suppressed'`).Scan(&hasSuppressed)
+	if err != nil {
+		return st, fmt.Errorf("stats: suppressed: %w", err)
+	}
+	if !hasSuppressed {
+		return st, nil
+	}
 	err = scanAll(ctx, tx, `SELECT log_type, reason, sum(count) FROM log_suppressed
 		GROUP BY log_type, reason`,
 		func(rows *sql.Rows) error {
@@ -253,4 +264,13 @@ func scanAll(ctx context.Context, q queryer, query string, scan func(*sql.Rows) 
 		}
 	}
 	return rows.Err()
+}
+
+// sinceText is the lower bound for a timestamp range. On a whole second it
+// drops the ".000", so a row stamped without milliseconds (the seed's
+// CURRENT_TIMESTAMP, a hand edit) at that very second is still included:
+// as text "…:05" sorts before "…:05.000".
+func sinceText(t time.Time) string {
+	s := formatTime(t)
+	return strings.TrimSuffix(s, ".000")
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"net/netip"
 	"strconv"
 	"time"
@@ -72,4 +73,33 @@ func portArg(has bool, port uint16) any {
 		return nil
 	}
 	return int64(port)
+}
+
+// text scans a text column leniently into a string. pfwd writes every text
+// column itself, but fwctl also reads databases pfwd has not written: the
+// seed's, or rows added by hand. There a column may be NULL (read as ""),
+// declared DATETIME (go-sqlite3 hands a time.Time, rendered in timeLayout),
+// or hold a number; none of that should make a whole listing fail.
+type text struct{ s *string }
+
+func (t text) Scan(v any) error {
+	switch v := v.(type) {
+	case nil:
+		*t.s = ""
+	case string:
+		*t.s = v
+	case []byte:
+		*t.s = string(v)
+	case time.Time:
+		*t.s = formatTime(v)
+	case int64:
+		*t.s = strconv.FormatInt(v, 10)
+	case float64:
+		*t.s = strconv.FormatFloat(v, 'g', -1, 64)
+	case bool:
+		*t.s = strconv.FormatBool(v)
+	default:
+		return fmt.Errorf("cannot read %T as text", v)
+	}
+	return nil
 }

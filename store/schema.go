@@ -109,7 +109,7 @@ func migrate(ctx context.Context, db *sql.DB) error {
 			return fmt.Errorf("migrate: set user_version: %w", err)
 		}
 	}
-	if err := checkColumns(ctx, tx); err != nil {
+	if err := checkColumns(ctx, tx, allTables...); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -124,13 +124,25 @@ type queryer interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-// checkColumns fails when a table lacks the contract's leading columns, as
-// when a database from some other program sits at the configured path.
-func checkColumns(ctx context.Context, q queryer) error {
-	for table, want := range requiredColumns {
+// contractTables are the contract's (and the seed's) tables; allTables adds
+// pfw's own.
+var (
+	contractTables = []string{tableBlocked, tableAllowed, tableThreats}
+	allTables      = []string{tableBlocked, tableAllowed, tableThreats, tableSuppressed}
+)
+
+// checkColumns fails when one of tables is missing or lacks the contract's
+// leading columns, as when a database from some other program sits at the
+// configured path.
+func checkColumns(ctx context.Context, q queryer, tables ...string) error {
+	for _, table := range tables {
+		want := requiredColumns[table]
 		got, err := tableColumns(ctx, q, table)
 		if err != nil {
 			return err
+		}
+		if len(got) == 0 {
+			return fmt.Errorf("no table %s", table)
 		}
 		if len(got) < len(want) || !slices.Equal(got[:len(want)], want) {
 			return fmt.Errorf("table %s has columns %v, want %v first", table, got, want)

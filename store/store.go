@@ -124,8 +124,12 @@ func OpenReader(path string) (*Store, error) {
 	return &Store{path: abs, readOnly: true, read: read, files: identify(abs)}, nil
 }
 
-// checkReadable makes sure a reader sees a database pfwd has set up, so
-// fwctl fails with one clear line instead of "no such table".
+// checkReadable makes sure a reader sees a database it can read, so fwctl
+// fails with one clear line instead of "no such table". A database with no
+// schema version is read when it holds the contract's three tables with
+// their columns: the seed wrote such files, and pfwd adopts them on its next
+// start (migrations[0]); until then it has no log_suppressed table, which
+// the queries treat as no suppressed rows.
 func checkReadable(ctx context.Context, db *sql.DB) error {
 	var version int
 	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
@@ -134,10 +138,15 @@ func checkReadable(ctx context.Context, db *sql.DB) error {
 	switch {
 	case version > schemaVersion:
 		return fmt.Errorf("database schema version %d is newer than this pfw understands (%d)", version, schemaVersion)
+	case version == 0:
+		if err := checkColumns(ctx, db, contractTables...); err != nil {
+			return fmt.Errorf("database is not set up (%v): start pfwd once to create it", err)
+		}
+		return nil
 	case version < schemaVersion:
 		return fmt.Errorf("database is not set up (schema version %d, want %d): start pfwd once to create it", version, schemaVersion)
 	}
-	return checkColumns(ctx, db)
+	return checkColumns(ctx, db, allTables...)
 }
 
 // openReadWrite opens both pools on an absolute path and migrates.

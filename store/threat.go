@@ -140,7 +140,7 @@ func (s *Store) Threats(ctx context.Context, limit int) ([]ThreatRow, error) {
 	defer s.mu.RUnlock()
 	err := scanAll(ctx, s.read, q, func(rows *sql.Rows) error {
 		var t ThreatRow
-		err := rows.Scan(&t.IP, &t.ThreatLevel, &t.LastSeen, &t.Source)
+		err := rows.Scan(text{&t.IP}, text{&t.ThreatLevel}, text{&t.LastSeen}, text{&t.Source})
 		out = append(out, t)
 		return err
 	}, args...)
@@ -161,7 +161,7 @@ func (s *Store) LoadThreats(ctx context.Context) ([]Threat, error) {
 	err := scanAll(ctx, s.read, `SELECT ip, threat_level, last_seen, source FROM threat_intel`, func(rows *sql.Rows) error {
 		var ip, seen string
 		var t Threat
-		if err := rows.Scan(&ip, &t.Level, &seen, &t.Source); err != nil {
+		if err := rows.Scan(text{&ip}, text{&t.Level}, text{&seen}, text{&t.Source}); err != nil {
 			return err
 		}
 		p, err := parsePrefixText(ip)
