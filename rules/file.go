@@ -104,7 +104,9 @@ func LoadOrCreate(path string) (cfg *Config, created bool, err error) {
 // Update applies edit to the config at path under an exclusive lock and
 // saves the result atomically. Nothing is written when the file is
 // invalid, edit fails, or the edited config does not validate: the file
-// then stays byte-for-byte as it was. It returns the saved config.
+// then stays byte-for-byte as it was. When there is no file, edit starts
+// from the embedded default, as pfwd's first start would, and the file is
+// created only if the edit succeeds. It returns the saved config.
 func Update(path string, edit func(*Config) error) (*Config, error) {
 	path = followLinks(path)
 	unlock, err := lock(path)
@@ -113,6 +115,9 @@ func Update(path string, edit func(*Config) error) (*Config, error) {
 	}
 	defer unlock()
 	cur, err := Load(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		cur, err = Default(), nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w (fix the file first; fwctl check shows the problem)", err)
 	}

@@ -74,6 +74,34 @@ func TestUpdateIsAtomicAndKeepsMode(t *testing.T) {
 	}
 }
 
+// With no file, an edit starts from the embedded default and creates the
+// file only when it succeeds.
+func TestUpdateOfAMissingFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "firewall_rules.json")
+	if _, err := Update(path, func(*Config) error { return errors.New("no") }); err == nil {
+		t.Fatal("a failing edit succeeded")
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a failing edit created the file (stat: %v)", err)
+	}
+	cfg, err := Update(path, func(c *Config) error {
+		c.BlacklistIPs = append(c.BlacklistIPs, netip.MustParsePrefix("203.0.113.9/32"))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	onDisk, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := Default()
+	if len(onDisk.Rules) != len(def.Rules) || len(onDisk.BlacklistIPs) != len(def.BlacklistIPs)+1 || len(cfg.BlacklistIPs) != len(onDisk.BlacklistIPs) {
+		t.Errorf("created config has %d rules, blacklist %v; want the default's %d rules plus the edit",
+			len(onDisk.Rules), onDisk.BlacklistIPs, len(def.Rules))
+	}
+}
+
 func TestUpdateFailureLeavesFileUnchanged(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "firewall_rules.json")
 	orig := []byte("{\n\"rules\": [{\"name\": \"keep\", \"action\": \"block\", \"ports\": [23]}]\n}\n")

@@ -38,9 +38,16 @@
 // "step_number", ...}, stats and status one object, check {"valid",
 // "error", "rules"}, and edits the rule or list entries they changed.
 //
-// Edits of a missing rules file first create it from the embedded default,
-// as pfwd does on first start. Read-only commands never create anything:
-// logs, stats and threats open the database read-only (WAL mode lets them
-// read while pfwd writes) and fail when there is none; explain then simply
-// checks no threat entries.
+// With no rules file yet, list, blacklist/whitelist list and explain show
+// the embedded default (what pfwd writes and enforces on its first start)
+// with a note on stderr, and an edit that succeeds creates the file from
+// the default with the edit applied; a failed one creates nothing.
+// Read-only commands never create anything: logs, stats and threats open
+// the database read-only (WAL mode lets them read while pfwd writes) and
+// fail when there is none; explain then simply checks no threat entries.
+// They also read a database the seed made (its three tables, no schema
+// version), which pfwd adopts on its next start.
+//
+// status answers "is pfwd running" on stdout either way; when it is not,
+// the exit status is 1 (as with firewall-cmd --state) and stderr says why.
 package main

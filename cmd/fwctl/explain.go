@@ -70,7 +70,7 @@ func explain(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := loadConfig(g.config)
+	cfg, err := loadConfig(g)
 	if err != nil {
 		return err
 	}

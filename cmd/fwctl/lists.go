@@ -173,7 +173,7 @@ func (l *addressList) list(c *cli.Context) error {
 		return err
 	}
 	g := globalsOf(c)
-	cfg, err := loadConfig(g.config)
+	cfg, err := loadConfig(g)
 	if err != nil {
 		return err
 	}

@@ -13,37 +13,36 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// loadConfig reads the config for a command that only looks at it.
-func loadConfig(path string) (*rules.Config, error) {
-	cfg, err := rules.Load(path)
+// loadConfig reads the config for a command that only looks at it. With
+// no file there it shows the embedded default, which is what pfwd writes
+// and enforces on its first start, and says so on stderr.
+func loadConfig(g *globals) (*rules.Config, error) {
+	cfg, err := rules.Load(g.config)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("no config file at %s (pfwd writes the default one on first start; --config picks another)", path)
+		fmt.Fprintf(g.errOut, "fwctl: no config file at %s yet; using the default config (pfwd writes it on first start)\n", g.config)
+		return rules.Default(), nil
 	}
 	return cfg, err
 }
 
 // editConfig applies edit through rules.Update: locked, validated, written
 // atomically, and not written at all when anything fails. A missing file
-// is first created from the embedded default, as pfwd would on first start,
-// so rules can be set up before the daemon ever ran. When a pfwd runs on
-// this file, editConfig waits (3 s at most) for it to apply the change and
-// warns when it did not.
+// is created from the embedded default with the edit applied, as if pfwd
+// had started first, so rules can be set up before the daemon ever ran; a
+// failed edit creates nothing. When a pfwd runs on this file, editConfig
+// waits (3 s at most) for it to apply the change and warns when it did not.
 func editConfig(g *globals, edit func(*rules.Config) error) (*rules.Config, error) {
-	if _, err := os.Stat(g.config); errors.Is(err, fs.ErrNotExist) {
-		_, created, err := rules.LoadOrCreate(g.config)
-		if err != nil {
-			return nil, err
-		}
-		if created {
-			fmt.Fprintf(g.errOut, "fwctl: created %s from the default config\n", g.config)
-		}
-	}
+	_, statErr := os.Stat(g.config)
 	w := watchPfwd(g)
 	cfg, err := rules.Update(g.config, edit)
-	if err == nil {
-		w.confirm()
+	if err != nil {
+		return nil, err
 	}
-	return cfg, err
+	if errors.Is(statErr, fs.ErrNotExist) {
+		fmt.Fprintf(g.errOut, "fwctl: created %s from the default config\n", g.config)
+	}
+	w.confirm()
+	return cfg, nil
 }
 
 // numberedRule is a rule as `list --json` prints it: the config keys plus
@@ -67,7 +66,7 @@ func listCommand() *cli.Command {
 				return err
 			}
 			g := globalsOf(c)
-			cfg, err := loadConfig(g.config)
+			cfg, err := loadConfig(g)
 			if err != nil {
 				return err
 			}

@@ -67,11 +67,26 @@ func TestListEmpty(t *testing.T) {
 
 func TestListErrors(t *testing.T) {
 	e := newEnv(t, "")
+	// No file yet: the default pfwd would write and enforce is shown, with
+	// a note, and nothing is written.
 	r := fwctl(t, "list")
-	if r.code != 1 {
+	if r.code != 0 || !strings.Contains(r.stdout, "Block Telnet") {
 		t.Fatalf("list without a config: %v", r)
 	}
-	checkErrorLine(t, r, "no config file at "+e.config)
+	checkErrorLine(t, r, "no config file at "+e.config+" yet; using the default config")
+	if r := fwctl(t, "explain", "--src", "10.0.0.1", "--dst-port", "23"); r.code != 0 || !strings.Contains(r.stdout, "Rule: Block Telnet") {
+		t.Errorf("explain without a config: %v", r)
+	}
+	if _, err := os.Stat(e.config); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a read-only command created %s (stat: %v)", e.config, err)
+	}
+	// A failed edit creates nothing either.
+	if r := fwctl(t, "remove", "99"); r.code != 1 {
+		t.Errorf("remove 99 without a config: %v", r)
+	}
+	if _, err := os.Stat(e.config); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a failed edit created %s (stat: %v)", e.config, err)
+	}
 
 	os.WriteFile(e.config, []byte(`{"rules": [{"name": "x", "action": "drop"}]}`), 0o644)
 	r = fwctl(t, "list")

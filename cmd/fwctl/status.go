@@ -24,14 +24,22 @@ func statusCommand() *cli.Command {
 			}
 			g := globalsOf(c)
 			st, err := control.Query(c.Context, g.socket)
-			if err != nil {
-				if g.json && errors.Is(err, control.ErrNotRunning) {
+			if errors.Is(err, control.ErrNotRunning) {
+				// "Not running" is the answer, so it goes to stdout like
+				// the running report; the exit status is still 1, as with
+				// firewall-cmd --state, so `fwctl status && …` means running.
+				if g.json {
 					if jerr := writeJSON(g.out, struct {
 						Running bool `json:"running"`
 					}{}); jerr != nil {
 						return jerr
 					}
+				} else if _, werr := fmt.Fprintln(g.out, "pfwd is not running"); werr != nil {
+					return werr
 				}
+				return err
+			}
+			if err != nil {
 				return err
 			}
 			if g.json {

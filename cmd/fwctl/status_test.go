@@ -114,7 +114,9 @@ func TestStatusNotRunning(t *testing.T) {
 	check := func(what string) {
 		t.Helper()
 		r := fwctl(t, "status")
-		if r.code != 1 || r.stdout != "" {
+		// The answer on stdout, for scripts and eyes; the reason on
+		// stderr; exit 1, so `fwctl status && …` means "running".
+		if r.code != 1 || r.stdout != "pfwd is not running\n" {
 			t.Fatalf("%s: %v", what, r)
 		}
 		checkErrorLine(t, r, "pfwd is not running (")
