@@ -14,7 +14,11 @@ type LogQuery struct {
 	Table string     // "blocked" (also when empty) or "allowed"
 	Limit int        // at most this many rows; 0 or less: all
 	IP    netip.Addr // when valid, rows whose src_ip or dst_ip is this address
-	Since time.Time  // when non-zero, rows stamped at or after it
+	// Net, when valid, selects rows whose src_ip or dst_ip lies in it. It
+	// is matched row by row (no index), so a single address is better
+	// asked for through IP.
+	Net   netip.Prefix
+	Since time.Time // when non-zero, rows stamped at or after it
 	// AfterID > 0, or Follow, selects rows with id > AfterID oldest first,
 	// for `fwctl logs --follow`: remember the last ID shown and ask again.
 	// Otherwise rows come newest first.
@@ -66,6 +70,11 @@ func (s *Store) Logs(ctx context.Context, q LogQuery) ([]LogRow, error) {
 		ip := q.IP.String()
 		b.WriteString(" AND (src_ip = ? OR dst_ip = ?)")
 		args = append(args, ip, ip)
+	}
+	if q.Net.IsValid() {
+		n := q.Net.Masked().String()
+		b.WriteString(" AND (pfw_in_prefix(src_ip, ?) OR pfw_in_prefix(dst_ip, ?))")
+		args = append(args, n, n)
 	}
 	if !q.Since.IsZero() {
 		b.WriteString(" AND timestamp >= ?")

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -116,7 +117,7 @@ func OpenReader(path string) (*Store, error) {
 	if err := checkHeader(abs); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	read := openDB(dsn(abs, readParams), nil)
+	read := openDB(dsn(abs, readParams), readFuncs)
 	if err := checkReadable(context.Background(), read); err != nil {
 		read.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -178,7 +179,7 @@ func openReadWrite(path string) (*Store, error) {
 		write.Close()
 		return nil, fmt.Errorf("journal_mode is %q, want wal (does the file system support shared memory?)", mode)
 	}
-	return &Store{path: path, write: write, read: openDB(dsn(path, readParams), nil), files: identify(path)}, nil
+	return &Store{path: path, write: write, read: openDB(dsn(path, readParams), readFuncs), files: identify(path)}, nil
 }
 
 // connector hands database/sql connections from a go-sqlite3 driver of our
@@ -194,6 +195,26 @@ func (c connector) Driver() driver.Driver                        { return c.driv
 
 func openDB(dsn string, hook func(*sqlite3.SQLiteConn) error) *sql.DB {
 	return sql.OpenDB(connector{driver: &sqlite3.SQLiteDriver{ConnectHook: hook}, dsn: dsn})
+}
+
+// readFuncs registers the SQL functions the read queries use:
+// pfw_in_prefix(ip, prefix) is 1 when the address text ip lies in the
+// prefix text (as LogQuery.Net writes it), 0 otherwise, also for text that
+// is no address.
+func readFuncs(c *sqlite3.SQLiteConn) error {
+	if err := c.RegisterFunc("pfw_in_prefix", inPrefix, true); err != nil {
+		return fmt.Errorf("register pfw_in_prefix: %w", err)
+	}
+	return nil
+}
+
+func inPrefix(ip, prefix string) bool {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	p, err := netip.ParsePrefix(prefix)
+	return err == nil && p.Contains(a.Unmap())
 }
 
 // keepWALFiles makes the -wal and -shm files outlive pfwd. SQLite deletes

@@ -22,7 +22,7 @@
 //	blacklist add|remove IP... | blacklist list    (the same for whitelist)
 //	check [FILE]                           validate a config without applying it
 //	explain --src IP [--dst IP] [--protocol P] [--dst-port N] [--direction in|out]
-//	logs [--type blocked|allowed] [--limit 50] [--ip IP] [--since 1h] [--follow]
+//	logs [--type blocked|allowed] [--limit 50] [--ip IP|CIDR] [--since 1h|2d|TIME] [--follow]
 //	stats | threats [--limit 50] | status
 //
 // Global flags, accepted before or after the command: --config FILE

@@ -18,13 +18,17 @@ type addressList struct {
 	// shadowedBy returns the entries of a list the pipeline checks first,
 	// so adding an address that is there as well deserves a note.
 	shadowedBy func(*rules.Config) []netip.Prefix
+	// overrides returns the entries of a list this one takes precedence
+	// over, which deserve the same note the other way round.
+	overrides func(*rules.Config) []netip.Prefix
 }
 
 var (
 	whitelist = &addressList{
-		name:    "whitelist",
-		effect:  "always allowed (checked first)",
-		entries: func(c *rules.Config) *[]netip.Prefix { return &c.WhitelistIPs },
+		name:      "whitelist",
+		effect:    "always allowed (checked first)",
+		entries:   func(c *rules.Config) *[]netip.Prefix { return &c.WhitelistIPs },
+		overrides: func(c *rules.Config) []netip.Prefix { return c.BlacklistIPs },
 	}
 	blacklist = &addressList{
 		name:       "blacklist",
@@ -34,12 +38,17 @@ var (
 	}
 )
 
-// listChange is what `blacklist add|remove --json` prints.
-type listChange struct {
-	Added         []string `json:"added,omitempty"`
-	AlreadyListed []string `json:"already_listed,omitempty"`
-	Removed       []string `json:"removed,omitempty"`
+// listAdded and listRemoved are what `blacklist add|remove --json` print;
+// every key is there, as [] when empty, so scripts need no special case.
+type listAdded struct {
+	Added         []string `json:"added"`
+	AlreadyListed []string `json:"already_listed"`
 	Entries       []string `json:"entries"` // the whole list after the change
+}
+
+type listRemoved struct {
+	Removed []string `json:"removed"`
+	Entries []string `json:"entries"` // the whole list after the change
 }
 
 func listEditCommand(l *addressList) *cli.Command {
@@ -97,11 +106,11 @@ func (l *addressList) add(c *cli.Context) error {
 		return err
 	}
 	g := globalsOf(c)
-	var res listChange
-	var shadowed []string
+	var res listAdded
+	var shadowed, overriding []string
 	cfg, err := editConfig(g, func(cfg *rules.Config) error {
-		res = listChange{}
-		shadowed = nil
+		res = listAdded{Added: []string{}, AlreadyListed: []string{}}
+		shadowed, overriding = nil, nil
 		list := l.entries(cfg)
 		for _, p := range ps {
 			if slices.Contains(*list, p) {
@@ -113,6 +122,9 @@ func (l *addressList) add(c *cli.Context) error {
 			if l.shadowedBy != nil && slices.ContainsFunc(l.shadowedBy(cfg), p.Overlaps) {
 				shadowed = append(shadowed, rules.FormatPrefix(p))
 			}
+			if l.overrides != nil && slices.ContainsFunc(l.overrides(cfg), p.Overlaps) {
+				overriding = append(overriding, rules.FormatPrefix(p))
+			}
 		}
 		return nil
 	})
@@ -121,6 +133,9 @@ func (l *addressList) add(c *cli.Context) error {
 	}
 	for _, s := range shadowed {
 		fmt.Fprintf(g.errOut, "fwctl: note: %s overlaps the whitelist, which is checked first: whitelisted addresses stay allowed\n", s)
+	}
+	for _, s := range overriding {
+		fmt.Fprintf(g.errOut, "fwctl: note: %s overlaps the blacklist; the whitelist is checked first, so these addresses are now allowed\n", s)
 	}
 	if g.json {
 		res.Entries = rules.FormatPrefixes(*l.entries(cfg))
@@ -141,9 +156,9 @@ func (l *addressList) remove(c *cli.Context) error {
 		return err
 	}
 	g := globalsOf(c)
-	var res listChange
+	var res listRemoved
 	cfg, err := editConfig(g, func(cfg *rules.Config) error {
-		res = listChange{}
+		res = listRemoved{Removed: []string{}}
 		list := l.entries(cfg)
 		for _, p := range ps {
 			i := slices.Index(*list, p)

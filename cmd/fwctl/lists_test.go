@@ -61,9 +61,9 @@ func TestAddressLists(t *testing.T) {
 			if now, _ := os.ReadFile(e.config); string(now) != string(before) {
 				t.Error("adding a listed entry rewrote the file")
 			}
-			var change listChange
+			var change listAdded
 			decode(t, mustRun(t, "--json", tt.list, "add", tt.initial[0], "192.0.2.200"), &change)
-			want2 := listChange{AlreadyListed: []string{tt.initial[0]}, Added: []string{"192.0.2.200"},
+			want2 := listAdded{AlreadyListed: []string{tt.initial[0]}, Added: []string{"192.0.2.200"},
 				Entries: append(after, "192.0.2.200")}
 			if diff := cmp.Diff(want2, change); diff != "" {
 				t.Errorf("add --json (-want +got):\n%s", diff)
@@ -73,10 +73,10 @@ func TestAddressLists(t *testing.T) {
 			if want := "Removed 10.0.0.0/8 from the " + tt.list + ".\nRemoved 198.51.100.9 from the " + tt.list + ".\n"; r.stdout != want {
 				t.Errorf("remove = %q, want %q", r.stdout, want)
 			}
-			change = listChange{}
-			decode(t, mustRun(t, tt.list, "remove", "192.0.2.200", "--json"), &change)
-			want3 := listChange{Removed: []string{"192.0.2.200"}, Entries: append(append([]string{}, tt.initial...), "2001:db8:beef::1")}
-			if diff := cmp.Diff(want3, change); diff != "" {
+			var removed listRemoved
+			decode(t, mustRun(t, tt.list, "remove", "192.0.2.200", "--json"), &removed)
+			want3 := listRemoved{Removed: []string{"192.0.2.200"}, Entries: append(append([]string{}, tt.initial...), "2001:db8:beef::1")}
+			if diff := cmp.Diff(want3, removed); diff != "" {
 				t.Errorf("remove --json (-want +got):\n%s", diff)
 			}
 
@@ -93,6 +93,28 @@ func TestAddressLists(t *testing.T) {
 	}
 }
 
+// Every key of an edit's JSON is there, [] when empty.
+func TestListEditJSONHasEveryKey(t *testing.T) {
+	newEnv(t, testConfig)
+	var got map[string]any
+	decode(t, mustRun(t, "--json", "blacklist", "add", "198.51.100.77"), &got)
+	for _, k := range []string{"added", "already_listed", "entries"} {
+		if _, ok := got[k].([]any); !ok {
+			t.Errorf("add --json: %q is %v, want an array", k, got[k])
+		}
+	}
+	got = nil
+	decode(t, mustRun(t, "--json", "blacklist", "add", "198.51.100.77"), &got)
+	if a, ok := got["added"].([]any); !ok || len(a) != 0 {
+		t.Errorf("add --json of a listed address: added = %v, want []", got["added"])
+	}
+	got = nil
+	decode(t, mustRun(t, "--json", "blacklist", "remove", "198.51.100.77"), &got)
+	if _, ok := got["removed"].([]any); !ok || len(got) != 2 {
+		t.Errorf("remove --json = %v, want removed and entries", got)
+	}
+}
+
 func TestBlacklistingAWhitelistedAddressWarns(t *testing.T) {
 	newEnv(t, testConfig)
 	r := mustRun(t, "blacklist", "add", "127.0.0.0/8")
@@ -101,5 +123,10 @@ func TestBlacklistingAWhitelistedAddressWarns(t *testing.T) {
 	}
 	if r := mustRun(t, "blacklist", "add", "198.51.100.1"); r.stderr != "" {
 		t.Errorf("stderr = %q, want nothing", r.stderr)
+	}
+	// And the other way round: whitelisting lifts a block.
+	r = mustRun(t, "whitelist", "add", "198.51.100.1")
+	if !strings.Contains(r.stderr, "198.51.100.1 overlaps the blacklist") {
+		t.Errorf("stderr = %q, want a note about the blacklist", r.stderr)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/netip"
 	"os"
 	"os/signal"
 	"slices"
@@ -16,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pfw/pfw/rules"
 	"github.com/pfw/pfw/store"
 	"github.com/urfave/cli/v2"
 )
@@ -49,7 +49,7 @@ func logsCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "type", Value: "blocked", Usage: "log `TYPE` (blocked or allowed)"},
 			&cli.IntFlag{Name: "limit", Value: 50, Usage: "at most `N` rows (0: all)"},
-			&cli.StringFlag{Name: "ip", Usage: "only rows whose source or destination is `IP`"},
+			&cli.StringFlag{Name: "ip", Usage: "only rows whose source or destination is `IP` (or lies in a CIDR, 192.0.2.0/24)"},
 			&cli.StringFlag{Name: "since", Usage: "only rows since a duration ago (`1h`, 30m) or a UTC time (2026-11-25 15:04)"},
 			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing new rows until interrupted"},
 		},
@@ -105,11 +105,17 @@ func logQueryFromFlags(c *cli.Context, now time.Time) (store.LogQuery, error) {
 		return q, fmt.Errorf("--limit: %d is negative (0 means all rows)", q.Limit)
 	}
 	if c.IsSet("ip") {
-		a, err := netip.ParseAddr(strings.TrimSpace(c.String("ip")))
+		// An address, or a CIDR like the lists take: rules.ParsePrefix
+		// reads both and unmaps ::ffff: forms.
+		p, err := rules.ParsePrefix(strings.TrimSpace(c.String("ip")))
 		if err != nil {
-			return q, fmt.Errorf("--ip: %q is not an IP address", c.String("ip"))
+			return q, fmt.Errorf("--ip: %q is not an IP address or CIDR", c.String("ip"))
 		}
-		q.IP = a.Unmap()
+		if p.IsSingleIP() {
+			q.IP = p.Addr()
+		} else {
+			q.Net = p
+		}
 	}
 	if c.IsSet("since") {
 		t, err := parseSince(c.String("since"), now)
@@ -133,10 +139,11 @@ var sinceLayouts = []string{
 	"2006-01-02",
 }
 
-// parseSince reads a duration before now (1h, 90m) or a point in time.
+// parseSince reads a duration before now (1h, 90m, 2d, 1w, 1d12h) or a
+// point in time.
 func parseSince(s string, now time.Time) (time.Time, error) {
 	s = strings.TrimSpace(s)
-	if d, err := time.ParseDuration(s); err == nil {
+	if d, ok := parseAge(s); ok {
 		if d < 0 {
 			return time.Time{}, fmt.Errorf("%q is a negative duration", s)
 		}
@@ -150,7 +157,48 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 			return t, nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("%q is neither a duration (1h, 30m) nor a time (2026-11-25 15:04:05, RFC 3339)", s)
+	return time.Time{}, fmt.Errorf("%q is neither a duration (1h, 30m, 2d) nor a time (2026-11-25 15:04:05, RFC 3339)", s)
+}
+
+// parseAge is time.ParseDuration plus the units a log's age is usually
+// given in: d (24 h) and w (7 d), in front of any Go duration ("1w2d",
+// "1d12h"). Days are 24 hours: the log's timestamps are UTC.
+func parseAge(s string) (time.Duration, bool) {
+	rest, neg := s, false
+	if r, ok := strings.CutPrefix(rest, "-"); ok {
+		rest, neg = r, true
+	}
+	var d time.Duration
+	days := false
+	for _, u := range []struct {
+		suffix string
+		unit   time.Duration
+	}{{"w", 7 * 24 * time.Hour}, {"d", 24 * time.Hour}} {
+		i := strings.Index(rest, u.suffix)
+		if i <= 0 {
+			continue
+		}
+		n, err := strconv.ParseUint(rest[:i], 10, 16)
+		if err != nil {
+			return 0, false
+		}
+		d += time.Duration(n) * u.unit
+		rest, days = rest[i+1:], true
+	}
+	if rest != "" || !days {
+		more, err := time.ParseDuration(rest)
+		if err != nil {
+			return 0, false
+		}
+		if more < 0 {
+			return 0, false // "1d-2h"
+		}
+		d += more
+	}
+	if neg {
+		d = -d
+	}
+	return d, true
 }
 
 func filterNote(c *cli.Context) string {

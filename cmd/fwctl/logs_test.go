@@ -159,6 +159,9 @@ func TestLogsJSONAndFilters(t *testing.T) {
 		{[]string{"--ip", "203.0.113.7"}, []int64{4, 1}},
 		{[]string{"--ip", "2001:db8::5"}, []int64{3}},
 		{[]string{"--ip", "192.168.1.10", "--limit", "1"}, []int64{5}},
+		{[]string{"--ip", "203.0.113.0/24"}, []int64{4, 1}},
+		{[]string{"--ip", "2001:db8::/32"}, []int64{3}},
+		{[]string{"--ip", "203.0.113.7/32"}, []int64{4, 1}},
 		{[]string{"--since", "2h"}, []int64{5, 4, 3}},
 		{[]string{"--since", "45m", "--ip", "203.0.113.7"}, []int64{4}},
 		{[]string{"--since", now.Add(-4 * time.Hour).UTC().Format("2006-01-02 15:04:05")}, []int64{5, 4, 3, 2}},
@@ -225,7 +228,7 @@ func TestLogsErrors(t *testing.T) {
 		{[]string{"--type", "dropped"}, 2, `--type: "dropped" is not a log type (blocked, allowed)`},
 		{[]string{"--limit", "-1"}, 1, "--limit: -1 is negative"},
 		{[]string{"--limit", "many"}, 2, `invalid value "many" for flag --limit`},
-		{[]string{"--ip", "10.0.0"}, 1, `--ip: "10.0.0" is not an IP address`},
+		{[]string{"--ip", "10.0.0"}, 1, `--ip: "10.0.0" is not an IP address or CIDR`},
 		{[]string{"--since", "yesterday"}, 1, `--since: "yesterday" is neither a duration`},
 		{[]string{"--since", "-1h"}, 1, `--since: "-1h" is a negative duration`},
 		{[]string{"blocked"}, 2, `logs: unexpected argument "blocked"`},
@@ -344,6 +347,11 @@ func TestParseSince(t *testing.T) {
 	for in, want := range map[string]time.Time{
 		"1h":                        now.Add(-time.Hour),
 		"90s":                       now.Add(-90 * time.Second),
+		"2d":                        now.Add(-48 * time.Hour),
+		"1w":                        now.Add(-7 * 24 * time.Hour),
+		"1w2d":                      now.Add(-9 * 24 * time.Hour),
+		"1d12h":                     now.Add(-36 * time.Hour),
+		"0d":                        now,
 		"2026-11-25 14:00":          time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC),
 		"2026-11-25 14:00:01.500":   time.Date(2026, 11, 25, 14, 0, 1, 500e6, time.UTC),
 		"2026-11-25T14:00:01":       time.Date(2026, 11, 25, 14, 0, 1, 0, time.UTC),
@@ -353,6 +361,11 @@ func TestParseSince(t *testing.T) {
 		got, err := parseSince(in, now)
 		if err != nil || !got.Equal(want) {
 			t.Errorf("parseSince(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "d", "2x", "-2d", "1d-2h", "2dd", "yesterday", "99999d"} {
+		if got, err := parseSince(in, now); err == nil {
+			t.Errorf("parseSince(%q) = %v, want an error", in, got)
 		}
 	}
 }
