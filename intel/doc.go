@@ -49,15 +49,17 @@
 //
 // # Fetching
 //
-// A Fetcher reads https, http and file:///path URLs with connect and total
-// timeouts (DefaultConnectTimeout, DefaultTimeout), caps on the body after
-// decompression (MaxSize, DefaultMaxSize by default) and on its entries
-// (MaxEntries, DefaultMaxEntries), beyond which the fetch fails with
-// ErrTooLarge and the connection is dropped, not drained; conditional
-// requests (ETag / If-Modified-Since: a 304 is a success that changes
-// nothing), the User-Agent "pfw/<Version>" (set Version at start), and
-// verified TLS. Redirects from https to http are refused. Errors show the URL
-// without its query or password, which may hold an access key.
+// A Fetcher reads https, http and file:///path URLs, exactly those
+// rules.ParseFeedURL accepts: `fwctl check` applies the same check to the
+// config, so a valid config never holds a feed the daemon refuses. It fetches
+// with connect and total timeouts (DefaultConnectTimeout, DefaultTimeout),
+// caps on the body after decompression (MaxSize, DefaultMaxSize by default)
+// and on its entries (MaxEntries, DefaultMaxEntries), beyond which the fetch
+// fails with ErrTooLarge and the connection is dropped, not drained;
+// conditional requests (ETag / If-Modified-Since: a 304 is a success that
+// changes nothing), the User-Agent "pfw/<Version>" (set Version at start),
+// and verified TLS. Redirects from https to http are refused. Errors show the
+// URL without its user, password or query, which may hold an access key.
 //
 // # Scheduling
 //

@@ -9,8 +9,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"time"
+
+	"github.com/pfw/pfw/rules"
 )
 
 // Version is pfw's version, sent in the User-Agent ("pfw/<Version>") so feed
@@ -108,50 +109,25 @@ func UserAgent() string { return "pfw/" + Version }
 
 // ValidateURL checks that raw is a URL a Fetcher can read: http or https with
 // a host, or file:// with an absolute path (for air-gapped machines fed by
-// hand or by another tool).
+// hand or by another tool). It is rules.ParseFeedURL, the check `fwctl check`
+// applies to the config, so that a feed the config accepts is one the
+// Fetcher accepts, and the reverse.
 func ValidateURL(raw string) error {
 	_, err := parseFeedURL(raw)
 	return err
 }
 
 func parseFeedURL(raw string) (*url.URL, error) {
-	u, err := url.Parse(raw)
+	u, err := rules.ParseFeedURL(raw)
 	if err != nil {
-		// url.Error repeats the URL, which may carry an access key.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
 		return nil, fmt.Errorf("invalid feed URL: %w", err)
-	}
-	switch u.Scheme {
-	case "http", "https":
-		if u.Host == "" {
-			return nil, fmt.Errorf("invalid feed URL %s: no host", displayURL(u))
-		}
-	case "file":
-		if u.Host != "" && u.Host != "localhost" {
-			return nil, fmt.Errorf("invalid feed URL %s: file URLs must be local (file:///path)", displayURL(u))
-		}
-		if !filepath.IsAbs(u.Path) {
-			return nil, fmt.Errorf("invalid feed URL %s: file path must be absolute", displayURL(u))
-		}
-	default:
-		return nil, fmt.Errorf("invalid feed URL %s: scheme must be https, http or file", displayURL(u))
 	}
 	return u, nil
 }
 
 // displayURL renders u for logs and errors without what may be secret: the
-// password and the query (abuse.ch and others take access keys there).
-func displayURL(u *url.URL) string {
-	shown := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
-	s := shown.String()
-	if u.RawQuery != "" {
-		s += "?…"
-	}
-	return s
-}
+// user, password and query (abuse.ch and others take access keys there).
+func displayURL(u *url.URL) string { return rules.RedactURL(u) }
 
 // Fetch downloads rawURL and parses it. prev are the Validators of the entries
 // the caller holds (zero for none); when the source reports no change, Fetch

@@ -348,34 +348,3 @@ func TestFetchFile(t *testing.T) {
 		t.Errorf("directory: error = %v", err)
 	}
 }
-
-func TestValidateURL(t *testing.T) {
-	tests := []struct {
-		url     string
-		errText string // "" for valid
-	}{
-		{url: "https://feodotracker.abuse.ch/downloads/ipblocklist.txt"},
-		{url: "http://127.0.0.1:8080/list"},
-		{url: "file:///var/lib/feeds/list.txt"},
-		{url: "file://localhost/var/lib/feeds/list.txt"},
-		{url: "ftp://example.com/list", errText: "scheme must be https, http or file"},
-		{url: "example.com/list", errText: "scheme must be"},
-		{url: "https:///list", errText: "no host"},
-		{url: "file://server/share/list", errText: "must be local"},
-		{url: "file:relative/list", errText: "must be absolute"},
-		{url: "https://user:pw@host/%zz?key=1", errText: "invalid feed URL: invalid URL escape"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.url, func(t *testing.T) {
-			err := ValidateURL(tt.url)
-			switch {
-			case tt.errText == "" && err != nil:
-				t.Errorf("error = %v, want none", err)
-			case tt.errText != "" && (err == nil || !strings.Contains(err.Error(), tt.errText)):
-				t.Errorf("error = %v, want one containing %q", err, tt.errText)
-			case err != nil && (strings.Contains(err.Error(), "pw") || strings.Contains(err.Error(), "key=")):
-				t.Errorf("error %q shows a secret", err)
-			}
-		})
-	}
-}

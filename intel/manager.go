@@ -11,12 +11,15 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/pfw/pfw/rules"
 )
 
 // Scheduling limits.
 const (
-	// MinInterval is the shortest fetch interval SetFeeds accepts.
-	MinInterval = time.Second
+	// MinInterval is the shortest fetch interval SetFeeds accepts: the one
+	// the config accepts.
+	MinInterval = rules.MinFeedInterval
 	// PoliteInterval is the interval below which an https feed draws a
 	// warning: providers regenerate lists every 5 minutes at best and some
 	// (Spamhaus) ask for one download an hour.

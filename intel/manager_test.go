@@ -384,7 +384,7 @@ func TestManagerSetFeedsInvalid(t *testing.T) {
 		{"empty name", []Feed{{URL: ok.URL, Interval: time.Hour}}, "feeds[0]: empty name"},
 		{"duplicate", []Feed{ok, ok}, `feeds[1]: duplicate name "A"`},
 		{"interval", []Feed{{Name: "A", URL: ok.URL, Interval: 500 * time.Millisecond}}, `feed "A": interval 500ms is below the minimum of 1s`},
-		{"URL", []Feed{{Name: "A", URL: "gopher://x", Interval: time.Hour}}, `feed "A": invalid feed URL gopher://x: scheme must be`},
+		{"URL", []Feed{{Name: "A", URL: "gopher://x", Interval: time.Hour}}, `feed "A": invalid feed URL: "gopher://x" is not an https, http or file URL`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,6 +9,11 @@
 // edited Config, writes a temporary file in the same directory, fsyncs it
 // and renames it over the old one.
 //
+// A feed's url is checked by ParseFeedURL, which the intel package applies
+// too before every fetch: a config Parse accepts never holds a feed URL the
+// daemon refuses (https or http with a host, file:///absolute/path; no host
+// but localhost, user, query or fragment in a file URL).
+//
 // The package knows nothing of packets. The verdict package compiles a
 // Config into lookup structures; the daemon and fwctl load and save it here.
 package rules

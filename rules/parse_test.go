@@ -109,7 +109,7 @@ func TestParseErrorsNameThePlace(t *testing.T) {
 		{"sample rate", `{"allowed_sample_rate":1.5}`, `allowed_sample_rate: 1.5 is not a sample rate (0 to 1)`},
 		{"feed interval", `{"threat_feeds":[{"name":"f","url":"http://127.0.0.1/x","interval":"500ms"}]}`, `threat_feeds[0].interval: "500ms" is shorter than 1s`},
 		{"feed interval syntax", `{"threat_feeds":[{"name":"f","url":"http://127.0.0.1/x","interval":"hourly"}]}`, `threat_feeds[0].interval: "hourly" is not a duration`},
-		{"feed url", `{"threat_feeds":[{"name":"f","url":"ftp://example/x"}]}`, `threat_feeds[0].url: "ftp://example/x" is not an http, https or file URL`},
+		{"feed url", `{"threat_feeds":[{"name":"f","url":"ftp://example/x"}]}`, `threat_feeds[0].url: "ftp://example/x" is not an https, http or file URL`},
 		{"feed level", `{"threat_feeds":[{"name":"f","url":"http://127.0.0.1/x","threat_level":"severe"}]}`, `threat_feeds[0].threat_level: "severe" is not a threat level`},
 		{"feed dup", `{"threat_feeds":[{"name":"f","url":"http://127.0.0.1/x"},{"name":"f","url":"http://127.0.0.1/y"}]}`, `threat_feeds[1].name: "f" is already the name of threat_feeds[0]`},
 		{"top not object", `[1,2]`, `want an object, got an array`},
