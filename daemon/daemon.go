@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -317,9 +317,9 @@ func (d *Daemon) seedThreats(ctx context.Context, cfg *rules.Config) {
 		}
 		d.feedEntries[t.Source] = append(d.feedEntries[t.Source], t.IP)
 	}
-	for src := range stale {
-		if err := d.store.ReplaceThreats(ctx, src, "", nil, time.Now()); err != nil {
-			d.log.Warn("Could not drop the entries of a removed feed", "feed", src, "err", err)
+	if len(stale) > 0 {
+		if err := d.saveThreats(ctx, nil); err != nil {
+			d.log.Warn("Could not drop the entries of removed feeds", "feeds", len(stale), "err", err)
 		}
 	}
 	n := 0
@@ -382,7 +382,7 @@ func (d *Daemon) onFeedUpdate(feed intel.Feed, entries []netip.Prefix) {
 	if err != nil {
 		d.log.Error("Threat feed: updating the kernel set failed", "feed", feed.Name, "err", err)
 	}
-	if err := d.store.ReplaceThreats(context.Background(), feed.Name, feed.Level, entries, time.Now()); err != nil {
+	if err := d.saveThreats(context.Background(), map[string]time.Time{feed.Name: time.Now()}); err != nil {
 		d.log.Error("Threat feed: saving entries failed", "feed", feed.Name, "err", err)
 	}
 	tuneMemoryLimit(true)
@@ -486,8 +486,21 @@ func (d *Daemon) apply(cfg *rules.Config, why string) error {
 	}
 	d.engine.SetPolicy(verdict.Compile(cfg))
 	d.engine.SetIntel(d.compileIntel(cfg))
+	reordered := !slices.Equal(feedNames(d.cfg), feedNames(cfg))
 	d.cfg, d.cfgData, d.loadedAt, d.reloadErr = cfg, canon, time.Now(), ""
 	d.mu.Unlock()
+	if reordered {
+		// An entry two feeds list now belongs to another feed first: the
+		// database follows the pipeline. (A removed feed's rows also go
+		// when the manager reports it empty; this is just sooner.)
+		go func() {
+			d.saveMu.Lock()
+			defer d.saveMu.Unlock()
+			if err := d.saveThreats(context.Background(), nil); err != nil {
+				d.log.Error("Threat feed: saving entries failed", "err", err)
+			}
+		}()
+	}
 	d.guard.policyChanged() // a new limit may let held sources in
 	d.feeds.SetProtected(cfg.WhitelistIPs)
 	d.feeds.SetHostAddrs(hostAddrs())
@@ -561,30 +574,51 @@ func (d *Daemon) onStoreReopen(err error) {
 func (d *Daemon) resaveThreats() {
 	d.saveMu.Lock()
 	defer d.saveMu.Unlock()
-	d.mu.Lock()
-	feeds := d.cfg.ThreatFeeds
-	entries := make(map[string][]netip.Prefix, len(d.feedEntries))
-	maps.Copy(entries, d.feedEntries)
-	d.mu.Unlock()
 	seen := map[string]time.Time{}
 	for _, st := range d.feeds.States() {
-		seen[st.Name] = st.LastSuccess
+		if !st.LastSuccess.IsZero() {
+			seen[st.Name] = st.LastSuccess
+		}
 	}
-	for _, f := range feeds {
-		e := entries[f.Name]
-		if len(e) == 0 {
-			continue
-		}
-		at := seen[f.Name]
-		if at.IsZero() {
-			at = time.Now() // loaded from the old database, not fetched since
-		}
-		if err := d.store.ReplaceThreats(context.Background(), f.Name, f.ThreatLevel, e, at); err != nil {
-			d.log.Error("Threat feed: saving entries to the new database failed", "feed", f.Name, "err", err)
-			continue
-		}
-		d.log.Info("Threat feed: entries saved to the new database", "feed", f.Name, "entries", len(e))
+	// Entries loaded from the old database and not fetched since have no
+	// time: the new rows are stamped now.
+	if err := d.saveThreats(context.Background(), seen); err != nil {
+		d.log.Error("Threat feed: saving entries to the new database failed", "err", err)
+		return
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, f := range d.cfg.ThreatFeeds {
+		if n := len(d.feedEntries[f.Name]); n > 0 {
+			d.log.Info("Threat feed: entries saved to the new database", "feed", f.Name, "entries", n)
+		}
+	}
+}
+
+func feedNames(cfg *rules.Config) []string {
+	names := make([]string, len(cfg.ThreatFeeds))
+	for i, f := range cfg.ThreatFeeds {
+		names[i] = f.Name
+	}
+	return names
+}
+
+// saveThreats makes the database's threat entries those in force (see
+// store.SetThreats), feeds in config order, so an entry two feeds list is
+// saved as the first one's: the feed the pipeline names, and so the one
+// fwctl explain names too. Feeds in fresh are stamped with its time; the
+// others keep their rows' times. The caller holds saveMu, not mu.
+func (d *Daemon) saveThreats(ctx context.Context, fresh map[string]time.Time) error {
+	d.mu.Lock()
+	feeds := make([]store.FeedThreats, 0, len(d.cfg.ThreatFeeds))
+	for _, f := range d.cfg.ThreatFeeds {
+		// feedEntries' slices are replaced, never changed in place, so
+		// they may be read after the lock is released.
+		feeds = append(feeds, store.FeedThreats{Source: f.Name, Level: f.ThreatLevel,
+			Entries: d.feedEntries[f.Name], Seen: fresh[f.Name]})
+	}
+	d.mu.Unlock()
+	return d.store.SetThreats(ctx, feeds, time.Now())
 }
 
 func (d *Daemon) logWriterError(err error) {

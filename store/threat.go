@@ -52,10 +52,10 @@ func parsePrefixText(s string) (netip.Prefix, error) {
 // is the truth about its own entries. Empty entries therefore clear the
 // source; a caller whose fetch failed should not call this at all.
 //
-// threat_intel has one row per address, so an entry listed by two feeds
-// belongs to whichever replaced it last, and is deleted when that feed
-// drops it even if the other still lists it (until the other's next
-// refresh).
+// It is for one feed on its own. threat_intel has one row per address, so
+// with several feeds an entry listed by two belongs to whichever replaced
+// it last, and is deleted when that feed drops it even if the other still
+// lists it: pfwd, which runs several, uses SetThreats.
 func (s *Store) ReplaceThreats(ctx context.Context, source, level string, entries []netip.Prefix, seen time.Time) error {
 	if s.ReadOnly() {
 		return fmt.Errorf("replace threats of %q: %w", source, ErrReadOnly)
@@ -177,4 +177,110 @@ func (s *Store) LoadThreats(ctx context.Context) ([]Threat, error) {
 		return nil, fmt.Errorf("load threats: %w", err)
 	}
 	return out, nil
+}
+
+// FeedThreats is one feed's entries, as SetThreats takes them.
+type FeedThreats struct {
+	Source  string // the feed's name
+	Level   string
+	Entries []netip.Prefix
+	// Seen is when the feed last listed the entries. Zero keeps the time a
+	// row has when the row stays this feed's (a feed not refreshed since),
+	// and stamps now otherwise.
+	Seen time.Time
+}
+
+// SetThreats makes threat_intel hold exactly the entries of feeds, by
+// difference in one transaction: rows no feed lists go, rows whose level,
+// source or time change are written, the rest are left alone. threat_intel
+// has one row per address, so an entry that several feeds list belongs to
+// the first of them in feeds: pfwd passes its feeds in config order, which
+// is also the feed its pipeline names in the block reason ("Threat intel:
+// <feed>"), so fwctl explain and threats agree with it. Removing a feed, or
+// one feed dropping an entry, leaves the entry to the next feed that still
+// lists it.
+func (s *Store) SetThreats(ctx context.Context, feeds []FeedThreats, now time.Time) error {
+	if s.ReadOnly() {
+		return fmt.Errorf("set threats: %w", ErrReadOnly)
+	}
+	for i, f := range feeds {
+		if f.Source == "" {
+			return fmt.Errorf("set threats: feeds[%d] has an empty source", i)
+		}
+		for j, p := range f.Entries {
+			if !p.IsValid() {
+				return fmt.Errorf("set threats of %q: entries[%d] is not a valid prefix", f.Source, j)
+			}
+		}
+	}
+	if err := s.setThreats(ctx, feeds, formatTime(now)); err != nil {
+		return fmt.Errorf("set threats: %w", err)
+	}
+	return nil
+}
+
+// setThreats stages the wanted rows in a temporary table and lets SQLite
+// do the difference: a feed can list a quarter of a million entries, and
+// holding them (and the table's rows) in Go maps would cost pfwd tens of
+// MiB for a moment every time a feed is refreshed.
+func (s *Store) setThreats(ctx context.Context, feeds []FeedThreats, now string) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	// seen is NULL for "keep the row's time if it stays this source's".
+	for _, q := range []string{
+		`CREATE TEMP TABLE IF NOT EXISTS threat_want (ip TEXT PRIMARY KEY, level TEXT NOT NULL,
+			source TEXT NOT NULL, seen TEXT) WITHOUT ROWID`,
+		`DELETE FROM temp.threat_want`,
+	} {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return err
+		}
+	}
+	// OR IGNORE: the first feed that lists an entry keeps it.
+	ins, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO temp.threat_want VALUES (?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer ins.Close()
+	for _, f := range feeds {
+		var seen any // NULL
+		if !f.Seen.IsZero() {
+			seen = formatTime(f.Seen)
+		}
+		for _, p := range f.Entries {
+			if _, err := ins.ExecContext(ctx, PrefixText(p), f.Level, f.Source, seen); err != nil {
+				return err
+			}
+		}
+	}
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{`DELETE FROM threat_intel WHERE ip NOT IN (SELECT ip FROM temp.threat_want)`, nil},
+		// A row that stays its source's with no new time keeps its time;
+		// rows that change nothing are not written at all.
+		{`INSERT INTO threat_intel (ip, threat_level, last_seen, source)
+			SELECT w.ip, w.level,
+				CASE WHEN w.seen IS NOT NULL THEN w.seen
+				     WHEN t.source = w.source THEN t.last_seen
+				     ELSE ?1 END,
+				w.source
+			FROM temp.threat_want w LEFT JOIN threat_intel t ON t.ip = w.ip
+			WHERE t.ip IS NULL OR t.source IS NOT w.source OR t.threat_level IS NOT w.level
+				OR (w.seen IS NOT NULL AND t.last_seen IS NOT w.seen)
+			ON CONFLICT (ip) DO UPDATE SET threat_level = excluded.threat_level,
+				last_seen = excluded.last_seen, source = excluded.source`, []any{now}},
+		{`DELETE FROM temp.threat_want`, nil},
+	} {
+		if _, err := tx.ExecContext(ctx, q.sql, q.args...); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
 }

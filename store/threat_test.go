@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"slices"
 	"strings"
@@ -114,5 +115,135 @@ func TestLoadThreats(t *testing.T) {
 	slices.SortFunc(want, byPrefix)
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
 		t.Errorf("LoadThreats (-want +got):\n%s", diff)
+	}
+}
+
+// threatsOf reads threat_intel as ip → "level source seen".
+func threatsOf(t *testing.T, s *Store) map[string]string {
+	t.Helper()
+	rows, err := s.Threats(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, r := range rows {
+		out[r.IP] = r.ThreatLevel + " " + r.Source + " " + r.LastSeen
+	}
+	return out
+}
+
+func TestSetThreats(t *testing.T) {
+	s := openTemp(t)
+	ctx := context.Background()
+	t1, t2, t3 := t0.UTC(), t0.Add(time.Hour).UTC(), t0.Add(2*time.Hour).UTC()
+	ts := func(t time.Time) string { return formatTime(t) }
+	feodo := FeedThreats{Source: "Feodo", Level: "high", Entries: prefixes("203.0.113.7/32", "198.51.100.0/24", "2001:db8::5/128"), Seen: t1}
+	other := FeedThreats{Source: "Other", Level: "medium", Entries: prefixes("203.0.113.7/32", "192.0.2.9/32"), Seen: t1}
+
+	steps := []struct {
+		name  string
+		feeds []FeedThreats
+		now   time.Time
+		want  map[string]string
+	}{{
+		// The first feed that lists an entry owns its row: the one the
+		// pipeline names.
+		"two feeds, one shared entry", []FeedThreats{feodo, other}, t1,
+		map[string]string{
+			"203.0.113.7":     "high Feodo " + ts(t1),
+			"198.51.100.0/24": "high Feodo " + ts(t1),
+			"2001:db8::5":     "high Feodo " + ts(t1),
+			"192.0.2.9":       "medium Other " + ts(t1),
+		},
+	}, {
+		// Other refreshed, Feodo not: Feodo's rows keep their time.
+		"one feed refreshed", []FeedThreats{{Source: "Feodo", Level: "high", Entries: feodo.Entries},
+			{Source: "Other", Level: "medium", Entries: other.Entries, Seen: t2}}, t2,
+		map[string]string{
+			"203.0.113.7":     "high Feodo " + ts(t1),
+			"198.51.100.0/24": "high Feodo " + ts(t1),
+			"2001:db8::5":     "high Feodo " + ts(t1),
+			"192.0.2.9":       "medium Other " + ts(t2),
+		},
+	}, {
+		// Feodo drops the shared entry: it stays, as Other's (stamped now,
+		// since Other was not refreshed), and the rest of Feodo's is kept.
+		"the owner drops a shared entry", []FeedThreats{{Source: "Feodo", Level: "high", Entries: prefixes("198.51.100.0/24", "2001:db8::5/128"), Seen: t3},
+			{Source: "Other", Level: "medium", Entries: other.Entries}}, t3,
+		map[string]string{
+			"203.0.113.7":     "medium Other " + ts(t3),
+			"198.51.100.0/24": "high Feodo " + ts(t3),
+			"2001:db8::5":     "high Feodo " + ts(t3),
+			"192.0.2.9":       "medium Other " + ts(t2),
+		},
+	}, {
+		// A feed removed from the config: its rows go; a level change is
+		// written without a new time.
+		"a feed removed, a level changed", []FeedThreats{{Source: "Other", Level: "critical", Entries: other.Entries}}, t3.Add(time.Minute),
+		map[string]string{
+			"203.0.113.7": "critical Other " + ts(t3),
+			"192.0.2.9":   "critical Other " + ts(t2),
+		},
+	}, {
+		"no feeds", nil, t3, map[string]string{},
+	}}
+	for _, st := range steps {
+		if err := s.SetThreats(ctx, st.feeds, st.now); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if diff := cmp.Diff(st.want, threatsOf(t, s)); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", st.name, diff)
+		}
+	}
+}
+
+func TestSetThreatsRejectsBadInput(t *testing.T) {
+	s := openTemp(t)
+	ctx := context.Background()
+	good := FeedThreats{Source: "Feodo", Level: "high", Entries: prefixes("192.0.2.0/24")}
+	if err := s.SetThreats(ctx, []FeedThreats{good}, t0); err != nil {
+		t.Fatal(err)
+	}
+	for name, feeds := range map[string][]FeedThreats{
+		"feeds[1] has an empty source": {good, {Level: "high", Entries: prefixes("192.0.2.1/32")}},
+		"entries[1]":                   {{Source: "x", Level: "high", Entries: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32"), {}}}},
+	} {
+		err := s.SetThreats(ctx, feeds, t0)
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("SetThreats: %v, want an error naming %s", err, name)
+		}
+	}
+	if got := threatsOf(t, s); len(got) != 1 {
+		t.Errorf("a rejected call changed the rows: %v", got)
+	}
+	r, err := OpenReader(s.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := r.SetThreats(ctx, nil, t0); !errors.Is(err, ErrReadOnly) {
+		t.Errorf("SetThreats on a reader: %v, want ErrReadOnly", err)
+	}
+}
+
+// BenchmarkSetThreats is a feed refresh of 100,000 entries against a
+// table that already holds them (the hourly case: nothing but the time
+// changes).
+func BenchmarkSetThreats(b *testing.B) {
+	s := openTemp(b)
+	ctx := context.Background()
+	entries := make([]netip.Prefix, 100_000)
+	for i := range entries {
+		entries[i] = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32)
+	}
+	f := FeedThreats{Source: "Feodo", Level: "high", Entries: entries, Seen: t0}
+	if err := s.SetThreats(ctx, []FeedThreats{f}, t0); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; b.Loop(); i++ {
+		f.Seen = t0.Add(time.Duration(i+1) * time.Hour)
+		if err := s.SetThreats(ctx, []FeedThreats{f}, f.Seen); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

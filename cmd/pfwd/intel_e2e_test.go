@@ -476,6 +476,62 @@ func TestThreatFeedConfigChanges(t *testing.T) {
 	}
 }
 
+// TestThreatFeedsSharingAnEntry runs two feeds that list the same address:
+// the database, fwctl threats and fwctl explain name the first feed in the
+// config, as the pipeline does, and when that feed drops the address the
+// other keeps it blocked and named.
+func TestThreatFeedsSharingAnEntry(t *testing.T) {
+	l := newLab(t)
+	fs := l.startFeedServer()
+	fs.put("ipblocklist.txt", l.feedText("feodo_ipblocklist.txt"))
+	fs.put("other.txt", []byte(l.clientIP+"\n198.51.100.99\n"))
+	const other = "Other list"
+	feeds := []feedConf{
+		{Name: feodo, URL: fs.url("ipblocklist.txt"), Interval: "1s", Level: "critical"},
+		{Name: other, URL: fs.url("other.txt"), Interval: "1s", Level: "medium"},
+	}
+	l.writeConfig(l.intelConfig(feeds...))
+	l.serve([]int{22}, nil)
+	l.startPfwd()
+	l.waitFeed(other, "2 entries", func(f control.FeedStatus) bool { return f.Entries == 2 })
+	l.waitThreat("198.51.100.99", true)
+
+	named := func(feed, level string) {
+		t.Helper()
+		if !eventually(feedWait, func() bool {
+			r, ok := threatOf(l.threats(0), l.clientIP)
+			return ok && r.Source == feed && r.ThreatLevel == level
+		}) {
+			r, _ := threatOf(l.threats(0), l.clientIP)
+			t.Fatalf("threat_intel row for %s = %+v, want source %q, level %s", l.clientIP, r, feed, level)
+		}
+		if ex := l.explainJSON("--src", l.clientIP); ex.Verdict != "block" || ex.Reason != "Threat intel: "+feed {
+			t.Errorf("fwctl explain --src %s = %+v, want block / Threat intel: %s", l.clientIP, ex, feed)
+		}
+		l.expectFrom(l.client, "tcp", l.clientIP, hostPort(l.fwIP, 22), false)
+		if _, ok := l.waitRow(isIntelRow("Threat intel: "+feed, l.clientIP, l.fwIP, "tcp")); !ok {
+			t.Errorf("no blocked row from %s naming %s: %+v", l.clientIP, feed, l.rows("blocked"))
+		}
+	}
+	named(feodo, "critical")
+
+	// The first feed drops the address: the second still lists it.
+	fs.put("ipblocklist.txt", l.feedText("feodo_without_client.txt"))
+	named(other, "medium")
+	if rows := l.threats(0); len(rows) != 6 {
+		t.Errorf("fwctl threats lists %d entries, want Feodo's 4 and the other's 2: %+v", len(rows), rows)
+	}
+
+	// It lists it again, and the other feed is moved first: the order of
+	// the config decides.
+	fs.put("ipblocklist.txt", l.feedText("feodo_ipblocklist.txt"))
+	l.waitFeed(feodo, "5 entries", func(f control.FeedStatus) bool { return f.Entries == 5 })
+	l.writeConfig(l.intelConfig(feeds[1], feeds[0]))
+	named(other, "medium")
+	l.writeConfig(l.intelConfig(feeds[0]))
+	named(feodo, "critical")
+}
+
 func TestThreatFeedKeepsEntriesThroughBadDays(t *testing.T) {
 	l, fs := startFeodoLab(t)
 	blocked := func(when string) {
