@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 
@@ -15,6 +16,15 @@ const (
 	defaultDB     = "/var/lib/personal-firewall/firewall.db"
 	defaultSocket = "/run/personal-firewall/pfwd.sock"
 )
+
+// version is set at build time (the Makefile's -X main.version).
+var version = "dev"
+
+// urfave/cli's version printer is a package variable; "fwctl dev" reads
+// better than its "fwctl version dev".
+func init() {
+	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintf(c.App.Writer, "fwctl %s\n", c.App.Version) }
+}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -60,7 +70,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			statusCommand(),
 		},
 		Flags:        globalFlags(),
-		HideVersion:  true,
+		Version:      version,
 		Writer:       stdout,
 		ErrWriter:    stderr,
 		OnUsageError: onUsageError,

@@ -22,6 +22,7 @@ func TestHelp(t *testing.T) {
 		{[]string{"blacklist", "--help"}, []string{"add", "remove", "list"}},
 		{[]string{"blacklist", "add", "--help"}, []string{"fwctl blacklist add IP|CIDR..."}},
 		{[]string{"logs", "-h"}, []string{"--follow", "--since"}},
+		{[]string{"--version"}, []string{"fwctl " + version + "\n"}},
 	} {
 		r := fwctl(t, tt.args...)
 		if r.code != 0 || r.stderr != "" {
