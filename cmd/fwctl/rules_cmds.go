@@ -190,7 +190,7 @@ func addCommand() *cli.Command {
 // ruleFromFlags builds the rule `add` describes, checking each part so the
 // error names the argument or flag at fault.
 func ruleFromFlags(c *cli.Context) (rules.Rule, error) {
-	name, actionArg := c.Args().Get(0), c.Args().Get(1)
+	name, actionArg := strings.TrimSpace(c.Args().Get(0)), c.Args().Get(1) // "  SSH " is a slip of the shell, not a name
 	r := rules.Rule{Name: name, Enabled: true}
 	if err := rules.CheckRuleName(name); err != nil {
 		return r, fmt.Errorf("NAME: %w", err)

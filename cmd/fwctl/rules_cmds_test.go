@@ -122,7 +122,7 @@ func TestAdd(t *testing.T) {
 				SrcIPs: []string{"10.0.0.0/8", "2001:db8::1"}, Direction: "in", Enabled: true},
 		},
 		{
-			args:       []string{"add", "No IRC out", "block", "--direction", "out", "--ports", "6667", "--position", "6"},
+			args:       []string{"add", " No IRC out  ", "block", "--direction", "out", "--ports", "6667", "--position", "6"},
 			wantNumber: 6,
 			wantMsg:    `Added rule 6: "No IRC out" (block out, any port 6667, to any)`,
 			want: rules.FileRule{Name: "No IRC out", Action: "block", Protocol: "any", Ports: []any{6667},
