@@ -50,7 +50,8 @@ func (d *Daemon) Status() control.Status {
 			VerdictErrors: d.queues.C.VerdictErrors.Load(),
 			QueueDrops:    queueDrops(d.opts.QueueNum, d.opts.Queues),
 		},
-		Sets: d.fw.SetSizes(),
+		Sets:  d.fw.SetSizes(),
+		Feeds: []control.FeedStatus{}, // [] rather than null for no feeds
 		LogRows: control.LogCounts{Written: ws.Blocked + ws.Allowed, Suppressed: ws.Suppressed,
 			Lost: ws.Lost, LastError: ws.LastError},
 		RateLimiter: control.LimiterCounts{Tracked: d.engine.Limiter().Tracked(), Capacity: d.engine.Limiter().Capacity(),

@@ -259,6 +259,10 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("%d personal_firewall tables while running, want 1", got)
 	}
 	l.expect("tcp", hostPort(l.fwIP, 23), false)
+	// Lists in status --json are [] when empty, never null.
+	if out, err := l.fwctl("status", "--json"); err != nil || !strings.Contains(out, `"feeds": []`) {
+		t.Errorf("fwctl status --json without feeds: %v\n%s", err, out)
+	}
 
 	// kill -9, then start again: one table, rules enforced.
 	if err := l.stopPfwd(syscall.SIGKILL); err == nil {
