@@ -37,11 +37,20 @@ func Listen(path string) (net.Listener, error) {
 		c.Close()
 		return nil, fmt.Errorf("control socket %s: another pfwd is running", path)
 	}
-	if fi, err := os.Lstat(path); err == nil && fi.Mode().Type() != os.ModeSocket {
+	// Only a socket that exists is stale. Removing a path that is not there
+	// can still fail (EROFS on a read-only file system, EACCES), and that
+	// error would hide the one listening gives, which names the real
+	// problem.
+	switch fi, err := os.Lstat(path); {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("control socket: %w", err)
+	case fi.Mode().Type() != os.ModeSocket:
 		return nil, fmt.Errorf("control socket %s: exists and is not a socket (%v); pfwd does not remove it", path, fi.Mode().Type())
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("control socket: remove stale %s: %w", path, err)
+	default:
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("control socket: remove stale %s: %w", path, err)
+		}
 	}
 	old := syscall.Umask(0o177) // the socket must never exist with looser permissions
 	l, err := net.Listen("unix", path)
@@ -68,16 +77,33 @@ func Serve(ctx context.Context, l net.Listener, status func() Status, errorLog *
 	l = LimitListener(l, MaxConns)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
 		IdleTimeout: 5 * time.Second, ErrorLog: errorLog}
+	if err := ServeUntil(ctx, srv, l); err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	return nil
+}
+
+// ServeUntil serves srv on l until ctx is done, then shuts srv down,
+// giving requests in flight a second. It returns nil when it stopped
+// because ctx is done, or the error that stopped it before.
+//
+// A stop on purpose shows in two ways: Shutdown makes Serve return
+// http.ErrServerClosed, but only if it closes l first. Whoever opened l
+// usually closes it too once ctx is done (pfwd's daemon does), and when
+// that wins the race, Accept fails with net.ErrClosed instead: after ctx
+// is done that is no failure either.
+func ServeUntil(ctx context.Context, srv *http.Server, l net.Listener) error {
 	go func() {
 		<-ctx.Done()
 		shut, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		srv.Shutdown(shut)
 	}()
-	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("control socket: %w", err)
+	err := srv.Serve(l)
+	if errors.Is(err, http.ErrServerClosed) || (ctx.Err() != nil && errors.Is(err, net.ErrClosed)) {
+		return nil
 	}
-	return nil
+	return err
 }
 
 // ErrNotRunning means no pfwd answers on the socket.

@@ -3,11 +3,15 @@ package control
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -178,4 +182,79 @@ func serveRunning(t *testing.T) (context.Context, string) {
 	}
 	go Serve(t.Context(), l, func() Status { return Status{Running: true} }, nil)
 	return t.Context(), path
+}
+
+// With --socket in a read-only directory, the error is the one binding
+// the socket gives: removing a stale socket that is not there must not
+// fail first with a message about a "stale" file that never existed.
+func TestListenOnReadOnlyFileSystemNamesBind(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a read-only file system in a private mount namespace")
+	}
+	dir := t.TempDir()
+	errc := make(chan error, 1)
+	go func() {
+		// Never unlocked: this thread leaves the process's mount namespace,
+		// and Go ends a thread whose goroutine exits while locked to it, so
+		// the read-only mount dies with the goroutine.
+		runtime.LockOSThread()
+		if err := syscall.Unshare(syscall.CLONE_NEWNS); err != nil {
+			errc <- fmt.Errorf("unshare mount namespace: %w", err)
+			return
+		}
+		if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
+			errc <- fmt.Errorf("make mounts private: %w", err)
+			return
+		}
+		if err := syscall.Mount("tmpfs", dir, "tmpfs", syscall.MS_RDONLY, "size=64k"); err != nil {
+			errc <- fmt.Errorf("mount read-only tmpfs: %w", err)
+			return
+		}
+		l, err := Listen(filepath.Join(dir, "pfwd.sock"))
+		if err == nil {
+			l.Close()
+			err = errors.New("Listen succeeded")
+		}
+		errc <- err
+	}()
+	err := <-errc
+	if !errors.Is(err, syscall.EROFS) || !strings.Contains(err.Error(), "bind: read-only file system") || strings.Contains(err.Error(), "stale") {
+		t.Errorf("Listen in a read-only directory = %v, want the error of bind (EROFS), not of removing a stale socket", err)
+	}
+}
+
+// ServeUntil's caller closes the listener once ctx is done, racing
+// Shutdown, which closes it too: whichever wins, the stop is clean. Only
+// a listener closed while ctx is still live is a failure.
+func TestServeUntilStopsCleanlyWhoeverClosesTheListener(t *testing.T) {
+	for i := range 200 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- ServeUntil(ctx, &http.Server{}, l) }()
+		if i%2 == 1 { // half the rounds stop a server that is surely accepting
+			c, err := net.Dial("tcp", l.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+		}
+		cancel()
+		l.Close()
+		if err := <-done; err != nil {
+			t.Fatalf("round %d: ServeUntil after cancel and Close = %v, want nil", i, err)
+		}
+	}
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if err := ServeUntil(t.Context(), &http.Server{}, l); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("ServeUntil on a listener closed while ctx is live = %v, want net.ErrClosed", err)
+	}
 }

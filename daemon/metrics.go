@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -186,13 +185,13 @@ func metricsHandler(snapshot func() metricsSnapshot) http.Handler {
 	return mux
 }
 
+// maxMetricsConns caps the metrics server's open connections.
+const maxMetricsConns = 32
+
 // listenMetrics binds the metrics address. pfwd calls it at start-up,
 // before anything touches the kernel, so that a taken or mistyped address
 // fails the start with an error naming it instead of silently leaving the
 // metrics off.
-// maxMetricsConns caps the metrics server's open connections.
-const maxMetricsConns = 32
-
 func listenMetrics(addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -202,8 +201,9 @@ func listenMetrics(addr string) (net.Listener, error) {
 }
 
 // serveMetrics serves /metrics on ln until ctx is done, then closes it.
-// Call it once the daemon is fully started: scrapes read its parts.
-func (d *Daemon) serveMetrics(ctx context.Context, ln net.Listener) {
+// Call it once the daemon is fully started: scrapes read its parts. The
+// returned channel is closed once the server has stopped.
+func (d *Daemon) serveMetrics(ctx context.Context, ln net.Listener) <-chan struct{} {
 	srv := &http.Server{
 		Handler:           metricsHandler(d.metricsSnapshot),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -214,16 +214,13 @@ func (d *Daemon) serveMetrics(ctx context.Context, ln net.Listener) {
 	// Scrapers need a handful of connections; clients holding thousands
 	// must not take pfwd's descriptors (they wait in the backlog instead).
 	ln = control.LimitListener(ln, maxMetricsConns)
+	stopped := make(chan struct{})
 	go func() {
-		<-ctx.Done()
-		shut, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		srv.Shutdown(shut)
-	}()
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		defer close(stopped)
+		if err := control.ServeUntil(ctx, srv, ln); err != nil {
 			d.log.Error("Metrics server stopped", "addr", ln.Addr().String(), "err", err)
 		}
 	}()
 	d.log.Info("Serving Prometheus metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+	return stopped
 }
