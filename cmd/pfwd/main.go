@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -41,106 +42,21 @@ func run(args []string) int {
 	// the daemon has started.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	fs := flag.NewFlagSet("pfwd", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: pfwd [flags]\n\npfw's daemon: a personal firewall deciding queued packets in user space.\n\nFlags:\n")
-		fs.PrintDefaults()
+	cl, exit, ok := parseFlags(args, os.Stdout, os.Stderr)
+	if !ok {
+		return exit
 	}
-	var (
-		opts       daemon.Options
-		logFile    string
-		logLevel   string
-		queue      uint
-		showVer    bool
-		metrics    string
-		statsEvery time.Duration
-	)
-	fs.StringVar(&opts.ConfigPath, "config", envOr("PFW_CONFIG", daemon.DefaultConfig), "rules/config file (env PFW_CONFIG); created from the default when missing")
-	fs.StringVar(&opts.DBPath, "db", envOr("PFW_DB", daemon.DefaultDB), "SQLite database (env PFW_DB)")
-	fs.StringVar(&logFile, "log-file", envOr("PFW_LOG_FILE", daemon.DefaultLogFile), "application log file, besides stderr (env PFW_LOG_FILE); unused under systemd's journal")
-	fs.StringVar(&opts.Socket, "socket", envOr("PFW_SOCKET", daemon.DefaultSocket), "control socket for fwctl (env PFW_SOCKET)")
-	fs.UintVar(&queue, "queue", 0, "first NFQUEUE number")
-	fs.IntVar(&opts.Queues, "queues", 0, "number of NFQUEUEs, one worker each (default: one per CPU)")
-	fs.Func("iface", "filter only this interface (repeatable; default: all but lo)", func(s string) error {
-		opts.Ifaces = append(opts.Ifaces, s)
-		return nil
-	})
-	fs.BoolVar(&opts.FailClosed, "fail-closed", false, "drop traffic that should be queued while no pfwd listens (default: fail open, it passes)")
-	fs.StringVar(&metrics, "metrics", "", "serve Prometheus metrics at http://ADDR/metrics (off by default)")
-	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warning or error")
-	fs.DurationVar(&statsEvery, "stats-every", 30*time.Second, "interval of the statistics log line")
-	fs.BoolVar(&showVer, "version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "pfwd: unexpected argument %q (pfwd takes flags only; see pfwd -h)\n", fs.Arg(0))
-		return 2
-	}
-	if showVer {
-		fmt.Println("pfwd", daemon.Version)
-		return 0
-	}
-	if queue > 65535 {
-		fmt.Fprintf(os.Stderr, "pfwd: --queue %d: not a queue number (0-65535)\n", queue)
-		return 2
-	}
-	if opts.Queues < 0 || opts.Queues > 64 {
-		fmt.Fprintf(os.Stderr, "pfwd: --queues %d: want 1-64\n", opts.Queues)
-		return 2
-	}
-	if opts.Queues == 0 {
-		opts.Queues = min(runtime.NumCPU(), 64)
-	}
-	if last := int(queue) + opts.Queues - 1; last > 65535 {
-		fmt.Fprintf(os.Stderr, "pfwd: --queue %d with %d queues: the last, %d, is past 65535 (lower --queue or set --queues)\n", queue, opts.Queues, last)
-		return 2
-	}
-	for _, name := range opts.Ifaces {
-		if err := nft.CheckIfname(name); err != nil {
-			fmt.Fprintf(os.Stderr, "pfwd: --iface: %v\n", err)
-			return 2
-		}
-	}
-	opts.QueueNum = uint16(queue)
-	opts.StatsEvery = statsEvery
-	var level slog.Level
-	switch logLevel {
-	case "debug":
-		level = slog.LevelDebug
-	case "info":
-		level = slog.LevelInfo
-	case "warning", "warn":
-		level = slog.LevelWarn
-	case "error":
-		level = slog.LevelError
-	default:
-		fmt.Fprintf(os.Stderr, "pfwd: --log-level %q: want debug, info, warning or error\n", logLevel)
-		return 2
-	}
+	opts := cl.opts
 
 	// A closed stderr (a pipe whose reader died) must not kill the
 	// firewall: ignored, SIGPIPE turns into EPIPE, and the Tee below keeps
 	// writing the log file.
 	signal.Ignore(syscall.SIGPIPE)
 
-	// Under systemd the journal is the log; standalone, the file and stderr.
-	var out io.Writer = os.Stderr
-	var lf *daemon.LogFile
-	journal := daemon.UnderJournal()
-	if !journal && logFile != "" {
-		var err error
-		if lf, err = daemon.OpenLogFile(logFile); err != nil {
-			fmt.Fprintf(os.Stderr, "pfwd: %v: logging to stderr only\n", err)
-		} else {
-			defer lf.Close()
-			out = daemon.NewTee(os.Stderr, lf)
-		}
+	log, lf := openLog(cl.logFile, cl.level, daemon.UnderJournal(), os.Stderr)
+	if lf != nil {
+		defer lf.Close()
 	}
-	log := slog.New(daemon.NewLineHandler(out, level, journal))
 	intel.Version = daemon.Version
 
 	if os.Geteuid() != 0 {
@@ -151,7 +67,6 @@ func run(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	opts.Ready = func() { sdnotify.SdNotify(false, sdnotify.SdNotifyReady+"\nMAINPID="+strconv.Itoa(os.Getpid())) }
-	opts.MetricsAddr = metrics
 
 	started := make(chan *daemon.Daemon, 1)
 	opts.Started = func(d *daemon.Daemon) { started <- d }
@@ -175,4 +90,131 @@ func run(args []string) int {
 	}
 	sdnotify.SdNotify(false, sdnotify.SdNotifyStopping)
 	return 0
+}
+
+// commandLine is what pfwd's flags ask for.
+type commandLine struct {
+	opts    daemon.Options
+	logFile string
+	level   slog.Level
+}
+
+// minStatsEvery is the shortest --stats-every: the statistics line is a
+// summary, and a shorter interval would flood the log (the same tick also
+// re-reads the host's addresses).
+const minStatsEvery = time.Second
+
+// parseFlags reads pfwd's command line. When pfwd must exit without
+// starting, ok is false and exit is its status: 0 after -h (the usage, on
+// stdout so that `pfwd -h | less` works) or --version, 2 after a usage
+// error (reported on stderr, naming the flag).
+func parseFlags(args []string, stdout, stderr io.Writer) (cl commandLine, exit int, ok bool) {
+	fs := flag.NewFlagSet("pfwd", flag.ContinueOnError)
+	// The flag package writes both the usage asked for with -h and the one
+	// following a parse error to one writer; which stream it belongs on is
+	// known only once Parse returns.
+	var usage bytes.Buffer
+	fs.SetOutput(&usage)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: pfwd [flags]\n\npfw's daemon: a personal firewall deciding queued packets in user space.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	var (
+		opts       = &cl.opts
+		logLevel   string
+		queue      uint
+		showVer    bool
+		statsEvery time.Duration
+	)
+	fs.StringVar(&opts.ConfigPath, "config", envOr("PFW_CONFIG", daemon.DefaultConfig), "rules/config file (env PFW_CONFIG); created from the default when missing")
+	fs.StringVar(&opts.DBPath, "db", envOr("PFW_DB", daemon.DefaultDB), "SQLite database (env PFW_DB)")
+	fs.StringVar(&cl.logFile, "log-file", envOr("PFW_LOG_FILE", daemon.DefaultLogFile), "application log file, besides stderr (env PFW_LOG_FILE); unused under systemd's journal")
+	fs.StringVar(&opts.Socket, "socket", envOr("PFW_SOCKET", daemon.DefaultSocket), "control socket for fwctl (env PFW_SOCKET)")
+	fs.UintVar(&queue, "queue", 0, "first NFQUEUE number")
+	fs.IntVar(&opts.Queues, "queues", 0, "number of NFQUEUEs, one worker each, 1-64 (default: one per CPU)")
+	fs.Func("iface", "filter only this interface (repeatable; default: all but lo)", func(s string) error {
+		opts.Ifaces = append(opts.Ifaces, s)
+		return nil
+	})
+	fs.BoolVar(&opts.FailClosed, "fail-closed", false, "drop traffic that should be queued while no pfwd listens (default: fail open, it passes)")
+	fs.StringVar(&opts.MetricsAddr, "metrics", "", "serve Prometheus metrics at http://ADDR/metrics (off by default)")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warning or error")
+	fs.DurationVar(&statsEvery, "stats-every", 30*time.Second, "interval of the statistics log line, at least "+minStatsEvery.String())
+	fs.BoolVar(&showVer, "version", false, "print the version and exit")
+
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		stdout.Write(usage.Bytes())
+		return cl, 0, false
+	case err != nil:
+		stderr.Write(usage.Bytes())
+		return cl, 2, false
+	}
+	usageError := func(format string, a ...any) (commandLine, int, bool) {
+		fmt.Fprintf(stderr, "pfwd: "+format+"\n", a...)
+		return cl, 2, false
+	}
+	if fs.NArg() > 0 {
+		return usageError("unexpected argument %q (pfwd takes flags only; see pfwd -h)", fs.Arg(0))
+	}
+	if showVer {
+		fmt.Fprintln(stdout, "pfwd", daemon.Version)
+		return cl, 0, false
+	}
+	if queue > 65535 {
+		return usageError("--queue %d: not a queue number (0-65535)", queue)
+	}
+	// 0 is the flag's default and stands for one queue per CPU.
+	if opts.Queues < 0 || opts.Queues > 64 {
+		return usageError("--queues %d: want 1-64 (or 0: one per CPU)", opts.Queues)
+	}
+	if opts.Queues == 0 {
+		opts.Queues = min(runtime.NumCPU(), 64)
+	}
+	if last := int(queue) + opts.Queues - 1; last > 65535 {
+		return usageError("--queue %d with %d queues: the last, %d, is past 65535 (lower --queue or set --queues)", queue, opts.Queues, last)
+	}
+	opts.QueueNum = uint16(queue)
+	for _, name := range opts.Ifaces {
+		if err := nft.CheckIfname(name); err != nil {
+			return usageError("--iface: %v", err)
+		}
+	}
+	// The daemon takes a zero or negative interval for "the default": here
+	// such a value is a typo, and saying so beats a silent 30 s.
+	if statsEvery < minStatsEvery {
+		return usageError("--stats-every %v: want an interval of at least %v (for example 30s or 5m)", statsEvery, minStatsEvery)
+	}
+	opts.StatsEvery = statsEvery
+	switch logLevel {
+	case "debug":
+		cl.level = slog.LevelDebug
+	case "info":
+		cl.level = slog.LevelInfo
+	case "warning", "warn":
+		cl.level = slog.LevelWarn
+	case "error":
+		cl.level = slog.LevelError
+	default:
+		return usageError("--log-level %q: want debug, info, warning or error", logLevel)
+	}
+	return cl, 0, true
+}
+
+// openLog makes pfwd's logger. Under systemd the journal is the log;
+// standalone, stderr and the log file (lf, nil when there is none). A log
+// file that cannot be opened is a warning, in the log's own format, not a
+// reason to leave the host unfiltered.
+func openLog(path string, level slog.Level, journal bool, stderr io.Writer) (log *slog.Logger, lf *daemon.LogFile) {
+	if journal || path == "" {
+		return slog.New(daemon.NewLineHandler(stderr, level, journal)), nil
+	}
+	lf, err := daemon.OpenLogFile(path)
+	if err != nil {
+		log = slog.New(daemon.NewLineHandler(stderr, level, journal))
+		log.Warn("Could not open the log file: logging to stderr only", "err", err)
+		return log, nil
+	}
+	return slog.New(daemon.NewLineHandler(daemon.NewTee(stderr, lf), level, journal)), lf
 }
