@@ -69,10 +69,14 @@ clean:
 # a user's rules are never overwritten. DESTDIR stages all of it for a
 # package; only a real install (no DESTDIR) tells a running systemd.
 # `make uninstall` removes the binaries and the unit, and keeps the config
-# and the database (and the log, unless its directory is empty).
+# and the database (and the log, unless its directory is empty). A real
+# uninstall also deletes pfw's nftables table: a pfwd run with
+# --fail-closed leaves it behind on purpose when it stops, and with no pfwd
+# left to take the queued packets the host would drop every new flow.
 STATEDIR ?= /var/lib/personal-firewall
 LOGDIR   ?= /var/log/personal-firewall
 UNIT     := personal-firewall.service
+NFT_TABLE := personal_firewall
 INSTALLED_CONFIG = $(DESTDIR)$(CONFDIR)/firewall_rules.json
 
 .PHONY: install uninstall
@@ -97,6 +101,9 @@ install: build
 uninstall:
 	@if [ -z '$(DESTDIR)' ] && [ -d /run/systemd/system ] && [ -e '$(UNITDIR)/$(UNIT)' ]; then \
 		echo "systemctl disable --now $(UNIT)"; systemctl disable --now $(UNIT) || true; \
+	fi
+	@if [ -z '$(DESTDIR)' ] && command -v nft >/dev/null 2>&1 && nft list table inet $(NFT_TABLE) >/dev/null 2>&1; then \
+		echo "nft delete table inet $(NFT_TABLE)"; nft delete table inet $(NFT_TABLE) 2>/dev/null || true; \
 	fi
 	rm -f '$(DESTDIR)$(BINDIR)/pfwd' '$(DESTDIR)$(BINDIR)/fwctl' '$(DESTDIR)$(UNITDIR)/$(UNIT)'
 	@if [ -d '$(DESTDIR)$(LOGDIR)' ]; then rmdir '$(DESTDIR)$(LOGDIR)' 2>/dev/null || echo "uninstall: kept $(DESTDIR)$(LOGDIR) (not empty)"; fi

@@ -5,6 +5,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -39,13 +40,22 @@ func repoRoot(t *testing.T) string {
 // repository root and returns its output.
 func makeTarget(t *testing.T, target, destdir string) string {
 	t.Helper()
+	return runMake(t, nil, nil, target, "DESTDIR="+destdir, "PREFIX=/usr", "UNITDIR="+unitDir)
+}
+
+// runMake runs `make args...` at the repository root, through wrapper
+// (such as `ip netns exec NAME`) when not nil, with env added to the
+// environment, and returns its output.
+func runMake(t *testing.T, wrapper, env []string, args ...string) string {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("make install test: skipped with -short (it builds both binaries)")
 	}
 	if _, err := exec.LookPath("make"); err != nil {
 		t.Skip("make install test: make not installed")
 	}
-	cmd := exec.Command("make", "--no-print-directory", target, "DESTDIR="+destdir, "PREFIX=/usr", "UNITDIR="+unitDir)
+	argv := append(append(wrapper, "make", "--no-print-directory"), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = repoRoot(t)
 	// Under `make test` the parent's jobserver descriptors are not ours.
 	for _, kv := range os.Environ() {
@@ -53,9 +63,10 @@ func makeTarget(t *testing.T, target, destdir string) string {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("make %s DESTDIR=%s: %v\n%s", target, destdir, err, out)
+		t.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out)
 	}
 	return string(out)
 }
@@ -197,5 +208,118 @@ func TestUnitVerifies(t *testing.T) {
 	t.Logf("systemd-analyze security: exposure %.1f", score)
 	if score > maxExposure {
 		t.Errorf("unit exposure %.1f > %.1f: a hardening directive was lost\n%s", score, maxExposure, out)
+	}
+}
+
+// unitDirectives reads a unit file's settings: name to values, in order,
+// comments and section headers left out.
+func unitDirectives(text string) map[string][]string {
+	d := map[string][]string{}
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' || line[0] == ';' || line[0] == '[' {
+			continue
+		}
+		if k, v, ok := strings.Cut(line, "="); ok {
+			d[strings.TrimSpace(k)] = append(d[strings.TrimSpace(k)], strings.TrimSpace(v))
+		}
+	}
+	return d
+}
+
+// A crashed pfwd must be restarted: Go's runtime exits with status 2 on a
+// panic or a fatal error (a fault in cgo SQLite too), the same status as
+// pfwd's usage errors, so no directive may exempt 2 from restarts; the
+// start limit is what stops a pfwd that can never start.
+func TestUnitRestartsAfterACrash(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "dist", unitName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := unitDirectives(string(b))
+	if got := d["Restart"]; len(got) != 1 || got[0] != "on-failure" {
+		t.Errorf("Restart=%q, want on-failure", got)
+	}
+	for _, name := range []string{"RestartPreventExitStatus", "SuccessExitStatus"} {
+		for _, v := range d[name] {
+			for _, status := range strings.Fields(v) {
+				if status == "2" {
+					t.Errorf("%s=%s: exit status 2 is also a Go panic, which must be restarted", name, v)
+				}
+			}
+		}
+	}
+	if got := d["StartLimitBurst"]; len(got) != 1 {
+		t.Errorf("StartLimitBurst=%q: want one limit, to stop the restarts of a pfwd that cannot start", got)
+	} else if n, err := strconv.Atoi(got[0]); err != nil || n < 1 {
+		t.Errorf("StartLimitBurst=%s: want a positive number", got[0])
+	}
+	if got := d["StartLimitIntervalSec"]; len(got) != 1 || got[0] == "0" || got[0] == "infinity" {
+		t.Errorf("StartLimitIntervalSec=%q: want a finite interval (0 or infinity turns the limit off)", got)
+	}
+}
+
+// A pfwd run with --fail-closed leaves its table behind on purpose; after
+// uninstalling, no pfwd would ever take the queued packets and the host
+// would drop every new flow. A real `make uninstall` deletes the table; a
+// staged one (DESTDIR) must not touch the kernel. Run in a network
+// namespace of the test's own, with systemctl stubbed out, so the host's
+// firewall and init are left alone.
+func TestMakeUninstallRemovesFailClosedTable(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("uninstall test: needs root to create a network namespace and an nftables table in it")
+	}
+	for _, tool := range []string{"ip", "nft"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("uninstall test: %s not installed", tool)
+		}
+	}
+	ns := fmt.Sprintf("pfwuninst-%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v\n%s", ns, err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	inNS := []string{"ip", "netns", "exec", ns}
+	nft := func(args ...string) ([]byte, error) {
+		return exec.Command("ip", append([]string{"netns", "exec", ns, "nft"}, args...)...).CombinedOutput()
+	}
+	// What a stopped --fail-closed pfwd leaves: the table, no owner.
+	if out, err := nft("add table inet personal_firewall; add chain inet personal_firewall input { type filter hook input priority 20; policy drop; }"); err != nil {
+		t.Fatalf("nft: %v\n%s", err, out)
+	}
+	tableThere := func() bool { _, err := nft("list", "table", "inet", "personal_firewall"); return err == nil }
+
+	// Everything the uninstall removes lives in the test's directory, and
+	// a systemctl that only notes its arguments stands in for the real one
+	// in case this host runs systemd.
+	dir := t.TempDir()
+	stub := filepath.Join(dir, "stub")
+	if err := os.Mkdir(stub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	calls := filepath.Join(dir, "systemctl.calls")
+	if err := os.WriteFile(filepath.Join(stub, "systemctl"), []byte("#!/bin/sh\necho \"$@\" >> '"+calls+"'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"PATH=" + stub + ":" + os.Getenv("PATH")}
+	vars := []string{"BINDIR=" + dir + "/bin", "UNITDIR=" + dir + "/unit", "CONFDIR=" + dir + "/etc", "STATEDIR=" + dir + "/lib", "LOGDIR=" + dir + "/log"}
+	const deleted = "nft delete table inet personal_firewall"
+
+	out := runMake(t, inNS, env, append([]string{"uninstall", "DESTDIR=" + dir + "/stage"}, vars...)...)
+	if !tableThere() || strings.Contains(out, deleted) {
+		t.Errorf("a staged uninstall (DESTDIR) touched the kernel's table:\n%s", out)
+	}
+
+	out = runMake(t, inNS, env, append([]string{"uninstall", "DESTDIR="}, vars...)...)
+	if tableThere() || !strings.Contains(out, deleted) {
+		t.Errorf("after uninstall the fail-closed table is still there, or it was not said:\n%s", out)
+	}
+
+	// With no table left, uninstall runs through without a word about it.
+	if out = runMake(t, inNS, env, append([]string{"uninstall", "DESTDIR="}, vars...)...); strings.Contains(out, deleted) {
+		t.Errorf("uninstall without a table still deleted one:\n%s", out)
+	}
+	if b, err := os.ReadFile(calls); err == nil && strings.Contains(string(b), "disable") {
+		t.Errorf("uninstall disabled a unit it had not installed: systemctl %s", b)
 	}
 }
