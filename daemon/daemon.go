@@ -20,6 +20,10 @@ import (
 	"github.com/pfw/pfw/verdict"
 )
 
+// hostAddrsEvery is how often the host's addresses are listed again for
+// the feeds' check.
+const hostAddrsEvery = 30 * time.Second
+
 // Version is pfw's version, set at build time.
 var Version = "dev"
 
@@ -221,16 +225,22 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 		opts.Ready()
 	}
 
-	ticker := time.NewTicker(d.opts.StatsEvery)
-	defer ticker.Stop()
+	stats := time.NewTicker(d.opts.StatsEvery)
+	defer stats.Stop()
+	// Addresses come and go (DHCP, VPNs); a feed entry that covers a new
+	// one is refused from then on. Not tied to --stats-every, which may be
+	// an hour.
+	addrs := time.NewTicker(hostAddrsEvery)
+	defer addrs.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			log.Info("pfwd stopping")
 			return nil
-		case <-ticker.C:
+		case <-stats.C:
 			d.logStats()
-			d.feeds.SetHostAddrs(hostAddrs()) // addresses come and go (DHCP, VPNs)
+		case <-addrs.C:
+			d.feeds.SetHostAddrs(hostAddrs())
 		}
 	}
 }
