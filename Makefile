@@ -10,7 +10,7 @@ CONFDIR  ?= /etc/personal-firewall
 GO       ?= go
 GOFLAGS  ?=
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -X github.com/pfw/pfw/daemon.Version=$(VERSION)
+LDFLAGS  := -X github.com/pfw/pfw/daemon.Version=$(VERSION) -X main.version=$(VERSION)
 
 export PATH := $(PATH):/usr/local/go/bin
 
