@@ -4,8 +4,8 @@
 //
 // Invariant: a feed's entries only ever change to a complete list that parsed
 // as a blocklist and passed Sanitize; every failure (network error, HTTP
-// error, oversized body, an HTML page or binary data, a list that empties
-// itself at once) keeps the previous entries in force. The package never logs:
+// error, oversized body, an HTML page or binary data, a Feodo list cut short,
+// a list that empties itself at once) keeps the previous entries in force. The package never logs:
 // it reports through callbacks and errors.
 //
 // # Parsing
@@ -27,6 +27,23 @@
 // data lines are invalid, or the content looks like HTML, or it holds NUL
 // bytes or invalid UTF-8, the whole response is rejected with an error
 // wrapping ErrNotBlocklist. A list of comments only is a valid empty list.
+//
+// A Feodo list must end where it says it does. abuse.ch closes every
+// ipblocklist.txt, the empty recommended list included, with "# END N
+// entries", N its data lines: a feodo body without that footer, or a feodo or
+// feodo-csv body with a footer whose N differs from the data lines before it
+// (invalid and duplicate lines count, each footer covering the lines since
+// the one before, so joined lists pass), is rejected with an error wrapping
+// ErrTruncated. Such a body was cut short (a file:// copy read while a tool
+// rewrites it, an HTTP/1.0 body ended by a dropped connection) and would
+// otherwise stand for the whole list for an interval; a cut inside an
+// address can even turn 203.0.113.150 into 203.0.113.1. The CSV variant's
+// footer is checked when present but not required; FireHOL, Spamhaus and
+// plain lists have no footer and are never judged by one (FireHOL's
+// republished feodo.ipset is FireHOL format: its "# Entries" header is not
+// checked, since trimmed or aggregated copies keep it). A body cut before
+// the banner names the list is only comments, an empty list of another
+// format, which the Manager does not let replace the list at once.
 // Parse is bounded: it reads at most DefaultMaxSize (32 MiB) and
 // DefaultMaxEntries (250,000) addresses, and fails with ErrTooLarge the moment
 // a body goes beyond either, without reading on; lines over 4 KiB are invalid
@@ -80,8 +97,10 @@
 // fetch calls OnUpdate with the complete new list: the feed is the truth for
 // its entries, and the caller applies the difference. A 304 calls nothing. A
 // list that comes back empty where ShrinkThreshold (10) or more entries were
-// in force (fetched or seeded) is rejected once and accepted only if the next
-// fetch is empty too. SetFeeds applies a config reload: unchanged feeds keep
+// in force (fetched or seeded), or where any entries of a list of another
+// format were (an empty or half-written file:// copy of a Feodo list reads as
+// an empty plain or firehol list), is rejected once and accepted only if the
+// next fetch is empty too. SetFeeds applies a config reload: unchanged feeds keep
 // their entries, state and timer; removed feeds get OnUpdate(feed, nil). An
 // https feed with an interval under PoliteInterval (5 min), and a plain http
 // feed not on loopback, draw a warning event. States reports each feed for

@@ -132,8 +132,8 @@ func displayURL(u *url.URL) string { return rules.RedactURL(u) }
 // Fetch downloads rawURL and parses it. prev are the Validators of the entries
 // the caller holds (zero for none); when the source reports no change, Fetch
 // returns NotModified without a body. Errors name the URL (without query or
-// password) and wrap ErrTooLarge, ErrNotBlocklist, *StatusError, or the
-// network error.
+// password) and wrap ErrTooLarge, ErrNotBlocklist, ErrTruncated,
+// *StatusError, or the network error.
 func (f *Fetcher) Fetch(ctx context.Context, rawURL string, prev Validators) (Response, error) {
 	u, err := parseFeedURL(rawURL)
 	if err != nil {

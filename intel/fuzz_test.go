@@ -46,7 +46,7 @@ func FuzzParse(f *testing.F) {
 			if res.Entries != nil {
 				t.Fatalf("error %v with %d entries", err, len(res.Entries))
 			}
-			if !errors.Is(err, ErrNotBlocklist) && !errors.Is(err, ErrTooLarge) {
+			if !errors.Is(err, ErrNotBlocklist) && !errors.Is(err, ErrTooLarge) && !errors.Is(err, ErrTruncated) {
 				t.Fatalf("unexpected error kind: %v", err)
 			}
 		} else {

@@ -102,6 +102,7 @@ type feed struct {
 	state      FeedState
 	entries    []netip.Prefix // in force: seeded or last accepted
 	validators Validators     // of the body that gave entries
+	format     string         // of the body that gave entries; "" for a seed
 	emptyOnce  bool           // the last body was empty and rejected by the shrink rule
 
 	// gen changes with the URL so that the result of a fetch of the old URL,
@@ -177,6 +178,7 @@ func (m *Manager) SetFeeds(feeds []Feed) error {
 		case old.URL != cfg.URL:
 			f.gen++
 			f.validators = Validators{}
+			f.format = ""
 			f.emptyOnce = false
 			f.state.Failures, f.state.LastError = 0, ""
 			f.state.NextFetch = now
@@ -442,16 +444,19 @@ func (m *Manager) fetch(ctx context.Context, f *feed) {
 // rejects it; m.mu is held.
 func (m *Manager) accept(f *feed, cfg Feed, resp Response, now time.Time) {
 	kept, skipped := Sanitize(resp.Result.Entries, m.protect, m.host...)
-	if len(kept) == 0 && len(f.entries) >= ShrinkThreshold && !f.emptyOnce {
-		f.emptyOnce = true
-		m.fail(f, now, fmt.Sprintf("rejected an empty list in place of %s: it is accepted if the next fetch is empty too", entryCount(len(f.entries))))
-		return
+	if len(kept) == 0 && !f.emptyOnce {
+		if why := distrustEmpty(f, resp.Result.Format); why != "" {
+			f.emptyOnce = true
+			m.fail(f, now, why+": it is accepted if the next fetch is empty too")
+			return
+		}
 	}
 	f.emptyOnce = false
 	added, removed := diffCount(f.entries, kept)
 	f.entries = kept
 	f.state.Entries = len(kept)
 	f.validators = resp.Validators
+	f.format = resp.Result.Format
 	m.succeed(f, now)
 
 	res := resp.Result
@@ -468,6 +473,23 @@ func (m *Manager) accept(f *feed, cfg Feed, resp Response, now time.Time) {
 		m.event(cfg.Name, slog.LevelWarn, "%s", warnings)
 	}
 	m.update(cfg, kept)
+}
+
+// distrustEmpty says why an empty list of the given format should not
+// replace f's entries at once, or "". A list that suddenly empties itself is
+// more often a provider's or a writer's accident than news: ShrinkThreshold
+// entries or more going at once is one sign; a change of format is the
+// other, since a body cut before its first address is only comments (or
+// nothing), which reads as an empty list of another format: a Feodo list
+// caught while a tool rewrites its file:// copy is empty for a moment.
+func distrustEmpty(f *feed, format string) string {
+	switch {
+	case len(f.entries) >= ShrinkThreshold:
+		return fmt.Sprintf("rejected an empty list in place of %s", entryCount(len(f.entries)))
+	case len(f.entries) > 0 && f.format != "" && format != f.format:
+		return fmt.Sprintf("rejected an empty %s list in place of a %s list of %s", format, f.format, entryCount(len(f.entries)))
+	}
+	return ""
 }
 
 func (m *Manager) succeed(f *feed, now time.Time) {

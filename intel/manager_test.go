@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -510,5 +512,122 @@ func TestBackoff(t *testing.T) {
 		if j := jitter(time.Second); j < 900*time.Millisecond || j > 1100*time.Millisecond {
 			t.Fatalf("jitter(1s) = %v, outside ±10%%", j)
 		}
+	}
+}
+
+// feodoList renders ips as a Feodo Tracker ipblocklist.txt, footer included.
+func feodoList(ips ...string) string {
+	var b strings.Builder
+	b.WriteString("# abuse.ch Feodo Tracker Botnet C2 IP Blocklist (IPs only)\n#\n# DstIP\n")
+	for _, ip := range ips {
+		b.WriteString(ip + "\n")
+	}
+	fmt.Fprintf(&b, "# END %d entries\n", len(ips))
+	return b.String()
+}
+
+// TestManagerKeepsEntriesOnTruncatedList: a Feodo list cut short (here a
+// body that lost its footer and half its last address) is a failed fetch:
+// the entries in force stay, nothing reaches OnUpdate, and the complete
+// list is taken on a later fetch.
+func TestManagerKeepsEntriesOnTruncatedList(t *testing.T) {
+	t.Parallel()
+	full := feodoList("192.0.2.44", "198.51.100.23", "203.0.113.150")
+	fs := newFeedServer(t, full)
+	var rec recorder
+	m := NewManager(rec.options())
+	if err := m.SetFeeds([]Feed{{Name: "A", URL: fs.URL, Interval: time.Second}}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, m)
+	waitFor(t, 5*time.Second, "the first update", func() bool { return len(rec.updatesOf("A")) == 1 })
+
+	fs.set(full[:strings.Index(full, "203.0.113.1")+len("203.0.113.1")], 0)
+	waitFor(t, 5*time.Second, "a rejection", func() bool { return state(m, "A").Failures >= 1 })
+	if s := state(m, "A"); s.Entries != 3 || !strings.Contains(s.LastError, "truncated list") {
+		t.Errorf("state after a truncated list: %+v", s)
+	}
+	if got, _ := m.Entries("A"); len(got) != 3 || len(rec.updatesOf("A")) != 1 {
+		t.Errorf("a truncated list changed the entries: %v, %d updates", got, len(rec.updatesOf("A")))
+	}
+
+	fs.set(feodoList("192.0.2.44", "203.0.113.150"), 0)
+	waitFor(t, 5*time.Second, "the complete list", func() bool { return len(rec.updatesOf("A")) == 2 })
+	if diff := cmp.Diff(prefixes("192.0.2.44/32", "203.0.113.150/32"), rec.updatesOf("A")[1].entries, cmpPrefix); diff != "" {
+		t.Errorf("entries mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// TestManagerDistrustsEmptyListOfAnotherFormat: a Feodo list read from a
+// file:// URL while a tool rewrites it is, at the worst moment, empty or a
+// piece of its banner, which parses as an empty list of another format. It
+// may not replace the list at once, however short: it is rejected once, so
+// the rewritten file is read on the retry; a list that stays empty is
+// accepted on that retry.
+func TestManagerDistrustsEmptyListOfAnotherFormat(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		cut       string // what the fetch catches of the rewrite
+		rewritten bool   // the rewrite ends before the retry
+		want      []netip.Prefix
+	}{
+		{name: "empty file, rewritten", cut: "", rewritten: true, want: prefixes("203.0.113.7/32")},
+		{name: "half a banner line, rewritten", cut: "# abuse.ch Feodo", rewritten: true, want: prefixes("203.0.113.7/32")},
+		{name: "emptied for good", cut: "", want: []netip.Prefix{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "ipblocklist.txt")
+			write := func(body string) {
+				if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			write(feodoList("192.0.2.44", "198.51.100.23"))
+			var rec recorder
+			m := NewManager(rec.options())
+			// 2 s: the retry after a rejection comes 500 ms later, time
+			// enough to finish the rewrite.
+			if err := m.SetFeeds([]Feed{{Name: "A", URL: "file://" + path, Interval: 2 * time.Second}}); err != nil {
+				t.Fatal(err)
+			}
+			run(t, m)
+			waitFor(t, 5*time.Second, "the first update", func() bool { return len(rec.updatesOf("A")) == 1 })
+
+			write(tt.cut)
+			waitFor(t, 5*time.Second, "the rejection", func() bool { return state(m, "A").Failures >= 1 })
+			if tt.rewritten {
+				write(feodoList("203.0.113.7"))
+			}
+			if _, ok := rec.event("A", slog.LevelWarn, "list in place of a feodo list of 2 entries: it is accepted if the next fetch is empty too; keeping 2 entries"); !ok {
+				t.Errorf("no rejection event:%s", rec.dump())
+			}
+			waitFor(t, 5*time.Second, "the second update", func() bool { return len(rec.updatesOf("A")) == 2 })
+			if diff := cmp.Diff(tt.want, rec.updatesOf("A")[1].entries, cmpPrefix); diff != "" {
+				t.Errorf("entries mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestManagerAcceptsFeodoEmptyList: Feodo's recommended list is often empty,
+// banner and "# END 0 entries": same format, so it replaces a short list at
+// once.
+func TestManagerAcceptsFeodoEmptyList(t *testing.T) {
+	t.Parallel()
+	fs := newFeedServer(t, feodoList("192.0.2.44", "198.51.100.23"))
+	var rec recorder
+	m := NewManager(rec.options())
+	if err := m.SetFeeds([]Feed{{Name: "A", URL: fs.URL, Interval: time.Second}}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, m)
+	waitFor(t, 5*time.Second, "the first update", func() bool { return len(rec.updatesOf("A")) == 1 })
+	fs.set(feodoList(), 0)
+	waitFor(t, 5*time.Second, "the empty list", func() bool { return len(rec.updatesOf("A")) == 2 })
+	if s := state(m, "A"); s.Failures != 0 || s.Entries != 0 || len(rec.updatesOf("A")[1].entries) != 0 {
+		t.Errorf("state after the empty list: %+v:%s", s, rec.dump())
 	}
 }

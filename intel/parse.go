@@ -59,6 +59,14 @@ var (
 
 	// ErrTooLarge is wrapped when the data exceeds the size cap.
 	ErrTooLarge = errors.New("too large")
+
+	// ErrTruncated is wrapped when a list that announces its own end does
+	// not match it: a Feodo Tracker ipblocklist.txt without its closing
+	// "# END N entries", or a Feodo list (text or CSV) whose footer counts
+	// other than the data lines before it. The body was cut short (a file
+	// read while another tool writes it, an HTTP/1.0 body cut by a dropped
+	// connection) or altered; the previous entries of a feed must be kept.
+	ErrTruncated = errors.New("truncated list")
 )
 
 // Result is a parsed blocklist.
@@ -87,10 +95,13 @@ type Result struct {
 // Invalid data lines are counted and skipped. Content that is not a blocklist
 // is rejected with an error wrapping ErrNotBlocklist: it looks like HTML,
 // contains NUL bytes or invalid UTF-8, or more than half of its data lines are
-// invalid. A list with no data lines (only comments, or nothing) is valid and
-// yields zero entries: Feodo's recommended list is often empty. Parse reads at
-// most DefaultMaxSize bytes and DefaultMaxEntries addresses and fails with
-// ErrTooLarge, at once, beyond either: an endless body is read no further.
+// invalid. A Feodo Tracker list is rejected with an error wrapping
+// ErrTruncated when its "# END N entries" footer is missing or counts other
+// than its data lines (see the package documentation). A list with no data
+// lines (only comments, or nothing) is valid and yields zero entries: Feodo's
+// recommended list is often empty. Parse reads at most DefaultMaxSize bytes
+// and DefaultMaxEntries addresses and fails with ErrTooLarge, at once, beyond
+// either: an endless body is read no further.
 //
 // On error the returned Result still holds the counts gathered so far (for the
 // log) but no entries.
@@ -114,6 +125,13 @@ type parser struct {
 	csvData     bool
 	semicolon   bool // ";" comment lines or "; SBLnnn" annotations
 	hashComment bool
+
+	// Feodo's "# END N entries" footers, checked once the format is known:
+	// whether one was seen, the data lines before the last one, and the
+	// first whose count disagrees with the data lines since the one before.
+	footerSeen     bool
+	linesAtFooter  int
+	footerMismatch string
 }
 
 // parse reads at most maxBytes bytes and maxEntries addresses from r. Memory
@@ -143,13 +161,38 @@ func parse(r io.Reader, maxBytes int64, maxEntries int) (Result, error) {
 			return p.res, fmt.Errorf("parse feed: read after line %d: %w", p.lineNo, err)
 		}
 	}
+	// The footer first: a list cut inside its first address is one line,
+	// all invalid, but truncated is what it is.
+	format := p.format()
+	if err := p.checkFooter(format); err != nil {
+		return p.res, fmt.Errorf("parse feed: %w", err)
+	}
 	if p.res.Lines > 0 && p.res.Invalid*2 > p.res.Lines {
 		return p.res, fmt.Errorf("parse feed: %w: %d of %d data lines are not IP addresses or CIDRs (first: %s)",
 			ErrNotBlocklist, p.res.Invalid, p.res.Lines, p.res.FirstInvalid)
 	}
-	p.res.Format = p.format()
+	p.res.Format = format
 	p.res.Entries = p.entries.prefixes()
 	return p.res, nil
+}
+
+// checkFooter rejects a Feodo list cut short: abuse.ch closes every
+// ipblocklist.txt, the empty recommended list included, with "# END N
+// entries", N its data lines. A body without it lost its end; one whose N
+// differs lost lines or gained some. The CSV variant's footer is checked when
+// present but not required. Other formats have no footer: FireHOL, Spamhaus
+// and plain lists (FireHOL's republished feodo.ipset too) pass unchecked.
+func (p *parser) checkFooter(format string) error {
+	switch {
+	case format != FormatFeodo && format != FormatFeodoCSV:
+		return nil
+	case p.footerMismatch != "":
+		return fmt.Errorf("%w: %s", ErrTruncated, p.footerMismatch)
+	case format == FormatFeodo && !p.footerSeen:
+		return fmt.Errorf("%w: a Feodo Tracker list ends with \"# END N entries\" and this one, %d data lines long, has none: cut short?",
+			ErrTruncated, p.res.Lines)
+	}
+	return nil
 }
 
 // readLine returns the next line without its line end ("\n" or "\r\n"). A
@@ -200,6 +243,10 @@ func (p *parser) line(raw []byte, long bool) error {
 	switch line[0] {
 	case '#':
 		p.hashComment = true
+		if count, ok := endFooter(bytes.TrimSpace(line[1:])); ok {
+			p.footer(line, count)
+			return nil
+		}
 		p.comment(line[1:])
 		return nil
 	case ';':
@@ -240,6 +287,46 @@ func (p *parser) comment(text []byte) {
 	default:
 		p.csvHeaderLine(text)
 	}
+}
+
+// endFooter reads Feodo Tracker's footer "END 42 entries" (a comment's text)
+// and returns its count, -1 for one of more than nine digits, which no list
+// can match.
+func endFooter(text []byte) (count int, ok bool) {
+	rest, ok := bytes.CutPrefix(text, []byte("END"))
+	if !ok || len(rest) == 0 || (rest[0] != ' ' && rest[0] != '\t') {
+		return 0, false
+	}
+	rest = bytes.TrimLeft(rest, " \t")
+	digits := 0
+	for digits < len(rest) && rest[digits] >= '0' && rest[digits] <= '9' {
+		digits++
+	}
+	if digits == 0 || digits == len(rest) || (rest[digits] != ' ' && rest[digits] != '\t') {
+		return 0, false
+	}
+	if word := bytes.TrimSpace(rest[digits:]); !bytes.Equal(word, []byte("entries")) && !bytes.Equal(word, []byte("entry")) {
+		return 0, false
+	}
+	if digits > 9 {
+		return -1, true
+	}
+	for _, c := range rest[:digits] {
+		count = count*10 + int(c-'0')
+	}
+	return count, true
+}
+
+// footer records an "# END N entries" line. Its count covers the data lines
+// since the previous footer, so that two Feodo lists joined in one file still
+// check out.
+func (p *parser) footer(line []byte, count int) {
+	lines := p.res.Lines - p.linesAtFooter
+	if count != lines && p.footerMismatch == "" {
+		p.footerMismatch = fmt.Sprintf("the footer (%s) does not match the %d data lines before it: cut short or altered", p.quote(line), lines)
+	}
+	p.footerSeen = true
+	p.linesAtFooter = p.res.Lines
 }
 
 // csvHeaderLine reports whether line is a CSV header naming a dst_ip column,

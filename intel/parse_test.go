@@ -30,6 +30,8 @@ func TestParseTestdata(t *testing.T) {
 		{file: "feodo.ipset", format: FormatFireHOL, entries: 40, lines: 40},
 		{file: "feodo_ipblocklist.txt", format: FormatFeodo, entries: 4, lines: 5},
 		{file: "feodo_recommended_empty.txt", format: FormatFeodo},
+		// Cut inside its third address, which reads as 203.0.113.1.
+		{file: "feodo_truncated.txt", lines: 3, wantErr: ErrTruncated},
 		{file: "feodo_ipblocklist.csv", format: FormatFeodoCSV, entries: 4, invalid: 1, lines: 5},
 		{file: "spamhaus_drop.txt", format: FormatSpamhaus, entries: 7, lines: 7},
 		{file: "spamhaus_drop_v6.txt", format: FormatSpamhaus, entries: 3, lines: 3},
@@ -381,4 +383,155 @@ func benchList(n int, sorted bool) []byte {
 		}
 	}
 	return b.Bytes()
+}
+
+// TestParseFeodoFooter pins the end-of-list check: a Feodo Tracker list that
+// lost its "# END N entries" footer, or whose footer counts other than its
+// data lines, is rejected with ErrTruncated; lists of formats without a
+// footer are never judged by one.
+func TestParseFeodoFooter(t *testing.T) {
+	const banner = "################################################################\n" +
+		"# abuse.ch Feodo Tracker Botnet C2 IP Blocklist (IPs only)     #\n" +
+		"# Last updated: 2026-10-08 09:15:03 UTC                        #\n" +
+		"#                                                              #\n" +
+		"# Terms Of Use: https://feodotracker.abuse.ch/blocklist/       #\n" +
+		"# For questions please contact feodotracker [at] abuse.ch      #\n" +
+		"################################################################\n" +
+		"#\n" +
+		"# DstIP\n"
+	const ips = "192.0.2.44\n198.51.100.23\n203.0.113.150\n"
+	full := banner + ips + "# END 3 entries\n"
+	csv := "# abuse.ch Feodo Tracker Botnet C2 IP Blocklist (CSV)\n" +
+		"# first_seen_utc,dst_ip,dst_port,c2_status,last_online,malware\n" +
+		"\"2026-09-30 11:02:41\",\"192.0.2.44\",\"443\",\"online\",\"2026-10-08\",\"QakBot\"\r\n" +
+		"\"2026-10-01 07:44:46\",\"198.51.100.23\",\"8080\",\"offline\",\"2026-10-05\",\"Emotet\"\r\n"
+	tests := []struct {
+		name    string
+		in      string
+		format  string // on success
+		entries int
+		errText string // "" for success; else the error wraps ErrTruncated and holds this
+	}{
+		{name: "complete", in: full, format: FormatFeodo, entries: 3},
+		{name: "complete with CRLF and blanks", in: strings.ReplaceAll(full, "\n", "\r\n") + "\r\n", format: FormatFeodo, entries: 3},
+		{name: "empty recommended list", in: banner + "# END 0 entries\n", format: FormatFeodo},
+		{name: "one entry", in: banner + "192.0.2.44\n# END 1 entry\n", format: FormatFeodo, entries: 1},
+		{name: "no final newline", in: strings.TrimSuffix(full, "\n"), format: FormatFeodo, entries: 3},
+		{name: "two lists joined", in: full + banner + "203.0.113.7\n# END 1 entries\n", format: FormatFeodo, entries: 4},
+		{name: "duplicates and an invalid line count as lines", in: banner + "192.0.2.44\n192.0.2.44\nnot-an-ip\n198.51.100.1\n# END 4 entries\n", format: FormatFeodo, entries: 2},
+		{
+			name:    "cut before the footer",
+			in:      banner + ips,
+			errText: `a Feodo Tracker list ends with "# END N entries" and this one, 3 data lines long, has none: cut short?`,
+		},
+		{name: "cut inside the last address", in: banner + "192.0.2.44\n198.51.100.23\n203.0.11", errText: "3 data lines long, has none"},
+		{name: "cut inside the footer", in: banner + ips + "# END 3 ent", errText: "has none"},
+		{name: "cut inside the banner", in: banner[:200], errText: "0 data lines long, has none"},
+		{name: "cut after the header", in: banner, errText: "has none"},
+		{name: "a footer without a count is none", in: banner + ips + "# END\n", errText: "has none"},
+		{
+			name:    "footer counts more",
+			in:      banner + ips + "# END 5 entries\n",
+			errText: `the footer (line 13: "# END 5 entries") does not match the 3 data lines before it: cut short or altered`,
+		},
+		{name: "footer counts fewer", in: banner + ips + "# END 2 entries\n", errText: "does not match the 3 data lines"},
+		{name: "a count no list can have", in: banner + ips + "# END 99999999999 entries\n", errText: `"# END 99999999999 entries") does not match`},
+		{name: "second of two joined lists cut", in: full + banner + "203.0.113.7\n# END 2 entries\n", errText: "does not match the 1 data lines"},
+		{name: "stale lines after a shorter rewrite", in: full + "203.0.113.7\n# END 4 entries\n", errText: "does not match the 1 data lines"},
+
+		// The CSV variant: its footer is checked when present, not required.
+		{name: "CSV without a footer", in: csv, format: FormatFeodoCSV, entries: 2},
+		{name: "CSV with its footer", in: csv + "# END 2 entries\r\n", format: FormatFeodoCSV, entries: 2},
+		{name: "CSV whose footer counts more", in: csv + "# END 3 entries\r\n", errText: "does not match the 2 data lines"},
+
+		// Formats without a footer: a "# END" comment in them is a comment.
+		{name: "FireHOL list", in: "#\n# feodo\n# Entries : 235 unique IPs\n#\n" + ips, format: FormatFireHOL, entries: 3},
+		{name: "FireHOL list with a stray footer", in: "# my list\n" + ips + "# END 7 entries\n", format: FormatFireHOL, entries: 3},
+		{name: "plain list", in: ips, format: FormatPlain, entries: 3},
+		{name: "Spamhaus list", in: "; Spamhaus DROP List\n192.0.2.0/24 ; SBL1\n# END 9 entries\n", format: FormatSpamhaus, entries: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := Parse(strings.NewReader(tt.in))
+			if tt.errText == "" {
+				if err != nil {
+					t.Fatalf("error = %v, want none", err)
+				}
+				if res.Format != tt.format || len(res.Entries) != tt.entries {
+					t.Errorf("format %q with %d entries, want %q with %d", res.Format, len(res.Entries), tt.format, tt.entries)
+				}
+				return
+			}
+			if !errors.Is(err, ErrTruncated) || !strings.Contains(err.Error(), tt.errText) {
+				t.Fatalf("error = %v, want ErrTruncated saying %q", err, tt.errText)
+			}
+			if res.Entries != nil || res.Format != "" {
+				t.Errorf("a rejected list returned format %q and %d entries", res.Format, len(res.Entries))
+			}
+		})
+	}
+}
+
+// TestParseFeodoCutAnywhere cuts the sample Feodo list at every byte: no cut
+// yields entries. Once the banner names the list, every cut short of the
+// footer is ErrTruncated; before that, the prefix is only comments, an empty
+// list of another format, which the Manager does not let replace a Feodo
+// list at once (see TestManagerDistrustsEmptyListOfAnotherFormat).
+func TestParseFeodoCutAnywhere(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "feodo_ipblocklist.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := bytes.Index(data, []byte("Feodo Tracker Botnet C2 IP Blocklist")) + len("Feodo Tracker Botnet C2 IP Blocklist")
+	whole := len(bytes.TrimRight(data, "\r\n"))
+	for n := range len(data) {
+		res, err := Parse(bytes.NewReader(data[:n]))
+		switch {
+		case n >= whole:
+			if err != nil {
+				t.Errorf("cut at byte %d of %d, after the footer: %v", n, len(data), err)
+			}
+		case n >= named:
+			if !errors.Is(err, ErrTruncated) {
+				t.Errorf("cut at byte %d of %d: error = %v, want ErrTruncated", n, len(data), err)
+			}
+		case err != nil || len(res.Entries) != 0 || res.Format == FormatFeodo:
+			t.Errorf("cut at byte %d of %d, inside the banner: %s list of %d entries, error %v; want an empty list of another format",
+				n, len(data), res.Format, len(res.Entries), err)
+		}
+	}
+}
+
+func TestEndFooter(t *testing.T) {
+	tests := []struct {
+		text  string
+		count int
+		ok    bool
+	}{
+		{"END 5 entries", 5, true},
+		{"END 0 entries", 0, true},
+		{"END 1 entry", 1, true},
+		{"END\t12\tentries ", 12, true},
+		{"END 1234567890 entries", -1, true},
+		{"END", 0, false},
+		{"END entries", 0, false},
+		{"END 5", 0, false},
+		{"END 5entries", 0, false},
+		{"END5 entries", 0, false},
+		{"END 5 lines", 0, false},
+		{"end 5 entries", 0, false},
+		{"END OF LIST", 0, false},
+		{"Entries : 235 unique IPs", 0, false},
+	}
+	for _, tt := range tests {
+		count, ok := endFooter([]byte(tt.text))
+		if count != tt.count || ok != tt.ok {
+			t.Errorf("endFooter(%q) = %d, %v; want %d, %v", tt.text, count, ok, tt.count, tt.ok)
+		}
+	}
+	// Every "#" line of a body passes through endFooter.
+	text := []byte("END 42 entries")
+	if n := testing.AllocsPerRun(100, func() { endFooter(text) }); n != 0 {
+		t.Errorf("endFooter allocates %v times, want 0", n)
+	}
 }

@@ -8,20 +8,20 @@ import (
 	"testing"
 )
 
-// FeedURLCase is one row of testdata/feed_urls.json, the table of feed URLs
+// feedURLCase is one row of testdata/feed_urls.json, the table of feed URLs
 // this package and intel must judge alike (intel's tests read it too).
-type FeedURLCase struct {
+type feedURLCase struct {
 	URL string `json:"url"`
 	Err string `json:"err"` // a part of the error; "" for a valid URL
 }
 
-func loadFeedURLCases(t *testing.T) []FeedURLCase {
+func loadFeedURLCases(t *testing.T) []feedURLCase {
 	t.Helper()
 	data, err := os.ReadFile("testdata/feed_urls.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cases []FeedURLCase
+	var cases []feedURLCase
 	if err := json.Unmarshal(data, &cases); err != nil {
 		t.Fatalf("testdata/feed_urls.json: %v", err)
 	}
