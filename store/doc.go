@@ -5,22 +5,52 @@
 // packet path hands rows to a Writer that never blocks (a full buffer or the
 // per-second cap turns rows into counts), one goroutine commits them in
 // batched transactions, and the database is in WAL mode so fwctl reads a
-// consistent snapshot while pfwd writes, without "database is locked".
+// consistent snapshot while pfwd writes, without "database is locked". An
+// unusable database never stops pfwd: the file is moved aside, kept, and
+// a fresh one takes its place.
 //
 // # Opening
 //
 // pfwd calls Open, which creates the directory (0750) and file (0640) when
 // missing, switches to WAL with synchronous=NORMAL and a 5 s busy timeout,
-// and migrates the schema (PRAGMA user_version; see schema.go). A file that
-// is not a database, or whose header is corrupt, is moved to
-// PATH.corrupt-<UTC time> with its -wal and -shm files and a fresh database
-// is made; Store.MovedAside names it so the daemon can log it. Damage deeper
-// in the file is not looked for at Open (that would read the whole file on
-// every start); it shows up as write errors through WriterConfig.OnError.
+// and migrates the schema (PRAGMA user_version; see schema.go). A firewall
+// must not stop because its audit log is unusable, so a file pfwd cannot
+// use is moved to PATH.corrupt-<UTC time>, byte for byte and with its -wal
+// and -shm files, and a fresh database is made; Store.MovedAside names the
+// moved file and Store.MovedAsideReason says why, so the daemon can log it.
+// Unusable means:
+//
+//   - not an SQLite database, or a corrupt header or schema;
+//   - a schema version newer than this pfw (a downgrade; the newer pfw can
+//     take the moved file back);
+//   - a table that lacks the contract's leading columns (a seed-style
+//     blocked_packets without packet_hash), or that does not take pfw's
+//     writes, which SQLite is asked by preparing them: a view, or a
+//     threat_intel whose ip is neither its PRIMARY KEY nor under a UNIQUE
+//     index, where every feed save would fail on ON CONFLICT (ip).
+//
+// The file is inspected read-only before anything writes to it. Permission
+// and I/O errors are returned, not repaired: the file may be fine. A
+// version-0 file whose tables fit (the seed's) is adopted, rows and all:
+// the missing tables are created.
+//
+// Damage deeper in the file is not looked for by Open, since quick_check
+// reads every page (35 ms for 24 MB when cached, 460 ms cold). Instead
+// Writer.Run runs one quick_check in the background when it starts, and
+// watches its batches and retention passes: when one fails with
+// SQLITE_CORRUPT or SQLITE_NOTADB, it moves the file aside the same way,
+// opens a fresh database, tells WriterConfig.OnReopen and, for a batch,
+// writes it again there, so no row is lost. After such a move another
+// waits at least a minute, then twice as long each time fresh files fail
+// too (a failing disk), up to an hour; batches in between are lost as
+// usual.
 //
 // fwctl calls OpenReader, which opens read-only and never creates anything:
 // with no file the error reads "no database at PATH (has pfwd run yet?)"
-// and matches fs.ErrNotExist. The -wal and -shm files are kept when pfwd
+// and matches fs.ErrNotExist; with a file pfwd would move aside it reads
+// "database is not set up (<what does not fit>): start pfwd once to create
+// it" (a newer schema says so instead), and the file is left alone. The
+// -wal and -shm files are kept when pfwd
 // closes (SQLITE_FCNTL_PERSIST_WAL), because a reader that may not create
 // files in the directory cannot open a WAL database without them; so a user
 // the file's group lets read it can run fwctl even while pfwd is stopped.
@@ -45,9 +75,10 @@
 // operator clearing the log) or replaced, Store.Reopen closes the old
 // pools, removes the old file's -wal and -shm (SQLite would replay them
 // into the new database) and opens the path as Open does; OnReopen tells
-// the daemon, which writes the threat entries in force again. Rows the
-// database refuses are dropped and counted in WriterStats.Lost, with the
-// error in LastError.
+// the daemon, which writes the threat entries in force again. It does so
+// after a damaged file was moved aside too (see Opening): MovedAside then
+// names the moved file. Rows the database refuses are dropped and counted
+// in WriterStats.Lost, with the error in LastError.
 //
 // # Tables
 //

@@ -1,11 +1,15 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"syscall"
+	"time"
+
+	"github.com/mattn/go-sqlite3"
 )
 
 // fileID identifies a file independently of its name.
@@ -48,7 +52,7 @@ func (s *Store) Replaced() bool {
 // would otherwise leave pfwd writing into a file no one can see, and
 // fwctl reading an empty one. It reports whether it reopened. A deleted
 // file is created afresh (schema and all); a replacement is opened as
-// Open would (migrated, or moved aside when it is not a database). The
+// Open would (migrated, or moved aside when pfwd cannot use it). The
 // old file's WAL files are removed first, since SQLite would replay them
 // into the new database. The caller must re-prepare statements made on
 // the old pools; queries in flight finish first.
@@ -61,26 +65,109 @@ func (s *Store) Reopen() (bool, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	// The old pools go first: their last connection checkpoints into the
-	// old (possibly deleted) file and lets go of the WAL files.
-	closeErr := errors.Join(s.read.Close(), s.write.Close())
+	return true, s.reopenLocked()
+}
+
+// reopenLocked is Reopen's work: close the pools, remove the old file's
+// WAL files, open the path. s.mu must be held.
+func (s *Store) reopenLocked() error {
+	closeErr := s.closePools()
 	for _, f := range []struct {
 		path string
 		id   fileID
 	}{{s.path + "-wal", s.files.wal}, {s.path + "-shm", s.files.shm}} {
 		if id, err := idOf(f.path); err == nil && id == f.id {
 			if err := os.Remove(f.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return true, fmt.Errorf("reopen store %s: remove the old database's %s: %w", s.path, f.path, err)
+				return fmt.Errorf("reopen store %s: remove the old database's %s: %w", s.path, f.path, err)
 			}
 		}
 	}
+	return s.openLocked(closeErr)
+}
+
+// replaceDamaged moves the database file aside, as Open moves a corrupt
+// one, and opens a fresh database at the path. It is for damage Open
+// cannot see, deep inside a file whose header is intact: statements fail
+// with SQLITE_CORRUPT or SQLITE_NOTADB, and would go on failing across
+// restarts. cause is the error that showed it; MovedAside and
+// MovedAsideReason then say where the file went and why. When the file
+// at the path is no longer the one opened, it is not touched, only opened.
+// The caller must re-prepare statements made on the old pools, which is why
+// only the Writer, in Run's goroutine, calls it.
+func (s *Store) replaceDamaged(cause error) error {
+	if s.readOnly {
+		return fmt.Errorf("replace damaged store %s: %w", s.path, ErrReadOnly)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if id, err := idOf(s.path); err != nil || id != s.files.db {
+		return s.reopenLocked() // gone or replaced: not the damaged file
+	}
+	// The old pools close first, so the file and its WAL are moved
+	// whole: the WAL holds the commits since the last checkpoint, and
+	// left behind it would be replayed into the fresh database.
+	closeErr := s.closePools()
+	aside, err := moveAside(s.path, time.Now())
+	if err != nil {
+		// Keep writing to the damaged file rather than to nothing:
+		// rows that miss its damaged pages still land.
+		return errors.Join(fmt.Errorf("replace damaged store %s: move it aside: %w", s.path, err), s.openLocked(closeErr))
+	}
+	if err := s.openLocked(closeErr); err != nil {
+		return fmt.Errorf("replace damaged store %s (moved to %s): %w", s.path, aside, err)
+	}
+	s.movedAside, s.movedReason = aside, cause.Error()
+	return nil
+}
+
+// closePools closes both pools: their last connection checkpoints into
+// the old (possibly deleted) file and lets go of the WAL files. s.mu must
+// be held.
+func (s *Store) closePools() error {
+	return errors.Join(s.read.Close(), s.write.Close())
+}
+
+// openLocked opens the path as Open does and takes its pools, or on
+// failure keeps the closed ones, so each statement fails with a clear
+// error, and forgets the file, so Replaced is true and Reopen tries again.
+// closeErr is the old pools' and is only reported with a failure. s.mu
+// must be held.
+func (s *Store) openLocked(closeErr error) error {
 	n, err := Open(s.path)
 	if err != nil {
-		// Nothing to write to: keep closed pools, so each batch fails
-		// with a clear error, and try again at the next call.
 		s.files = dbFiles{}
-		return true, errors.Join(err, closeErr)
+		return errors.Join(err, closeErr)
 	}
-	s.write, s.read, s.files, s.movedAside = n.write, n.read, n.files, n.movedAside
-	return true, nil
+	s.write, s.read, s.files, s.movedAside, s.movedReason = n.write, n.read, n.files, n.movedAside, n.movedReason
+	return nil
+}
+
+// checkDamage reads every page of the database, as PRAGMA quick_check
+// does, on a read-only connection of its own, so that no lock is held
+// meanwhile: on a large file that is a second or more of reading. It
+// returns the file it checked and nil, or an error isNotDatabase takes
+// for damage: SQLite's SQLITE_CORRUPT or SQLITE_NOTADB, or quick_check's
+// first finding. Other failures (ctx ending, the file gone) are returned
+// as they are.
+func (s *Store) checkDamage(ctx context.Context) (fileID, error) {
+	s.mu.RLock()
+	path, file := s.path, s.files.db
+	s.mu.RUnlock()
+	db := openDB(dsn(path, readParams), nil)
+	defer db.Close()
+	var finding string
+	if err := db.QueryRowContext(ctx, "PRAGMA quick_check(1)").Scan(&finding); err != nil {
+		return file, fmt.Errorf("check %s for damage: %w", path, err)
+	}
+	if finding != "ok" {
+		return file, fmt.Errorf("check %s for damage: %s: %w", path, finding, sqlite3.Error{Code: sqlite3.ErrCorrupt})
+	}
+	return file, nil
+}
+
+// isOpen reports whether file is the database file the pools are on.
+func (s *Store) isOpen(file fileID) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return file == s.files.db && file != fileID{}
 }

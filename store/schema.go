@@ -3,8 +3,11 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/mattn/go-sqlite3"
 )
 
 // schemaVersion is what PRAGMA user_version holds once migrate has run. Bump
@@ -23,7 +26,7 @@ const (
 
 // migrations[i] takes the database from user_version i to i+1. Step 0 uses
 // IF NOT EXISTS so a database made by the seed (same tables, no version) is
-// adopted rather than rejected; requiredColumns then checks it fits.
+// adopted rather than rejected; checkTables then checks it fits.
 var migrations = []string{
 	0: `
 CREATE TABLE IF NOT EXISTS blocked_packets (
@@ -82,9 +85,44 @@ var requiredColumns = map[string][]string{
 	tableSuppressed: {"hour", "log_type", "reason", "count"},
 }
 
+// writeProbes are statements of the shape pfw writes each table with.
+// checkTables prepares them, never runs them, so that SQLite itself says
+// whether a table takes pfw's writes: a view does not, nor a threat_intel
+// whose ip has no PRIMARY KEY or UNIQUE constraint for ON CONFLICT (ip) to
+// match (every feed save would fail). The threat_intel probe must keep the
+// conflict target of the upsert in threat.go.
+var writeProbes = map[string]string{
+	tableBlocked:    insertBlocked,
+	tableAllowed:    insertAllowed,
+	tableThreats:    `INSERT INTO threat_intel (ip, threat_level, last_seen, source) VALUES (?, ?, ?, ?) ON CONFLICT (ip) DO NOTHING`,
+	tableSuppressed: upsertSuppressed,
+}
+
+// misfitError says a database's schema is not one pfw can use: a table
+// lacks the contract's leading columns or does not take pfw's writes, or
+// the schema version is newer than this pfw. Open moves such a file aside
+// like a corrupt one; OpenReader says the database is not set up.
+type misfitError struct{ msg string }
+
+func (e *misfitError) Error() string { return e.msg }
+
+func misfitf(format string, args ...any) error {
+	return &misfitError{msg: fmt.Sprintf(format, args...)}
+}
+
+func isMisfit(err error) bool {
+	var m *misfitError
+	return errors.As(err, &m)
+}
+
+// newerSchema is the misfit of a database written by a later pfw.
+func newerSchema(version int) error {
+	return misfitf("database schema version %d is newer than this pfw understands (%d)", version, schemaVersion)
+}
+
 // migrate brings db to schemaVersion in one transaction, so a crash halfway
-// leaves the old version in place, then checks the tables have the
-// contract's columns.
+// leaves the old version in place, then checks the tables fit. A database
+// that does not fit fails with a misfitError and is left as it was.
 func migrate(ctx context.Context, db *sql.DB) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
@@ -96,7 +134,7 @@ func migrate(ctx context.Context, db *sql.DB) error {
 		return fmt.Errorf("migrate: read user_version: %w", err)
 	}
 	if version > schemaVersion {
-		return fmt.Errorf("migrate: database schema version %d is newer than this pfw understands (%d)", version, schemaVersion)
+		return fmt.Errorf("migrate: %w", newerSchema(version))
 	}
 	for v := version; v < schemaVersion; v++ {
 		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
@@ -109,7 +147,7 @@ func migrate(ctx context.Context, db *sql.DB) error {
 			return fmt.Errorf("migrate: set user_version: %w", err)
 		}
 	}
-	if err := checkColumns(ctx, tx, allTables...); err != nil {
+	if err := checkTables(ctx, tx, allTables...); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -118,10 +156,45 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
+// checkFits reports, with a misfitError, whether migrate would refuse the
+// database, without changing it: Open asks before its read-write open,
+// because switching to WAL rewrites the header of the file it would then
+// move aside. A version-0 database fits when the tables it already has do,
+// since migrations[0] creates only the missing ones.
+func checkFits(ctx context.Context, q schemaQueryer) error {
+	var version int
+	if err := q.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("read user_version: %w", err)
+	}
+	switch {
+	case version > schemaVersion:
+		return newerSchema(version)
+	case version == schemaVersion:
+		return checkTables(ctx, q, allTables...)
+	}
+	var present []string
+	for _, table := range allTables {
+		cols, err := tableColumns(ctx, q, table)
+		if err != nil {
+			return err
+		}
+		if len(cols) > 0 {
+			present = append(present, table)
+		}
+	}
+	return checkTables(ctx, q, present...)
+}
+
 // queryer is what both *sql.DB and *sql.Tx offer for reading.
 type queryer interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// schemaQueryer adds what checkTables needs to prepare its probes.
+type schemaQueryer interface {
+	queryer
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
 }
 
 // contractTables are the contract's (and the seed's) tables; allTables adds
@@ -131,10 +204,11 @@ var (
 	allTables      = []string{tableBlocked, tableAllowed, tableThreats, tableSuppressed}
 )
 
-// checkColumns fails when one of tables is missing or lacks the contract's
-// leading columns, as when a database from some other program sits at the
+// checkTables fails with a misfitError when one of tables is missing, lacks
+// the contract's leading columns, or does not take pfw's writes (see
+// writeProbes), as when a database from some other program sits at the
 // configured path.
-func checkColumns(ctx context.Context, q queryer, tables ...string) error {
+func checkTables(ctx context.Context, q schemaQueryer, tables ...string) error {
 	for _, table := range tables {
 		want := requiredColumns[table]
 		got, err := tableColumns(ctx, q, table)
@@ -142,13 +216,31 @@ func checkColumns(ctx context.Context, q queryer, tables ...string) error {
 			return err
 		}
 		if len(got) == 0 {
-			return fmt.Errorf("no table %s", table)
+			return misfitf("no table %s", table)
 		}
 		if len(got) < len(want) || !slices.Equal(got[:len(want)], want) {
-			return fmt.Errorf("table %s has columns %v, want %v first", table, got, want)
+			return misfitf("table %s has columns %v, want %v first", table, got, want)
+		}
+		if err := probeWrites(ctx, q, table); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// probeWrites prepares the table's write probe. SQLite rejects a statement
+// that cannot work on this schema with a plain SQLITE_ERROR; anything else
+// (a corrupt file, an I/O error) is passed on as it is.
+func probeWrites(ctx context.Context, q schemaQueryer, table string) error {
+	st, err := q.PrepareContext(ctx, writeProbes[table])
+	if err == nil {
+		return st.Close()
+	}
+	var se sqlite3.Error
+	if errors.As(err, &se) && se.Code == sqlite3.ErrError {
+		return misfitf("table %s does not take pfw's writes (%v)", table, err)
+	}
+	return fmt.Errorf("check table %s: %w", table, err)
 }
 
 // tableColumns lists a table's column names in declaration order.

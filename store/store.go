@@ -50,17 +50,22 @@ type Store struct {
 	// one process queue in database/sql instead of contending inside SQLite.
 	write *sql.DB
 	// read serves queries; under WAL its connections never wait for write.
-	read       *sql.DB
-	movedAside string
-	files      dbFiles // the files Open opened, to notice them deleted or replaced
+	read *sql.DB
+	// movedAside and movedReason say where the last open moved an
+	// unusable file and why.
+	movedAside, movedReason string
+	files                   dbFiles // the files Open opened, to notice them deleted or replaced
 }
 
 // Open opens the database at path for reading and writing, creating the
 // parent directory (0750) and the file (0640) when missing, switching it to
-// WAL mode and migrating its schema. A file that is not an SQLite database,
-// or whose header is corrupt, is renamed to path.corrupt-<UTC time> (its -wal
-// and -shm files with it) and a fresh database is created; MovedAside then
-// names the renamed file so the daemon can say so.
+// WAL mode and migrating its schema. A file pfwd cannot use is renamed to
+// path.corrupt-<UTC time> (its -wal and -shm files with it) and a fresh
+// database is created; MovedAside then names the renamed file and
+// MovedAsideReason says what was wrong, so the daemon can say so. Unusable
+// means not an SQLite database, a corrupt header or schema, or a schema
+// that does not fit (see checkTables) or is newer than this pfw. I/O and
+// permission errors are returned instead: the file may be fine.
 func Open(path string) (*Store, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -69,10 +74,14 @@ func Open(path string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(abs), 0o750); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	// Look at the header before SQLite does: on a file shorter than a page
-	// SQLite deletes a -wal it finds, and the bad file's WAL should be
-	// kept with it for whoever looks into what happened.
+	// Look at the file before opening it for writing: on a file shorter
+	// than a page SQLite deletes a -wal it finds, and the switch to WAL
+	// rewrites the header, but a bad file should be kept as it was for
+	// whoever looks into what happened.
 	err = checkHeader(abs)
+	if err == nil {
+		err = inspect(abs)
+	}
 	var s *Store
 	if err == nil {
 		s, err = openReadWrite(abs)
@@ -80,19 +89,35 @@ func Open(path string) (*Store, error) {
 			return s, nil
 		}
 	}
-	if !isNotDatabase(err) {
+	if !unusable(err) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	aside, mvErr := moveAside(abs, time.Now())
 	if mvErr != nil {
 		return nil, fmt.Errorf("open store %s: %w; moving it aside failed: %w", path, err, mvErr)
 	}
-	s, err = openReadWrite(abs)
-	if err != nil {
-		return nil, fmt.Errorf("open store %s: fresh database after moving the bad one to %s: %w", path, aside, err)
+	s, err2 := openReadWrite(abs)
+	if err2 != nil {
+		return nil, fmt.Errorf("open store %s: fresh database after moving the bad one (%v) to %s: %w", path, err, aside, err2)
 	}
-	s.movedAside = aside
+	s.movedAside, s.movedReason = aside, err.Error()
 	return s, nil
+}
+
+// inspect opens an existing, non-empty file read-only and reports whether
+// it is a database pfwd cannot use (see unusable). Other failures are not
+// its verdict to give: they are left to the read-write open, which sees
+// the file as it will be used.
+func inspect(path string) error {
+	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+		return nil
+	}
+	db := openDB(dsn(path, readParams), nil)
+	defer db.Close()
+	if err := checkFits(context.Background(), db); unusable(err) {
+		return err
+	}
+	return nil
 }
 
 // OpenReader opens an existing database read-only, for fwctl. It never
@@ -133,21 +158,24 @@ func OpenReader(path string) (*Store, error) {
 // the queries treat as no suppressed rows.
 func checkReadable(ctx context.Context, db *sql.DB) error {
 	var version int
-	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
-		return err
-	}
+	err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version)
 	switch {
+	case err != nil:
+		return err
 	case version > schemaVersion:
-		return fmt.Errorf("database schema version %d is newer than this pfw understands (%d)", version, schemaVersion)
+		return newerSchema(version)
 	case version == 0:
-		if err := checkColumns(ctx, db, contractTables...); err != nil {
-			return fmt.Errorf("database is not set up (%v): start pfwd once to create it", err)
-		}
-		return nil
+		err = checkTables(ctx, db, contractTables...)
 	case version < schemaVersion:
 		return fmt.Errorf("database is not set up (schema version %d, want %d): start pfwd once to create it", version, schemaVersion)
+	default:
+		err = checkTables(ctx, db, allTables...)
 	}
-	return checkColumns(ctx, db, allTables...)
+	if isMisfit(err) {
+		// pfwd moves such a file aside and starts a fresh one.
+		return fmt.Errorf("database is not set up (%w): start pfwd once to create it", err)
+	}
+	return err
 }
 
 // openReadWrite opens both pools on an absolute path and migrates.
@@ -269,10 +297,9 @@ func checkHeader(path string) error {
 	return err
 }
 
-// isNotDatabase reports whether err says the file is not a usable SQLite
-// database, which is the only case Open repairs by moving the file aside.
-// Permission and I/O errors are returned instead: moving a file we cannot
-// read would hide the real problem.
+// isNotDatabase reports whether err is SQLite's or checkHeader's verdict
+// that the file is not a usable SQLite database: not one at all
+// (SQLITE_NOTADB) or damaged (SQLITE_CORRUPT).
 func isNotDatabase(err error) bool {
 	if errors.Is(err, errNotDatabase) {
 		return true
@@ -280,6 +307,12 @@ func isNotDatabase(err error) bool {
 	var se sqlite3.Error
 	return errors.As(err, &se) && (se.Code == sqlite3.ErrNotADB || se.Code == sqlite3.ErrCorrupt)
 }
+
+// unusable reports whether err says the file is one pfwd cannot use, which
+// are the only cases Open repairs by moving the file aside: not a database,
+// damaged, or a schema that does not fit. Permission and I/O errors are not:
+// moving a file we cannot read would hide the real problem.
+func unusable(err error) bool { return isNotDatabase(err) || isMisfit(err) }
 
 // moveAside renames a bad database and its -wal and -shm files out of the
 // way. The WAL must go too: left behind, it would be replayed into the fresh
@@ -325,12 +358,22 @@ func (s *Store) Close() error {
 // Path is the absolute path of the database file.
 func (s *Store) Path() string { return s.path }
 
-// MovedAside is where Open moved a corrupt file before creating a fresh
+// MovedAside is where Open, or the last reopen (see Reopen and
+// WriterConfig.OnReopen), moved an unusable file before creating a fresh
 // database, or "" when it did not.
 func (s *Store) MovedAside() string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.movedAside
+}
+
+// MovedAsideReason says why the file MovedAside names was moved ("file is
+// not a database (no SQLite header)", "no table threat_intel", "database
+// disk image is malformed", ...), or "" when none was.
+func (s *Store) MovedAsideReason() string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.movedReason
 }
 
 // ReadOnly reports whether the Store came from OpenReader.

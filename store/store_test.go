@@ -218,7 +218,10 @@ func TestOpenKeepsGoodDatabase(t *testing.T) {
 	}
 }
 
-func TestOpenRejectsNewerSchema(t *testing.T) {
+// A database a later pfw wrote is refused by fwctl, which never changes
+// it, and moved aside by pfwd, which must keep logging (see
+// TestOpenMovesMisfitAside).
+func TestOpenReaderRejectsNewerSchema(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "firewall.db")
 	s, err := Open(path)
 	if err != nil {
@@ -228,13 +231,11 @@ func TestOpenRejectsNewerSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	for name, open := range map[string]func(string) (*Store, error){"Open": Open, "OpenReader": OpenReader} {
-		if s, err := open(path); err == nil || !strings.Contains(err.Error(), "newer") {
-			if s != nil {
-				s.Close()
-			}
-			t.Errorf("%s of a newer schema: err %v, want one saying it is newer", name, err)
+	if r, err := OpenReader(path); err == nil || !strings.Contains(err.Error(), "newer") {
+		if r != nil {
+			r.Close()
 		}
+		t.Errorf("OpenReader of a newer schema: err %v, want one saying it is newer", err)
 	}
 }
 

@@ -38,7 +38,10 @@ type WriterConfig struct {
 	CheckEvery time.Duration
 	// OnReopen, when set, is called from Run's goroutine after it reopened
 	// the database, with nil or why the new one could not be opened (Run
-	// then tries again every CheckEvery). The new database has no threat
+	// then tries again every CheckEvery). Run reopens when the file was
+	// deleted or replaced, and when it found the file damaged: then it
+	// moved the file aside first, and Store.MovedAside and
+	// MovedAsideReason say where and why. The new database has no threat
 	// entries: the daemon writes them again.
 	OnReopen func(error)
 	// OnError, when set, is called from Run's goroutine for every failed
@@ -112,7 +115,10 @@ type Writer struct {
 	flush chan chan error // Flush's requests to Run
 	done  chan struct{}   // closed when Run returns
 	ran   atomic.Bool
-	now   func() time.Time // the clock of the per-second cap; tests replace it
+	now   func() time.Time // the clock of the per-second cap and recoverDamaged; tests replace it
+	// skipDamageCheck turns off Run's start-up integrity check, so that
+	// tests reach damage through a batch.
+	skipDamageCheck bool
 
 	blocked, allowed      atomic.Uint64
 	suppressed            atomic.Uint64
@@ -129,7 +135,20 @@ type Writer struct {
 	window   int64                  // the Unix second the cap counts
 	inWindow int                    // rows accepted in window
 	inserts  [2]*sql.Stmt           // by logType
+	// No damaged file is moved aside before recoverAfter; recoverWait is
+	// the pause after the last one (see recoverDamaged).
+	recoverAfter time.Time
+	recoverWait  time.Duration
 }
+
+// The pause after moving a damaged database aside before another may be:
+// it starts at minRecoverWait and doubles while fresh files fail too (a
+// failing disk), up to maxRecoverWait, so such a disk gets at most one
+// moved-aside file an hour rather than one per batch.
+const (
+	minRecoverWait = time.Minute
+	maxRecoverWait = time.Hour
+)
 
 // NewWriter makes a Writer for s; start its Run in a goroutine. It panics
 // when s is read-only, which is a wiring mistake, not a run-time condition.
@@ -248,6 +267,24 @@ func (w *Writer) Run(ctx context.Context) error {
 	work := context.WithoutCancel(ctx)
 	defer w.closeStatements()
 
+	// Damage shows only where a statement reads: in pages inserts never
+	// touch (old rows fwctl reads, threat_intel) it would stay for good.
+	// One quick_check per Run reads every page, off the write path; Open
+	// cannot afford to (half a second for 24 MB with a cold cache).
+	damage := make(chan damageReport, 1)
+	checkCtx, stopCheck := context.WithCancel(ctx)
+	checkDone := make(chan struct{})
+	go func() {
+		defer close(checkDone)
+		if w.skipDamageCheck {
+			return
+		}
+		if file, err := w.store.checkDamage(checkCtx); isNotDatabase(err) {
+			damage <- damageReport{file, err}
+		}
+	}()
+	defer func() { stopCheck(); <-checkDone }()
+
 	flushTick := time.NewTicker(w.cfg.FlushEvery)
 	defer flushTick.Stop()
 	checkTick := time.NewTicker(w.cfg.CheckEvery)
@@ -278,6 +315,10 @@ func (w *Writer) Run(ctx context.Context) error {
 			w.prune(ctx)
 		case <-checkTick.C:
 			w.reopenIfReplaced()
+		case d := <-damage:
+			if w.store.isOpen(d.file) {
+				w.recoverDamaged(d.err)
+			}
 		case reply := <-w.flush:
 			w.drain(len(w.queue))
 			err := w.commitAll(work)
@@ -344,7 +385,9 @@ func (w *Writer) commitAll(ctx context.Context) error {
 }
 
 // commit writes up to MaxBatch rows of the batch and the pending
-// suppression counts in one transaction. On failure the rows are dropped
+// suppression counts in one transaction. When the database turns out to be
+// damaged, it is replaced (see recoverDamaged) and the transaction tried
+// once more on the fresh one. On failure the rows are dropped
 // (counted in Lost: a database that refuses a batch for the whole busy
 // timeout would refuse a retry too, and holding rows would only grow memory)
 // while the suppression counts, a handful of integers, are kept for the
@@ -370,6 +413,9 @@ func (w *Writer) commit(ctx context.Context) error {
 	}
 
 	err := w.writeTx(ctx, rows, supp, w.now())
+	if err != nil && w.recoverDamaged(fmt.Errorf("write log rows: %w", err)) {
+		err = w.writeTx(ctx, rows, supp, w.now())
+	}
 	if err == nil {
 		var allowed uint64
 		for _, e := range rows {
@@ -485,12 +531,48 @@ func (w *Writer) reopenIfReplaced() {
 	}
 }
 
+// damageReport is the background integrity check's finding: the file it
+// checked, and the error that shows it damaged.
+type damageReport struct {
+	file fileID
+	err  error
+}
+
+// recoverDamaged moves a damaged database aside and opens a fresh one
+// (Store.replaceDamaged) when cause says the file is damaged (SQLITE_CORRUPT
+// or SQLITE_NOTADB) and the pause after the last such move is over, then
+// tells OnReopen. It reports whether a fresh database is open. Without it a
+// file damaged past its header would refuse every batch, across restarts
+// too, since Open reads only the header and the schema.
+func (w *Writer) recoverDamaged(cause error) bool {
+	if !isNotDatabase(cause) {
+		return false
+	}
+	now := w.now()
+	if now.Before(w.recoverAfter) {
+		return false
+	}
+	if w.recoverAfter.IsZero() || now.Sub(w.recoverAfter) > maxRecoverWait {
+		w.recoverWait = minRecoverWait // the first time, or after a long calm
+	} else {
+		w.recoverWait = min(2*w.recoverWait, maxRecoverWait)
+	}
+	w.recoverAfter = now.Add(w.recoverWait)
+	w.closeStatements()
+	err := w.store.replaceDamaged(cause)
+	if w.cfg.OnReopen != nil {
+		w.cfg.OnReopen(err)
+	}
+	return err == nil
+}
+
 // prune applies the retention policy. It runs under Run's own context, so
 // shutdown interrupts a long pass between chunks; the next Run finishes it.
 func (w *Writer) prune(ctx context.Context) {
 	if _, err := w.store.Prune(ctx, w.cfg.Retention, w.now()); err != nil && ctx.Err() == nil {
 		w.errors.Add(1)
 		w.report(err)
+		w.recoverDamaged(err)
 	}
 }
 
