@@ -40,6 +40,10 @@ type PacketCounts struct {
 
 // LogCounts describe the SQLite log writer.
 type LogCounts struct {
+	Database string `json:"database"` // the file rows go to
+	// Fallback is why the configured database could not be opened, when
+	// Database is a temporary one pfwd logs to instead.
+	Fallback   string `json:"fallback,omitempty"`
 	Written    uint64 `json:"written"`
 	Suppressed uint64 `json:"suppressed"`           // rows beyond the rate cap or buffer, counted per reason instead
 	Lost       uint64 `json:"lost"`                 // rows in batches the database refused

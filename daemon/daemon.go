@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
@@ -66,9 +68,12 @@ type Daemon struct {
 	queues *queue.Queues
 	drops  *queue.KernelDrops
 	store  *store.Store
-	writer *store.Writer
-	feeds  *intel.Manager
-	audit  *auditor
+	// dbFallback says why the configured database could not be opened,
+	// when pfwd logs to a temporary one instead; set once at start.
+	dbFallback string
+	writer     *store.Writer
+	feeds      *intel.Manager
+	audit      *auditor
 
 	guard *guard
 
@@ -131,10 +136,25 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 	d.cfgData, _ = rules.Marshal(cfg)
 
 	if d.store, err = store.Open(opts.DBPath); err != nil {
-		return err
+		// A firewall must not stay down because its log cannot be
+		// written (a read-only file system, an immutable file): log to a
+		// temporary database instead, and say so loudly and in status.
+		dir, terr := os.MkdirTemp("", "pfwd-db-")
+		if terr != nil {
+			return err
+		}
+		tmp := filepath.Join(dir, "firewall.db")
+		if d.store, terr = store.Open(tmp); terr != nil {
+			os.RemoveAll(dir)
+			return err
+		}
+		d.dbFallback = err.Error()
+		log.Error("Could not open the database: logging to a temporary one until pfwd restarts (fwctl reads it with --db)",
+			"err", err, "temporary_db", tmp)
 	}
 	if moved := d.store.MovedAside(); moved != "" {
-		log.Error("The database was corrupt or unreadable: moved it aside and started a new one", "moved_to", moved, "db", opts.DBPath)
+		log.Error("The database could not be used: moved it aside and started a new one",
+			"reason", d.store.MovedAsideReason(), "moved_to", moved, "db", opts.DBPath)
 	}
 	d.seedThreats(ctx, cfg)
 
@@ -573,9 +593,13 @@ func (d *Daemon) onStoreReopen(err error) {
 		}
 		return
 	}
-	d.log.Warn("The log database was deleted or replaced while pfwd ran: opened it again", "path", d.store.Path())
 	if moved := d.store.MovedAside(); moved != "" {
-		d.log.Warn("The file in its place was not a database: moved it aside", "moved_to", moved)
+		// Damage found by the writer, or a file put in the database's
+		// place that pfw cannot use: kept under another name.
+		d.log.Error("The log database could not be used: moved it aside and started a new one",
+			"reason", d.store.MovedAsideReason(), "moved_to", moved, "path", d.store.Path())
+	} else {
+		d.log.Warn("The log database was deleted or replaced while pfwd ran: opened it again", "path", d.store.Path())
 	}
 	go d.resaveThreats()
 }

@@ -18,6 +18,10 @@
 // kernel's drops from it are counted back into the limiter every 100 ms,
 // and it is released as soon as the limiter would accept it again.
 //
+// The audit log never keeps pfwd from filtering: store moves an unusable
+// database aside, and one that cannot be opened at all is replaced by a
+// temporary database for this run, named in the log and in status.
+//
 // Start-up binds the queues first and installs the table last, so no
 // packet is queued before a worker listens. Shutdown runs the other way:
 // stop taking packets, answer those in flight, flush the log, remove the

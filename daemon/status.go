@@ -52,7 +52,8 @@ func (d *Daemon) Status() control.Status {
 		},
 		Sets:  d.fw.SetSizes(),
 		Feeds: []control.FeedStatus{}, // [] rather than null for no feeds
-		LogRows: control.LogCounts{Written: ws.Blocked + ws.Allowed, Suppressed: ws.Suppressed,
+		LogRows: control.LogCounts{Database: d.store.Path(), Fallback: d.dbFallback,
+			Written: ws.Blocked + ws.Allowed, Suppressed: ws.Suppressed,
 			Lost: ws.Lost, LastError: ws.LastError},
 		RateLimiter: control.LimiterCounts{Tracked: d.engine.Limiter().Tracked(), Capacity: d.engine.Limiter().Capacity(),
 			KernelHeld: int(d.guard.size.Load()), KernelDropped: d.guard.dropped.Load()},

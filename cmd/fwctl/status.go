@@ -75,6 +75,10 @@ func printStatus(w io.Writer, st control.Status, now time.Time) error {
 	p := st.Packets
 	field("Packets", "%d seen, %d allowed, %d blocked (%d in the kernel)", p.Seen, p.Allowed, p.Blocked, p.KernelBlocked)
 	field("Queue drops", "%d (verdict errors: %d)", p.QueueDrops, p.VerdictErrors)
+	if st.LogRows.Fallback != "" {
+		field("Database", "%s, TEMPORARY: the configured one could not be opened (%s); restart pfwd once it is fixed",
+			st.LogRows.Database, st.LogRows.Fallback)
+	}
 	field("Log rows", "%d written, %d suppressed", st.LogRows.Written, st.LogRows.Suppressed)
 	if st.LogRows.Lost > 0 || st.LogRows.LastError != "" {
 		field("Log errors", "%d rows lost; last error: %s", st.LogRows.Lost, st.LogRows.LastError)

@@ -723,3 +723,42 @@ func TestIfaceRuleChangeCutsOnlyFilteredFlows(t *testing.T) {
 	l.expect("tcp", hostPort(l.fwIP, 22), false)
 	l.expect("tcp", hostPort(otherFw, 22), true)
 }
+
+// A --db pfwd cannot open at all (its directory is a regular file; a
+// read-only file system or an immutable file is the same to pfwd) must not
+// leave the host unfiltered: pfwd logs to a temporary database, says so in
+// its log and in fwctl status, and filters as ever.
+func TestUnopenableDatabaseStillProtects(t *testing.T) {
+	l := newLab(t)
+	l.writeConfig(l.configDoc("allow", `{"name": "Block Telnet", "action": "block", "protocol": "tcp", "ports": [23]}`, `"127.0.0.1"`, ``, 100))
+	l.serve([]int{22, 23}, nil)
+	notADir := filepath.Join(l.dir, "not-a-directory")
+	if err := os.WriteFile(notADir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l.startPfwd("--db", filepath.Join(notADir, "firewall.db"))
+	st := l.status()
+	tmp := st.LogRows.Database
+	t.Cleanup(func() {
+		if strings.Contains(tmp, "pfwd-db-") {
+			os.RemoveAll(filepath.Dir(tmp))
+		}
+	})
+	if !strings.Contains(st.LogRows.Fallback, "not a directory") || !strings.Contains(tmp, "pfwd-db-") {
+		t.Errorf("status log_rows = %+v, want a temporary database and why", st.LogRows)
+	}
+	l.waitLog(" - ERROR - Could not open the database: logging to a temporary one", "temporary_db="+tmp)
+	if out, err := l.fwctl("status"); err != nil || !strings.Contains(out, "TEMPORARY") {
+		t.Errorf("fwctl status does not say the database is temporary: %v\n%s", err, out)
+	}
+
+	l.expect("tcp", hostPort(l.fwIP, 23), false)
+	l.expect("tcp", hostPort(l.fwIP, 22), true)
+	if !eventually(5*time.Second, func() bool {
+		out, err := l.fwctl("--db", tmp, "logs", "--json")
+		return err == nil && strings.Contains(out, `"reason": "Rule: Block Telnet"`)
+	}) {
+		out, err := l.fwctl("--db", tmp, "logs", "--json")
+		t.Errorf("the block is not in the temporary database: %v\n%s", err, out)
+	}
+}
