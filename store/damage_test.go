@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -110,18 +109,9 @@ func TestWriterReplacesDamagedDatabase(t *testing.T) {
 			}
 
 			reopened := make(chan error, 8)
-			w := s.NewWriter(WriterConfig{MaxRowsPerSecond: -1, FlushEvery: time.Hour, Retention: Retention{Every: -1},
-				OnReopen: func(err error) { reopened <- err }})
-			w.skipDamageCheck = !tt.startCheck
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- w.Run(ctx) }()
-			t.Cleanup(func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			})
+			w := startWriter(t, s, WriterConfig{MaxRowsPerSecond: -1, FlushEvery: time.Hour, Retention: Retention{Every: -1},
+				OnReopen: func(err error) { reopened <- err }}, nil,
+				func(w *Writer) { w.skipDamageCheck = !tt.startCheck })
 			if tt.startCheck {
 				waitReopen(t, reopened)
 			}
@@ -136,16 +126,7 @@ func TestWriterReplacesDamagedDatabase(t *testing.T) {
 				waitReopen(t, reopened)
 			}
 
-			aside := s.MovedAside()
-			if !strings.HasPrefix(aside, path+".corrupt-") {
-				t.Fatalf("MovedAside = %q, want %s.corrupt-<time>", aside, path)
-			}
-			if why := s.MovedAsideReason(); !strings.Contains(why, tt.want) {
-				t.Errorf("MovedAsideReason = %q, want it to say %q", why, tt.want)
-			}
-			if got, err := os.ReadFile(aside); err != nil || !bytes.Equal(got, damaged) {
-				t.Errorf("the moved-aside file: err %v, same bytes as the damaged file: %v", err, bytes.Equal(got, damaged))
-			}
+			checkMovedAside(t, s, path, damaged, tt.want)
 			if n := countIn(t, path, "blocked_packets"); n != rows {
 				t.Errorf("the fresh database has %d rows, want the %d written", n, rows)
 			}

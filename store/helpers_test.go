@@ -1,9 +1,12 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"net/netip"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,12 +32,16 @@ func openTemp(t testing.TB) *Store {
 }
 
 // startWriter runs a Writer until the test ends and checks Run's result.
-// The clock, when given, replaces time.Now before Run starts.
-func startWriter(t testing.TB, s *Store, cfg WriterConfig, clock *fakeClock) *Writer {
+// The clock, when given, replaces time.Now before Run starts; so do the
+// setup functions whatever else a test needs set.
+func startWriter(t testing.TB, s *Store, cfg WriterConfig, clock *fakeClock, setup ...func(*Writer)) *Writer {
 	t.Helper()
 	w := s.NewWriter(cfg)
 	if clock != nil {
 		w.now = clock.now
+	}
+	for _, f := range setup {
+		f(w)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -87,4 +94,21 @@ func tcpRow(at time.Time, src, dst string, reason string) Row {
 		SrcPort: 40000, DstPort: 23, HasPorts: true, Proto: 6,
 		Reason: reason, Hash: 0xabc,
 	}
+}
+
+// checkMovedAside checks that s moved the file at path aside, keeping
+// want's bytes, for a reason that says why (any reason when why is "").
+func checkMovedAside(t *testing.T, s *Store, path string, want []byte, why string) (aside string) {
+	t.Helper()
+	aside = s.MovedAside()
+	if !strings.HasPrefix(aside, path+".corrupt-") {
+		t.Fatalf("MovedAside = %q, want %s.corrupt-<time>", aside, path)
+	}
+	if got := s.MovedAsideReason(); !strings.Contains(got, why) {
+		t.Errorf("MovedAsideReason = %q, want it to say %q", got, why)
+	}
+	if got, err := os.ReadFile(aside); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("the moved-aside file: err %v, same bytes as before: %v", err, bytes.Equal(got, want))
+	}
+	return aside
 }

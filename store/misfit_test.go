@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
@@ -88,19 +87,10 @@ func TestOpenMovesMisfitAside(t *testing.T) {
 				t.Fatalf("Open: %v", err)
 			}
 			defer s.Close()
-			aside := s.MovedAside()
-			if !strings.HasPrefix(aside, path+".corrupt-") {
-				t.Fatalf("MovedAside = %q, want %s.corrupt-<time>", aside, path)
-			}
-			if why := s.MovedAsideReason(); !strings.Contains(why, tt.want) {
-				t.Errorf("MovedAsideReason = %q, want it to say %q", why, tt.want)
-			}
-			if got, err := os.ReadFile(aside); err != nil || !bytes.Equal(got, before) {
-				t.Errorf("the moved-aside file: err %v, same bytes as before Open: %v", err, bytes.Equal(got, before))
-			}
+			checkMovedAside(t, s, path, before, tt.want)
 			// The fresh database takes every kind of write.
-			if err := s.ReplaceThreats(ctx, "feed", "high", []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}, t0); err != nil {
-				t.Errorf("ReplaceThreats on the fresh database: %v", err)
+			if err := s.SetThreats(ctx, []FeedThreats{{Source: "feed", Level: "high", Entries: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}, Seen: t0}}, t0); err != nil {
+				t.Errorf("SetThreats on the fresh database: %v", err)
 			}
 			w := startWriter(t, s, WriterConfig{MaxRowsPerSecond: -1}, nil)
 			w.Blocked(tcpRow(t0, "203.0.113.7", "10.0.0.1", "Rule: Telnet"))
@@ -148,9 +138,8 @@ func TestOpenAdoptsWhatFits(t *testing.T) {
 			if n := count(t, s, "blocked_packets"); n != tt.blocked {
 				t.Errorf("%d blocked rows after Open, want the %d there were", n, tt.blocked)
 			}
-			if err := s.ReplaceThreats(context.Background(), "feed", "high",
-				[]netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}, t0); err != nil {
-				t.Errorf("ReplaceThreats: %v", err)
+			if err := s.SetThreats(context.Background(), []FeedThreats{{Source: "feed", Level: "high", Entries: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}, Seen: t0}}, t0); err != nil {
+				t.Errorf("SetThreats: %v", err)
 			}
 			if v := userVersion(t, path); v != schemaVersion {
 				t.Errorf("user_version %d after Open, want %d", v, schemaVersion)

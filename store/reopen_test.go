@@ -56,7 +56,7 @@ func TestWriterReopensADeletedDatabase(t *testing.T) {
 		w.Blocked(tcpRow(t0, "203.0.113.7", "10.0.0.1", "Rule: Telnet"))
 	}
 	flush(t, w)
-	if err := s.ReplaceThreats(context.Background(), "Feodo", "high", nil, t0); err != nil {
+	if err := s.SetThreats(context.Background(), []FeedThreats{{Source: "Feodo", Level: "high", Entries: nil, Seen: t0}}, t0); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Remove(s.Path()); err != nil { // -wal and -shm stay, as after a plain rm

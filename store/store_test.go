@@ -172,22 +172,14 @@ func TestOpenMovesCorruptFileAside(t *testing.T) {
 				t.Fatalf("Open: %v", err)
 			}
 			defer s.Close()
-			aside := s.MovedAside()
-			if !strings.HasPrefix(aside, path+".corrupt-") {
-				t.Fatalf("MovedAside = %q, want %s.corrupt-<time>", aside, path)
-			}
-			got, err := os.ReadFile(aside)
-			if err != nil || !bytes.Equal(got, tt.data) {
-				t.Errorf("moved-aside file: err %v, same bytes %v", err, bytes.Equal(got, tt.data))
-			}
+			aside := checkMovedAside(t, s, path, tt.data, "")
 			if tt.wal {
 				if _, err := os.Stat(aside + "-wal"); err != nil {
 					t.Errorf("stale -wal not moved with the database: %v", err)
 				}
 			}
 			// The fresh database works.
-			if err := s.ReplaceThreats(context.Background(), "feed", "high",
-				[]netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}, t0); err != nil {
+			if err := s.SetThreats(context.Background(), []FeedThreats{{Source: "feed", Level: "high", Entries: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}, Seen: t0}}, t0); err != nil {
 				t.Errorf("fresh database: %v", err)
 			}
 		})
@@ -201,7 +193,7 @@ func TestOpenKeepsGoodDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := s.ReplaceThreats(ctx, "feed", "high", []netip.Prefix{netip.MustParsePrefix("192.0.2.7/32")}, t0); err != nil {
+	if err := s.SetThreats(ctx, []FeedThreats{{Source: "feed", Level: "high", Entries: []netip.Prefix{netip.MustParsePrefix("192.0.2.7/32")}, Seen: t0}}, t0); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -313,8 +305,8 @@ func TestOpenReaderIsReadOnly(t *testing.T) {
 	if _, err := r.Logs(ctx, LogQuery{}); err != nil {
 		t.Errorf("Logs: %v", err)
 	}
-	if err := r.ReplaceThreats(ctx, "feed", "high", nil, t0); !errors.Is(err, ErrReadOnly) {
-		t.Errorf("ReplaceThreats on a reader: %v, want ErrReadOnly", err)
+	if err := r.SetThreats(ctx, []FeedThreats{{Source: "feed", Level: "high", Entries: nil, Seen: t0}}, t0); !errors.Is(err, ErrReadOnly) {
+		t.Errorf("SetThreats on a reader: %v, want ErrReadOnly", err)
 	}
 	if _, err := r.Prune(ctx, Retention{}, t0); !errors.Is(err, ErrReadOnly) {
 		t.Errorf("Prune on a reader: %v, want ErrReadOnly", err)
@@ -378,8 +370,8 @@ func TestConcurrentWriterAndReaders(t *testing.T) {
 			for j := range entries {
 				entries[j] = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i % 3), byte(j >> 8), byte(j)}), 32)
 			}
-			if err := other.ReplaceThreats(context.Background(), "feed", "high", entries, time.Now()); err != nil {
-				fail("ReplaceThreats", err)
+			if err := other.SetThreats(context.Background(), []FeedThreats{{Source: "feed", Level: "high", Entries: entries, Seen: time.Now()}}, time.Now()); err != nil {
+				fail("SetThreats", err)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -44,86 +43,6 @@ func parsePrefixText(s string) (netip.Prefix, error) {
 	}
 	p, err := netip.ParsePrefix(s)
 	return p.Masked(), err
-}
-
-// ReplaceThreats makes the rows of source exactly entries, in one
-// transaction: every entry is inserted or updated with level and seen, and
-// the source's rows that are no longer listed are deleted, because a feed
-// is the truth about its own entries. Empty entries therefore clear the
-// source; a caller whose fetch failed should not call this at all.
-//
-// It is for one feed on its own. threat_intel has one row per address, so
-// with several feeds an entry listed by two belongs to whichever replaced
-// it last, and is deleted when that feed drops it even if the other still
-// lists it: pfwd, which runs several, uses SetThreats.
-func (s *Store) ReplaceThreats(ctx context.Context, source, level string, entries []netip.Prefix, seen time.Time) error {
-	if s.ReadOnly() {
-		return fmt.Errorf("replace threats of %q: %w", source, ErrReadOnly)
-	}
-	if source == "" {
-		return errors.New("replace threats: empty source")
-	}
-	keep := make(map[string]struct{}, len(entries))
-	for i, p := range entries {
-		if !p.IsValid() {
-			return fmt.Errorf("replace threats of %q: entries[%d] is not a valid prefix", source, i)
-		}
-		keep[PrefixText(p)] = struct{}{}
-	}
-	if err := s.replaceThreats(ctx, source, level, keep, formatTime(seen)); err != nil {
-		return fmt.Errorf("replace threats of %q: %w", source, err)
-	}
-	return nil
-}
-
-func (s *Store) replaceThreats(ctx context.Context, source, level string, keep map[string]struct{}, seen string) error {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	tx, err := s.write.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-
-	// Find what goes first: the diff is done here rather than with
-	// "NOT IN (...)" because a feed can list a hundred thousand entries.
-	var stale []string
-	err = scanAll(ctx, tx, `SELECT ip FROM threat_intel WHERE source = ?`, func(rows *sql.Rows) error {
-		var ip string
-		if err := rows.Scan(&ip); err != nil {
-			return err
-		}
-		if _, ok := keep[ip]; !ok {
-			stale = append(stale, ip)
-		}
-		return nil
-	}, source)
-	if err != nil {
-		return err
-	}
-	del, err := tx.PrepareContext(ctx, `DELETE FROM threat_intel WHERE ip = ?`)
-	if err != nil {
-		return err
-	}
-	defer del.Close()
-	for _, ip := range stale {
-		if _, err := del.ExecContext(ctx, ip); err != nil {
-			return err
-		}
-	}
-	up, err := tx.PrepareContext(ctx, `INSERT INTO threat_intel (ip, threat_level, last_seen, source) VALUES (?, ?, ?, ?)
-		ON CONFLICT (ip) DO UPDATE SET threat_level = excluded.threat_level,
-			last_seen = excluded.last_seen, source = excluded.source`)
-	if err != nil {
-		return err
-	}
-	defer up.Close()
-	for ip := range keep {
-		if _, err := up.ExecContext(ctx, ip, level, seen, source); err != nil {
-			return err
-		}
-	}
-	return tx.Commit()
 }
 
 // Threats returns up to limit rows (all when limit <= 0), newest last_seen

@@ -20,15 +20,16 @@ func prefixes(ss ...string) []netip.Prefix {
 	return out
 }
 
-func TestReplaceThreats(t *testing.T) {
+// TestThreatRows checks what SetThreats writes: one row per entry in
+// PrefixText's spelling, each feed's level and time, newest first.
+func TestThreatRows(t *testing.T) {
 	s := openTemp(t)
 	ctx := context.Background()
 	t1, t2 := t0, t0.Add(time.Hour)
-	if err := s.ReplaceThreats(ctx, "Feodo Tracker", "high",
-		prefixes("203.0.113.7/32", "192.0.2.0/24", "2001:db8::/32", "198.51.100.9/24", "2001:db8::5/128"), t1); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.ReplaceThreats(ctx, "Other", "medium", prefixes("198.18.0.1/32"), t1.Add(time.Minute)); err != nil {
+	feodo := FeedThreats{Source: "Feodo Tracker", Level: "high", Seen: t1,
+		Entries: prefixes("203.0.113.7/32", "192.0.2.0/24", "2001:db8::/32", "198.51.100.9/24", "2001:db8::5/128")}
+	other := FeedThreats{Source: "Other", Level: "medium", Seen: t1.Add(time.Minute), Entries: prefixes("198.18.0.1/32")}
+	if err := s.SetThreats(ctx, []FeedThreats{feodo, other}, t1); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Threats(ctx, 0)
@@ -47,9 +48,10 @@ func TestReplaceThreats(t *testing.T) {
 		t.Errorf("Threats (-want +got):\n%s", diff)
 	}
 
-	// The feed's next version drops all but one entry and adds one: the
-	// stale rows go, the other feed's rows stay.
-	if err := s.ReplaceThreats(ctx, "Feodo Tracker", "high", prefixes("192.0.2.0/24", "203.0.113.99/32"), t2); err != nil {
+	// Feodo's next version drops all but one entry and adds one: the
+	// stale rows go, Other's rows (not refreshed) stay as they were.
+	feodo.Entries, feodo.Seen, other.Seen = prefixes("192.0.2.0/24", "203.0.113.99/32"), t2, time.Time{}
+	if err := s.SetThreats(ctx, []FeedThreats{feodo, other}, t2); err != nil {
 		t.Fatal(err)
 	}
 	got, err = s.Threats(ctx, 0)
@@ -68,8 +70,9 @@ func TestReplaceThreats(t *testing.T) {
 		t.Errorf("Threats(limit 1) = %v", got)
 	}
 
-	// An empty feed clears its source.
-	if err := s.ReplaceThreats(ctx, "Other", "medium", nil, t2); err != nil {
+	// A feed with no entries has no rows.
+	other.Entries = nil
+	if err := s.SetThreats(ctx, []FeedThreats{feodo, other}, t2); err != nil {
 		t.Fatal(err)
 	}
 	if n := count(t, s, "threat_intel"); n != 2 {
@@ -77,26 +80,11 @@ func TestReplaceThreats(t *testing.T) {
 	}
 }
 
-func TestReplaceThreatsRejectsBadInput(t *testing.T) {
-	s := openTemp(t)
-	ctx := context.Background()
-	if err := s.ReplaceThreats(ctx, "", "high", prefixes("192.0.2.0/24"), t0); err == nil {
-		t.Error("empty source accepted")
-	}
-	err := s.ReplaceThreats(ctx, "feed", "high", []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), {}}, t0)
-	if err == nil || !strings.Contains(err.Error(), "entries[1]") {
-		t.Errorf("invalid prefix: %v, want an error naming entries[1]", err)
-	}
-	if n := count(t, s, "threat_intel"); n != 0 {
-		t.Errorf("a rejected call wrote %d rows", n)
-	}
-}
-
 func TestLoadThreats(t *testing.T) {
 	s := openTemp(t)
 	ctx := context.Background()
 	in := prefixes("203.0.113.7/32", "192.0.2.0/24", "2001:db8::/32", "2001:db8::5/128")
-	if err := s.ReplaceThreats(ctx, "Feodo Tracker", "high", in, t0); err != nil {
+	if err := s.SetThreats(ctx, []FeedThreats{{Source: "Feodo Tracker", Level: "high", Entries: in, Seen: t0}}, t0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.write.Exec(`INSERT INTO threat_intel VALUES ('not an ip', 'high', 'yesterday', 'hand edit')`); err != nil {

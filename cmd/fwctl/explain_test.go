@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +30,22 @@ func addThreats(t *testing.T, db, source, level string, seen time.Time, entries 
 		}
 		ps = append(ps, p)
 	}
-	if err := s.ReplaceThreats(context.Background(), source, level, ps, seen); err != nil {
+	// Keep what earlier calls added: SetThreats sets the whole table.
+	old, err := s.LoadThreats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var feeds []store.FeedThreats
+	for _, th := range old {
+		i := slices.IndexFunc(feeds, func(f store.FeedThreats) bool { return f.Source == th.Source })
+		if i < 0 {
+			feeds = append(feeds, store.FeedThreats{Source: th.Source, Level: th.Level, Seen: th.LastSeen})
+			i = len(feeds) - 1
+		}
+		feeds[i].Entries = append(feeds[i].Entries, th.IP)
+	}
+	feeds = append(feeds, store.FeedThreats{Source: source, Level: level, Entries: ps, Seen: seen})
+	if err := s.SetThreats(context.Background(), feeds, seen); err != nil {
 		t.Fatal(err)
 	}
 }
