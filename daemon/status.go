@@ -164,6 +164,7 @@ func (d *Daemon) cutBlockedFlows() {
 	}
 	local := localAddrs()
 	var p verdict.Packet
+	unremembered := 0
 	n, err := d.fw.KillFlows(func(f nft.Flow) bool {
 		dir := rules.DirIn
 		if local[f.Src] && !local[f.Dst] {
@@ -176,7 +177,16 @@ func (d *Daemon) cutBlockedFlows() {
 			return false // through an interface pfw does not filter
 		}
 		flowPacket(&p, f)
-		return d.engine.Explain(&p, dir).Blocked()
+		if !d.engine.Explain(&p, dir).Blocked() {
+			return false
+		}
+		// Deleting the entry alone is not enough: the flow's next packet
+		// the other way would look like a new flow in that direction
+		// (verdict/cut.go). Remembered before the entry goes.
+		if !d.engine.CutFlow(&p, dir) && (f.Proto == verdict.ProtoTCP || f.Proto == verdict.ProtoUDP) {
+			unremembered++
+		}
+		return true
 	})
 	if err != nil {
 		d.log.Warn("Could not cut established flows that the new rules block", "err", err)
@@ -184,6 +194,10 @@ func (d *Daemon) cutBlockedFlows() {
 	}
 	if n > 0 {
 		d.log.Info("Cut established flows that the new rules block", "flows", n)
+	}
+	if unremembered > 0 {
+		d.log.Warn("Too many flows cut at once to remember them all: the replies of some may start over as new flows",
+			"flows", unremembered, "max", verdict.MaxCutFlows)
 	}
 }
 

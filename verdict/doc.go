@@ -24,5 +24,11 @@
 // in a sliding window never exceeded (see RateLimiter for how, and for
 // its memory bound).
 //
+// Flows a rule change cuts (Engine.CutFlow, when the daemon deletes their
+// conntrack entries) are remembered for CutFlowTTL after their last packet:
+// a packet coming back along one looks to conntrack like a new flow the
+// other way, and is decided as a packet of the cut flow instead (cut.go).
+// While nothing is cut this costs one atomic load per packet.
+//
 // The package is pure: it imports rules and the standard library only.
 package verdict

@@ -16,6 +16,7 @@ type Engine struct {
 	intel   atomic.Pointer[Intel]
 	limiter *RateLimiter
 	now     func() time.Time
+	cut     cutFlows // flows a rule change cut (cut.go)
 }
 
 // NewEngine returns an engine deciding by p, with a rate limiter tracking
@@ -63,6 +64,16 @@ func (e *Engine) Explain(p *Packet, dir rules.Direction) Decision {
 // decide runs the pipeline; now 0 means "read the clock if the rate limit
 // needs it".
 func (e *Engine) decide(p *Packet, dir rules.Direction, count bool, now int64) Decision {
+	if count && e.cut.n.Load() > 0 {
+		if now == 0 {
+			now = e.now().UnixNano()
+		}
+		if orig, ok := e.cut.reply(p, now); ok {
+			if d, ok := e.decideCut(p, orig); ok {
+				return d
+			}
+		}
+	}
 	pol := e.policy.Load()
 	remote := p.Src
 	if dir == rules.DirOut {

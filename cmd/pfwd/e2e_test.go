@@ -357,6 +357,53 @@ func TestRuleChangeCutsEstablishedFlows(t *testing.T) {
 	}
 }
 
+// A flow cut by a rule change stays cut when the other side speaks next:
+// conntrack then takes that side's packet for a new flow the other way (an
+// outbound one to the client's port, which the default policy lets out),
+// so pfwd decides it as what it is, a packet of the cut flow.
+func TestRuleChangeCutsFlowsWhoseServerSpeaksNext(t *testing.T) {
+	l := newLab(t)
+	l.writeConfig(l.configDoc("allow", ``, `"127.0.0.1"`, ``, 100))
+	l.servePush([]int{7000, 7001}, []int{7500})
+	l.startPfwd()
+	tcp4 := l.streamFrom("tcp", hostPort(l.fwIP, 7000))
+	tcp6 := l.streamFrom("tcp", hostPort(l.fwIP6, 7000))
+	udp4 := l.streamFrom("udp", hostPort(l.fwIP, 7500))
+	spared := l.streamFrom("tcp", hostPort(l.fwIP, 7001))
+
+	for _, args := range [][]string{
+		{"add", "No push", "block", "--protocol", "tcp", "--ports", "7000"},
+		{"add", "No UDP push", "block", "--protocol", "udp", "--ports", "7500"},
+	} {
+		if out, err := l.fwctl(args...); err != nil {
+			t.Fatalf("fwctl %v: %v\n%s", args, err, out)
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // applied, and what was in flight is in
+	for _, s := range []*stream{tcp4, tcp6, udp4, spared} {
+		s.count()
+	}
+	time.Sleep(1500 * time.Millisecond)
+	for name, s := range map[string]*stream{"tcp v4": tcp4, "tcp v6": tcp6, "udp v4": udp4} {
+		if n := s.count(); n != 0 {
+			t.Errorf("%s: %d more arrived from the server in 1.5 s after the rule cut the flow, want none", name, n)
+		}
+	}
+	if n := spared.count(); n < 10 {
+		t.Errorf("the flow no rule blocks got %d bytes in 1.5 s, want it untouched (about 30)", n)
+	}
+	fwPort := func(port int) func(store.LogRow) bool {
+		return func(r store.LogRow) bool {
+			return r.SrcIP == l.fwIP && r.SrcPort != nil && *r.SrcPort == port
+		}
+	}
+	for port, reason := range map[int]string{7000: "Rule: No push", 7500: "Rule: No UDP push"} {
+		if r, ok := l.waitRow(fwPort(port)); !ok || r.Reason != reason {
+			t.Errorf("blocked row of the server's side of port %d: %+v (found %v), want reason %q", port, r, ok, reason)
+		}
+	}
+}
+
 // A second pfwd in the same namespace, with its own socket, must not take
 // or duplicate the first one's table nor its queues: it fails at once with
 // one clear error (exit 1, no panic), and the first keeps filtering.

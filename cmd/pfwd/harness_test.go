@@ -281,8 +281,21 @@ func (l *lab) serve(tcpPorts, udpPorts []int) { l.serveIn(l.fw, tcpPorts, udpPor
 // serveIn is serve in any namespace of the lab.
 func (l *lab) serveIn(ns string, tcpPorts, udpPorts []int) {
 	l.t.Helper()
+	l.serveEnv(ns, "PFW_TCP="+ints(tcpPorts), "PFW_UDP="+ints(udpPorts))
+}
+
+// servePush runs push servers in the firewall namespace: they send on
+// their own to whoever connects (TCP) or sends a datagram (UDP).
+func (l *lab) servePush(tcpPorts, udpPorts []int) {
+	l.t.Helper()
+	l.serveEnv(l.fw, "PFW_PUSH_TCP="+ints(tcpPorts), "PFW_PUSH_UDP="+ints(udpPorts))
+}
+
+// serveEnv runs serveMain in ns with env saying what to serve.
+func (l *lab) serveEnv(ns string, env ...string) {
+	l.t.Helper()
 	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0])
-	cmd.Env = append(os.Environ(), "PFW_E2E_HELPER=serve", "PFW_TCP="+ints(tcpPorts), "PFW_UDP="+ints(udpPorts))
+	cmd.Env = append(append(os.Environ(), "PFW_E2E_HELPER=serve"), env...)
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -382,6 +395,8 @@ func helperMain(mode string) int {
 		return scrapeMain() // metrics_e2e_test.go
 	case "hold":
 		return holdMain()
+	case "stream":
+		return streamMain()
 	}
 	fmt.Fprintln(os.Stderr, "unknown helper mode", mode)
 	return 2
@@ -416,6 +431,50 @@ func serveMain() int {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
+	}
+	// Push servers speak on their own: a byte every 50 ms to each TCP
+	// client, a datagram every 50 ms (for a minute) to each UDP sender.
+	for _, p := range splitInts(os.Getenv("PFW_PUSH_TCP")) {
+		err := serveTCP(p, func(c net.Conn) {
+			for {
+				c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+				if _, err := c.Write([]byte{'x'}); err != nil {
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	for _, p := range splitInts(os.Getenv("PFW_PUSH_UDP")) {
+		pc, err := net.ListenPacket("udp", fmt.Sprintf("[::]:%d", p))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		go func() {
+			buf := make([]byte, 1500)
+			pushing := map[string]bool{}
+			for {
+				_, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				if pushing[from.String()] {
+					continue
+				}
+				pushing[from.String()] = true
+				go func() {
+					for range 1200 {
+						pc.WriteTo([]byte("x"), from)
+						time.Sleep(50 * time.Millisecond)
+					}
+				}()
+			}
+		}()
 	}
 	for _, p := range splitInts(os.Getenv("PFW_UDP")) {
 		pc, err := net.ListenPacket("udp", fmt.Sprintf("[::]:%d", p))
@@ -637,6 +696,80 @@ func holdMain() int {
 			continue
 		}
 		fmt.Println("ok")
+	}
+	return 0
+}
+
+// stream is a client of a push server (serveMain's PFW_PUSH_*): it counts
+// what the server sends on its own.
+type stream struct {
+	in  io.WriteCloser
+	out *bufio.Reader
+}
+
+// streamFrom connects from the client namespace to a push server at addr
+// over proto ("tcp" or "udp") and waits until the server's data flows.
+func (l *lab) streamFrom(proto, addr string) *stream {
+	l.t.Helper()
+	cmd := exec.Command("ip", "netns", "exec", l.client, os.Args[0])
+	cmd.Env = append(os.Environ(), "PFW_E2E_HELPER=stream", "PFW_PROTO="+proto, "PFW_ADDR="+addr)
+	in, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	s := &stream{in: in, out: bufio.NewReader(stdout)}
+	if !eventually(3*time.Second, func() bool { return s.count() > 0 }) {
+		l.t.Fatalf("no data from the push server at %s (%s)", addr, proto)
+	}
+	return s
+}
+
+// count is how many bytes (TCP) or datagrams (UDP) arrived since the last
+// count.
+func (s *stream) count() int {
+	fmt.Fprintln(s.in, "count")
+	line, err := s.out.ReadString('\n')
+	if err != nil {
+		return -1
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(line))
+	return n
+}
+
+func streamMain() int {
+	proto, addr := os.Getenv("PFW_PROTO"), os.Getenv("PFW_ADDR")
+	c, err := net.DialTimeout(proto, addr, 2*time.Second)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "dial:", err)
+		return 1
+	}
+	if proto == "udp" {
+		c.Write([]byte("push\n")) // the server's cue
+	}
+	var n atomic.Int64
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			k, err := c.Read(buf)
+			if err != nil {
+				if proto == "tcp" {
+					return
+				}
+				continue // an ICMP error read back on the UDP socket
+			}
+			if proto == "tcp" {
+				n.Add(int64(k))
+			} else {
+				n.Add(1)
+			}
+		}
+	}()
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		fmt.Println(n.Swap(0))
 	}
 	return 0
 }

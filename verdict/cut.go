@@ -1,0 +1,142 @@
+package verdict
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pfw/pfw/rules"
+)
+
+// A rule change cuts the established flows the new rules block by deleting
+// their conntrack entries. The next packet of such a flow then looks new to
+// conntrack, and if it travels the other way (the server side speaks next;
+// TCP's loose pickup makes it an entry too, UDP always does) it is the first
+// packet of a flow in the opposite direction: decided as that, an outbound
+// packet to the client's ephemeral port, it would usually be let through,
+// and the cut flow would live on facing the other way. So the engine
+// remembers the reply direction of every cut flow for a while and decides
+// its packets as what they are: packets of the original flow.
+
+// CutFlowTTL is how long a cut flow is remembered after its last packet.
+// A peer that keeps sending (retransmissions, a UDP stream) keeps it cut;
+// one silent for longer comes back as a new flow in its own right.
+const CutFlowTTL = 2 * time.Minute
+
+// MaxCutFlows bounds the cut flows remembered at once (about 100 bytes
+// each). A rule change cutting more than this leaves the rest to conntrack
+// alone; CutFlow reports it.
+const MaxCutFlows = 16384
+
+// flowKey is a TCP or UDP flow in one direction.
+type flowKey struct {
+	src, dst         netip.Addr
+	srcPort, dstPort uint16
+	proto            uint8
+}
+
+type cutFlow struct {
+	dir     rules.Direction // of the original flow
+	expires int64           // unix ns
+}
+
+// cutFlows maps the reply direction of each cut flow to the original's
+// direction. n lets the hot path skip the lock while nothing is cut, which
+// is nearly always.
+type cutFlows struct {
+	n  atomic.Int32
+	mu sync.Mutex
+	m  map[flowKey]cutFlow
+}
+
+// CutFlow remembers that the flow p opened in dir was cut, so that packets
+// coming back the other way are decided as packets of this flow (see
+// above). Only TCP and UDP flows with ports are remembered; it reports
+// false when the flow was not (another protocol, or MaxCutFlows reached).
+func (e *Engine) CutFlow(p *Packet, dir rules.Direction) bool {
+	if !p.HasPorts || (p.Proto != ProtoTCP && p.Proto != ProtoUDP) {
+		return false
+	}
+	now := e.now().UnixNano()
+	c := &e.cut
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = make(map[flowKey]cutFlow)
+	}
+	if len(c.m) >= MaxCutFlows {
+		c.expire(now)
+		if len(c.m) >= MaxCutFlows {
+			return false
+		}
+	}
+	c.m[flowKey{src: p.Dst, dst: p.Src, srcPort: p.DstPort, dstPort: p.SrcPort, proto: p.Proto}] =
+		cutFlow{dir: dir, expires: now + int64(CutFlowTTL)}
+	c.n.Store(int32(len(c.m)))
+	return true
+}
+
+// CutFlows is how many cut flows are remembered.
+func (e *Engine) CutFlows() int { return int(e.cut.n.Load()) }
+
+// expire drops the flows whose time is up. Caller holds mu.
+func (c *cutFlows) expire(now int64) {
+	for k, f := range c.m {
+		if now >= f.expires {
+			delete(c.m, k)
+		}
+	}
+	c.n.Store(int32(len(c.m)))
+}
+
+// reply reports whether p travels back along a cut flow, and the original
+// flow's direction; a hit keeps the flow remembered for another TTL.
+func (c *cutFlows) reply(p *Packet, now int64) (rules.Direction, bool) {
+	if !p.HasPorts || (p.Proto != ProtoTCP && p.Proto != ProtoUDP) {
+		return 0, false
+	}
+	k := flowKey{src: p.Src, dst: p.Dst, srcPort: p.SrcPort, dstPort: p.DstPort, proto: p.Proto}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f, ok := c.m[k]
+	if !ok {
+		return 0, false
+	}
+	if now >= f.expires {
+		delete(c.m, k)
+		c.n.Store(int32(len(c.m)))
+		return 0, false
+	}
+	f.expires = now + int64(CutFlowTTL)
+	c.m[k] = f
+	return f.dir, true
+}
+
+// forget drops p's cut flow: the rules in force no longer block it.
+func (c *cutFlows) forget(p *Packet) {
+	k := flowKey{src: p.Src, dst: p.Dst, srcPort: p.SrcPort, dstPort: p.DstPort, proto: p.Proto}
+	c.mu.Lock()
+	delete(c.m, k)
+	c.n.Store(int32(len(c.m)))
+	c.mu.Unlock()
+}
+
+// decideCut decides p, which travels back along a cut flow opened in dir,
+// as a packet of that flow: the flow's opening packet is decided (without
+// counting it against any rate limit), and a block stands for p too. When
+// the rules in force let the flow through now, the flow is forgotten and p
+// decided as itself.
+func (e *Engine) decideCut(p *Packet, dir rules.Direction) (Decision, bool) {
+	orig := Packet{Status: StatusOK, Version: p.Version, Proto: p.Proto, Src: p.Dst, Dst: p.Src,
+		SrcPort: p.DstPort, DstPort: p.SrcPort, HasPorts: true}
+	if p.Proto == ProtoTCP {
+		orig.TCPFlags = TCPSyn
+	}
+	d := e.decide(&orig, dir, false, 0)
+	if d.Blocked() {
+		return d, true
+	}
+	e.cut.forget(p)
+	return Decision{}, false
+}

@@ -1,0 +1,164 @@
+package verdict
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/pfw/pfw/rules"
+)
+
+const cutConfig = `{
+  "default_policy": "allow",
+  "rules": [
+    {"name": "No 7000", "action": "block", "protocol": "tcp", "ports": [7000]},
+    {"name": "No 7500", "action": "block", "protocol": "udp", "ports": [7500]},
+    {"name": "No out 7100", "action": "block", "protocol": "tcp", "ports": [7100], "direction": "out"}
+  ],
+  "whitelist_ips": ["127.0.0.1"]
+}`
+
+// A cut flow's packets that come back the other way, which conntrack then
+// takes for a new flow in the opposite direction, are decided as packets
+// of the cut flow; everything else is decided as before.
+func TestCutFlowReplies(t *testing.T) {
+	const host, client, host6, client6 = "10.66.0.1", "10.66.0.2", "fd66::1", "fd66::2"
+	tests := []struct {
+		name   string
+		opened []byte // the cut flow's first packet
+		dir    rules.Direction
+		reply  []byte // a packet back along it, as the queue sees it
+		reason string
+	}{
+		{"tcp inbound, the server speaks next", tcp4(client, host, 46421, 7000, TCPSyn), rules.DirIn,
+			tcp4(host, client, 7000, 46421, TCPAck|0x08), "Rule: No 7000"},
+		{"tcp inbound over IPv6", tcp6(client6, host6, 46421, 7000, TCPSyn), rules.DirIn,
+			tcp6(host6, client6, 7000, 46421, TCPAck), "Rule: No 7000"},
+		{"udp inbound, the server pushes", udp4(client, host, 50000, 7500), rules.DirIn,
+			udp4(host, client, 7500, 50000), "Rule: No 7500"},
+		{"udp inbound over IPv6", udp6(client6, host6, 50000, 7500), rules.DirIn,
+			udp6(host6, client6, 7500, 50000), "Rule: No 7500"},
+		{"tcp outbound, the remote speaks next", tcp4(host, client, 40000, 7100, TCPSyn), rules.DirOut,
+			tcp4(client, host, 7100, 40000, TCPAck), "Rule: No out 7100"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := mustEngine(t, cutConfig)
+			reply := decoded(tt.reply)
+			replyDir := rules.DirOut
+			if tt.dir == rules.DirOut {
+				replyDir = rules.DirIn
+			}
+			if d := e.Decide(reply, replyDir); d.Blocked() {
+				t.Fatalf("before the cut the reply is decided as its own flow and let through; got %+v", d)
+			}
+			if !e.CutFlow(decoded(tt.opened), tt.dir) {
+				t.Fatal("CutFlow refused a TCP/UDP flow")
+			}
+			if d := e.Decide(reply, replyDir); !d.Blocked() || d.Reason != tt.reason || d.Step != StepRule {
+				t.Errorf("reply of the cut flow: %+v, want block / %s", d, tt.reason)
+			}
+			// The cut flow's own direction is decided as ever (the rule
+			// blocks it), and other flows are untouched.
+			if d := e.Decide(decoded(tt.opened), tt.dir); !d.Blocked() {
+				t.Errorf("the cut flow's own direction: %+v, want block", d)
+			}
+			other := *reply
+			other.DstPort++
+			if d := e.Decide(&other, replyDir); d.Blocked() {
+				t.Errorf("another flow: %+v, want allow", d)
+			}
+			// Explain (fwctl's, no traffic history) does not use it.
+			if d := e.Explain(reply, replyDir); d.Blocked() {
+				t.Errorf("Explain of the reply: %+v, want it decided as its own flow", d)
+			}
+		})
+	}
+}
+
+// When the rules no longer block the cut flow, its packets pass again and
+// the flow is forgotten.
+func TestCutFlowForgottenWhenUnblocked(t *testing.T) {
+	e := mustEngine(t, cutConfig)
+	e.CutFlow(decoded(tcp4("10.66.0.2", "10.66.0.1", 46421, 7000, TCPSyn)), rules.DirIn)
+	reply := decoded(tcp4("10.66.0.1", "10.66.0.2", 7000, 46421, TCPAck))
+	if !e.Decide(reply, rules.DirOut).Blocked() {
+		t.Fatal("reply not blocked")
+	}
+	cfg, err := rules.Parse([]byte(`{"rules": []}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.SetPolicy(Compile(cfg))
+	if d := e.Decide(reply, rules.DirOut); d.Blocked() {
+		t.Errorf("reply after the rule went: %+v, want allow", d)
+	}
+	if n := e.CutFlows(); n != 0 {
+		t.Errorf("%d cut flows remembered, want 0", n)
+	}
+}
+
+// A cut flow is remembered CutFlowTTL after its last packet.
+func TestCutFlowExpires(t *testing.T) {
+	e := mustEngine(t, cutConfig)
+	now := time.Unix(1_800_000_000, 0)
+	e.now = func() time.Time { return now }
+	e.CutFlow(decoded(udp4("10.66.0.2", "10.66.0.1", 50000, 7500)), rules.DirIn)
+	reply := decoded(udp4("10.66.0.1", "10.66.0.2", 7500, 50000))
+	for range 3 { // each packet keeps it for another TTL
+		now = now.Add(CutFlowTTL - time.Second)
+		if !e.Decide(reply, rules.DirOut).Blocked() {
+			t.Fatalf("reply %v after the last one not blocked", CutFlowTTL-time.Second)
+		}
+	}
+	now = now.Add(CutFlowTTL)
+	if d := e.Decide(reply, rules.DirOut); d.Blocked() {
+		t.Errorf("reply a TTL after the last one: %+v, want it decided as a new flow", d)
+	}
+	if n := e.CutFlows(); n != 0 {
+		t.Errorf("%d cut flows remembered, want 0", n)
+	}
+}
+
+func TestCutFlowBounds(t *testing.T) {
+	e := mustEngine(t, cutConfig)
+	now := time.Unix(1_800_000_000, 0)
+	e.now = func() time.Time { return now }
+	if e.CutFlow(decoded(icmp4("10.66.0.2", "10.66.0.1", 8, 0)), rules.DirIn) {
+		t.Error("an ICMP flow was remembered")
+	}
+	p := decoded(udp4("10.66.0.2", "10.66.0.1", 1, 7500))
+	for i := range MaxCutFlows {
+		p.SrcPort = uint16(i + 1)
+		p.Src = netip.AddrFrom4([4]byte{10, 66, byte(i >> 8), byte(i)})
+		if !e.CutFlow(p, rules.DirIn) {
+			t.Fatalf("flow %d refused below the cap", i)
+		}
+	}
+	p.Src = netip.MustParseAddr("10.77.0.1")
+	if e.CutFlow(p, rules.DirIn) {
+		t.Error("a flow past MaxCutFlows was remembered")
+	}
+	now = now.Add(CutFlowTTL) // all expired: room again
+	if !e.CutFlow(p, rules.DirIn) || e.CutFlows() != 1 {
+		t.Errorf("after expiry: %d remembered, want the new one only", e.CutFlows())
+	}
+}
+
+// Nothing cut: deciding costs no lock and no allocation; with cut flows,
+// still no allocation.
+func TestCutFlowsAllocateNothing(t *testing.T) {
+	e := mustEngine(t, cutConfig)
+	reply := decoded(tcp4("10.66.0.1", "10.66.0.2", 7000, 46421, TCPAck))
+	other := decoded(tcp4("10.66.0.1", "10.66.0.3", 7000, 46421, TCPAck))
+	if n := testing.AllocsPerRun(100, func() { e.DecideAt(other, rules.DirOut, 1) }); n != 0 {
+		t.Errorf("%v allocations per packet with nothing cut", n)
+	}
+	e.CutFlow(decoded(tcp4("10.66.0.2", "10.66.0.1", 46421, 7000, TCPSyn)), rules.DirIn)
+	if n := testing.AllocsPerRun(100, func() {
+		e.DecideAt(reply, rules.DirOut, time.Now().UnixNano())
+		e.DecideAt(other, rules.DirOut, time.Now().UnixNano())
+	}); n != 0 {
+		t.Errorf("%v allocations per packet with a cut flow", n)
+	}
+}
