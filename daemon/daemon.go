@@ -181,11 +181,20 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 	if err := d.queues.Start(ctx); err != nil {
 		return err
 	}
-	if d.drops, err = queue.OpenKernelDrops(d.opts.LogGroup, d.engine, kernelAudit{d.audit}); err != nil {
-		return err
+	// The kernel's own drops (lists, feeds, the rate-limit guard) are
+	// logged through NFLOG. Without a listener they are still dropped,
+	// only not logged: anything else bound to the group (tcpdump -i
+	// nflog:27) must not keep the firewall down.
+	d.drops, err = queue.OpenKernelDrops(d.opts.LogGroup, d.engine, kernelAudit{d.audit})
+	if err == nil {
+		if err = d.drops.Start(ctx); err != nil {
+			d.drops.Close()
+		}
 	}
-	if err := d.drops.Start(ctx); err != nil {
-		return err
+	if err != nil {
+		log.Error("Drops made in the kernel will not be logged: its NFLOG group is taken (--nflog-group picks another)",
+			"group", d.opts.LogGroup, "err", err)
+		d.drops = nil
 	}
 
 	for _, name := range opts.Ifaces {

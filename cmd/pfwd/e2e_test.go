@@ -417,7 +417,7 @@ func TestSecondPfwdRefused(t *testing.T) {
 		extra []string
 		want  string
 	}{
-		{"own queues, same log group", []string{"--queue", "40"}, "NFLOG group 27"},
+		{"own queues", []string{"--queue", "40"}, "the table exists and belongs to a running process (another pfwd?)"},
 		{"same queues", nil, "another process reads this queue"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -807,5 +807,31 @@ func TestUnopenableDatabaseStillProtects(t *testing.T) {
 	}) {
 		out, err := l.fwctl("--db", tmp, "logs", "--json")
 		t.Errorf("the block is not in the temporary database: %v\n%s", err, out)
+	}
+}
+
+// Another program bound to pfwd's NFLOG group (tcpdump -i nflog:27, a
+// logging daemon) costs the log of the kernel's own drops, not the
+// firewall: pfwd starts, says so, and filters; --nflog-group moves it.
+func TestNFLOGGroupTaken(t *testing.T) {
+	l := newLab(t)
+	l.writeConfig(l.configDoc("allow", `{"name": "Block Telnet", "action": "block", "protocol": "tcp", "ports": [23]}`,
+		`"127.0.0.1"`, `"`+l.clientIP2+`"`, 100))
+	l.serve([]int{22, 23}, nil)
+	l.holdNFLOG(27)
+	l.startPfwd()
+	l.waitLog(" - ERROR - Drops made in the kernel will not be logged", "group=27")
+	l.expect("tcp", hostPort(l.fwIP, 23), false)
+	l.expect("tcp", hostPort(l.fwIP, 22), true)
+	l.expectFrom(l.client, "tcp", l.clientIP2, hostPort(l.fwIP, 22), false) // blacklisted: dropped in the kernel
+	if err := l.stopPfwd(syscall.SIGTERM); err != nil {
+		t.Fatalf("pfwd exit: %v", err)
+	}
+
+	// With a group of its own, the kernel's drops are logged again.
+	l.startPfwd("--nflog-group", "28")
+	l.expectFrom(l.client, "tcp", l.clientIP2, hostPort(l.fwIP, 22), false)
+	if _, ok := l.waitRow(func(r store.LogRow) bool { return r.SrcIP == l.clientIP2 && r.Reason == "Blacklisted IP" }); !ok {
+		t.Errorf("no Blacklisted IP row with --nflog-group 28: %+v", l.rows("blocked"))
 	}
 }

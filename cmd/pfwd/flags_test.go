@@ -42,6 +42,8 @@ func TestParseFlagsUsage(t *testing.T) {
 		{"queues negative", []string{"--queues", "-1"}, 2, false, "", "pfwd: --queues -1: want 1-64"},
 		{"queues too many", []string{"--queues", "65"}, 2, false, "", "pfwd: --queues 65: want 1-64"},
 		{"queues past the last queue", []string{"--queue", "65535", "--queues", "2"}, 2, false, "", "past 65535"},
+		{"nflog group 0", []string{"--nflog-group", "0"}, 2, false, "", "pfwd: --nflog-group 0: not an NFLOG group (1-65535)"},
+		{"nflog group too big", []string{"--nflog-group", "65536"}, 2, false, "", "pfwd: --nflog-group 65536: not an NFLOG group"},
 		{"log level", []string{"--log-level", "loud"}, 2, false, "", `pfwd: --log-level "loud"`},
 		{"iface", []string{"--iface", "a/b"}, 2, false, "", `--iface: "a/b" is not an interface name`},
 	} {
@@ -67,14 +69,14 @@ func TestParseFlagsUsage(t *testing.T) {
 }
 
 func TestParseFlagsValues(t *testing.T) {
-	cl, _, ok := parseFlags([]string{"--stats-every", "2m", "--queue", "7", "--queues", "3", "--log-level", "warning", "--metrics", "127.0.0.1:9846"}, &bytes.Buffer{}, &bytes.Buffer{})
+	cl, _, ok := parseFlags([]string{"--stats-every", "2m", "--queue", "7", "--queues", "3", "--log-level", "warning", "--metrics", "127.0.0.1:9846", "--nflog-group", "99"}, &bytes.Buffer{}, &bytes.Buffer{})
 	if !ok {
 		t.Fatal("valid flags refused")
 	}
-	if o := cl.opts; o.StatsEvery != 2*time.Minute || o.QueueNum != 7 || o.Queues != 3 || o.MetricsAddr != "127.0.0.1:9846" || cl.level != slog.LevelWarn {
+	if o := cl.opts; o.StatsEvery != 2*time.Minute || o.QueueNum != 7 || o.Queues != 3 || o.MetricsAddr != "127.0.0.1:9846" || cl.level != slog.LevelWarn || o.LogGroup != 99 {
 		t.Errorf("parsed %+v, level %v", o, cl.level)
 	}
-	if cl, _, _ = parseFlags(nil, &bytes.Buffer{}, &bytes.Buffer{}); cl.opts.StatsEvery != 30*time.Second || cl.opts.Queues < 1 {
+	if cl, _, _ = parseFlags(nil, &bytes.Buffer{}, &bytes.Buffer{}); cl.opts.StatsEvery != 30*time.Second || cl.opts.Queues < 1 || cl.opts.LogGroup != 27 {
 		t.Errorf("defaults: stats every %v, %d queues; want 30s and one per CPU", cl.opts.StatsEvery, cl.opts.Queues)
 	}
 }

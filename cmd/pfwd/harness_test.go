@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/florianl/go-nflog/v2"
 	"golang.org/x/sys/unix"
 )
 
@@ -294,8 +295,14 @@ func (l *lab) servePush(tcpPorts, udpPorts []int) {
 // serveEnv runs serveMain in ns with env saying what to serve.
 func (l *lab) serveEnv(ns string, env ...string) {
 	l.t.Helper()
+	l.runHelper(ns, "serve", env...)
+}
+
+// runHelper runs the helper mode in ns and waits for its "ready".
+func (l *lab) runHelper(ns, mode string, env ...string) {
+	l.t.Helper()
 	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0])
-	cmd.Env = append(append(os.Environ(), "PFW_E2E_HELPER=serve"), env...)
+	cmd.Env = append(append(os.Environ(), "PFW_E2E_HELPER="+mode), env...)
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -397,6 +404,8 @@ func helperMain(mode string) int {
 		return holdMain()
 	case "stream":
 		return streamMain()
+	case "nflog":
+		return nflogMain()
 	}
 	fmt.Fprintln(os.Stderr, "unknown helper mode", mode)
 	return 2
@@ -772,4 +781,28 @@ func streamMain() int {
 		fmt.Println(n.Swap(0))
 	}
 	return 0
+}
+
+// holdNFLOG binds NFLOG group in the firewall namespace, as another
+// logging program would, until the test ends.
+func (l *lab) holdNFLOG(group int) {
+	l.t.Helper()
+	l.runHelper(l.fw, "nflog", "PFW_GROUP="+strconv.Itoa(group))
+}
+
+func nflogMain() int {
+	group, _ := strconv.Atoi(os.Getenv("PFW_GROUP"))
+	nl, err := nflog.Open(&nflog.Config{Group: uint16(group), Copymode: nflog.CopyPacket})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	err = nl.RegisterWithErrorFunc(context.Background(),
+		func(nflog.Attribute) int { return 0 }, func(error) int { return 0 })
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println("ready")
+	select {}
 }

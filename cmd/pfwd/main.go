@@ -123,6 +123,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (cl commandLine, exit i
 		opts       = &cl.opts
 		logLevel   string
 		queue      uint
+		nflogGroup uint
 		showVer    bool
 		statsEvery time.Duration
 	)
@@ -132,6 +133,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (cl commandLine, exit i
 	fs.StringVar(&opts.Socket, "socket", envOr("PFW_SOCKET", daemon.DefaultSocket), "control socket for fwctl (env PFW_SOCKET)")
 	fs.UintVar(&queue, "queue", 0, "first NFQUEUE number")
 	fs.IntVar(&opts.Queues, "queues", 0, "number of NFQUEUEs, one worker each, 1-64 (default: one per CPU)")
+	fs.UintVar(&nflogGroup, "nflog-group", 27, "NFLOG group through which the kernel reports the drops it makes itself (1-65535)")
 	fs.Func("iface", "filter only this interface (repeatable; default: all but lo)", func(s string) error {
 		opts.Ifaces = append(opts.Ifaces, s)
 		return nil
@@ -176,6 +178,10 @@ func parseFlags(args []string, stdout, stderr io.Writer) (cl commandLine, exit i
 		return usageError("--queue %d with %d queues: the last, %d, is past 65535 (lower --queue or set --queues)", queue, opts.Queues, last)
 	}
 	opts.QueueNum = uint16(queue)
+	if nflogGroup < 1 || nflogGroup > 65535 {
+		return usageError("--nflog-group %d: not an NFLOG group (1-65535)", nflogGroup)
+	}
+	opts.LogGroup = uint16(nflogGroup)
 	for _, name := range opts.Ifaces {
 		if err := nft.CheckIfname(name); err != nil {
 			return usageError("--iface: %v", err)
