@@ -216,10 +216,10 @@ func (p *parser) config(doc any) *Config {
 		p.unique("rules", len(cfg.Rules), func(i int) string { return cfg.Rules[i].Name })
 	}
 	if v, ok := m["whitelist_ips"]; ok {
-		cfg.WhitelistIPs = p.prefixes("whitelist_ips", v)
+		cfg.WhitelistIPs = p.listPrefixes("whitelist_ips", v)
 	}
 	if v, ok := m["blacklist_ips"]; ok {
-		cfg.BlacklistIPs = p.prefixes("blacklist_ips", v)
+		cfg.BlacklistIPs = p.listPrefixes("blacklist_ips", v)
 	}
 	if v, ok := m["rate_limit"]; ok {
 		cfg.RateLimit = p.rateLimit("rate_limit", v)
@@ -400,7 +400,11 @@ func parsePort(s string) (uint16, error) {
 	return uint16(n), nil
 }
 
-func (p *parser) prefixes(path string, v any) []netip.Prefix {
+func (p *parser) prefixes(path string, v any) []netip.Prefix { return p.prefixList(path, v, true) }
+
+// prefixList reads an array of addresses and CIDRs; everything, when
+// false, refuses 0.0.0.0/0 and ::/0 (see listPrefixes).
+func (p *parser) prefixList(path string, v any, everything bool) []netip.Prefix {
 	var out []netip.Prefix
 	for i, e := range p.array(path, v) {
 		s, ok := p.str(index(path, i), e)
@@ -412,9 +416,25 @@ func (p *parser) prefixes(path string, v any) []netip.Prefix {
 			p.fail(index(path, i), "%v", err)
 			continue
 		}
+		if !everything && pfx.Bits() == 0 {
+			family := 6
+			if pfx.Addr().Is4() {
+				family = 4
+			}
+			p.fail(index(path, i), "%s covers every IPv%d address: set default_policy and default_outbound_policy instead", pfx, family)
+			continue
+		}
 		out = append(out, pfx)
 	}
 	return out
+}
+
+// listPrefixes reads a whitelist or blacklist. An entry covering a whole
+// address family (0.0.0.0/0, ::/0) is refused: in the blacklist it cuts
+// the host off in both directions, whitelisted it turns the firewall off,
+// blacklist and feeds included. That is what the default policies are for.
+func (p *parser) listPrefixes(path string, v any) []netip.Prefix {
+	return p.prefixList(path, v, false)
 }
 
 // ParsePrefix reads an IP address (as a single-address prefix) or a CIDR,

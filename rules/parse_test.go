@@ -83,6 +83,8 @@ func TestParseErrorsNameThePlace(t *testing.T) {
 		{"port wrong type", `{"rules":[{"name":"a","action":"block","ports":[true]}]}`, `rules[0].ports[0]: want a port number or a "lo-hi" range, got a boolean`},
 		{"bad blacklist ip", `{"blacklist_ips":["1.1.1.1","2.2.2.2","3.3.3.3","999.1.1.1"]}`, `blacklist_ips[3]: "999.1.1.1" is not an IP address or CIDR`},
 		{"bad cidr", `{"whitelist_ips":["10.0.0.0/33"]}`, `whitelist_ips[0]: "10.0.0.0/33" is not an IP address or CIDR`},
+		{"blacklist of everything", `{"blacklist_ips":["192.0.2.1","0.0.0.0/0"]}`, `blacklist_ips[1]: 0.0.0.0/0 covers every IPv4 address: set default_policy and default_outbound_policy instead`},
+		{"whitelist of everything v6", `{"whitelist_ips":["::1", "::/0"]}`, `whitelist_ips[1]: ::/0 covers every IPv6 address`},
 		{"bad src ip", `{"rules":[{"name":"a","action":"block","src_ips":["nope"]}]}`, `rules[0].src_ips[0]: "nope" is not an IP address or CIDR`},
 		{"bad action", `{"rules":[{"name":"a","action":"deny"}]}`, `rules[0].action: "deny" is not an action (allow, block)`},
 		{"missing action", `{"rules":[{"name":"a"}]}`, `rules[0].action: missing: want allow or block`},

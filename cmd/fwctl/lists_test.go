@@ -130,3 +130,28 @@ func TestBlacklistingAWhitelistedAddressWarns(t *testing.T) {
 		t.Errorf("stderr = %q, want a note about the blacklist", r.stderr)
 	}
 }
+
+func TestListEntryEdges(t *testing.T) {
+	e := newEnv(t, testConfig)
+	before, _ := os.ReadFile(e.config)
+	for _, args := range [][]string{
+		{"blacklist", "add", "0.0.0.0/0"},
+		{"whitelist", "add", "::/0"},
+	} {
+		r := fwctl(t, args...)
+		if r.code != 1 {
+			t.Errorf("fwctl %v: %v, want exit 1", args, r)
+		}
+		checkErrorLine(t, r, "covers every IPv")
+	}
+	if now, _ := os.ReadFile(e.config); string(now) != string(before) {
+		t.Error("a refused entry changed the file")
+	}
+	r := mustRun(t, "blacklist", "add", "192.0.2.9/24")
+	if !strings.Contains(r.stderr, "192.0.2.9/24 has host bits set: it means the network 192.0.2.0/24") {
+		t.Errorf("stderr = %q, want a note about the host bits", r.stderr)
+	}
+	if r := mustRun(t, "blacklist", "add", "198.51.100.0/24", "203.0.113.5"); r.stderr != "" {
+		t.Errorf("stderr = %q for entries without host bits, want nothing", r.stderr)
+	}
+}
