@@ -11,10 +11,12 @@ type Status struct {
 	UptimeSeconds  float64   `json:"uptime_seconds"`
 	ConfigPath     string    `json:"config_path"`
 	ConfigLoadedAt time.Time `json:"config_loaded_at"`
-	ReloadError    string    `json:"reload_error,omitempty"` // the last rejected config, while the old one stays in force
-	Rules          int       `json:"rules"`
-	RulesEnabled   int       `json:"rules_enabled"`
-	QueueMode      string    `json:"queue_mode"` // "nft queue" or "xt NFQUEUE (nft_compat)"
+	// ConfigDigest is rules.Digest of the config in force.
+	ConfigDigest string `json:"config_digest"`
+	ReloadError  string `json:"reload_error,omitempty"` // the last rejected config, while the old one stays in force
+	Rules        int    `json:"rules"`
+	RulesEnabled int    `json:"rules_enabled"`
+	QueueMode    string `json:"queue_mode"` // "nft queue" or "xt NFQUEUE (nft_compat)"
 	// FastPath says whether established flows checked against the lists
 	// since they last changed skip them in the kernel (conntrack labels),
 	// and if not, why.

@@ -90,6 +90,7 @@ type Daemon struct {
 	mu          sync.Mutex // guards what follows
 	cfg         *rules.Config
 	cfgData     []byte // the config as last applied, to skip no-op reloads
+	cfgDigest   string // rules.Digest of it, for fwctl
 	loadedAt    time.Time
 	reloadErr   string
 	feedEntries map[string][]netip.Prefix
@@ -134,6 +135,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 	}
 	d.cfg, d.loadedAt = cfg, time.Now()
 	d.cfgData, _ = rules.Marshal(cfg)
+	d.cfgDigest = rules.Digest(cfg)
 
 	if d.store, err = store.Open(opts.DBPath); err != nil {
 		// A firewall must not stay down because its log cannot be
@@ -526,7 +528,7 @@ func (d *Daemon) apply(cfg *rules.Config, why string) error {
 	d.engine.SetPolicy(verdict.Compile(cfg))
 	d.engine.SetIntel(d.compileIntel(cfg))
 	reordered := !slices.Equal(feedNames(d.cfg), feedNames(cfg))
-	d.cfg, d.cfgData, d.loadedAt, d.reloadErr = cfg, canon, time.Now(), ""
+	d.cfg, d.cfgData, d.cfgDigest, d.loadedAt, d.reloadErr = cfg, canon, rules.Digest(cfg), time.Now(), ""
 	d.mu.Unlock()
 	if reordered {
 		// An entry two feeds list now belongs to another feed first: the

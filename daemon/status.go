@@ -19,6 +19,7 @@ import (
 func (d *Daemon) Status() control.Status {
 	d.mu.Lock()
 	cfg, loadedAt, reloadErr := d.cfg, d.loadedAt, d.reloadErr
+	digest := d.cfgDigest
 	d.mu.Unlock()
 	enabled := 0
 	for _, r := range cfg.Rules {
@@ -35,6 +36,7 @@ func (d *Daemon) Status() control.Status {
 		UptimeSeconds:  time.Since(d.started).Seconds(),
 		ConfigPath:     d.opts.ConfigPath,
 		ConfigLoadedAt: loadedAt,
+		ConfigDigest:   digest,
 		ReloadError:    reloadErr,
 		Rules:          len(cfg.Rules),
 		RulesEnabled:   enabled,

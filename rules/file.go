@@ -1,6 +1,8 @@
 package rules
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"bytes"
 	"errors"
 	"fmt"
@@ -250,4 +252,18 @@ func writeAtomic(path string, data []byte) error {
 		d.Close()
 	}
 	return nil
+}
+
+// Digest names a config's content: the SHA-256 of its canonical encoding
+// (Marshal), so two files that differ only in layout, key order or the
+// spelling of an address have the same digest. pfwd reports the digest of
+// the config in force; fwctl compares it with the file's to know whether
+// an edit is in force.
+func Digest(cfg *Config) string {
+	data, err := Marshal(cfg)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
 }

@@ -16,15 +16,13 @@ import (
 // a second for 100,000 entries); past this something is wrong.
 const applyWait = 3 * time.Second
 
-// pfwdWatch notes, before an edit, whether a pfwd runs on this config and
-// when it last loaded it, so that after the edit fwctl can tell whether
-// the change reached the kernel: an edit pfwd could not apply must not
-// pass in silence.
+// pfwdWatch notes, before an edit, whether a pfwd runs on this config, so
+// that after the edit fwctl can tell whether the change reached the
+// kernel: an edit pfwd could not apply must not pass in silence.
 type pfwdWatch struct {
-	g        *globals
-	running  bool
-	loadedAt time.Time
-	before   []byte
+	g       *globals
+	running bool
+	before  []byte
 }
 
 func watchPfwd(g *globals) pfwdWatch {
@@ -36,13 +34,16 @@ func watchPfwd(g *globals) pfwdWatch {
 	if err != nil || !st.Running || !samePath(st.ConfigPath, g.config) {
 		return w // no pfwd, or one that reads another file: nothing to wait for
 	}
-	w.running, w.loadedAt = true, st.ConfigLoadedAt
+	w.running = true
 	return w
 }
 
 // confirm waits until pfwd applied the edit, and warns on stderr when it
 // did not: the file is changed either way (the exit code says so), but
-// the rules in force are not yet the file's.
+// the rules in force are not yet the file's. "Applied" means the config
+// in force has the file's digest (rules.Digest): pfwd skips a reload that
+// changes nothing, such as an edit that only rewrote a hand-formatted
+// file in fwctl's layout, so the time it last loaded is no answer.
 func (w pfwdWatch) confirm() {
 	if !w.running {
 		return
@@ -61,7 +62,7 @@ func (w pfwdWatch) confirm() {
 			fmt.Fprintf(w.g.errOut, "fwctl: warning: could not ask pfwd whether it applied the change: %v\n", err)
 			return
 		}
-		if st.ConfigLoadedAt.After(w.loadedAt) {
+		if cfg, err := rules.Load(w.g.config); err == nil && st.ConfigDigest == rules.Digest(cfg) {
 			return
 		}
 		if time.Now().After(deadline) {

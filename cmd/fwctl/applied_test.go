@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pfw/pfw/control"
+	"github.com/pfw/pfw/rules"
 )
 
 // stubPfwd answers on the control socket for config like pfwd: when apply
@@ -22,17 +23,23 @@ func stubPfwd(t *testing.T, e *testEnv, apply bool, reloadErr string) {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
-	data, _ := os.ReadFile(e.config)
-	loadedAt := time.Now().Add(-time.Hour)
+	digest := func() string {
+		cfg, err := rules.Load(e.config)
+		if err != nil {
+			t.Errorf("stub pfwd: %v", err)
+			return ""
+		}
+		return rules.Digest(cfg)
+	}
+	inForce := digest()
 	st := func() control.Status {
 		mu.Lock()
 		defer mu.Unlock()
-		now, _ := os.ReadFile(e.config)
-		s := control.Status{Running: true, ConfigPath: e.config, ConfigLoadedAt: loadedAt}
-		if !bytes.Equal(now, data) {
+		s := control.Status{Running: true, ConfigPath: e.config, ConfigDigest: inForce}
+		if now := digest(); now != inForce {
 			if apply {
-				data, loadedAt = now, time.Now()
-				s.ConfigLoadedAt = loadedAt
+				inForce = now
+				s.ConfigDigest = inForce
 			} else {
 				s.ReloadError = reloadErr
 			}
@@ -87,5 +94,22 @@ func TestEditOtherPfwdNotWaitedFor(t *testing.T) {
 	r := mustRun(t, "whitelist", "add", "10.0.0.9")
 	if r.stderr != "" || time.Since(start) > time.Second {
 		t.Errorf("an edit of another file waited or warned: %v", r)
+	}
+}
+
+// An edit that changes the file but not the rules (fwctl rewrites a
+// hand-formatted file in its own layout) is in force as it is: pfwd skips
+// such a reload, and fwctl must not wait 3 s and warn for it.
+func TestEditThatOnlyReformatsNeedsNoReload(t *testing.T) {
+	e := newEnv(t, `{"rules": [],   "blacklist_ips": [ "198.51.100.77" ]}`)
+	stubPfwd(t, e, false, "never reloads")
+	before, _ := os.ReadFile(e.config)
+	start := time.Now()
+	r := mustRun(t, "blacklist", "add", "198.51.100.77")
+	if after, _ := os.ReadFile(e.config); bytes.Equal(after, before) {
+		t.Skip("fwctl did not rewrite the file; nothing to check")
+	}
+	if r.stderr != "" || time.Since(start) > time.Second {
+		t.Errorf("a rewrite that changes no rule waited %v or warned: %q", time.Since(start), r.stderr)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pfw/pfw/rules"
 	"github.com/pfw/pfw/store"
 )
 
@@ -262,6 +263,11 @@ func TestLifecycle(t *testing.T) {
 	// Lists in status --json are [] when empty, never null.
 	if out, err := l.fwctl("status", "--json"); err != nil || !strings.Contains(out, `"feeds": []`) {
 		t.Errorf("fwctl status --json without feeds: %v\n%s", err, out)
+	}
+	// The digest of the config in force is the file's, as fwctl computes
+	// it to know that an edit is in force.
+	if cfg, err := rules.Load(l.config()); err != nil || l.status().ConfigDigest != rules.Digest(cfg) {
+		t.Errorf("status config_digest %q, the file's %q (%v)", l.status().ConfigDigest, rules.Digest(cfg), err)
 	}
 
 	// kill -9, then start again: one table, rules enforced.
