@@ -117,7 +117,8 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 	if err != nil {
 		return err
 	}
-	defer sock.Close()
+	ctl := newControlSocket(opts.Socket, sock, d.Status, log)
+	defer ctl.close()
 	var metricsLn net.Listener
 	if opts.MetricsAddr != "" {
 		if metricsLn, err = listenMetrics(opts.MetricsAddr); err != nil {
@@ -248,7 +249,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 	if metricsLn != nil {
 		d.serveMetrics(ctx, metricsLn)
 	}
-	go control.Serve(ctx, sock, d.Status, slog.NewLogLogger(log.Handler(), slog.LevelWarn))
+	go ctl.run(ctx, time.Second)
 	if opts.Started != nil {
 		opts.Started(d)
 	}

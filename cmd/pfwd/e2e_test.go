@@ -264,6 +264,13 @@ func TestLifecycle(t *testing.T) {
 	if out, err := l.fwctl("status", "--json"); err != nil || !strings.Contains(out, `"feeds": []`) {
 		t.Errorf("fwctl status --json without feeds: %v\n%s", err, out)
 	}
+	// A removed control socket file is made again within a second.
+	if err := os.Remove(l.socket()); err != nil {
+		t.Fatal(err)
+	}
+	if !eventually(3*time.Second, func() bool { _, err := l.fwctl("status"); return err == nil }) {
+		t.Errorf("fwctl status does not reach pfwd after its socket file was removed")
+	}
 	// The digest of the config in force is the file's, as fwctl computes
 	// it to know that an edit is in force.
 	if cfg, err := rules.Load(l.config()); err != nil || l.status().ConfigDigest != rules.Digest(cfg) {

@@ -1,0 +1,103 @@
+package daemon
+
+import (
+	"context"
+	"log"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pfw/pfw/control"
+)
+
+// controlSocket serves fwctl on the control socket, and makes the socket
+// again when its file goes (a clean-up of /run, a mistaken rm): pfwd would
+// filter on, but fwctl status would call it not running, edits could not
+// wait for it to apply them, and the single-instance lock would be gone.
+type controlSocket struct {
+	path   string
+	status func() control.Status
+	errLog *log.Logger
+	log    *slog.Logger
+
+	mu   sync.Mutex // guards what follows
+	l    net.Listener
+	ino  uint64             // the socket file's inode, to tell it from a new file
+	stop context.CancelFunc // stops serving l
+}
+
+func newControlSocket(path string, l net.Listener, status func() control.Status, lg *slog.Logger) *controlSocket {
+	return &controlSocket{path: path, l: l, ino: inodeOf(path), status: status, log: lg,
+		errLog: slog.NewLogLogger(lg.Handler(), slog.LevelWarn)}
+}
+
+// serve starts answering on c.l. Caller holds mu, or is the only user.
+func (c *controlSocket) serve(ctx context.Context) {
+	sctx, cancel := context.WithCancel(ctx)
+	c.stop = cancel
+	go control.Serve(sctx, c.l, c.status, c.errLog)
+}
+
+// run serves until ctx is done, checking every interval that the socket
+// file is still the one pfwd listens on.
+func (c *controlSocket) run(ctx context.Context, every time.Duration) {
+	c.mu.Lock()
+	c.serve(ctx)
+	c.mu.Unlock()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	warned := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if ino := inodeOf(c.path); ino != 0 && ino == c.ino {
+			warned = false
+			continue
+		}
+		l, err := control.Listen(c.path)
+		if err != nil {
+			if !warned {
+				c.log.Error("The control socket's file is gone and could not be made again: fwctl cannot reach pfwd", "err", err)
+				warned = true
+			}
+			continue
+		}
+		c.mu.Lock()
+		old, stopOld := c.l, c.stop
+		// The old listener's file is gone, or someone else's now: closing
+		// it must not unlink the path, which is the new socket's.
+		if ul, ok := old.(*net.UnixListener); ok {
+			ul.SetUnlinkOnClose(false)
+		}
+		c.l, c.ino = l, inodeOf(c.path)
+		c.serve(ctx)
+		c.mu.Unlock()
+		stopOld() // shuts the old server down, closing its listener
+		c.log.Warn("The control socket's file was removed: made it again", "socket", c.path)
+	}
+}
+
+// close closes the socket in use, removing its file.
+func (c *controlSocket) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.l.Close()
+}
+
+// inodeOf is the inode of the file at path, 0 when there is none.
+func inodeOf(path string) uint64 {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return 0
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
+}

@@ -1,0 +1,102 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pfw/pfw/control"
+)
+
+// lockedBuffer is a log sink the socket keeper writes while the test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A removed control socket file is made again; a file put in its place is
+// left alone and reported once; the socket goes when pfwd stops.
+func TestControlSocketRemade(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pfwd.sock")
+	l, err := control.Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logBuf lockedBuffer
+	c := newControlSocket(path, l, func() control.Status { return control.Status{Running: true, PID: 42} },
+		slog.New(NewLineHandler(&logBuf, slog.LevelInfo, false)))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); c.run(ctx, 20*time.Millisecond) }()
+	answers := func() bool {
+		q, qcancel := context.WithTimeout(context.Background(), time.Second)
+		defer qcancel()
+		st, err := control.Query(q, path)
+		return err == nil && st.PID == 42
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(3 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not happen within 3 s; log:\n%s", what, logBuf.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor("the first answer", answers)
+
+	for i := range 3 {
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		waitFor("an answer after the file was removed", answers)
+		if n := strings.Count(logBuf.String(), "The control socket's file was removed: made it again"); n != i+1 {
+			t.Errorf("%d warnings after %d removals", n, i+1)
+		}
+		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("the new socket: %v, mode %v; want 0600", err, fi.Mode().Perm())
+		}
+	}
+
+	// A regular file in its place is not removed: reported, once.
+	os.Remove(path)
+	if err := os.WriteFile(path, []byte("not a socket"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the error", func() bool { return strings.Contains(logBuf.String(), "could not be made again") })
+	time.Sleep(100 * time.Millisecond)
+	if n := strings.Count(logBuf.String(), "could not be made again"); n != 1 {
+		t.Errorf("%d errors for one lasting problem, want 1", n)
+	}
+	if data, _ := os.ReadFile(path); string(data) != "not a socket" {
+		t.Errorf("the file in the socket's place was changed: %q", data)
+	}
+	os.Remove(path)
+	waitFor("an answer once the path is free", answers)
+
+	cancel()
+	<-done
+	c.close()
+	if _, err := os.Lstat(path); !os.IsNotExist(err) {
+		t.Errorf("the socket file outlived close: %v", err)
+	}
+}
