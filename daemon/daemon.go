@@ -84,7 +84,13 @@ type Daemon struct {
 	retryDelay     time.Duration
 	reloadsStopped bool
 
-	saveMu  sync.Mutex    // orders the threat entries' writes to the database; taken before mu
+	saveMu sync.Mutex // orders the threat entries' writes to the database; taken before mu
+	// writerErr spaces out the log writer's error lines (logWriterError).
+	writerErr struct {
+		mu    sync.Mutex
+		last  time.Time
+		since int
+	}
 	suppLog suppressedLog // what the statistics line last said about suppressed rows
 
 	mu          sync.Mutex // guards what follows
@@ -667,8 +673,22 @@ func (d *Daemon) saveThreats(ctx context.Context, fresh map[string]time.Time) er
 	return d.store.SetThreats(ctx, feeds, time.Now())
 }
 
+// writerErrorEvery is the least time between two log lines about the log
+// writer's errors: a full disk fails every flush, four times a second.
+const writerErrorEvery = 30 * time.Second
+
 func (d *Daemon) logWriterError(err error) {
-	if ok, _ := d.audit.sampler.Allow("writer-error", time.Now()); ok {
+	d.writerErr.mu.Lock()
+	defer d.writerErr.mu.Unlock()
+	now := time.Now()
+	if now.Sub(d.writerErr.last) < writerErrorEvery {
+		d.writerErr.since++
+		return
+	}
+	if d.writerErr.since > 0 {
+		d.log.Error("Log writer", "err", err, "errors_since_last_line", d.writerErr.since)
+	} else {
 		d.log.Error("Log writer", "err", err)
 	}
+	d.writerErr.last, d.writerErr.since = now, 0
 }
