@@ -55,14 +55,40 @@
 //
 // # Sanitizing
 //
-// Sanitize refuses 0.0.0.0/0 and ::/0, IPv4 prefixes shorter than /8, IPv6
-// shorter than /16, anything overlapping loopback, anything overlapping a
-// protected (whitelisted) prefix, and anything covering one of the host's
-// own addresses (Manager.SetHostAddrs): such an entry cuts the host off its
-// own network, gateway and resolver included. It keeps but reports entries
-// overlapping private, CGNAT, unique-local and link-local ranges: FireHOL's
-// level1 list holds 10.0.0.0/8 and 192.168.0.0/16, which cut a LAN off when
-// applied blindly. Summarize renders the report as one log line per kind.
+// The kernel applies feed entries in both directions (inbound sources,
+// outbound destinations), so an entry also cuts pfwd's own way out. Sanitize
+// refuses 0.0.0.0/0 and ::/0, IPv4 prefixes shorter than /8, IPv6 shorter
+// than /16, and entries
+//
+//   - covering an address pfwd needs (Protected): one of the host's own
+//     (Manager.SetHostAddrs; the entry would cut the host off its network,
+//     gateway and resolver included), a feed server, a DNS resolver;
+//   - overlapping, inside or covering, a range every host needs: loopback,
+//     0.0.0.0/8 (DHCP's source), 255.255.255.255, multicast 224.0.0.0/4 and
+//     ff00::/8 (mDNS, neighbour discovery, DHCPv6), NAT64 64:ff9b::/96 and
+//     64:ff9b:1::/48 and 6to4 2002::/16 (each maps all of IPv4);
+//   - overlapping a protected (whitelisted) prefix.
+//
+// The refusal names the first that applies, in that order: "covers the feed
+// server 10.77.0.9 of feed "X"", "overlaps IPv4 multicast 224.0.0.0/4". It
+// keeps but reports entries overlapping private, CGNAT, unique-local and
+// link-local ranges: FireHOL's level1 list holds 10.0.0.0/8 and
+// 192.168.0.0/16, which cut a LAN off when applied blindly. Summarize renders
+// the report as one log line per kind.
+//
+// A feed must not block its own server, or another feed's: the fetch that
+// could take the entry back would never connect again. The Manager learns
+// the addresses it needs and remembers them (the last 1024 seen): literal
+// addresses in feed URLs (at SetFeeds and every fetch), the nameservers of
+// /etc/resolv.conf and /run/systemd/resolve/resolv.conf (read at every
+// fetch; a missing or odd file is no error), and the address of every
+// connection a fetch made or tried, redirects and proxies included (learned
+// before the body is sanitized, so a feed on a host name cannot block the
+// server it was just read from). Entries in force that cover an address
+// learned later (a seed from the database, a list accepted before a DNS
+// change) are dropped from every feed as soon as it is learned, through
+// OnUpdate and a warning "dropped N entries in force: ...", even when the
+// fetch that learned it failed.
 //
 // # Fetching
 //
@@ -75,8 +101,12 @@
 // fails with ErrTooLarge and the connection is dropped, not drained;
 // conditional requests (ETag / If-Modified-Since: a 304 is a success that
 // changes nothing), the User-Agent "pfw/<Version>" (set Version at start),
-// and verified TLS. Redirects from https to http are refused. Errors show the
-// URL without its user, password or query, which may hold an access key.
+// and verified TLS. Redirects from https to http are refused, and so are
+// redirects to this host (a literal loopback or unspecified address,
+// "localhost", a numeric form like 127.1, or for a Manager an address of
+// SetHostAddrs), which would let a feed make pfwd call its local services,
+// unless the feed's URL is on this host itself. Errors show the URL without
+// its user, password or query, which may hold an access key.
 //
 // # Scheduling
 //

@@ -7,8 +7,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/netip"
 	"net/url"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/pfw/pfw/rules"
@@ -94,6 +98,8 @@ func NewHTTPClient(connectTimeout, timeout time.Duration) *http.Client {
 	return &http.Client{Transport: t, Timeout: timeout, CheckRedirect: checkRedirect}
 }
 
+// checkRedirect is the redirect policy of NewHTTPClient's clients; every
+// Fetch adds refuseLocalRedirect in front of its client's own policy.
 func checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) >= maxRedirects {
 		return fmt.Errorf("stopped after %d redirects", maxRedirects)
@@ -102,6 +108,111 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 		return fmt.Errorf("refusing redirect from https to %s", displayURL(req.URL))
 	}
 	return nil
+}
+
+// guardRedirects returns a copy of c whose redirect policy first refuses
+// redirects to this host (refuseLocalRedirect), then applies c's own (or
+// net/http's default of 10 redirects at most). The copy shares c's
+// transport and its connections.
+func guardRedirects(c *http.Client, host []netip.Addr) *http.Client {
+	guarded := *c
+	next := c.CheckRedirect
+	guarded.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if err := refuseLocalRedirect(req.URL, via[0].URL, host); err != nil {
+			return err
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &guarded
+}
+
+// refuseLocalRedirect refuses a redirect to this host: a feed server (or
+// anyone on a plain http path) could otherwise make pfwd send requests to
+// its own local services, the way a browser is turned against a LAN. Only
+// literal hosts are judged (loopback, unspecified, one of host, "localhost"
+// and *.localhost), plus numeric forms a resolver might read as an IPv4
+// address (127.1, 2130706433, 0x7f.1), which no real host name takes; a name
+// that resolves to this host is left alone. A feed configured on this host
+// (origin is local itself) may redirect within it.
+func refuseLocalRedirect(target, origin *url.URL, host []netip.Addr) error {
+	why := localHost(target.Hostname(), host)
+	if why == "" || localHost(origin.Hostname(), host) != "" {
+		return nil
+	}
+	return fmt.Errorf("refusing redirect to %s: %s", displayURL(target), why)
+}
+
+// localHost says how hostname names this host, or "" when it does not
+// literally do so.
+func localHost(hostname string, host []netip.Addr) string {
+	name := strings.TrimSuffix(strings.ToLower(hostname), ".")
+	if name == "localhost" || strings.HasSuffix(name, ".localhost") {
+		return name + " is loopback"
+	}
+	a, err := netip.ParseAddr(name)
+	if err != nil {
+		if numericHost(name) {
+			return name + " is not a standard IP address, and resolvers may read it as one"
+		}
+		return ""
+	}
+	a = a.Unmap().WithZone("")
+	switch {
+	case a.IsLoopback():
+		return a.String() + " is loopback"
+	case a.IsUnspecified():
+		return a.String() + " is unspecified (this host)"
+	case slices.ContainsFunc(host, func(h netip.Addr) bool { return h.Unmap().WithZone("") == a }):
+		return a.String() + " is this host's address"
+	}
+	return ""
+}
+
+// numericHost reports whether name's last label is a number (decimal, or
+// hex with 0x): a top-level domain never is, and inet_aton reads such names
+// as IPv4 addresses.
+func numericHost(name string) bool {
+	label := name[strings.LastIndexByte(name, '.')+1:]
+	digits := "0123456789"
+	if rest, ok := strings.CutPrefix(label, "0x"); ok {
+		label, digits = rest, "0123456789abcdef"
+	}
+	return label != "" && strings.Trim(label, digits) == ""
+}
+
+// fetchOpts are what a Manager adds to a Fetch.
+type fetchOpts struct {
+	// host are this host's addresses: a redirect to one is refused like
+	// one to loopback.
+	host []netip.Addr
+	// dialed, if set, receives the address of every server a connection of
+	// the fetch went to or was tried to, redirects and proxies included. It
+	// may be called from several goroutines at once.
+	dialed func(netip.Addr)
+}
+
+// traceDials reports to dialed the servers the requests under ctx connect
+// to.
+func traceDials(ctx context.Context, dialed func(netip.Addr)) context.Context {
+	note := func(addr string) {
+		if ap, err := netip.ParseAddrPort(addr); err == nil {
+			dialed(ap.Addr().Unmap().WithZone(""))
+		}
+	}
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		// Before connecting, with the resolved address: an address the
+		// kernel already drops is learned from the attempt that times out.
+		ConnectStart: func(_, addr string) { note(addr) },
+		// A reused connection dials nothing, nor may a custom transport
+		// through net.Dialer.
+		GotConn: func(info httptrace.GotConnInfo) { note(info.Conn.RemoteAddr().String()) },
+	})
 }
 
 // UserAgent is the User-Agent header sent with every request.
@@ -134,7 +245,14 @@ func displayURL(u *url.URL) string { return rules.RedactURL(u) }
 // returns NotModified without a body. Errors name the URL (without query or
 // password) and wrap ErrTooLarge, ErrNotBlocklist, ErrTruncated,
 // *StatusError, or the network error.
+//
+// A redirect to this host (loopback, the unspecified address, "localhost")
+// is refused unless the URL is on this host itself.
 func (f *Fetcher) Fetch(ctx context.Context, rawURL string, prev Validators) (Response, error) {
+	return f.fetch(ctx, rawURL, prev, fetchOpts{})
+}
+
+func (f *Fetcher) fetch(ctx context.Context, rawURL string, prev Validators, o fetchOpts) (Response, error) {
 	u, err := parseFeedURL(rawURL)
 	if err != nil {
 		return Response{}, fmt.Errorf("fetch feed: %w", err)
@@ -143,7 +261,7 @@ func (f *Fetcher) Fetch(ctx context.Context, rawURL string, prev Validators) (Re
 	if u.Scheme == "file" {
 		resp, err = f.fetchFile(u.Path, prev)
 	} else {
-		resp, err = f.fetchHTTP(ctx, u, prev)
+		resp, err = f.fetchHTTP(ctx, u, prev, o)
 	}
 	if err != nil {
 		return Response{}, fmt.Errorf("fetch %s: %w", displayURL(u), err)
@@ -163,10 +281,14 @@ func (f *Fetcher) limits() (maxBytes int64, maxEntries int) {
 	return maxBytes, maxEntries
 }
 
-func (f *Fetcher) fetchHTTP(ctx context.Context, u *url.URL, prev Validators) (Response, error) {
+func (f *Fetcher) fetchHTTP(ctx context.Context, u *url.URL, prev Validators, o fetchOpts) (Response, error) {
 	client := f.Client
 	if client == nil {
 		client = defaultClient
+	}
+	client = guardRedirects(client, o.host)
+	if o.dialed != nil {
+		ctx = traceDials(ctx, o.dialed)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {

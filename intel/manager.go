@@ -90,8 +90,12 @@ type Manager struct {
 	seeds   map[string][]netip.Prefix // Seed calls for feeds not configured yet
 	protect []netip.Prefix
 	host    []netip.Addr
-	runCtx  context.Context // non-nil while Run runs
-	wg      sync.WaitGroup  // feed goroutines
+	// needs are the addresses pfwd must reach to fetch feeds (see learn):
+	// no feed may block one.
+	needs       map[netip.Addr]need
+	resolvConfs []string        // tests point it elsewhere
+	runCtx      context.Context // non-nil while Run runs
+	wg          sync.WaitGroup  // feed goroutines
 
 	callbacks callbackQueue
 }
@@ -121,12 +125,14 @@ func NewManager(opts Options) *Manager {
 		f = &Fetcher{}
 	}
 	return &Manager{
-		onUpdate:  opts.OnUpdate,
-		onEvent:   opts.OnEvent,
-		fetcher:   f,
-		feeds:     make(map[string]*feed),
-		seeds:     make(map[string][]netip.Prefix),
-		callbacks: callbackQueue{ready: make(chan struct{}, 1)},
+		onUpdate:    opts.OnUpdate,
+		onEvent:     opts.OnEvent,
+		fetcher:     f,
+		feeds:       make(map[string]*feed),
+		seeds:       make(map[string][]netip.Prefix),
+		needs:       make(map[netip.Addr]need),
+		resolvConfs: resolvConfs,
+		callbacks:   callbackQueue{ready: make(chan struct{}, 1)},
 	}
 }
 
@@ -202,6 +208,12 @@ func (m *Manager) SetFeeds(feeds []Feed) error {
 			m.warnPolicy(cfg)
 		}
 	}
+	// After the loop: learn checks the entries of every feed in m.order.
+	for _, cfg := range feeds {
+		if a, ok := urlAddr(cfg.URL); ok {
+			m.learn(cfg.Name, []netip.Addr{a}, now)
+		}
+	}
 	return nil
 }
 
@@ -210,12 +222,11 @@ func (m *Manager) add(cfg Feed, now time.Time) {
 	f := &feed{cfg: cfg, wake: make(chan struct{}, 1)}
 	f.state.Name = cfg.Name
 	f.state.NextFetch = now
-	if seed, ok := m.seeds[cfg.Name]; ok {
-		f.entries = seed
-		f.state.Entries = len(seed)
-		delete(m.seeds, cfg.Name)
-	}
 	m.feeds[cfg.Name] = f
+	if seed, ok := m.seeds[cfg.Name]; ok {
+		delete(m.seeds, cfg.Name)
+		m.install(f, seed)
+	}
 	m.warnPolicy(cfg)
 	if m.runCtx != nil {
 		m.start(f)
@@ -259,7 +270,9 @@ func isLoopbackHost(host string) bool {
 
 // Seed installs entries a feed had before this start (from the database), so
 // that an offline boot stays protected and the shrink rule has a baseline.
-// Seeding does not call OnUpdate: the caller installed them itself. A seed
+// Seeding does not call OnUpdate: the caller installed them itself; but
+// entries covering an address pfwd needs (a feed server, a resolver) are
+// dropped, through OnUpdate, as soon as the Manager knows the address. A seed
 // for a feed SetFeeds has not named yet is kept until it does; a seed for a
 // feed that already fetched successfully is ignored as older.
 func (m *Manager) Seed(name string, entries []netip.Prefix) {
@@ -279,9 +292,17 @@ func (m *Manager) Seed(name string, entries []netip.Prefix) {
 		return
 	}
 	if f.state.LastSuccess.IsZero() {
-		f.entries = seed
-		f.state.Entries = len(seed)
+		m.install(f, seed)
 	}
+}
+
+// install puts a seed in force, without the entries that cover an address
+// pfwd is known to need (their removal goes to OnUpdate, since the caller
+// installed the seed as it was); m.mu is held.
+func (m *Manager) install(f *feed, seed []netip.Prefix) {
+	f.entries = seed
+	f.state.Entries = len(seed)
+	m.dropCovering(f, newAddrIndex(m.needed()))
 }
 
 // SetProtected sets the prefixes no feed may block (the whitelist), applied by
@@ -293,9 +314,10 @@ func (m *Manager) SetProtected(protect []netip.Prefix) {
 }
 
 // SetHostAddrs sets this host's own addresses: a feed entry covering one is
-// refused like one covering the whitelist (from the next fetch on), since
-// it would cut the host off its own network, gateway and resolver
-// included. The daemon refreshes them as interfaces change.
+// refused like one covering the whitelist (from the next fetch on), since it
+// would cut the host off its own network, gateway and resolver included; and
+// a feed's redirect to one is refused, as to loopback. The daemon refreshes
+// them as interfaces change.
 func (m *Manager) SetHostAddrs(addrs []netip.Addr) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -408,16 +430,28 @@ func (m *Manager) loop(ctx context.Context, f *feed) {
 }
 
 // fetch runs one attempt and applies its outcome.
+//
+// The servers it needs are learned before a single entry of the answer is
+// considered: the resolvers (read now) and a literal address of the URL
+// before the fetch, every address it connected to or tried after it, on
+// failure too, so that entries in force that block the way to the feed are
+// dropped and the next attempt gets through.
 func (m *Manager) fetch(ctx context.Context, f *feed) {
 	fetchCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	resolvers := readResolvers(m.resolvConfs)
 	m.mu.Lock()
-	gen, cfg, prev := f.gen, f.cfg, f.validators
+	gen, cfg, prev, host := f.gen, f.cfg, f.validators, m.host
 	f.cancelFetch = cancel
 	f.state.LastAttempt = time.Now()
+	m.learn("", resolvers, f.state.LastAttempt)
+	if a, ok := urlAddr(cfg.URL); ok {
+		m.learn(cfg.Name, []netip.Addr{a}, f.state.LastAttempt)
+	}
 	m.mu.Unlock()
 
-	resp, err := m.fetcher.Fetch(fetchCtx, cfg.URL, prev)
+	var dialed dialLog
+	resp, err := m.fetcher.fetch(fetchCtx, cfg.URL, prev, fetchOpts{host: host, dialed: dialed.add})
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -426,6 +460,7 @@ func (m *Manager) fetch(ctx context.Context, f *feed) {
 		return // shut down, removed, or the URL changed: the answer is moot
 	}
 	now := time.Now()
+	m.learn(cfg.Name, dialed.list(), now)
 	switch {
 	case err != nil:
 		m.fail(f, now, err.Error())
@@ -443,7 +478,9 @@ func (m *Manager) fetch(ctx context.Context, f *feed) {
 // accept sanitizes a fetched list and puts it in force unless the shrink rule
 // rejects it; m.mu is held.
 func (m *Manager) accept(f *feed, cfg Feed, resp Response, now time.Time) {
-	kept, skipped := Sanitize(resp.Result.Entries, m.protect, m.host...)
+	protect := m.needed()
+	protect.Whitelist, protect.Host = m.protect, m.host
+	kept, skipped := Sanitize(resp.Result.Entries, protect)
 	if len(kept) == 0 && !f.emptyOnce {
 		if why := distrustEmpty(f, resp.Result.Format); why != "" {
 			f.emptyOnce = true

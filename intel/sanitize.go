@@ -3,6 +3,7 @@ package intel
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -23,6 +24,33 @@ type Skipped struct {
 
 func (s Skipped) String() string { return s.Prefix.String() + " (" + s.Reason + ")" }
 
+// Protected is what Sanitize must never let a feed block besides the ranges
+// every host needs (loopback, broadcast, multicast, NAT64, 6to4). The kernel
+// applies feed entries in both directions, so an entry covering any of these
+// addresses also drops pfwd's own traffic to it.
+type Protected struct {
+	// Whitelist: an entry overlapping one of these prefixes is refused.
+	Whitelist []netip.Prefix
+	// Host is this host's own addresses: an entry covering one would cut
+	// the host off its network, gateway and resolver included.
+	Host []netip.Addr
+	// FeedServers are the addresses pfwd connects to for feeds: an entry
+	// covering one would stop that feed (or another) for good, since the
+	// fetch that could take the entry back could no longer connect.
+	FeedServers []FeedServer
+	// Resolvers are the DNS servers pfwd needs to resolve feed host names
+	// (and the host needs for everything else).
+	Resolvers []netip.Addr
+}
+
+// FeedServer is an address pfwd connected to, or tried, to fetch Feed: the
+// address of a URL that names one, of a server a host name resolved to, of a
+// redirect's target or of the proxy.
+type FeedServer struct {
+	Addr netip.Addr
+	Feed string
+}
+
 type namedPrefix struct {
 	prefix netip.Prefix
 	name   string
@@ -36,12 +64,30 @@ func named(prefix, name string) namedPrefix {
 	return namedPrefix{prefix: p, name: name, reason: "overlaps " + name + " " + p.String()}
 }
 
-// loopback is never blocked: cutting it breaks the host itself (resolvers,
-// local daemons, the control socket's peers).
-var loopback = []namedPrefix{
+// unblockable ranges are refused whether an entry covers them or lies inside
+// them, like loopback always was: each is part of how any host reaches its
+// network, and a feed has no reason to list one.
+var unblockable = []namedPrefix{
+	// Loopback: cutting it breaks the host itself (resolvers, local
+	// daemons, the control socket's peers).
 	named("127.0.0.0/8", "loopback"),
 	named("::1/128", "loopback"),
 	named("::ffff:127.0.0.0/104", "loopback"),
+	// A DHCPv4 client has no address yet: it sends from 0.0.0.0 to
+	// 255.255.255.255.
+	named("0.0.0.0/8", "\"this network\" range"),
+	named("255.255.255.255/32", "limited broadcast"),
+	// Multicast carries mDNS, IGMP and, in IPv6, neighbour discovery
+	// (solicited-node ff02::1:ff00:0/104), router advertisements and
+	// DHCPv6 (ff02::1:2): an IPv6 host without it has no network.
+	named("224.0.0.0/4", "IPv4 multicast"),
+	named("ff00::/8", "IPv6 multicast"),
+	// On a NAT64 network every IPv4 address is reached inside these, and
+	// 6to4 embeds every IPv4 address too: such an entry blocks whatever
+	// part of the IPv4 internet it maps.
+	named("64:ff9b::/96", "NAT64 well-known prefix"),
+	named("64:ff9b:1::/48", "NAT64 local-use prefix"),
+	named("2002::/16", "6to4 range"),
 }
 
 // localRanges are kept, since a feed may have reasons to list them, but
@@ -57,17 +103,23 @@ var localRanges = []namedPrefix{
 	named("fe80::/10", "link-local range"),
 }
 
-// Sanitize drops the entries of a feed that would block everything or the
-// host itself, and flags those that look like the local network:
+// Sanitize drops the entries of a feed that would block everything, the host
+// itself or what it needs, and flags those that look like the local network:
 //
 //   - skipped: an invalid prefix, 0.0.0.0/0 or ::/0, IPv4 prefixes shorter
-//     than /8 (MinBitsIPv4), IPv6 shorter than /16 (MinBitsIPv6), anything
-//     overlapping loopback (127.0.0.0/8, ::1), anything overlapping a prefix
-//     in protect (the whitelist), anything covering one of host (this
-//     host's own addresses: such an entry blocks its whole network,
-//     gateway and resolver included);
+//     than /8 (MinBitsIPv4), IPv6 shorter than /16 (MinBitsIPv6); anything
+//     covering an address of protect.Host, protect.FeedServers or
+//     protect.Resolvers; anything overlapping loopback (127.0.0.0/8, ::1),
+//     0.0.0.0/8, 255.255.255.255, multicast (224.0.0.0/4, ff00::/8), NAT64
+//     (64:ff9b::/96, 64:ff9b:1::/48) or 6to4 (2002::/16); anything
+//     overlapping a prefix of protect.Whitelist;
 //   - kept with a warning: anything overlapping a private, CGNAT, unique
 //     local or link-local range.
+//
+// The first reason that applies, in that order, is the one reported: the
+// addresses pfwd needs come before the ranges because they name the very
+// thing that would break (a feed on 127.0.0.1 listing 127.0.0.1 is refused
+// as covering its feed server).
 //
 // kept is a new slice (entries is not modified) ready for an interval set:
 // masked, sorted, and without overlaps, an entry inside another kept one
@@ -75,21 +127,16 @@ var localRanges = []namedPrefix{
 // 192.0.2.77 stays blocked when a feed's 192.0.2.0/24 is refused for covering
 // a whitelisted 192.0.2.5. skipped lists refused entries (Kept false) and
 // warnings (Kept true) in input order. The cost is O(len(entries) ×
-// (len(protect)+len(host))), fine for whitelists of hundreds. Its memory is bounded by
-// the entries: one copy in kept, and one Skipped each (sharing their Reason
-// strings) at most.
-func Sanitize(entries []netip.Prefix, protect []netip.Prefix, host ...netip.Addr) (kept []netip.Prefix, skipped []Skipped) {
+// (len(Whitelist) + log(addresses))), fine for whitelists of hundreds. Its
+// memory is bounded by the entries: one copy in kept, and one Skipped each
+// (sharing their Reason strings) at most.
+func Sanitize(entries []netip.Prefix, protect Protected) (kept []netip.Prefix, skipped []Skipped) {
 	kept = make([]netip.Prefix, 0, len(entries))
-	// A host address is refused like a whitelisted one, with its own words.
-	guard := make([]guarded, 0, len(protect)+len(host))
-	for _, w := range protect {
+	needed := newAddrIndex(protect)
+	whitelist := make([]guarded, 0, len(protect.Whitelist))
+	for _, w := range protect.Whitelist {
 		if w.IsValid() {
-			guard = append(guard, guarded{prefix: w, what: "overlaps whitelisted "})
-		}
-	}
-	for _, a := range host {
-		if a = a.Unmap().WithZone(""); a.IsValid() {
-			guard = append(guard, guarded{prefix: netip.PrefixFrom(a, a.BitLen()), reason: "covers this host's address " + a.String()})
+			whitelist = append(whitelist, guarded{prefix: w})
 		}
 	}
 	for _, p := range entries {
@@ -98,7 +145,7 @@ func Sanitize(entries []netip.Prefix, protect []netip.Prefix, host ...netip.Addr
 			continue
 		}
 		p = canonical(p)
-		if reason := refuse(p, guard); reason != "" {
+		if reason := refuse(p, needed, whitelist); reason != "" {
 			skipped = append(skipped, Skipped{Prefix: p, Reason: reason})
 			continue
 		}
@@ -110,15 +157,15 @@ func Sanitize(entries []netip.Prefix, protect []netip.Prefix, host ...netip.Addr
 	return normalize(kept), skipped
 }
 
-// guarded is a prefix no entry may overlap, with the words that say why;
-// reason caches the whole text, built on first use.
+// guarded is a whitelisted prefix; reason caches the text that refuses an
+// entry for it, built on first use.
 type guarded struct {
-	prefix       netip.Prefix
-	what, reason string
+	prefix netip.Prefix
+	reason string
 }
 
 // refuse says why p must not be blocked, or "" when it may be.
-func refuse(p netip.Prefix, guard []guarded) string {
+func refuse(p netip.Prefix, needed addrIndex, whitelist []guarded) string {
 	family, minBits := "IPv4", MinBitsIPv4
 	if p.Addr().Is6() {
 		family, minBits = "IPv6", MinBitsIPv6
@@ -129,15 +176,18 @@ func refuse(p netip.Prefix, guard []guarded) string {
 	case p.Bits() < minBits:
 		return fmt.Sprintf("%s prefix shorter than /%d", family, minBits)
 	}
-	if r, ok := overlapping(p, loopback); ok {
+	if reason, ok := needed.covered(p); ok {
+		return reason
+	}
+	if r, ok := overlapping(p, unblockable); ok {
 		return r.reason
 	}
-	for i := range guard {
-		if g := &guard[i]; p.Overlaps(g.prefix) {
-			if g.reason == "" {
-				g.reason = g.what + g.prefix.String()
+	for i := range whitelist {
+		if w := &whitelist[i]; p.Overlaps(w.prefix) {
+			if w.reason == "" {
+				w.reason = "overlaps whitelisted " + w.prefix.String()
 			}
-			return g.reason
+			return w.reason
 		}
 	}
 	return ""
@@ -150,6 +200,60 @@ func overlapping(p netip.Prefix, ranges []namedPrefix) (namedPrefix, bool) {
 		}
 	}
 	return namedPrefix{}, false
+}
+
+// addrIndex holds single addresses no entry may cover, sorted and unique, so
+// that an entry is checked in O(log n): feed servers pile up over a
+// daemon's life, and a feed has up to DefaultMaxEntries entries.
+type addrIndex []indexedAddr
+
+type indexedAddr struct {
+	addr   netip.Addr
+	reason string
+}
+
+// newAddrIndex indexes the addresses of p, unmapped and without zones. An
+// address listed twice keeps its first reason, host before feed server
+// before resolver.
+func newAddrIndex(p Protected) addrIndex {
+	ix := make(addrIndex, 0, len(p.Host)+len(p.FeedServers)+len(p.Resolvers))
+	add := func(a netip.Addr, reason func(netip.Addr) string) {
+		if a = a.Unmap().WithZone(""); a.IsValid() {
+			ix = append(ix, indexedAddr{addr: a, reason: reason(a)})
+		}
+	}
+	for _, a := range p.Host {
+		add(a, hostReason)
+	}
+	for _, s := range p.FeedServers {
+		add(s.Addr, func(a netip.Addr) string { return feedServerReason(a, s.Feed) })
+	}
+	for _, a := range p.Resolvers {
+		add(a, resolverReason)
+	}
+	slices.SortStableFunc(ix, func(x, y indexedAddr) int { return x.addr.Compare(y.addr) })
+	return slices.CompactFunc(ix, func(x, y indexedAddr) bool { return x.addr == y.addr })
+}
+
+func hostReason(a netip.Addr) string { return "covers this host's address " + a.String() }
+
+func feedServerReason(a netip.Addr, feed string) string {
+	return fmt.Sprintf("covers the feed server %s of feed %q", a, feed)
+}
+
+func resolverReason(a netip.Addr) string {
+	return "covers the DNS resolver " + a.String()
+}
+
+// covered reports the reason of the lowest indexed address inside p, if any.
+// p is canonical: masked, IPv4 unmapped.
+func (ix addrIndex) covered(p netip.Prefix) (string, bool) {
+	first := p.Masked().Addr()
+	i, _ := slices.BinarySearchFunc(ix, first, func(n indexedAddr, a netip.Addr) int { return n.addr.Compare(a) })
+	if i < len(ix) && p.Contains(ix[i].addr) {
+		return ix[i].reason, true
+	}
+	return "", false
 }
 
 // Summarize renders Sanitize's report for one log line per kind, naming at
@@ -168,7 +272,6 @@ func Summarize(skipped []Skipped, limit int) (refused, warnings string) {
 	}
 	return describe("skipped %d %s", r, limit), describe("kept %d %s overlapping local ranges", w, limit)
 }
-
 func describe(format string, list []Skipped, limit int) string {
 	if len(list) == 0 {
 		return ""
