@@ -88,7 +88,10 @@
 // learned later (a seed from the database, a list accepted before a DNS
 // change) are dropped from every feed as soon as it is learned, through
 // OnUpdate and a warning "dropped N entries in force: ...", even when the
-// fetch that learned it failed.
+// fetch that learned it failed. The price: whoever controls a feed's server,
+// a plain-http path to it or pfwd's DNS can make up to 64 addresses a fetch
+// unblockable by feeds (not by the config's blacklist), a lesser harm than a
+// feed cut off for good.
 //
 // # Fetching
 //
