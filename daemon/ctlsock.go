@@ -23,10 +23,11 @@ type controlSocket struct {
 	errLog *log.Logger
 	log    *slog.Logger
 
-	mu   sync.Mutex // guards what follows
-	l    net.Listener
-	ino  uint64             // the socket file's inode, to tell it from a new file
-	stop context.CancelFunc // stops serving l
+	mu     sync.Mutex // guards what follows
+	l      net.Listener
+	ino    uint64             // the socket file's inode, to tell it from a new file
+	stop   context.CancelFunc // stops serving l
+	closed bool               // pfwd is stopping: make no new socket
 }
 
 func newControlSocket(path string, l net.Listener, status func() control.Status, lg *slog.Logger) *controlSocket {
@@ -69,6 +70,11 @@ func (c *controlSocket) run(ctx context.Context, every time.Duration) {
 			continue
 		}
 		c.mu.Lock()
+		if c.closed { // close removed the file, not someone else
+			c.mu.Unlock()
+			l.Close()
+			return
+		}
 		old, stopOld := c.l, c.stop
 		// The old listener's file is gone, or someone else's now: closing
 		// it must not unlink the path, which is the new socket's.
@@ -87,6 +93,7 @@ func (c *controlSocket) run(ctx context.Context, every time.Duration) {
 func (c *controlSocket) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.closed = true
 	c.l.Close()
 }
 

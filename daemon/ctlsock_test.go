@@ -93,9 +93,13 @@ func TestControlSocketRemade(t *testing.T) {
 	os.Remove(path)
 	waitFor("an answer once the path is free", answers)
 
+	// Shutdown closes the socket before the keeper has seen ctx end: the
+	// keeper must not take the missing file for a removal and make it
+	// again, or a stale socket would outlive pfwd.
+	c.close()
+	time.Sleep(100 * time.Millisecond)
 	cancel()
 	<-done
-	c.close()
 	if _, err := os.Lstat(path); !os.IsNotExist(err) {
 		t.Errorf("the socket file outlived close: %v", err)
 	}
