@@ -459,54 +459,58 @@ func serveMain() int {
 		}
 	}
 	for _, p := range splitInts(os.Getenv("PFW_PUSH_UDP")) {
-		pc, err := net.ListenPacket("udp", fmt.Sprintf("[::]:%d", p))
+		pushing := map[string]bool{} // the one reading goroutine's
+		err := serveUDP(p, func(pc net.PacketConn, _ []byte, from net.Addr) {
+			if pushing[from.String()] {
+				return
+			}
+			pushing[from.String()] = true
+			go func() {
+				for range 1200 {
+					pc.WriteTo([]byte("x"), from)
+					time.Sleep(50 * time.Millisecond)
+				}
+			}()
+		})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		go func() {
-			buf := make([]byte, 1500)
-			pushing := map[string]bool{}
-			for {
-				_, from, err := pc.ReadFrom(buf)
-				if err != nil {
-					return
-				}
-				if pushing[from.String()] {
-					continue
-				}
-				pushing[from.String()] = true
-				go func() {
-					for range 1200 {
-						pc.WriteTo([]byte("x"), from)
-						time.Sleep(50 * time.Millisecond)
-					}
-				}()
-			}
-		}()
 	}
 	for _, p := range splitInts(os.Getenv("PFW_UDP")) {
-		pc, err := net.ListenPacket("udp", fmt.Sprintf("[::]:%d", p))
+		err := serveUDP(p, func(pc net.PacketConn, data []byte, from net.Addr) {
+			if bytes.HasPrefix(data, []byte(sinkPayload)) {
+				return // one-way traffic: never answered
+			}
+			pc.WriteTo(data, from)
+		})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		go func() {
-			buf := make([]byte, 1500)
-			for {
-				n, from, err := pc.ReadFrom(buf)
-				if err != nil {
-					return
-				}
-				if bytes.HasPrefix(buf[:n], []byte(sinkPayload)) {
-					continue // one-way traffic: never answered
-				}
-				pc.WriteTo(buf[:n], from)
-			}
-		}()
 	}
 	fmt.Println("ready")
 	select {}
+}
+
+// serveUDP listens on port (v4 and v6) and calls handle for every
+// datagram, from one goroutine.
+func serveUDP(port int, handle func(pc net.PacketConn, data []byte, from net.Addr)) error {
+	pc, err := net.ListenPacket("udp", fmt.Sprintf("[::]:%d", port))
+	if err != nil {
+		return err
+	}
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			handle(pc, buf[:n], from)
+		}
+	}()
+	return nil
 }
 
 // serveTCP listens on port (v4 and v6) and runs handle for every
