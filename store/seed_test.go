@@ -70,6 +70,11 @@ func TestSeedDatabase(t *testing.T) {
 		if rows[0].Reason != "" || rows[0].SrcPort != nil {
 			t.Errorf("row with NULLs read as %+v", rows[0])
 		}
+		// A CIDR filter is matched row by row, NULLs included.
+		inNet, err := s.Logs(ctx, LogQuery{Table: "blocked", Net: netip.MustParsePrefix("203.0.113.0/24")})
+		if err != nil || len(inNet) != 1 {
+			t.Errorf("Logs --ip 203.0.113.0/24: %d rows, %v", len(inNet), err)
+		}
 		since, err := s.Logs(ctx, LogQuery{Table: "blocked", Since: time.Date(2026, 11, 25, 15, 4, 5, 0, time.UTC), IP: netip.MustParseAddr("203.0.113.7")})
 		if err != nil || len(since) != 1 {
 			t.Errorf("Logs --since --ip: %d rows, %v", len(since), err)
@@ -155,4 +160,21 @@ func userVersion(t *testing.T, path string) int {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// A CIDR filter meets rows whose address is NULL or a number (a seed or
+// hand-made row) without failing the query.
+func TestLogsNetFilterOddRows(t *testing.T) {
+	path := writeSeedDB(t, seedSchema+`
+INSERT INTO blocked_packets (src_ip, dst_ip, protocol, reason) VALUES (NULL, '203.0.113.9', 'tcp', 'x');
+INSERT INTO blocked_packets (src_ip, dst_ip, protocol, reason) VALUES (42, NULL, 'tcp', 'x');`)
+	r, err := OpenReader(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rows, err := r.Logs(context.Background(), LogQuery{Table: "blocked", Net: netip.MustParsePrefix("203.0.113.0/24")})
+	if err != nil || len(rows) != 2 {
+		t.Errorf("Logs in 203.0.113.0/24: %+v, %v; want the seed row and the NULL-source one", rows, err)
+	}
 }

@@ -236,12 +236,20 @@ func readFuncs(c *sqlite3.SQLiteConn) error {
 	return nil
 }
 
-func inPrefix(ip, prefix string) bool {
-	a, err := netip.ParseAddr(ip)
+// inPrefix takes any values: go-sqlite3 refuses a call whose arguments do
+// not convert to the declared types, and a hand-made or seed row may hold
+// NULL or a number in src_ip, which must not fail the whole query.
+func inPrefix(ip, prefix any) bool {
+	is, ok1 := ip.(string)
+	ps, ok2 := prefix.(string)
+	if !ok1 || !ok2 {
+		return false
+	}
+	a, err := netip.ParseAddr(is)
 	if err != nil {
 		return false
 	}
-	p, err := netip.ParsePrefix(prefix)
+	p, err := netip.ParsePrefix(ps)
 	return err == nil && p.Contains(a.Unmap())
 }
 
