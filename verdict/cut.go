@@ -38,16 +38,19 @@ type flowKey struct {
 
 type cutFlow struct {
 	dir     rules.Direction // of the original flow
-	expires int64           // unix ns
+	expires atomic.Int64    // unix ns; pushed back by each packet, under the read lock
 }
 
 // cutFlows maps the reply direction of each cut flow to the original's
 // direction. n lets the hot path skip the lock while nothing is cut, which
-// is nearly always.
+// is nearly always; latest is the last expiry of any entry, so that once
+// all have expired the first packet past it empties the map and the hot
+// path is back to one atomic load.
 type cutFlows struct {
-	n  atomic.Int32
-	mu sync.Mutex
-	m  map[flowKey]cutFlow
+	n      atomic.Int32
+	latest atomic.Int64 // unix ns
+	mu     sync.RWMutex
+	m      map[flowKey]*cutFlow
 }
 
 // CutFlow remembers that the flow p opened in dir was cut, so that packets
@@ -63,7 +66,7 @@ func (e *Engine) CutFlow(p *Packet, dir rules.Direction) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
-		c.m = make(map[flowKey]cutFlow)
+		c.m = make(map[flowKey]*cutFlow)
 	}
 	if len(c.m) >= MaxCutFlows {
 		c.expire(now)
@@ -71,19 +74,32 @@ func (e *Engine) CutFlow(p *Packet, dir rules.Direction) bool {
 			return false
 		}
 	}
-	c.m[flowKey{src: p.Dst, dst: p.Src, srcPort: p.DstPort, dstPort: p.SrcPort, proto: p.Proto}] =
-		cutFlow{dir: dir, expires: now + int64(CutFlowTTL)}
+	f := &cutFlow{dir: dir}
+	f.expires.Store(now + int64(CutFlowTTL))
+	c.m[flowKey{src: p.Dst, dst: p.Src, srcPort: p.DstPort, dstPort: p.SrcPort, proto: p.Proto}] = f
+	c.later(f.expires.Load())
 	c.n.Store(int32(len(c.m)))
 	return true
 }
 
-// CutFlows is how many cut flows are remembered.
+// CutFlows is how many cut flows are remembered (expired ones included
+// until a packet or a new cut clears them).
 func (e *Engine) CutFlows() int { return int(e.cut.n.Load()) }
 
-// expire drops the flows whose time is up. Caller holds mu.
+// later raises latest to t.
+func (c *cutFlows) later(t int64) {
+	for {
+		l := c.latest.Load()
+		if t <= l || c.latest.CompareAndSwap(l, t) {
+			return
+		}
+	}
+}
+
+// expire drops the flows whose time is up. Caller holds mu for writing.
 func (c *cutFlows) expire(now int64) {
 	for k, f := range c.m {
-		if now >= f.expires {
+		if now >= f.expires.Load() {
 			delete(c.m, k)
 		}
 	}
@@ -92,24 +108,29 @@ func (c *cutFlows) expire(now int64) {
 
 // reply reports whether p travels back along a cut flow, and the original
 // flow's direction; a hit keeps the flow remembered for another TTL.
+// Lookups share the lock, so workers do not queue behind one another.
 func (c *cutFlows) reply(p *Packet, now int64) (rules.Direction, bool) {
+	if now >= c.latest.Load() {
+		c.mu.Lock()
+		if now >= c.latest.Load() { // all expired: back to the lock-free path
+			clear(c.m)
+			c.n.Store(0)
+		}
+		c.mu.Unlock()
+		return 0, false
+	}
 	if !p.HasPorts || (p.Proto != ProtoTCP && p.Proto != ProtoUDP) {
 		return 0, false
 	}
 	k := flowKey{src: p.Src, dst: p.Dst, srcPort: p.SrcPort, dstPort: p.DstPort, proto: p.Proto}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.mu.RLock()
 	f, ok := c.m[k]
-	if !ok {
-		return 0, false
+	c.mu.RUnlock()
+	if !ok || now >= f.expires.Load() {
+		return 0, false // an expired one goes with the next cut or the last expiry
 	}
-	if now >= f.expires {
-		delete(c.m, k)
-		c.n.Store(int32(len(c.m)))
-		return 0, false
-	}
-	f.expires = now + int64(CutFlowTTL)
-	c.m[k] = f
+	f.expires.Store(now + int64(CutFlowTTL))
+	c.later(now + int64(CutFlowTTL))
 	return f.dir, true
 }
 

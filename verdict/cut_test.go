@@ -118,6 +118,20 @@ func TestCutFlowExpires(t *testing.T) {
 	if n := e.CutFlows(); n != 0 {
 		t.Errorf("%d cut flows remembered, want 0", n)
 	}
+
+	// A cut flow whose peer never speaks again is cleared by any packet
+	// once its time is up, so the hot path is lock-free again.
+	e.CutFlow(decoded(udp4("10.66.0.2", "10.66.0.1", 50001, 7500)), rules.DirIn)
+	other := decoded(udp4("10.66.0.7", "10.66.0.1", 1234, 53))
+	e.Decide(other, rules.DirIn)
+	if n := e.CutFlows(); n != 1 {
+		t.Fatalf("%d cut flows remembered before expiry, want 1", n)
+	}
+	now = now.Add(CutFlowTTL)
+	e.Decide(other, rules.DirIn)
+	if n := e.CutFlows(); n != 0 {
+		t.Errorf("%d cut flows remembered after an unrelated packet past their expiry, want 0", n)
+	}
 }
 
 func TestCutFlowBounds(t *testing.T) {
