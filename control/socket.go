@@ -26,7 +26,17 @@ const MaxConns = 16
 // socket file but refusing to take over one that a live pfwd answers on,
 // and refusing to remove anything that is not a socket (a mistyped
 // --socket must not delete the config file it names).
-func Listen(path string) (net.Listener, error) {
+func Listen(path string) (net.Listener, error) { return listen(path, true) }
+
+// Relisten is Listen for a process already running, which makes its
+// socket again: it leaves the process-wide umask alone, since other
+// goroutines may be creating files meanwhile and would get its mode. The
+// socket file then exists with the umask's mode (0700 under the unit,
+// 0755 with root's usual 022: connecting needs write permission either
+// way) until its chmod to 0600 a moment later.
+func Relisten(path string) (net.Listener, error) { return listen(path, false) }
+
+func listen(path string, umask bool) (net.Listener, error) {
 	if len(path) > maxPath {
 		return nil, fmt.Errorf("control socket %s: the path is %d bytes, longer than the %d a socket path may have", path, len(path), maxPath)
 	}
@@ -52,9 +62,15 @@ func Listen(path string) (net.Listener, error) {
 			return nil, fmt.Errorf("control socket: remove stale %s: %w", path, err)
 		}
 	}
-	old := syscall.Umask(0o177) // the socket must never exist with looser permissions
-	l, err := net.Listen("unix", path)
-	syscall.Umask(old)
+	var l net.Listener
+	var err error
+	if umask {
+		old := syscall.Umask(0o177) // the socket must never exist with looser permissions
+		l, err = net.Listen("unix", path)
+		syscall.Umask(old)
+	} else {
+		l, err = net.Listen("unix", path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}

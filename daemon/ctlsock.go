@@ -61,7 +61,7 @@ func (c *controlSocket) run(ctx context.Context, every time.Duration) {
 			warned = false
 			continue
 		}
-		l, err := control.Listen(c.path)
+		l, err := control.Relisten(c.path)
 		if err != nil {
 			if !warned {
 				c.log.Error("The control socket's file is gone and could not be made again: fwctl cannot reach pfwd", "err", err)
@@ -94,6 +94,12 @@ func (c *controlSocket) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true
+	// The file at the path may be another's by now (a regular file put
+	// there, a socket another pfwd made after this one's went): closing
+	// must remove only the socket this pfwd made.
+	if ul, ok := c.l.(*net.UnixListener); ok && inodeOf(c.path) != c.ino {
+		ul.SetUnlinkOnClose(false)
+	}
 	c.l.Close()
 }
 

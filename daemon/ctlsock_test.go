@@ -104,3 +104,22 @@ func TestControlSocketRemade(t *testing.T) {
 		t.Errorf("the socket file outlived close: %v", err)
 	}
 }
+
+// Stopping removes pfwd's own socket file, never a file that took its
+// place.
+func TestControlSocketCloseSparesOthersFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pfwd.sock")
+	l, err := control.Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newControlSocket(path, l, func() control.Status { return control.Status{} }, slog.New(slog.DiscardHandler))
+	os.Remove(path)
+	if err := os.WriteFile(path, []byte("someone else's"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.close()
+	if data, err := os.ReadFile(path); err != nil || string(data) != "someone else's" {
+		t.Errorf("the file at the socket's path after close: %q, %v", data, err)
+	}
+}
