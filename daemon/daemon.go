@@ -71,6 +71,7 @@ type Daemon struct {
 	// dbFallback says why the configured database could not be opened,
 	// when pfwd logs to a temporary one instead; set once at start.
 	dbFallback string
+	dbTempDir  string // the temporary database's directory, removed at stop
 	writer     *store.Writer
 	feeds      *intel.Manager
 	audit      *auditor
@@ -148,7 +149,10 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 		// A firewall must not stay down because its log cannot be
 		// written (a read-only file system, an immutable file): log to a
 		// temporary database instead, and say so loudly and in status.
-		dir, terr := os.MkdirTemp("", "pfwd-db-")
+		// Beside the control socket: under the unit that is
+		// /run/personal-firewall, which fwctl sees (/tmp is private to
+		// the service).
+		dir, terr := os.MkdirTemp(filepath.Dir(opts.Socket), "pfwd-db-")
 		if terr != nil {
 			return err
 		}
@@ -157,8 +161,8 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 			os.RemoveAll(dir)
 			return err
 		}
-		d.dbFallback = err.Error()
-		log.Error("Could not open the database: logging to a temporary one until pfwd restarts (fwctl reads it with --db)",
+		d.dbFallback, d.dbTempDir = err.Error(), dir
+		log.Error("Could not open the database: logging to a temporary one until pfwd stops (fwctl reads it with --db)",
 			"err", err, "temporary_db", tmp)
 	}
 	if moved := d.store.MovedAside(); moved != "" {
@@ -323,6 +327,9 @@ func (d *Daemon) shutdown() {
 	}
 	if d.store != nil {
 		d.store.Close()
+	}
+	if d.dbTempDir != "" {
+		os.RemoveAll(d.dbTempDir)
 	}
 	if d.fw != nil {
 		d.log.Info("pfwd stopped")

@@ -821,6 +821,15 @@ func TestUnopenableDatabaseStillProtects(t *testing.T) {
 		out, err := l.fwctl("--db", tmp, "logs", "--json")
 		t.Errorf("the block is not in the temporary database: %v\n%s", err, out)
 	}
+	if filepath.Dir(filepath.Dir(tmp)) != filepath.Dir(l.socket()) {
+		t.Errorf("temporary database %s is not beside the control socket %s (under the unit /tmp is private)", tmp, l.socket())
+	}
+	if err := l.stopPfwd(syscall.SIGTERM); err != nil {
+		t.Fatalf("pfwd exit: %v", err)
+	}
+	if _, err := os.Stat(filepath.Dir(tmp)); !os.IsNotExist(err) {
+		t.Errorf("the temporary database outlived pfwd: %v", err)
+	}
 }
 
 // Another program bound to pfwd's NFLOG group (tcpdump -i nflog:27, a
