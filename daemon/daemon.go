@@ -85,7 +85,8 @@ type Daemon struct {
 	retryDelay     time.Duration
 	reloadsStopped bool
 
-	saveMu sync.Mutex // orders the threat entries' writes to the database; taken before mu
+	saveMu sync.Mutex     // orders the threat entries' writes to the database; taken before mu
+	saves  sync.WaitGroup // threat saves running in the background, waited for at stop
 	// writerErr spaces out the log writer's error lines (logWriterError).
 	writerErr struct {
 		mu    sync.Mutex
@@ -309,6 +310,7 @@ func (d *Daemon) shutdown() {
 	if d.stopGuard != nil {
 		d.stopGuard()
 	}
+	d.saves.Wait() // threat saves in the background use the database
 	if d.stopWriter != nil {
 		d.stopWriter()
 	}
@@ -548,13 +550,13 @@ func (d *Daemon) apply(cfg *rules.Config, why string) error {
 		// An entry two feeds list now belongs to another feed first: the
 		// database follows the pipeline. (A removed feed's rows also go
 		// when the manager reports it empty; this is just sooner.)
-		go func() {
+		d.saves.Go(func() {
 			d.saveMu.Lock()
 			defer d.saveMu.Unlock()
 			if err := d.saveThreats(context.Background(), nil); err != nil {
 				d.log.Error("Threat feed: saving entries failed", "err", err)
 			}
-		}()
+		})
 	}
 	d.guard.policyChanged() // a new limit may let held sources in
 	d.feeds.SetProtected(cfg.WhitelistIPs)
@@ -626,7 +628,7 @@ func (d *Daemon) onStoreReopen(err error) {
 	} else {
 		d.log.Warn("The log database was deleted or replaced while pfwd ran: opened it again", "path", d.store.Path())
 	}
-	go d.resaveThreats()
+	d.saves.Go(d.resaveThreats)
 }
 
 // resaveThreats writes every feed's entries in force to the database.
