@@ -160,6 +160,10 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%q is neither a duration (1h, 30m, 2d) nor a time (2026-11-25 15:04:05, RFC 3339)", s)
 }
 
+// maxAge bounds each part of an age, so that their sum stays far from
+// overflowing a Duration.
+const maxAge = 100 * 365 * 24 * time.Hour
+
 // parseAge is time.ParseDuration plus the units a log's age is usually
 // given in: d (24 h) and w (7 d), in front of any Go duration ("1w2d",
 // "1d12h"). Days are 24 hours: the log's timestamps are UTC.
@@ -178,8 +182,10 @@ func parseAge(s string) (time.Duration, bool) {
 		if i <= 0 {
 			continue
 		}
+		// At most 36,500 days (a century) a unit, so that no sum
+		// overflows a Duration (292 years).
 		n, err := strconv.ParseUint(rest[:i], 10, 16)
-		if err != nil {
+		if err != nil || time.Duration(n) > maxAge/u.unit {
 			return 0, false
 		}
 		d += time.Duration(n) * u.unit
@@ -190,7 +196,7 @@ func parseAge(s string) (time.Duration, bool) {
 		if err != nil {
 			return 0, false
 		}
-		if more < 0 {
+		if more < 0 || more > maxAge {
 			return 0, false // "1d-2h"
 		}
 		d += more

@@ -352,6 +352,7 @@ func TestParseSince(t *testing.T) {
 		"1w2d":                      now.Add(-9 * 24 * time.Hour),
 		"1d12h":                     now.Add(-36 * time.Hour),
 		"0d":                        now,
+		"5200w":                     now.Add(-5200 * 7 * 24 * time.Hour), // a century
 		"2026-11-25 14:00":          time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC),
 		"2026-11-25 14:00:01.500":   time.Date(2026, 11, 25, 14, 0, 1, 500e6, time.UTC),
 		"2026-11-25T14:00:01":       time.Date(2026, 11, 25, 14, 0, 1, 0, time.UTC),
@@ -363,7 +364,7 @@ func TestParseSince(t *testing.T) {
 			t.Errorf("parseSince(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "d", "2x", "-2d", "1d-2h", "2dd", "yesterday", "99999d"} {
+	for _, in := range []string{"", "d", "2x", "-2d", "1d-2h", "2dd", "yesterday", "99999d", "20000w", "65535w", "40000d", "1w1000000h"} {
 		if got, err := parseSince(in, now); err == nil {
 			t.Errorf("parseSince(%q) = %v, want an error", in, got)
 		}
