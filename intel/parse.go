@@ -191,6 +191,11 @@ func (p *parser) checkFooter(format string) error {
 	case format == FormatFeodo && !p.footerSeen:
 		return fmt.Errorf("%w: a Feodo Tracker list ends with \"# END N entries\" and this one, %d data lines long, has none: cut short?",
 			ErrTruncated, p.res.Lines)
+	case format == FormatFeodo && p.linesAtFooter != p.res.Lines:
+		// Lines after the last footer: a second list joined on and cut
+		// before its own footer, or lines that do not belong.
+		return fmt.Errorf("%w: %d data lines follow the last \"# END N entries\": a list cut short?",
+			ErrTruncated, p.res.Lines-p.linesAtFooter)
 	}
 	return nil
 }
