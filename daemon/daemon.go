@@ -439,7 +439,16 @@ func (d *Daemon) onFeedUpdate(feed intel.Feed, entries []netip.Prefix) {
 	if err != nil {
 		d.log.Error("Threat feed: updating the kernel set failed", "feed", feed.Name, "err", err)
 	}
-	if err := d.saveThreats(context.Background(), map[string]time.Time{feed.Name: time.Now()}); err != nil {
+	// last_seen is when the feed last listed its entries: its last good
+	// fetch. Updates that are no fetch (a level change, entries dropped
+	// because they now cover a server pfwd needs) leave it as it was.
+	var fetched time.Time
+	for _, st := range d.feeds.States() {
+		if st.Name == feed.Name {
+			fetched = st.LastSuccess
+		}
+	}
+	if err := d.saveThreats(context.Background(), map[string]time.Time{feed.Name: fetched}); err != nil {
 		d.log.Error("Threat feed: saving entries failed", "feed", feed.Name, "err", err)
 	}
 	tuneMemoryLimit(true)
