@@ -57,7 +57,19 @@ func (r *recorder) updatesOf(name string) []update {
 }
 
 // event returns the first event of feed at level whose message contains text.
+// event finds an event, waiting up to 2 s for it: events reach OnEvent
+// through the manager's callback queue, after the state that the fetch
+// left, which tests usually wait for first.
 func (r *recorder) event(feed string, level slog.Level, text string) (Event, bool) {
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if e, ok := r.eventNow(feed, level, text); ok || time.Now().After(deadline) {
+			return e, ok
+		}
+	}
+}
+
+// eventNow finds an event among those delivered so far.
+func (r *recorder) eventNow(feed string, level slog.Level, text string) (Event, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, e := range r.events {
