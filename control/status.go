@@ -36,8 +36,11 @@ type PacketCounts struct {
 	Allowed       uint64 `json:"allowed"`
 	Blocked       uint64 `json:"blocked"`
 	KernelBlocked uint64 `json:"kernel_blocked"` // blacklist/intel drops made in the kernel and reported through nflog
-	VerdictErrors uint64 `json:"verdict_errors"`
-	QueueDrops    uint64 `json:"queue_drops"` // packets the kernel dropped because the queue was full
+	// KernelUnlogged says why the kernel's own drops are not reported
+	// (and so not counted or logged), when pfwd could not listen for them.
+	KernelUnlogged string `json:"kernel_unlogged,omitempty"`
+	VerdictErrors  uint64 `json:"verdict_errors"`
+	QueueDrops     uint64 `json:"queue_drops"` // packets the kernel dropped because the queue was full
 }
 
 // LogCounts describe the SQLite log writer.

@@ -72,6 +72,7 @@ type Daemon struct {
 	// when pfwd logs to a temporary one instead; set once at start.
 	dbFallback string
 	dbTempDir  string // the temporary database's directory, removed at stop
+	dropsErr   string // why the kernel's drops go unlogged; set once at start
 	writer     *store.Writer
 	feeds      *intel.Manager
 	audit      *auditor
@@ -206,8 +207,10 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 		}
 	}
 	if err != nil {
-		log.Error("Drops made in the kernel will not be logged: its NFLOG group is taken (--nflog-group picks another)",
+		// Most likely another listener on the group; the error says.
+		log.Error("Drops made in the kernel (lists, feeds, rate limit) will not be logged: no listener on their NFLOG group (--nflog-group picks another)",
 			"group", d.opts.LogGroup, "err", err)
+		d.dropsErr = err.Error()
 		d.drops = nil
 	}
 

@@ -74,6 +74,9 @@ func printStatus(w io.Writer, st control.Status, now time.Time) error {
 	field("Fast path", "%s", orDash(st.FastPath))
 	p := st.Packets
 	field("Packets", "%d seen, %d allowed, %d blocked (%d in the kernel)", p.Seen, p.Allowed, p.Blocked, p.KernelBlocked)
+	if p.KernelUnlogged != "" {
+		field("Kernel drops", "NOT LOGGED or counted: %s", p.KernelUnlogged)
+	}
 	field("Queue drops", "%d (verdict errors: %d)", p.QueueDrops, p.VerdictErrors)
 	if st.LogRows.Fallback != "" {
 		field("Database", "%s, TEMPORARY: the configured one could not be opened (%s); restart pfwd once it is fixed",

@@ -842,7 +842,10 @@ func TestNFLOGGroupTaken(t *testing.T) {
 	l.serve([]int{22, 23}, nil)
 	l.holdNFLOG(27)
 	l.startPfwd()
-	l.waitLog(" - ERROR - Drops made in the kernel will not be logged", "group=27")
+	l.waitLog(" - ERROR - Drops made in the kernel (lists, feeds, rate limit) will not be logged", "group=27")
+	if st := l.status(); !strings.Contains(st.Packets.KernelUnlogged, "NFLOG group 27") {
+		t.Errorf("status packets.kernel_unlogged = %q, want the reason", st.Packets.KernelUnlogged)
+	}
 	l.expect("tcp", hostPort(l.fwIP, 23), false)
 	l.expect("tcp", hostPort(l.fwIP, 22), true)
 	l.expectFrom(l.client, "tcp", l.clientIP2, hostPort(l.fwIP, 22), false) // blacklisted: dropped in the kernel
