@@ -5,5 +5,10 @@
 //
 // Invariant: the socket is created with mode 0600 before it accepts, a
 // stale socket left by a crashed pfwd is replaced, and a live one is never
-// stolen (Listen fails if another pfwd answers on it).
+// stolen (Listen fails if another pfwd answers on it). Relisten makes the
+// socket again for a pfwd already running (its file was removed) without
+// touching the process-wide umask, which other goroutines' files would
+// get. Status is the whole answer; its JSON keys are what `fwctl status
+// --json` prints, among them config_digest (the config in force, which
+// fwctl compares with the file to know an edit is applied).
 package control
