@@ -1,6 +1,3 @@
-// Command pfwd is pfw's daemon: it installs the nftables table, decides
-// the packets the kernel queues to it, and logs blocks to SQLite. See
-// `pfwd -h` and the README.
 package main
 
 import (
