@@ -188,14 +188,21 @@ func TestListenMetricsTaken(t *testing.T) {
 	}
 }
 
-// The server answers once serveMetrics returns and is gone once ctx is done.
-func TestServeMetricsLifecycle(t *testing.T) {
+// metricsDaemon is a metrics listener on a free local port and a Daemon
+// logging into the returned buffer, enough for serveMetrics.
+func metricsDaemon(t *testing.T) (net.Listener, *Daemon, *bytes.Buffer) {
+	t.Helper()
 	ln, err := listenMetrics("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logBuf bytes.Buffer
-	d := &Daemon{log: slog.New(NewLineHandler(&logBuf, slog.LevelInfo, false))}
+	logBuf := new(bytes.Buffer)
+	return ln, &Daemon{log: slog.New(NewLineHandler(logBuf, slog.LevelInfo, false))}, logBuf
+}
+
+// The server answers once serveMetrics returns and is gone once ctx is done.
+func TestServeMetricsLifecycle(t *testing.T) {
+	ln, d, logBuf := metricsDaemon(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	d.serveMetrics(ctx, ln)
 	base := "http://" + ln.Addr().String()
@@ -223,12 +230,7 @@ func TestServeMetricsLifecycle(t *testing.T) {
 // "accept tcp ...: use of closed network connection" about half the time).
 func TestServeMetricsStopsWithoutError(t *testing.T) {
 	for i := range 100 {
-		ln, err := listenMetrics("127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var logBuf bytes.Buffer
-		d := &Daemon{log: slog.New(NewLineHandler(&logBuf, slog.LevelInfo, false))}
+		ln, d, logBuf := metricsDaemon(t)
 		ctx, cancel := context.WithCancel(t.Context())
 		stopped := d.serveMetrics(ctx, ln)
 		cancel()   // SIGTERM
