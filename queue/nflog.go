@@ -95,6 +95,16 @@ func (k *KernelDrops) reason(p *verdict.Packet, dir rules.Direction, prefix stri
 		return d
 	}
 	if strings.HasPrefix(prefix, PrefixIntel) {
+		// An update raced the drop: the entry left the pipeline before
+		// NFLOG delivered it, but the entries it replaced still name the
+		// feed for a moment.
+		remote := p.Src
+		if dir == rules.DirOut {
+			remote = p.Dst
+		}
+		if d, ok := k.engine.RecentIntel(remote); ok {
+			return d
+		}
 		return verdict.Decision{Action: rules.ActionBlock, Step: verdict.StepThreatIntel, Reason: "Threat intel", Rule: -1}
 	}
 	return verdict.Decision{Action: rules.ActionBlock, Step: verdict.StepBlacklist, Reason: verdict.ReasonBlacklisted, Rule: -1}

@@ -1,6 +1,7 @@
 package verdict
 
 import (
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -12,17 +13,22 @@ import (
 // config or the new one, never a mix, and reloads never stop the workers.
 // Any number of goroutines may call Decide at once.
 type Engine struct {
-	policy  atomic.Pointer[Policy]
-	intel   atomic.Pointer[Intel]
-	limiter *RateLimiter
-	now     func() time.Time
-	cut     cutFlows // flows a rule change cut (cut.go)
+	policy atomic.Pointer[Policy]
+	intel  atomic.Pointer[Intel]
+	// replaced is the Intel SetIntel last swapped out, kept for
+	// ReplacedIntelGrace so that drops the kernel reports late can still
+	// name their feed (RecentIntel).
+	replaced atomic.Pointer[Intel]
+	grace    time.Duration // ReplacedIntelGrace; shorter in tests
+	limiter  *RateLimiter
+	now      func() time.Time
+	cut      cutFlows // flows a rule change cut (cut.go)
 }
 
 // NewEngine returns an engine deciding by p, with a rate limiter tracking
 // DefaultLimiterSources sources and no threat entries.
 func NewEngine(p *Policy) *Engine {
-	e := &Engine{limiter: NewRateLimiter(DefaultLimiterSources), now: time.Now}
+	e := &Engine{limiter: NewRateLimiter(DefaultLimiterSources), now: time.Now, grace: ReplacedIntelGrace}
 	e.policy.Store(p)
 	return e
 }
@@ -34,7 +40,29 @@ func (e *Engine) SetPolicy(p *Policy) { e.policy.Store(p) }
 func (e *Engine) Policy() *Policy { return e.policy.Load() }
 
 // SetIntel swaps in newly compiled threat entries.
-func (e *Engine) SetIntel(in *Intel) { e.intel.Store(in) }
+func (e *Engine) SetIntel(in *Intel) {
+	old := e.intel.Swap(in)
+	if old == nil || old == in {
+		return
+	}
+	e.replaced.Store(old)
+	time.AfterFunc(e.grace, func() { e.replaced.CompareAndSwap(old, nil) })
+}
+
+// ReplacedIntelGrace is how long threat entries stay known after an update
+// replaced them: the kernel reports its drops through NFLOG up to about a
+// second late, by when the entry that caused one may be gone.
+const ReplacedIntelGrace = 3 * time.Second
+
+// RecentIntel looks a remote address up in the threat entries in force,
+// then in those replaced in the last ReplacedIntelGrace. It is for naming
+// the feed of a drop the kernel made and reported late, not for deciding.
+func (e *Engine) RecentIntel(remote netip.Addr) (Decision, bool) {
+	if d, ok := e.intel.Load().Lookup(remote); ok {
+		return d, true
+	}
+	return e.replaced.Load().Lookup(remote)
+}
 
 // Intel is the threat entries in force (nil when none).
 func (e *Engine) Intel() *Intel { return e.intel.Load() }

@@ -281,3 +281,23 @@ func BenchmarkCompile(b *testing.B) {
 		Compile(cfg)
 	}
 }
+
+// Threat entries an update replaced still name their feed for a moment,
+// for drops the kernel reports late; the pipeline itself never uses them.
+func TestRecentIntel(t *testing.T) {
+	e := mustEngine(t, testConfig)
+	e.grace = 50 * time.Millisecond
+	listed := netip.MustParseAddr("198.51.100.66")
+	e.SetIntel(NewIntel([]FeedEntries{{Name: "Feodo Tracker", Prefixes: []netip.Prefix{netip.PrefixFrom(listed, 32)}}}))
+	e.SetIntel(NewIntel(nil)) // the feed dropped it
+	if d := e.Explain(decoded(tcp4(listed.String(), "192.168.50.1", 1000, 443, TCPSyn)), rules.DirIn); d.Step == StepThreatIntel {
+		t.Errorf("the pipeline still blocks a replaced entry: %+v", d)
+	}
+	if d, ok := e.RecentIntel(listed); !ok || d.Reason != "Threat intel: Feodo Tracker" {
+		t.Errorf("RecentIntel right after the update = %+v, %v; want the feed", d, ok)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if d, ok := e.RecentIntel(listed); ok {
+		t.Errorf("RecentIntel after the grace = %+v; want nothing", d)
+	}
+}
