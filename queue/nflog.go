@@ -98,11 +98,7 @@ func (k *KernelDrops) reason(p *verdict.Packet, dir rules.Direction, prefix stri
 		// An update raced the drop: the entry left the pipeline before
 		// NFLOG delivered it, but the entries it replaced still name the
 		// feed for a moment.
-		remote := p.Src
-		if dir == rules.DirOut {
-			remote = p.Dst
-		}
-		if d, ok := k.engine.RecentIntel(remote); ok {
+		if d, ok := k.engine.RecentIntel(p.Remote(dir)); ok {
 			return d
 		}
 		return verdict.Decision{Action: rules.ActionBlock, Step: verdict.StepThreatIntel, Reason: "Threat intel", Rule: -1}

@@ -36,6 +36,20 @@ type flowKey struct {
 	proto            uint8
 }
 
+// keyOf is the flow p travels; ok is false when p has none to remember (no
+// ports, or neither TCP nor UDP).
+func keyOf(p *Packet) (k flowKey, ok bool) {
+	if !p.HasPorts || (p.Proto != ProtoTCP && p.Proto != ProtoUDP) {
+		return k, false
+	}
+	return flowKey{src: p.Src, dst: p.Dst, srcPort: p.SrcPort, dstPort: p.DstPort, proto: p.Proto}, true
+}
+
+// reverse is the same flow the other way.
+func (k flowKey) reverse() flowKey {
+	return flowKey{src: k.dst, dst: k.src, srcPort: k.dstPort, dstPort: k.srcPort, proto: k.proto}
+}
+
 type cutFlow struct {
 	dir     rules.Direction // of the original flow
 	expires atomic.Int64    // unix ns; pushed back by each packet, under the read lock
@@ -58,7 +72,8 @@ type cutFlows struct {
 // above). Only TCP and UDP flows with ports are remembered; it reports
 // false when the flow was not (another protocol, or MaxCutFlows reached).
 func (e *Engine) CutFlow(p *Packet, dir rules.Direction) bool {
-	if !p.HasPorts || (p.Proto != ProtoTCP && p.Proto != ProtoUDP) {
+	k, ok := keyOf(p)
+	if !ok {
 		return false
 	}
 	now := e.now().UnixNano()
@@ -76,7 +91,7 @@ func (e *Engine) CutFlow(p *Packet, dir rules.Direction) bool {
 	}
 	f := &cutFlow{dir: dir}
 	f.expires.Store(now + int64(CutFlowTTL))
-	c.m[flowKey{src: p.Dst, dst: p.Src, srcPort: p.DstPort, dstPort: p.SrcPort, proto: p.Proto}] = f
+	c.m[k.reverse()] = f
 	c.later(f.expires.Load())
 	c.n.Store(int32(len(c.m)))
 	return true
@@ -119,10 +134,10 @@ func (c *cutFlows) reply(p *Packet, now int64) (rules.Direction, bool) {
 		c.mu.Unlock()
 		return 0, false
 	}
-	if !p.HasPorts || (p.Proto != ProtoTCP && p.Proto != ProtoUDP) {
+	k, ok := keyOf(p)
+	if !ok {
 		return 0, false
 	}
-	k := flowKey{src: p.Src, dst: p.Dst, srcPort: p.SrcPort, dstPort: p.DstPort, proto: p.Proto}
 	c.mu.RLock()
 	f, ok := c.m[k]
 	c.mu.RUnlock()
@@ -136,7 +151,7 @@ func (c *cutFlows) reply(p *Packet, now int64) (rules.Direction, bool) {
 
 // forget drops p's cut flow: the rules in force no longer block it.
 func (c *cutFlows) forget(p *Packet) {
-	k := flowKey{src: p.Src, dst: p.Dst, srcPort: p.SrcPort, dstPort: p.DstPort, proto: p.Proto}
+	k, _ := keyOf(p) // reply found it, so it has one
 	c.mu.Lock()
 	delete(c.m, k)
 	c.n.Store(int32(len(c.m)))

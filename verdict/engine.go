@@ -103,10 +103,7 @@ func (e *Engine) decide(p *Packet, dir rules.Direction, count bool, now int64) D
 		}
 	}
 	pol := e.policy.Load()
-	remote := p.Src
-	if dir == rules.DirOut {
-		remote = p.Dst
-	}
+	remote := p.Remote(dir)
 	if !remote.IsValid() {
 		return decideMalformed
 	}

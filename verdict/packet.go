@@ -1,6 +1,10 @@
 package verdict
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"github.com/pfw/pfw/rules"
+)
 
 // IP protocol numbers the decoder and the matchers know by name.
 const (
@@ -65,6 +69,16 @@ type Packet struct {
 	ICMPType   uint8 // valid for ICMP and ICMPv6 when Status is StatusOK
 	ICMPCode   uint8
 	Length     int // bytes in the buffer handed to Decode
+}
+
+// Remote is the address at the far end: the source of an inbound packet,
+// the destination of an outbound one. The lists, the feeds, the rate limit
+// and the rules' src_ips all match it.
+func (p *Packet) Remote(dir rules.Direction) netip.Addr {
+	if dir == rules.DirOut {
+		return p.Dst
+	}
+	return p.Src
 }
 
 // Decidable reports whether the packet carries what the rules match on:

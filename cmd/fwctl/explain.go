@@ -82,10 +82,7 @@ func explain(c *cli.Context) error {
 	engine.SetIntel(intel)
 	d := engine.Explain(&pkt, dir)
 
-	remote := pkt.Src
-	if dir == rules.DirOut {
-		remote = pkt.Dst
-	}
+	remote := pkt.Remote(dir)
 	ex := explanation{
 		Verdict:       d.Action.String(),
 		Reason:        d.Reason,
