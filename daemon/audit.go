@@ -61,7 +61,7 @@ func (a *auditor) decided(p *verdict.Packet, dir rules.Direction, d verdict.Deci
 		if rate := a.engine.Policy().SampleRate(); rate > 0 && rand.Float64() < rate {
 			// The reason is not stored for allowed rows, but rows over the
 			// writer's cap are counted under it, as blocked ones are.
-			a.writer.Allowed(rowOf(p, d.Reason, 0))
+			a.writer.Allowed(rowOf(p, dir, d.Reason, 0))
 		}
 		return
 	}
@@ -71,7 +71,7 @@ func (a *auditor) decided(p *verdict.Packet, dir rules.Direction, d verdict.Deci
 			g.note(p.Src)
 		}
 	}
-	a.writer.Blocked(rowOf(p, d.Reason, packetHash(payload)))
+	a.writer.Blocked(rowOf(p, dir, d.Reason, packetHash(payload)))
 	if ok, missed := a.sampler.Allow(d.Reason, time.Now()); ok {
 		args := []any{"reason", d.Reason, "proto", store.ProtoName(p.Proto), "src", endpoint(p, true), "dst", endpoint(p, false), "dir", dir.String()}
 		if missed > 0 {
@@ -154,10 +154,10 @@ func (k kernelAudit) Decided(p *verdict.Packet, dir rules.Direction, d verdict.D
 	k.auditor.decided(p, dir, d, payload, false)
 }
 
-func rowOf(p *verdict.Packet, reason string, hash uint64) store.Row {
+func rowOf(p *verdict.Packet, dir rules.Direction, reason string, hash uint64) store.Row {
 	return store.Row{
 		Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort, HasPorts: p.HasPorts,
-		Proto: p.Proto, Reason: reason, Hash: hash,
+		Proto: p.Proto, Reason: reason, Hash: hash, Outbound: dir == rules.DirOut,
 	}
 }
 

@@ -11,7 +11,11 @@ import (
 
 // pfwSchema is the schema Open makes, at its version, for tests that
 // change one thing in it.
-var pfwSchema = migrations[0] + fmt.Sprintf("PRAGMA user_version = %d;\n", schemaVersion)
+var pfwSchema = createTables + `
+ALTER TABLE blocked_packets ADD COLUMN direction TEXT;
+ALTER TABLE allowed_packets ADD COLUMN direction TEXT;
+CREATE INDEX blocked_packets_remote ON blocked_packets(` + remoteIPExpr + `);
+` + fmt.Sprintf("PRAGMA user_version = %d;\n", schemaVersion)
 
 // An SQLite file whose schema pfwd cannot use is moved aside whole, like a
 // corrupt one, and a fresh database takes its place: pfwd keeps logging
@@ -61,7 +65,7 @@ func TestOpenMovesMisfitAside(t *testing.T) {
 		{
 			name: "a newer schema", newer: true,
 			want:   fmt.Sprintf("database schema version %d is newer than this pfw understands (%d)", schemaVersion+1, schemaVersion),
-			schema: migrations[0] + fmt.Sprintf("PRAGMA user_version = %d;", schemaVersion+1),
+			schema: createTables + fmt.Sprintf("PRAGMA user_version = %d;", schemaVersion+1),
 		},
 	}
 	for _, tt := range tests {

@@ -28,7 +28,8 @@ type LogQuery struct {
 
 // LogRow is one packet log row as fwctl shows it. JSON keys are the column
 // names. Ports are nil when the packet had none; Reason and PacketHash are
-// empty for allowed rows.
+// empty for allowed rows; Direction ("in" or "out") is empty for rows
+// written before pfw logged it.
 type LogRow struct {
 	ID         int64  `json:"id"`
 	Timestamp  string `json:"timestamp"`
@@ -39,6 +40,7 @@ type LogRow struct {
 	Protocol   string `json:"protocol"`
 	Reason     string `json:"reason,omitempty"`
 	PacketHash string `json:"packet_hash,omitempty"`
+	Direction  string `json:"direction,omitempty"`
 }
 
 // logTable maps LogQuery.Table to a table name and whether it has the
@@ -63,6 +65,11 @@ func (s *Store) Logs(ctx context.Context, q LogQuery) ([]LogRow, error) {
 	b.WriteString("SELECT id, timestamp, src_ip, dst_ip, src_port, dst_port, protocol")
 	if blocked {
 		b.WriteString(", reason, coalesce(packet_hash, '')")
+	}
+	if s.noDirection {
+		b.WriteString(", NULL")
+	} else {
+		b.WriteString(", " + directionColumn)
 	}
 	b.WriteString(" FROM " + table + " WHERE 1")
 	var args []any
@@ -106,6 +113,7 @@ func (s *Store) Logs(ctx context.Context, q LogQuery) ([]LogRow, error) {
 		if blocked {
 			dest = append(dest, text{&r.Reason}, text{&r.PacketHash})
 		}
+		dest = append(dest, text{&r.Direction})
 		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("logs from %s: %w", table, err)
 		}
@@ -130,7 +138,7 @@ func intPtr(n sql.NullInt64) *int {
 type Stats struct {
 	Blocked    int64             `json:"blocked"`     // rows in blocked_packets
 	Allowed    int64             `json:"allowed"`     // rows in allowed_packets (sampled)
-	TopBlocked []IPCount         `json:"top_blocked"` // the 10 src_ip with most blocked rows
+	TopBlocked []IPCount         `json:"top_blocked"` // the 10 remote addresses with most blocked rows
 	ByReason   []ReasonCount     `json:"by_reason"`   // blocked rows per reason, largest first
 	LastDay    []HourCount       `json:"last_day"`    // blocked rows in each of the last 24 hours, oldest first, empty hours included
 	Suppressed []SuppressedCount `json:"suppressed"`  // rows counted instead of written, per log type and reason
@@ -184,8 +192,15 @@ func (s *Store) Stats(ctx context.Context, now time.Time) (Stats, error) {
 			return st, fmt.Errorf("stats: count %s: %w", c.table, err)
 		}
 	}
-	err = scanAll(ctx, tx, `SELECT src_ip, count(*) AS n FROM blocked_packets
-		GROUP BY src_ip ORDER BY n DESC, src_ip LIMIT 10`,
+	// Ranked by remote address (the source of an inbound packet, the
+	// destination of an outbound one), so that blocks of this host's own
+	// connections count against the address it tried to reach, not itself.
+	remote := remoteIPExpr
+	if s.noDirection {
+		remote = "src_ip"
+	}
+	err = scanAll(ctx, tx, `SELECT `+remote+` AS ip, count(*) AS n FROM blocked_packets
+		GROUP BY `+remote+` ORDER BY n DESC, ip LIMIT 10`,
 		func(rows *sql.Rows) error {
 			var c IPCount
 			err := rows.Scan(text{&c.IP}, &c.Count)

@@ -20,7 +20,7 @@ func logFixture(t *testing.T) *Store {
 	for i, r := range []Row{
 		tcpRow(t0, "203.0.113.7", "10.0.0.1", "Rule: Telnet"),
 		tcpRow(t0.Add(1*time.Minute), "198.51.100.2", "10.0.0.1", "Blacklisted IP"),
-		{Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("203.0.113.7"), Proto: 1, Reason: "Threat intel: Feodo Tracker"},
+		{Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("203.0.113.7"), Proto: 1, Reason: "Threat intel: Feodo Tracker", Outbound: true},
 		tcpRow(t0.Add(3*time.Minute), "2001:db8::1", "2001:db8::2", "Rule: Telnet"),
 		tcpRow(t0.Add(4*time.Minute), "203.0.113.7", "10.0.0.1", "Rule: Telnet"),
 	} {
@@ -96,9 +96,9 @@ func TestLogRowJSON(t *testing.T) {
 		want string
 	}{
 		{blocked[0], `{"id":3,"timestamp":"2026-11-25 15:06:05.123","src_ip":"10.0.0.1","dst_ip":"203.0.113.7",` +
-			`"src_port":null,"dst_port":null,"protocol":"icmp","reason":"Threat intel: Feodo Tracker","packet_hash":"0000000000000000"}`},
+			`"src_port":null,"dst_port":null,"protocol":"icmp","reason":"Threat intel: Feodo Tracker","packet_hash":"0000000000000000","direction":"out"}`},
 		{allowed[0], `{"id":1,"timestamp":"2026-11-25 15:04:05.123","src_ip":"198.51.100.9","dst_ip":"10.0.0.1",` +
-			`"src_port":40000,"dst_port":23,"protocol":"tcp"}`},
+			`"src_port":40000,"dst_port":23,"protocol":"tcp","direction":"in"}`},
 	} {
 		got, err := json.Marshal(c.row)
 		if err != nil {
@@ -123,6 +123,11 @@ func TestStats(t *testing.T) {
 	add(2, 90*time.Minute, "198.51.100.2", "Rate limited") // 14:00 hour
 	add(1, 23*time.Hour, "198.51.100.3", "Rule: Telnet")   // the oldest hour shown
 	add(4, 25*time.Hour, "203.0.113.7", "Blacklisted IP")  // before the window
+	for range 2 {                                          // this host's own connections to a C2 server: they count against the server
+		r := tcpRow(now, "10.0.0.1", "192.0.2.66", "Threat intel: Feodo Tracker")
+		r.Outbound = true
+		w.Blocked(r)
+	}
 	w.Allowed(tcpRow(now, "198.51.100.9", "10.0.0.1", "Default policy"))
 	flush(t, w)
 	if _, err := s.write.Exec(`INSERT INTO log_suppressed VALUES
@@ -136,9 +141,9 @@ func TestStats(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Stats{
-		Blocked: 10, Allowed: 1,
-		TopBlocked: []IPCount{{"203.0.113.7", 7}, {"198.51.100.2", 2}, {"198.51.100.3", 1}},
-		ByReason:   []ReasonCount{{"Blacklisted IP", 4}, {"Rule: Telnet", 4}, {"Rate limited", 2}},
+		Blocked: 12, Allowed: 1,
+		TopBlocked: []IPCount{{"203.0.113.7", 7}, {"192.0.2.66", 2}, {"198.51.100.2", 2}, {"198.51.100.3", 1}},
+		ByReason:   []ReasonCount{{"Blacklisted IP", 4}, {"Rule: Telnet", 4}, {"Rate limited", 2}, {"Threat intel: Feodo Tracker", 2}},
 		Suppressed: []SuppressedCount{{"allowed", "Default policy", 9}, {"blocked", "Rate limited", 7}},
 	}
 	for i := range 24 {
@@ -147,7 +152,7 @@ func TestStats(t *testing.T) {
 	}
 	want.LastDay[0].Count = 1  // 2026-11-24 16:00
 	want.LastDay[22].Count = 2 // 2026-11-25 14:00
-	want.LastDay[23].Count = 3 // 2026-11-25 15:00
+	want.LastDay[23].Count = 5 // 2026-11-25 15:00
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Stats (-want +got):\n%s", diff)
 	}

@@ -32,7 +32,21 @@ type Row struct {
 	Reason string
 	// Hash is written for blocked rows as 16 lowercase hex digits.
 	Hash uint64
+	// Outbound says the packet was leaving the host, so its remote
+	// address is Dst; the direction column holds "out", else "in".
+	Outbound bool
 }
+
+// direction is the direction column's text, boxed once so that binding it
+// does not allocate per row.
+func (r *Row) direction() any {
+	if r.Outbound {
+		return directionOut
+	}
+	return directionIn
+}
+
+var directionIn, directionOut any = "in", "out"
 
 // protoNames holds ProtoName's answers, built once so naming a protocol
 // never allocates on the write path.

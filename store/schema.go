@@ -13,7 +13,7 @@ import (
 // schemaVersion is what PRAGMA user_version holds once migrate has run. Bump
 // it and add a step to migrations when the schema changes; never edit a
 // step that has shipped.
-const schemaVersion = 1
+const schemaVersion = 2
 
 // Table names. The packet tables are chosen from this fixed set, never from
 // user input, so they may be spliced into SQL text.
@@ -27,8 +27,13 @@ const (
 // migrations[i] takes the database from user_version i to i+1. Step 0 uses
 // IF NOT EXISTS so a database made by the seed (same tables, no version) is
 // adopted rather than rejected; checkTables then checks it fits.
-var migrations = []string{
-	0: `
+var migrations = []func(ctx context.Context, tx *sql.Tx) error{
+	0: execStep(createTables),
+	1: addDirection,
+}
+
+// createTables is migration step 0: the contract's tables and pfw's own.
+const createTables = `
 CREATE TABLE IF NOT EXISTS blocked_packets (
 	id          INTEGER PRIMARY KEY AUTOINCREMENT,
 	timestamp   TEXT NOT NULL,
@@ -73,7 +78,47 @@ CREATE TABLE IF NOT EXISTS log_suppressed (
 	count    INTEGER NOT NULL,
 	PRIMARY KEY (hour, log_type, reason)
 ) WITHOUT ROWID;
-`,
+`
+
+// execStep is a migration step that is plain SQL.
+func execStep(q string) func(context.Context, *sql.Tx) error {
+	return func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, q)
+		return err
+	}
+}
+
+// directionColumn is pfw's extra column of the packet tables: "in" or "out",
+// the packet's direction, so that the remote address of a row is known
+// (src_ip of an inbound packet, dst_ip of an outbound one). Rows written
+// before it existed (and by the seed) hold NULL and count as inbound.
+const directionColumn = "direction"
+
+// remoteIPExpr is a packet row's remote address in SQL. The index
+// blocked_packets_remote is on exactly this expression, which is what lets
+// SQLite use it.
+const remoteIPExpr = "CASE WHEN direction = 'out' THEN dst_ip ELSE src_ip END"
+
+// addDirection is migration step 1: the direction column on both packet
+// tables (unless a table already has one) and the index `fwctl stats`
+// ranks remote addresses with.
+func addDirection(ctx context.Context, tx *sql.Tx) error {
+	for _, table := range []string{tableBlocked, tableAllowed} {
+		cols, err := tableColumns(ctx, tx, table)
+		if err != nil {
+			return err
+		}
+		if slices.Contains(cols, directionColumn) {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, "ALTER TABLE "+table+" ADD COLUMN "+directionColumn+" TEXT"); err != nil {
+			return fmt.Errorf("add %s.%s: %w", table, directionColumn, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, "CREATE INDEX IF NOT EXISTS blocked_packets_remote ON blocked_packets("+remoteIPExpr+")"); err != nil {
+		return fmt.Errorf("index remote addresses: %w", err)
+	}
+	return nil
 }
 
 // requiredColumns is the contract's schema: these columns, in this order,
@@ -90,13 +135,23 @@ var requiredColumns = map[string][]string{
 // whether a table takes pfw's writes: a view does not, nor a threat_intel
 // whose ip has no PRIMARY KEY or UNIQUE constraint for ON CONFLICT (ip) to
 // match (every feed save would fail). The threat_intel probe must keep the
-// conflict target of the upsert in threat.go.
-var writeProbes = map[string]string{
-	tableBlocked:    insertBlocked,
-	tableAllowed:    insertAllowed,
-	tableThreats:    `INSERT INTO threat_intel (ip, threat_level, last_seen, source) VALUES (?, ?, ?, ?) ON CONFLICT (ip) DO NOTHING`,
-	tableSuppressed: upsertSuppressed,
-}
+// conflict target of the upsert in threat.go. A database not yet migrated
+// is probed with the contract's columns only (oldWriteProbes): migrate adds
+// pfw's own.
+var (
+	writeProbes = map[string]string{
+		tableBlocked:    insertBlocked,
+		tableAllowed:    insertAllowed,
+		tableThreats:    `INSERT INTO threat_intel (ip, threat_level, last_seen, source) VALUES (?, ?, ?, ?) ON CONFLICT (ip) DO NOTHING`,
+		tableSuppressed: upsertSuppressed,
+	}
+	oldWriteProbes = map[string]string{
+		tableBlocked:    `INSERT INTO blocked_packets (timestamp, src_ip, dst_ip, src_port, dst_port, protocol, reason, packet_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		tableAllowed:    `INSERT INTO allowed_packets (timestamp, src_ip, dst_ip, src_port, dst_port, protocol) VALUES (?, ?, ?, ?, ?, ?)`,
+		tableThreats:    writeProbes[tableThreats],
+		tableSuppressed: upsertSuppressed,
+	}
+)
 
 // misfitError says a database's schema is not one pfw can use: a table
 // lacks the contract's leading columns or does not take pfw's writes, or
@@ -137,7 +192,7 @@ func migrate(ctx context.Context, db *sql.DB) error {
 		return fmt.Errorf("migrate: %w", newerSchema(version))
 	}
 	for v := version; v < schemaVersion; v++ {
-		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+		if err := migrations[v](ctx, tx); err != nil {
 			return fmt.Errorf("migrate: version %d to %d: %w", v, v+1, err)
 		}
 	}
@@ -147,7 +202,7 @@ func migrate(ctx context.Context, db *sql.DB) error {
 			return fmt.Errorf("migrate: set user_version: %w", err)
 		}
 	}
-	if err := checkTables(ctx, tx, allTables...); err != nil {
+	if err := checkTables(ctx, tx, writeProbes, allTables...); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -170,7 +225,7 @@ func checkFits(ctx context.Context, q schemaQueryer) error {
 	case version > schemaVersion:
 		return newerSchema(version)
 	case version == schemaVersion:
-		return checkTables(ctx, q, allTables...)
+		return checkTables(ctx, q, writeProbes, allTables...)
 	}
 	var present []string
 	for _, table := range allTables {
@@ -182,7 +237,7 @@ func checkFits(ctx context.Context, q schemaQueryer) error {
 			present = append(present, table)
 		}
 	}
-	return checkTables(ctx, q, present...)
+	return checkTables(ctx, q, oldWriteProbes, present...)
 }
 
 // queryer is what both *sql.DB and *sql.Tx offer for reading.
@@ -208,7 +263,7 @@ var (
 // the contract's leading columns, or does not take pfw's writes (see
 // writeProbes), as when a database from some other program sits at the
 // configured path.
-func checkTables(ctx context.Context, q schemaQueryer, tables ...string) error {
+func checkTables(ctx context.Context, q schemaQueryer, probes map[string]string, tables ...string) error {
 	for _, table := range tables {
 		want := requiredColumns[table]
 		got, err := tableColumns(ctx, q, table)
@@ -221,7 +276,7 @@ func checkTables(ctx context.Context, q schemaQueryer, tables ...string) error {
 		if len(got) < len(want) || !slices.Equal(got[:len(want)], want) {
 			return misfitf("table %s has columns %v, want %v first", table, got, want)
 		}
-		if err := probeWrites(ctx, q, table); err != nil {
+		if err := probeWrites(ctx, q, table, probes[table]); err != nil {
 			return err
 		}
 	}
@@ -231,8 +286,8 @@ func checkTables(ctx context.Context, q schemaQueryer, tables ...string) error {
 // probeWrites prepares the table's write probe. SQLite rejects a statement
 // that cannot work on this schema with a plain SQLITE_ERROR; anything else
 // (a corrupt file, an I/O error) is passed on as it is.
-func probeWrites(ctx context.Context, q schemaQueryer, table string) error {
-	st, err := q.PrepareContext(ctx, writeProbes[table])
+func probeWrites(ctx context.Context, q schemaQueryer, table, probe string) error {
+	st, err := q.PrepareContext(ctx, probe)
 	if err == nil {
 		return st.Close()
 	}

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -55,6 +56,10 @@ type Store struct {
 	// unusable file and why.
 	movedAside, movedReason string
 	files                   dbFiles // the files Open opened, to notice them deleted or replaced
+	// noDirection: the packet tables have no direction column yet (a
+	// reader's database from the seed or an older pfw, which pfwd adds it
+	// to on its next start); every row then counts as inbound.
+	noDirection bool
 }
 
 // Open opens the database at path for reading and writing, creating the
@@ -147,7 +152,12 @@ func OpenReader(path string) (*Store, error) {
 		read.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	return &Store{path: abs, readOnly: true, read: read, files: identify(abs)}, nil
+	cols, err := tableColumns(context.Background(), read, tableBlocked)
+	if err != nil {
+		read.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return &Store{path: abs, readOnly: true, read: read, files: identify(abs), noDirection: !slices.Contains(cols, directionColumn)}, nil
 }
 
 // checkReadable makes sure a reader sees a database it can read, so fwctl
@@ -165,11 +175,12 @@ func checkReadable(ctx context.Context, db *sql.DB) error {
 	case version > schemaVersion:
 		return newerSchema(version)
 	case version == 0:
-		err = checkTables(ctx, db, contractTables...)
+		err = checkTables(ctx, db, oldWriteProbes, contractTables...)
 	case version < schemaVersion:
-		return fmt.Errorf("database is not set up (schema version %d, want %d): start pfwd once to create it", version, schemaVersion)
+		// An older pfw's: read as it is until pfwd migrates it.
+		err = checkTables(ctx, db, oldWriteProbes, allTables...)
 	default:
-		err = checkTables(ctx, db, allTables...)
+		err = checkTables(ctx, db, writeProbes, allTables...)
 	}
 	if isMisfit(err) {
 		// pfwd moves such a file aside and starts a fresh one.

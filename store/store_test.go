@@ -30,10 +30,12 @@ func TestSchemaMatchesContract(t *testing.T) {
 			{"id", "INTEGER", 1}, {"timestamp", "TEXT", 0}, {"src_ip", "TEXT", 0}, {"dst_ip", "TEXT", 0},
 			{"src_port", "INTEGER", 0}, {"dst_port", "INTEGER", 0}, {"protocol", "TEXT", 0},
 			{"reason", "TEXT", 0}, {"packet_hash", "TEXT", 0},
+			{"direction", "TEXT", 0}, // pfw's own, after the contract's
 		},
 		"allowed_packets": {
 			{"id", "INTEGER", 1}, {"timestamp", "TEXT", 0}, {"src_ip", "TEXT", 0}, {"dst_ip", "TEXT", 0},
 			{"src_port", "INTEGER", 0}, {"dst_port", "INTEGER", 0}, {"protocol", "TEXT", 0},
+			{"direction", "TEXT", 0},
 		},
 		"threat_intel": {
 			{"ip", "TEXT", 1}, {"threat_level", "TEXT", 0}, {"last_seen", "TEXT", 0}, {"source", "TEXT", 0},

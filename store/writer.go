@@ -446,8 +446,8 @@ func (w *Writer) commit(ctx context.Context) error {
 }
 
 const (
-	insertBlocked    = `INSERT INTO blocked_packets (timestamp, src_ip, dst_ip, src_port, dst_port, protocol, reason, packet_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
-	insertAllowed    = `INSERT INTO allowed_packets (timestamp, src_ip, dst_ip, src_port, dst_port, protocol) VALUES (?, ?, ?, ?, ?, ?)`
+	insertBlocked    = `INSERT INTO blocked_packets (timestamp, src_ip, dst_ip, src_port, dst_port, protocol, reason, packet_hash, direction) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	insertAllowed    = `INSERT INTO allowed_packets (timestamp, src_ip, dst_ip, src_port, dst_port, protocol, direction) VALUES (?, ?, ?, ?, ?, ?, ?)`
 	upsertSuppressed = `INSERT INTO log_suppressed (hour, log_type, reason, count) VALUES (?, ?, ?, ?)
 		ON CONFLICT (hour, log_type, reason) DO UPDATE SET count = count + excluded.count`
 )
@@ -474,9 +474,9 @@ func (w *Writer) writeTx(ctx context.Context, rows []entry, supp map[suppressKey
 		ts, src, dst := formatTime(r.Time), r.Src.String(), r.Dst.String()
 		sport, dport := portArg(r.HasPorts, r.SrcPort), portArg(r.HasPorts, r.DstPort)
 		if e.log == logAllowed {
-			_, err = allowed.ExecContext(ctx, ts, src, dst, sport, dport, ProtoName(r.Proto))
+			_, err = allowed.ExecContext(ctx, ts, src, dst, sport, dport, ProtoName(r.Proto), r.direction())
 		} else {
-			_, err = blocked.ExecContext(ctx, ts, src, dst, sport, dport, ProtoName(r.Proto), r.Reason, hashHex(r.Hash))
+			_, err = blocked.ExecContext(ctx, ts, src, dst, sport, dport, ProtoName(r.Proto), r.Reason, hashHex(r.Hash), r.direction())
 		}
 		if err != nil {
 			return err

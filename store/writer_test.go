@@ -204,7 +204,7 @@ func TestWriterRowEncoding(t *testing.T) {
 	})
 	w.Blocked(Row{
 		Time: t0, Src: netip.MustParseAddr("203.0.113.7"), Dst: netip.MustParseAddr("10.0.0.1"),
-		SrcPort: 0, DstPort: 53, HasPorts: true, Proto: 17, Reason: "Rule: DNS", Hash: ^uint64(0),
+		SrcPort: 0, DstPort: 53, HasPorts: true, Proto: 17, Reason: "Rule: DNS", Hash: ^uint64(0), Outbound: true,
 	})
 	w.Blocked(Row{Time: t0, Src: netip.MustParseAddr("203.0.113.7"), Dst: netip.MustParseAddr("10.0.0.1"), Proto: 47, Reason: "Default policy"})
 	flush(t, w)
@@ -214,9 +214,9 @@ func TestWriterRowEncoding(t *testing.T) {
 	}
 	zero, dns := 0, 53
 	want := []LogRow{
-		{1, "2026-11-25 15:04:05.123", "2001:db8::1", "2001:db8::2", nil, nil, "icmpv6", "Blacklisted IP", "0000000000c0ffee"},
-		{2, "2026-11-25 15:04:05.123", "203.0.113.7", "10.0.0.1", &zero, &dns, "udp", "Rule: DNS", "ffffffffffffffff"},
-		{3, "2026-11-25 15:04:05.123", "203.0.113.7", "10.0.0.1", nil, nil, "47", "Default policy", "0000000000000000"},
+		{1, "2026-11-25 15:04:05.123", "2001:db8::1", "2001:db8::2", nil, nil, "icmpv6", "Blacklisted IP", "0000000000c0ffee", "in"},
+		{2, "2026-11-25 15:04:05.123", "203.0.113.7", "10.0.0.1", &zero, &dns, "udp", "Rule: DNS", "ffffffffffffffff", "out"},
+		{3, "2026-11-25 15:04:05.123", "203.0.113.7", "10.0.0.1", nil, nil, "47", "Default policy", "0000000000000000", "in"},
 	}
 	if diff := cmp.Diff(want, rows); diff != "" {
 		t.Errorf("rows (-want +got):\n%s", diff)

@@ -91,7 +91,7 @@ func logs(c *cli.Context) error {
 	}
 	t := logTable(g.out, q.Table)
 	for _, r := range rows {
-		t.add(logCells(r)...)
+		t.add(logCells(r, q.Table)...)
 	}
 	return t.flush()
 }
@@ -223,16 +223,24 @@ func filterNote(c *cli.Context) string {
 
 func logTable(w io.Writer, typ string) *table {
 	if typ == "allowed" {
-		return newTable(w, "ID", "TIMESTAMP", "SRC_IP", "DST_IP", "SRC_PORT", "DST_PORT", "PROTOCOL")
+		return newTable(w, "ID", "TIMESTAMP", "SRC_IP", "DST_IP", "SRC_PORT", "DST_PORT", "PROTOCOL", "DIRECTION")
 	}
-	return newTable(w, "ID", "TIMESTAMP", "SRC_IP", "DST_IP", "SRC_PORT", "DST_PORT", "PROTOCOL", "REASON", "PACKET_HASH")
+	return newTable(w, "ID", "TIMESTAMP", "SRC_IP", "DST_IP", "SRC_PORT", "DST_PORT", "PROTOCOL", "REASON", "PACKET_HASH", "DIRECTION")
 }
 
-// logCells spells a row for the table; the table drops the blocked-only
-// cells of allowed rows.
-func logCells(r store.LogRow) []string {
-	return []string{strconv.FormatInt(r.ID, 10), r.Timestamp, r.SrcIP, r.DstIP, portCell(r.SrcPort),
-		portCell(r.DstPort), r.Protocol, r.Reason, r.PacketHash}
+// logCells spells a row for logTable of its type: allowed rows have no
+// reason or hash. Rows logged before pfw recorded directions show "-".
+func logCells(r store.LogRow, typ string) []string {
+	dir := r.Direction
+	if dir == "" {
+		dir = "-"
+	}
+	cells := []string{strconv.FormatInt(r.ID, 10), r.Timestamp, r.SrcIP, r.DstIP, portCell(r.SrcPort),
+		portCell(r.DstPort), r.Protocol}
+	if typ != "allowed" {
+		cells = append(cells, r.Reason, r.PacketHash)
+	}
+	return append(cells, dir)
 }
 
 func portCell(p *int) string {
@@ -262,7 +270,7 @@ func newLogPrinter(g *globals, typ string) logPrinter {
 	t := logTable(g.out, typ)
 	return func(rows []store.LogRow) error {
 		for _, r := range rows {
-			t.add(logCells(r)...)
+			t.add(logCells(r, typ)...)
 		}
 		if len(rows) == 0 && t.printedHeader {
 			return nil

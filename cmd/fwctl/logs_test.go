@@ -107,12 +107,12 @@ func TestLogsTable(t *testing.T) {
 	if len(lines) != 6 {
 		t.Fatalf("logs = %q, want a header and 5 rows", r.stdout)
 	}
-	if got := strings.Fields(lines[0]); !cmp.Equal(got, []string{"ID", "TIMESTAMP", "SRC_IP", "DST_IP", "SRC_PORT", "DST_PORT", "PROTOCOL", "REASON", "PACKET_HASH"}) {
+	if got := strings.Fields(lines[0]); !cmp.Equal(got, []string{"ID", "TIMESTAMP", "SRC_IP", "DST_IP", "SRC_PORT", "DST_PORT", "PROTOCOL", "REASON", "PACKET_HASH", "DIRECTION"}) {
 		t.Errorf("header = %q", lines[0])
 	}
 	// Newest first, columns aligned, "-" for the ports of an ICMP row.
 	ts := now.Add(-30 * time.Minute).UTC().Format("2006-01-02 15:04:05.000")
-	want := "4   " + ts + "  203.0.113.7   192.168.1.10  -         -         icmp      Blacklisted IP               0000000000000abc"
+	want := "4   " + ts + "  203.0.113.7   192.168.1.10  -         -         icmp      Blacklisted IP               0000000000000abc  in"
 	if lines[2] != want {
 		t.Errorf("row 2:\n got %q\nwant %q", lines[2], want)
 	}
@@ -181,7 +181,7 @@ func TestLogsJSONAndFilters(t *testing.T) {
 	want := map[string]any{
 		"id": 4.0, "timestamp": now.Add(-30 * time.Minute).UTC().Format("2006-01-02 15:04:05.000"),
 		"src_ip": "203.0.113.7", "dst_ip": "192.168.1.10", "src_port": nil, "dst_port": nil,
-		"protocol": "icmp", "reason": "Blacklisted IP", "packet_hash": "0000000000000abc",
+		"protocol": "icmp", "reason": "Blacklisted IP", "packet_hash": "0000000000000abc", "direction": "in",
 	}
 	if diff := cmp.Diff(want, rows[1]); diff != "" {
 		t.Errorf("row 4 (-want +got):\n%s", diff)

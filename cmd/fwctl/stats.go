@@ -50,7 +50,7 @@ func printStats(w io.Writer, st store.Stats) error {
 	for i, c := range st.TopBlocked {
 		top[i] = [2]string{c.IP, strconv.FormatInt(c.Count, 10)}
 	}
-	countSection(&b, "Top blocked sources", "IP", top)
+	countSection(&b, "Top blocked remote addresses", "IP", top)
 	reasons := make([][2]string, len(st.ByReason))
 	for i, c := range st.ByReason {
 		reasons[i] = [2]string{c.Reason, strconv.FormatInt(c.Count, 10)}

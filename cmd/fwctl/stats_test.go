@@ -41,7 +41,7 @@ func TestStats(t *testing.T) {
 	for _, want := range []string{
 		"Blocked packets logged: 5\n",
 		"Allowed packets logged: 2 (sampled)\n",
-		"Top blocked sources:\n  IP            BLOCKED\n  203.0.113.7   2\n",
+		"Top blocked remote addresses:\n  IP            BLOCKED\n  203.0.113.7   2\n",
 		"Blocks by reason:\n  REASON                       BLOCKED\n  Blacklisted IP               2\n",
 		"Blocked in the last 24 hours (UTC):\n  HOUR",
 		now.Add(-time.Minute).UTC().Truncate(time.Hour).Format("2006-01-02 15:04"),
@@ -84,7 +84,7 @@ func TestStatsEmptyDatabase(t *testing.T) {
 	e := newEnv(t, testConfig)
 	newLogDB(t, e.db, store.WriterConfig{})
 	r := mustRun(t, "stats")
-	if !strings.Contains(r.stdout, "Blocked packets logged: 0") || !strings.Contains(r.stdout, "Top blocked sources:\n  none") {
+	if !strings.Contains(r.stdout, "Blocked packets logged: 0") || !strings.Contains(r.stdout, "Top blocked remote addresses:\n  none") {
 		t.Errorf("stats of an empty log:\n%s", r.stdout)
 	}
 	if r := fwctl(t, "stats", "now"); r.code != 2 {

@@ -860,3 +860,51 @@ func TestNFLOGGroupTaken(t *testing.T) {
 		t.Errorf("no Blacklisted IP row with --nflog-group 28: %+v", l.rows("blocked"))
 	}
 }
+
+// Each log row says which way its packet went, for the queue's decisions
+// and the kernel's drops alike, and fwctl stats ranks the remote address:
+// this host's own blocked connections count against the address they
+// tried to reach, never against the host itself.
+func TestLogRowsSayTheirDirection(t *testing.T) {
+	l := newLab(t)
+	l.writeConfig(l.configDoc("allow", `
+    {"name": "No telnet in", "action": "block", "protocol": "tcp", "ports": [23]},
+    {"name": "No 8080 out", "action": "block", "protocol": "tcp", "ports": [8080], "direction": "out"}`,
+		`"127.0.0.1", "::1"`, `"`+l.clientIP2+`"`, 100))
+	l.serve([]int{23}, nil)
+	l.serveIn(l.client, []int{8080, 8081}, nil)
+	l.startPfwd()
+
+	l.expectFrom(l.client, "tcp", l.clientIP, hostPort(l.fwIP, 23), false) // queued, inbound
+	l.expectFrom(l.fw, "tcp", "", hostPort(l.clientIP, 8080), false)       // queued, outbound
+	l.expectFrom(l.fw, "tcp", "", hostPort(l.clientIP2, 8081), false)      // the kernel's blacklist drop, outbound
+	for _, want := range []struct{ reason, src, dst, dir string }{
+		{"Rule: No telnet in", l.clientIP, l.fwIP, "in"},
+		{"Rule: No 8080 out", l.fwIP, l.clientIP, "out"},
+		{"Blacklisted IP", l.fwIP, l.clientIP2, "out"},
+	} {
+		r, ok := l.waitRow(func(r store.LogRow) bool {
+			return r.Reason == want.reason && r.SrcIP == want.src && r.DstIP == want.dst
+		})
+		if !ok {
+			t.Errorf("no %q row %s -> %s: %+v", want.reason, want.src, want.dst, l.rows("blocked"))
+		} else if r.Direction != want.dir {
+			t.Errorf("%q row %s -> %s has direction %q, want %q", want.reason, want.src, want.dst, r.Direction, want.dir)
+		}
+	}
+	out, err := l.fwctl("stats", "--json")
+	var st store.Stats
+	if err == nil {
+		err = json.Unmarshal([]byte(out), &st)
+	}
+	if err != nil {
+		t.Fatalf("fwctl stats --json: %v\n%s", err, out)
+	}
+	top := map[string]bool{}
+	for _, c := range st.TopBlocked {
+		top[c.IP] = true
+	}
+	if !top[l.clientIP] || !top[l.clientIP2] || top[l.fwIP] {
+		t.Errorf("top blocked = %+v, want %s and %s (the remote ends), not this host's %s", st.TopBlocked, l.clientIP, l.clientIP2, l.fwIP)
+	}
+}
