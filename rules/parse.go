@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 // MinFeedInterval is the shortest refresh interval a feed may ask for.
@@ -319,6 +320,10 @@ func CheckRuleName(name string) error {
 		return errors.New("a rule name may not be empty")
 	case len(name) > MaxRuleName:
 		return fmt.Errorf("%q is longer than %d bytes", name[:32]+"…", MaxRuleName)
+	case !utf8.ValidString(name):
+		// JSON cannot carry it: the file would hold U+FFFD instead, a
+		// name other than the one fwctl add was given.
+		return fmt.Errorf("%q is not valid UTF-8", name)
 	case strings.IndexFunc(name, unicode.IsControl) >= 0:
 		return fmt.Errorf("%q contains a control character", name)
 	}
@@ -371,6 +376,11 @@ func (p *parser) port(path string, v any) (PortRange, bool) {
 // ParsePortRange reads "443" or "8000-8100".
 func ParsePortRange(s string) (PortRange, error) {
 	lo, hi, isRange := strings.Cut(strings.TrimSpace(s), "-")
+	if isRange && (strings.TrimSpace(lo) == "" || strings.TrimSpace(hi) == "") {
+		// parsePort would quote the empty side alone: `"" is not a port`
+		// would not show what was typed ("-1", "8000-").
+		return PortRange{}, fmt.Errorf("%q is not a port (1-65535) or range (lo-hi)", s)
+	}
 	first, err := parsePort(lo)
 	if err != nil {
 		return PortRange{}, err

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -80,6 +81,9 @@ func TestParseErrorsNameThePlace(t *testing.T) {
 		{"fraction port", `{"rules":[{"name":"a","action":"block","ports":[22.5]}]}`, "rules[0].ports[0]: 22.5 is not a port (1-65535)"},
 		{"reversed range", `{"rules":[{"name":"a","action":"block","ports":["90-80"]}]}`, `rules[0].ports[0]: "90-80" is not a port range: 90 is above 80`},
 		{"range end too big", `{"rules":[{"name":"a","action":"block","ports":["1-65536"]}]}`, "rules[0].ports[0]: 65536 is not a port (1-65535)"},
+		// Found by FuzzParsePortRange: an empty side was quoted alone, `"" is not a port`.
+		{"range without its end", `{"rules":[{"name":"a","action":"block","ports":["8000-"]}]}`, `rules[0].ports[0]: "8000-" is not a port (1-65535) or range (lo-hi)`},
+		{"negative port string", `{"rules":[{"name":"a","action":"block","ports":["-1"]}]}`, `rules[0].ports[0]: "-1" is not a port (1-65535) or range (lo-hi)`},
 		{"port wrong type", `{"rules":[{"name":"a","action":"block","ports":[true]}]}`, `rules[0].ports[0]: want a port number or a "lo-hi" range, got a boolean`},
 		{"bad blacklist ip", `{"blacklist_ips":["1.1.1.1","2.2.2.2","3.3.3.3","999.1.1.1"]}`, `blacklist_ips[3]: "999.1.1.1" is not an IP address or CIDR`},
 		{"bad cidr", `{"whitelist_ips":["10.0.0.0/33"]}`, `whitelist_ips[0]: "10.0.0.0/33" is not an IP address or CIDR`},
@@ -179,6 +183,29 @@ func TestParsePrefix(t *testing.T) {
 	for _, bad := range []string{"", "1.2.3", "fe80::1%eth0", "1.2.3.4/", "1.2.3.4/-1", "example.com"} {
 		if _, err := ParsePrefix(bad); err == nil {
 			t.Errorf("ParsePrefix(%q) accepted", bad)
+		}
+	}
+}
+
+// CheckRuleName is the check fwctl add applies to NAME, which comes from
+// argv as any bytes, not through JSON.
+func TestCheckRuleName(t *testing.T) {
+	tests := []struct{ name, want string }{
+		{"Block Telnet and SMB", ""},
+		{"émigré", ""},
+		{strings.Repeat("x", MaxRuleName), ""},
+		{" ", "a rule name may not be empty"},
+		{strings.Repeat("x", MaxRuleName+1), `"` + strings.Repeat("x", 32) + `…" is longer than 128 bytes`},
+		{"new\nline", `"new\nline" contains a control character`},
+		// Found by FuzzCheckRuleName: accepted, then saved as "bad\uFFFD",
+		// so the rule fwctl add reported was not the rule in the file, and
+		// a second such name clashed with the first.
+		{"bad\xff", `"bad\xff" is not valid UTF-8`},
+	}
+	for _, tt := range tests {
+		err := CheckRuleName(tt.name)
+		if got := fmt.Sprint(err); (tt.want == "" && err != nil) || (tt.want != "" && got != tt.want) {
+			t.Errorf("CheckRuleName(%q) = %v, want %q", tt.name, err, tt.want)
 		}
 	}
 }
