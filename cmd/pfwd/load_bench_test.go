@@ -4,8 +4,9 @@ package main
 // two identical client/host namespace pairs, one with pfwd and one without
 // a firewall, in one run, each figure printed beside its baseline; the
 // new-flow flood also goes through a third pair holding pfwd's ruleset
-// without pfwd, the ceiling of that figure. Run it as root with
-// -benchtime=1x (each ratio is the median of benchRounds rounds of a few
+// without pfwd, the ceiling of that figure, and a fourth where a naive
+// go-nfqueue loop reads the queue, the design the goal is set against.
+// Run it as root with -benchtime=1x (each ratio is the median of benchRounds rounds of a few
 // seconds each; the whole takes about four minutes):
 //
 //	go test -run '^$' -bench Load -benchtime=1x ./cmd/pfwd/
@@ -472,14 +473,20 @@ func BenchmarkLoad(b *testing.B) {
 		// A third pair holds pfwd's ruleset with nobody reading the queue
 		// (the bypass flag accepts): the same flood through it is the
 		// kernel's share of the cost alone, conntrack and the chain — the
-		// ceiling of any ratio an NFQUEUE firewall can reach here.
+		// ceiling of any ratio an NFQUEUE firewall can reach here. A
+		// fourth reads the queue with the naive design the issue sets the
+		// goal against: one queue, go-nfqueue, a verdict per packet.
 		kernel := newBenchNet(b, "kernel", sub+200)
-		startRuleset(b, kernel.fw, kernel.clientIP2, guarded.feed)
+		startRuleset(b, kernel.fw, "ruleset", kernel.clientIP2, guarded.feed)
+		naive := newBenchNet(b, "naive", sub+300)
+		startRuleset(b, naive.fw, "naive", naive.clientIP2, guarded.feed)
 		spec := genSpec{Kind: genUDPNew, SrcNet: benchSpoofNet, Dst: plain.fwIP, Port: benchUDPFlood, Threads: 2, Duration: benchPhase}
-		ms := rounds(b, spec, false, kernel)
+		ms := rounds(b, spec, false, kernel, naive)
 		ratioRow(b, "UDP flood, new flow per packet, decided in user space", "pkt/s", ms[:2], 0.50)
 		ratioRow(b, "  the same, pfwd's ruleset without a queue reader (ceiling)", "pkt/s", [][]measured{ms[0], ms[2]}, 0)
 		rows[len(rows)-1].note = "the queue's bypass accepts: conntrack and the chain alone"
+		ratioRow(b, "  the same, one queue read by a naive go-nfqueue loop", "pkt/s", [][]measured{ms[0], ms[3]}, 0)
+		rows[len(rows)-1].note = "accepts every packet, a read and a verdict per packet"
 	})
 	b.Run("blacklist-flood", func(b *testing.B) {
 		spec := genSpec{Kind: genUDPNew, Src: plain.clientIP2, Dst: plain.fwIP, Port: benchUDPFlood, Threads: 2, Duration: benchPhase}

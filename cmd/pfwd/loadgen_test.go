@@ -11,6 +11,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -28,6 +29,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/florianl/go-nfqueue/v2"
 	"golang.org/x/sys/unix"
 
 	"github.com/pfw/pfw/intel"
@@ -79,6 +81,8 @@ func loadMain() int {
 		return sinkMain(splitInts(os.Getenv("PFW_UDP")), splitInts(os.Getenv("PFW_TCP")))
 	case "ruleset":
 		return rulesetMain(os.Getenv("PFW_BLACKLIST"), os.Getenv("PFW_FEED"))
+	case "naive":
+		return naiveMain(os.Getenv("PFW_BLACKLIST"), os.Getenv("PFW_FEED"))
 	case "gen":
 		var spec genSpec
 		if err := json.Unmarshal([]byte(os.Getenv("PFW_LOAD_SPEC")), &spec); err != nil {
@@ -122,6 +126,48 @@ func rulesetMain(blacklist, feed string) int {
 	return 0
 }
 
+// naiveMain is the design the issue measures pfwd against: pfwd's ruleset
+// with a single queue, read by the plain go-nfqueue loop its README shows
+// (one packet per read, one verdict per write), accepting every packet
+// without even deciding. The queue holds as many packets as pfwd's, so that
+// the difference is the loop. It prints "ready" and runs until stdin
+// closes.
+func naiveMain(blacklist, feed string) int {
+	sets, err := rulesetLists(blacklist, feed)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "naive helper:", err)
+		return 1
+	}
+	fw, err := nft.Open(nft.Config{QueueCount: 1, LogGroup: 27, InitialSets: sets})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "naive helper:", err)
+		return 1
+	}
+	defer fw.Close()
+	nf, err := nfqueue.Open(&nfqueue.Config{
+		NfQueue: 0, MaxPacketLen: 0xffff, MaxQueueLen: 4096,
+		Copymode: nfqueue.NfQnlCopyPacket, WriteTimeout: 15 * time.Millisecond,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "naive helper: open queue:", err)
+		return 1
+	}
+	defer nf.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	err = nf.RegisterWithErrorFunc(ctx, func(a nfqueue.Attribute) int {
+		nf.SetVerdict(*a.PacketID, nfqueue.NfAccept)
+		return 0
+	}, func(error) int { return 0 }) // ENOBUFS and the like: keep reading
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "naive helper: register:", err)
+		return 1
+	}
+	fmt.Println("ready")
+	io.Copy(io.Discard, os.Stdin)
+	return 0
+}
+
 // rulesetLists are the kernel lists of the benchmark's pfwd config: the
 // loopback whitelist, blacklist, and the feed's entries as intel.
 func rulesetLists(blacklist, feed string) (map[nft.List][]netip.Prefix, error) {
@@ -145,11 +191,12 @@ func rulesetLists(blacklist, feed string) (map[nft.List][]netip.Prefix, error) {
 	}, nil
 }
 
-// startRuleset runs rulesetMain in namespace ns until tb's cleanup.
-func startRuleset(tb testing.TB, ns, blacklist, feed string) {
+// startRuleset runs rulesetMain (role "ruleset") or naiveMain ("naive") in
+// namespace ns until tb's cleanup.
+func startRuleset(tb testing.TB, ns, role, blacklist, feed string) {
 	tb.Helper()
 	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0])
-	cmd.Env = append(os.Environ(), "PFW_E2E_HELPER=load", "PFW_LOAD_ROLE=ruleset", "PFW_BLACKLIST="+blacklist, "PFW_FEED="+feed)
+	cmd.Env = append(os.Environ(), "PFW_E2E_HELPER=load", "PFW_LOAD_ROLE="+role, "PFW_BLACKLIST="+blacklist, "PFW_FEED="+feed)
 	in, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
@@ -158,7 +205,7 @@ func startRuleset(tb testing.TB, ns, blacklist, feed string) {
 	}
 	tb.Cleanup(func() { in.Close(); cmd.Wait() })
 	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "ready\n" {
-		tb.Fatalf("ruleset helper did not start: %q %v", line, err)
+		tb.Fatalf("%s helper did not start: %q %v", role, line, err)
 	}
 }
 
