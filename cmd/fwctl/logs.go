@@ -160,8 +160,8 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%q is neither a duration (1h, 30m, 2d) nor a time (2026-11-25 15:04:05, RFC 3339)", s)
 }
 
-// maxAge bounds each part of an age, so that their sum stays far from
-// overflowing a Duration.
+// maxAge bounds an age, all its parts together, so that their sum stays
+// far from overflowing a Duration (292 years): no log is that old.
 const maxAge = 100 * 365 * 24 * time.Hour
 
 // parseAge is time.ParseDuration plus the units a log's age is usually
@@ -182,10 +182,11 @@ func parseAge(s string) (time.Duration, bool) {
 		if i <= 0 {
 			continue
 		}
-		// At most 36,500 days (a century) a unit, so that no sum
-		// overflows a Duration (292 years).
+		// A century at most, with the parts before: a century for
+		// each part let "5214w36500d876000h" overflow into a negative
+		// age, and its "-" form into one 284 years back.
 		n, err := strconv.ParseUint(rest[:i], 10, 16)
-		if err != nil || time.Duration(n) > maxAge/u.unit {
+		if err != nil || time.Duration(n) > (maxAge-d)/u.unit {
 			return 0, false
 		}
 		d += time.Duration(n) * u.unit
@@ -196,8 +197,8 @@ func parseAge(s string) (time.Duration, bool) {
 		if err != nil {
 			return 0, false
 		}
-		if more < 0 || more > maxAge {
-			return 0, false // "1d-2h"
+		if more < 0 || more > maxAge-d {
+			return 0, false // "1d-2h", or over a century in all
 		}
 		d += more
 	}
