@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -122,6 +123,11 @@ func ServeUntil(ctx context.Context, srv *http.Server, l net.Listener) error {
 	return err
 }
 
+// maxAnswer bounds the status answer Query reads. pfwd's is a few
+// kilobytes; whatever else answers on the socket could otherwise stream
+// an endless one into fwctl's memory until the timeout.
+const maxAnswer = 1 << 20
+
 // ErrNotRunning means no pfwd answers on the socket.
 var ErrNotRunning = errors.New("pfwd is not running")
 
@@ -157,8 +163,12 @@ func Query(ctx context.Context, path string) (Status, error) {
 	if resp.StatusCode != http.StatusOK {
 		return Status{}, fmt.Errorf("query pfwd on %s: %s", path, resp.Status)
 	}
+	body := &io.LimitedReader{R: resp.Body, N: maxAnswer + 1}
 	var st Status
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+	if err := json.NewDecoder(body).Decode(&st); err != nil {
+		if body.N <= 0 {
+			return Status{}, fmt.Errorf("query pfwd on %s: the answer is over the limit of %d bytes", path, maxAnswer)
+		}
 		return Status{}, fmt.Errorf("query pfwd on %s: %w", path, err)
 	}
 	return st, nil

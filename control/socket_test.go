@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -256,5 +257,33 @@ func TestServeUntilStopsCleanlyWhoeverClosesTheListener(t *testing.T) {
 	l.Close()
 	if err := ServeUntil(t.Context(), &http.Server{}, l); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("ServeUntil on a listener closed while ctx is live = %v, want net.ErrClosed", err)
+	}
+}
+
+// A pfwd answer is a few kilobytes; whatever answers on the socket may
+// send an endless one, with or without a huge Content-Length. Query must
+// give up at its cap, not read into memory until the timeout.
+func TestQueryBoundsTheAnswer(t *testing.T) {
+	path, answer := rawServer(t)
+	for _, header := range []string{"", "Content-Length: 1099511627776\r\n"} {
+		answer(func(c net.Conn) {
+			c.Write([]byte("HTTP/1.1 200 OK\r\n" + header + "\r\n{\"version\":\""))
+			chunk := bytes.Repeat([]byte("a"), 64<<10)
+			for {
+				if _, err := c.Write(chunk); err != nil {
+					return // Query hung up
+				}
+			}
+		})
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := Query(t.Context(), path)
+		runtime.ReadMemStats(&after)
+		if err == nil || !strings.Contains(err.Error(), "over the limit") {
+			t.Errorf("Query of an endless answer (%q) = %v, want an error saying it is over the limit", header, err)
+		}
+		if grew := after.TotalAlloc - before.TotalAlloc; grew > 8*maxAnswer {
+			t.Errorf("Query of an endless answer (%q) allocated %d MiB", header, grew>>20)
+		}
 	}
 }
