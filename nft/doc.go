@@ -20,6 +20,11 @@
 // family: whitelist_v4 and whitelist_v6, blacklist_v4 …, intel_v6.
 // UpdateSets replaces only the lists it is given, each whole, so the config
 // lists and the feed entries can be updated at different times.
+// Changes are serialized: one transaction is sent at a time, and a large one
+// (a million elements) takes seconds. QueueMode, SetSizes and FastPath never
+// wait for it: they report the state the last completed change left, so a
+// status request may call them at any time and never sees a change before
+// the kernel has it.
 //
 // # The ruleset
 //

@@ -117,11 +117,12 @@ func confirmedRule() rule {
 // whose first packet left the hooks accepted (linux/netfilter/nf_conntrack_common.h).
 const ipsConfirmed = 1 << 3
 
-// FastPath reports whether the fast path is in force, and why not if not.
+// FastPath reports whether the fast path is in force, and why not if not,
+// as of the last change that completed: like SetSizes, it does not wait
+// for one being sent.
 func (fw *Firewall) FastPath() (bool, error) {
-	fw.mu.Lock()
-	defer fw.mu.Unlock()
-	return fw.fast.armed, fw.fast.off
+	st := fw.shown.Load()
+	return st.fastOn, st.fastOff
 }
 
 // arm clears the other bit from conntrack and turns the fast path on with

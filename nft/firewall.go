@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
@@ -131,6 +132,32 @@ type Firewall struct {
 	closed     bool
 	fast       fastPath
 	shape      string // the table as fw last left it (FailClosed only; see Repair)
+
+	// shown is what QueueMode, SetSizes and FastPath report: copied under
+	// mu at the end of every change (publish), read without it, so a
+	// status request never waits for a transaction of a million elements
+	// to be sent. It lags the kernel, never leads it.
+	shown atomic.Pointer[shownState]
+}
+
+// shownState is a Firewall's reportable state as of its last change.
+type shownState struct {
+	queueMode string
+	sizes     map[string]int // set name -> ranges; never changed once shown
+	fastOn    bool
+	fastOff   error
+}
+
+// publish makes what fw now holds what its readers see; fw.mu is held (or
+// fw is not shared yet).
+func (fw *Firewall) publish() {
+	sizes := make(map[string]int, len(Lists)*len(families))
+	for _, l := range Lists {
+		for _, f := range families {
+			sizes[setName(l, f)] = len(fw.ranges[setName(l, f)])
+		}
+	}
+	fw.shown.Store(&shownState{queueMode: fw.queueMode, sizes: sizes, fastOn: fw.fast.armed, fastOff: fw.fast.off})
 }
 
 // Open installs the table with its ruleset and cfg.InitialSets. A stale
@@ -165,6 +192,7 @@ func Open(cfg Config) (*Firewall, error) {
 		}
 	}
 	fw.recordShape()
+	fw.publish()
 	return fw, nil
 }
 
@@ -370,6 +398,7 @@ func (fw *Firewall) UpdateSets(lists map[List][]netip.Prefix) error {
 	}
 	fw.mu.Lock()
 	defer fw.mu.Unlock()
+	defer fw.publish() // also after a failure: resync may have learnt what the kernel holds
 	if err := fw.usable(); err != nil {
 		return err
 	}
@@ -423,20 +452,14 @@ func (fw *Firewall) usable() error {
 }
 
 // QueueMode says how packets reach the NFQUEUE: QueueNative or QueueXT.
-func (fw *Firewall) QueueMode() string { return fw.queueMode }
+func (fw *Firewall) QueueMode() string { return fw.shown.Load().queueMode }
 
 // SetSizes returns, for every set, how many address ranges it holds once
-// overlapping and adjacent prefixes are merged.
+// overlapping and adjacent prefixes are merged: the sizes the last change
+// that completed left. It does not wait for a change being sent, so it is
+// safe for status requests.
 func (fw *Firewall) SetSizes() map[string]int {
-	fw.mu.Lock()
-	defer fw.mu.Unlock()
-	sizes := make(map[string]int)
-	for _, l := range Lists {
-		for _, f := range families {
-			sizes[setName(l, f)] = len(fw.ranges[setName(l, f)])
-		}
-	}
-	return sizes
+	return maps.Clone(fw.shown.Load().sizes)
 }
 
 // Close ends pfwd's hold on the kernel. In the default mode it deletes the

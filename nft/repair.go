@@ -72,6 +72,7 @@ func (fw *Firewall) recordShape() {
 func (fw *Firewall) Repair() (bool, error) {
 	fw.mu.Lock()
 	defer fw.mu.Unlock()
+	defer fw.publish() // a repair may have turned the fast path off
 	if !fw.cfg.FailClosed || fw.usable() != nil {
 		return false, nil
 	}
