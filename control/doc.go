@@ -10,5 +10,7 @@
 // touching the process-wide umask, which other goroutines' files would
 // get. Status is the whole answer; its JSON keys are what `fwctl status
 // --json` prints, among them config_digest (the config in force, which
-// fwctl compares with the file to know an edit is applied).
+// fwctl compares with the file to know an edit is applied) and reload (a
+// reload under way; config_digest names its config only once the kernel
+// holds it).
 package control

@@ -14,9 +14,13 @@ type Status struct {
 	// ConfigDigest is rules.Digest of the config in force.
 	ConfigDigest string `json:"config_digest"`
 	ReloadError  string `json:"reload_error,omitempty"` // the last rejected config, while the old one stays in force
-	Rules        int    `json:"rules"`
-	RulesEnabled int    `json:"rules_enabled"`
-	QueueMode    string `json:"queue_mode"` // "nft queue" or "xt NFQUEUE (nft_compat)"
+	// Reload is the config reload under way, if any. While one runs, the
+	// other keys still describe the config in force: config_digest names
+	// the new config only once it is in the kernel.
+	Reload       ReloadState `json:"reload"`
+	Rules        int         `json:"rules"`
+	RulesEnabled int         `json:"rules_enabled"`
+	QueueMode    string      `json:"queue_mode"` // "nft queue" or "xt NFQUEUE (nft_compat)"
 	// FastPath says whether established flows checked against the lists
 	// since they last changed skip them in the kernel (conntrack labels),
 	// and if not, why.
@@ -76,4 +80,17 @@ type FeedStatus struct {
 	NextFetch   time.Time `json:"next_fetch,omitzero"`
 	LastError   string    `json:"last_error,omitempty"`
 	Failures    int       `json:"failures"`
+	// ApplyingSince is when pfwd began putting the feed's new entries
+	// into the kernel, while it still is; until then the kernel (and
+	// sets) hold the previous ones.
+	ApplyingSince time.Time `json:"applying_since,omitzero"`
+}
+
+// ReloadState is a config reload under way: reading and checking the
+// file, then applying it, which for lists of a million addresses takes
+// seconds.
+type ReloadState struct {
+	InProgress bool      `json:"in_progress"`
+	Since      time.Time `json:"since,omitzero"` // when it began
+	Why        string    `json:"why,omitempty"`  // what asked for it: "file changed", "SIGHUP", "retry"
 }

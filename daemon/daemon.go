@@ -81,10 +81,11 @@ type Daemon struct {
 
 	stopWriter, stopFeeds, stopGuard, stopKeep func() // set once started; each waits for its goroutine
 
-	reloadMu       sync.Mutex // one reload at a time; guards the three below
+	reloadMu       sync.Mutex // one reload at a time; guards the four below
 	retry          *time.Timer
 	retryDelay     time.Duration
 	reloadsStopped bool
+	cfgData        []byte // the config as last applied, to skip no-op reloads
 
 	saveMu sync.Mutex     // orders the threat entries' writes to the database; taken before mu
 	saves  sync.WaitGroup // threat saves running in the background, waited for at stop
@@ -96,13 +97,16 @@ type Daemon struct {
 	}
 	suppLog suppressedLog // what the statistics line last said about suppressed rows
 
-	mu          sync.Mutex // guards what follows
-	cfg         *rules.Config
-	cfgData     []byte // the config as last applied, to skip no-op reloads
-	cfgDigest   string // rules.Digest of it, for fwctl
-	loadedAt    time.Time
-	reloadErr   string
+	// mu guards what follows, and is held across every change of the
+	// kernel sets, from reading the lists to the kernel's answer, so
+	// reloads, feed updates and repairs reach the kernel one at a time
+	// and in the order they change the lists. A change of a million
+	// entries holds it for seconds: status requests never take it.
+	mu          sync.Mutex
+	cfg         *rules.Config // in force in the kernel and the pipeline
 	feedEntries map[string][]netip.Prefix
+
+	shown shownState // what Status reports; published under mu, read without it
 }
 
 // Run starts pfwd and blocks until ctx is done, then shuts down.
@@ -118,7 +122,9 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 		d.opts.LogGroup = 27
 	}
 	defer d.shutdown()
-	tuneMemoryLimit(false)
+	// Start-up loads the threat entries and fills the kernel sets.
+	startLoaded := beginLoad()
+	defer startLoaded()
 
 	// The control socket doubles as the single-instance lock: Listen fails
 	// while another pfwd answers on it, before anything touches the kernel.
@@ -143,9 +149,9 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 	if created {
 		log.Info("No config file: wrote the default one", "path", opts.ConfigPath)
 	}
-	d.cfg, d.loadedAt = cfg, time.Now()
+	d.cfg = cfg
 	d.cfgData, _ = rules.Marshal(cfg)
-	d.cfgDigest = rules.Digest(cfg)
+	d.shown.inForce(cfg, rules.Digest(cfg), time.Now())
 
 	if d.store, err = store.Open(opts.DBPath); err != nil {
 		// A firewall must not stay down because its log cannot be
@@ -240,6 +246,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 		d.stopKeep = func() { stopKeep(); <-keepDone }
 	}
 
+	startLoaded()
 	log.Info("pfwd started", "version", Version, "config", opts.ConfigPath, "rules", len(cfg.Rules),
 		"queues", queueRange(opts.QueueNum, d.opts.Queues), "queue_mode", d.fw.QueueMode(), "fast_path", fastPathState(d.fw),
 		"fail_closed", opts.FailClosed, "db", opts.DBPath)
@@ -423,8 +430,12 @@ func (d *Daemon) allIntel(cfg *rules.Config) []netip.Prefix {
 
 // onFeedUpdate applies a feed's new entries: kernel set, pipeline, and
 // database, in that order, so a packet the kernel lets through is not
-// then blocked for a reason the log cannot show.
+// then blocked for a reason the log cannot show. Status shows the feed
+// as applying from the start until the kernel and the pipeline hold its
+// entries.
 func (d *Daemon) onFeedUpdate(feed intel.Feed, entries []netip.Prefix) {
+	d.shown.feedApplying(feed.Name, time.Now())
+	loaded := beginLoad()
 	d.saveMu.Lock() // the database gets the feeds' entries in the order memory did
 	defer d.saveMu.Unlock()
 	d.mu.Lock()
@@ -438,6 +449,7 @@ func (d *Daemon) onFeedUpdate(feed intel.Feed, entries []netip.Prefix) {
 	start := time.Now()
 	err := d.fw.UpdateSets(map[nft.List][]netip.Prefix{nft.Intel: d.allIntel(cfg)})
 	d.engine.SetIntel(d.compileIntel(cfg))
+	d.shown.feedApplied(feed.Name)
 	d.mu.Unlock()
 	if err != nil {
 		d.log.Error("Threat feed: updating the kernel set failed", "feed", feed.Name, "err", err)
@@ -454,7 +466,7 @@ func (d *Daemon) onFeedUpdate(feed intel.Feed, entries []netip.Prefix) {
 	if err := d.saveThreats(context.Background(), map[string]time.Time{feed.Name: fetched}); err != nil {
 		d.log.Error("Threat feed: saving entries failed", "feed", feed.Name, "err", err)
 	}
-	tuneMemoryLimit(true)
+	loaded()
 	d.log.Info("Threat feed updated", "feed", feed.Name, "entries", len(entries), "before", old,
 		"applied_in", time.Since(start).Round(time.Millisecond))
 }
@@ -471,12 +483,18 @@ func (d *Daemon) onFeedEvent(ev intel.Event) {
 // succeeds or another reload supersedes it: an fwctl edit made while pfwd
 // was short of descriptors must still reach the kernel. An invalid file
 // is not retried; its next edit reloads it.
+//
+// Status shows the reload in progress from here to its end; its
+// config_digest names the new config once the kernel holds it.
 func (d *Daemon) Reload(why string) {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
 	if d.reloadsStopped {
 		return
 	}
+	d.shown.reloadStarted(why, time.Now())
+	defer d.shown.reloadEnded()
+	defer beginLoad()() // a large list is parsed, compiled and put in the kernel
 	if d.retry != nil {
 		d.retry.Stop()
 		d.retry = nil
@@ -495,10 +513,7 @@ func (d *Daemon) Reload(why string) {
 		d.retryDelay = 0
 		return
 	}
-	d.mu.Lock()
-	same := d.reloadErr == err.Error()
-	d.reloadErr = err.Error()
-	d.mu.Unlock()
+	same := d.shown.setReloadError(err.Error())
 	if why != reloadRetry || !same { // a retry failing alike stays quiet
 		d.log.Error("Config not reloaded, the rules in force stay: "+err.Error(), "why", why)
 	}
@@ -527,15 +542,13 @@ const (
 	reloadRetry       = "retry"        // a reload that failed for a reason other than the file's content
 )
 
+// apply puts cfg in force: kernel sets, then pipeline, then what Status
+// reports, so fwctl never sees a digest the kernel does not have yet.
+// Caller holds reloadMu.
 func (d *Daemon) apply(cfg *rules.Config, why string) error {
 	canon, _ := rules.Marshal(cfg)
-	d.mu.Lock()
-	same := string(canon) == string(d.cfgData)
-	if same {
-		d.reloadErr = "" // the file is valid again, and already in force
-	}
-	d.mu.Unlock()
-	if same {
+	if string(canon) == string(d.cfgData) {
+		d.shown.setReloadError("") // the file is valid again, and already in force
 		// An editor's touch, or a write that restores the rules in force,
 		// passes in silence; an operator's SIGHUP (systemctl reload) gets
 		// an answer.
@@ -547,16 +560,20 @@ func (d *Daemon) apply(cfg *rules.Config, why string) error {
 	if err := d.feeds.SetFeeds(feedsOf(cfg)); err != nil {
 		return fmt.Errorf("threat_feeds: %w", err)
 	}
+	// Work on cfg alone is done before mu, which a feed update may be
+	// waiting for.
+	policy, digest := verdict.Compile(cfg), rules.Digest(cfg)
 	d.mu.Lock()
 	if err := d.fw.UpdateSets(d.kernelLists(cfg)); err != nil {
 		d.mu.Unlock()
 		d.feeds.SetFeeds(feedsOf(d.cfg)) // back to the feeds in force
 		return fmt.Errorf("apply to the kernel: %w", err)
 	}
-	d.engine.SetPolicy(verdict.Compile(cfg))
+	d.engine.SetPolicy(policy)
 	d.engine.SetIntel(d.compileIntel(cfg))
 	reordered := !slices.Equal(feedNames(d.cfg), feedNames(cfg))
-	d.cfg, d.cfgData, d.cfgDigest, d.loadedAt, d.reloadErr = cfg, canon, rules.Digest(cfg), time.Now(), ""
+	d.cfg, d.cfgData = cfg, canon
+	d.shown.inForce(cfg, digest, time.Now())
 	d.mu.Unlock()
 	if reordered {
 		// An entry two feeds list now belongs to another feed first: the

@@ -9,6 +9,17 @@
 // invalid config file, or one the kernel refuses, leaves the rules in
 // force untouched and is logged with its error.
 //
+// Changes of the kernel sets (reloads, feed updates, repairs) are made one
+// at a time under Daemon.mu, in the order they change the lists; one of a
+// million entries holds it for seconds. Status (status.go) never takes it:
+// it reads what the last completed change published (shownState, and the
+// nft Firewall's own copy), so fwctl status answers at once throughout,
+// shows a reload or feed update under way, and names a new config
+// (config_digest) only once the kernel holds it. While such a load runs
+// the soft memory limit is lifted for a lower GOGC (memory.go): a limit
+// below the live heap would run the collector flat out and stall every
+// goroutine that allocates, status requests included.
+//
 // The config watcher (watch.go) watches directories, not the file, and
 // follows symlinks hop by hop, with a once-a-second identity check as the
 // safety net for what inotify misses (a replaced directory).

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bufio"
+	"maps"
 	"os"
 	"strconv"
 	"strings"
@@ -15,12 +16,13 @@ import (
 	"github.com/pfw/pfw/verdict"
 )
 
-// Status is what the control socket answers to fwctl status.
+// Status is what the control socket answers to fwctl status. It never
+// waits for a reload or a feed update (they hold d.mu, and the nft
+// Firewall's lock, for seconds with a million entries): it reads d.shown
+// and other state kept for readers.
 func (d *Daemon) Status() control.Status {
-	d.mu.Lock()
-	cfg, loadedAt, reloadErr := d.cfg, d.loadedAt, d.reloadErr
-	digest := d.cfgDigest
-	d.mu.Unlock()
+	shown := d.shown.snapshot()
+	cfg := shown.cfg
 	enabled := 0
 	for _, r := range cfg.Rules {
 		if r.Enabled {
@@ -35,9 +37,10 @@ func (d *Daemon) Status() control.Status {
 		StartedAt:      d.started,
 		UptimeSeconds:  time.Since(d.started).Seconds(),
 		ConfigPath:     d.opts.ConfigPath,
-		ConfigLoadedAt: loadedAt,
-		ConfigDigest:   digest,
-		ReloadError:    reloadErr,
+		ConfigLoadedAt: shown.loadedAt,
+		ConfigDigest:   shown.digest,
+		ReloadError:    shown.reloadErr,
+		Reload:         shown.reload,
 		Rules:          len(cfg.Rules),
 		RulesEnabled:   enabled,
 		QueueMode:      d.fw.QueueMode(),
@@ -69,9 +72,85 @@ func (d *Daemon) Status() control.Status {
 		st.Feeds = append(st.Feeds, control.FeedStatus{
 			Name: fs.Name, URL: urls[fs.Name], Entries: fs.Entries, LastSuccess: fs.LastSuccess,
 			LastAttempt: fs.LastAttempt, NextFetch: fs.NextFetch, LastError: fs.LastError, Failures: fs.Failures,
+			ApplyingSince: shown.feedsApplying[fs.Name],
 		})
 	}
 	return st
+}
+
+// shownState is what Status reports of the config in force and of the
+// changes under way. Its lock is held only to copy these fields, never
+// across kernel or database work, so a status request answers at once
+// while a large reload is being applied. The config is published under
+// d.mu once the kernel and the pipeline have it (Daemon.apply), so the
+// digest fwctl waits for never names a config the kernel lacks yet.
+type shownState struct {
+	mu sync.Mutex
+	v  shownView
+}
+
+// shownView is a copy of a shownState's fields.
+type shownView struct {
+	cfg           *rules.Config // in force; never changed once published
+	digest        string        // rules.Digest(cfg)
+	loadedAt      time.Time
+	reloadErr     string
+	reload        control.ReloadState
+	feedsApplying map[string]time.Time // feed -> when its update began
+}
+
+func (s *shownState) snapshot() shownView {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := s.v
+	v.feedsApplying = maps.Clone(v.feedsApplying)
+	return v
+}
+
+// inForce records cfg as the config the kernel and pipeline now hold.
+func (s *shownState) inForce(cfg *rules.Config, digest string, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.v.cfg, s.v.digest, s.v.loadedAt, s.v.reloadErr = cfg, digest, at, ""
+}
+
+// setReloadError records why the last reload was refused ("": it was
+// not), and reports whether that was already the error shown.
+func (s *shownState) setReloadError(msg string) (same bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	same = s.v.reloadErr == msg
+	s.v.reloadErr = msg
+	return same
+}
+
+func (s *shownState) reloadStarted(why string, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.v.reload = control.ReloadState{InProgress: true, Since: at, Why: why}
+}
+
+func (s *shownState) reloadEnded() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.v.reload = control.ReloadState{}
+}
+
+// feedApplying marks a feed's update as begun. Feed updates run one at a
+// time (intel.Manager's callbacks), so one time per feed is enough.
+func (s *shownState) feedApplying(feed string, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.v.feedsApplying == nil {
+		s.v.feedsApplying = map[string]time.Time{}
+	}
+	s.v.feedsApplying[feed] = at
+}
+
+func (s *shownState) feedApplied(feed string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.v.feedsApplying, feed)
 }
 
 func (d *Daemon) logStats() {
