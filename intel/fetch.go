@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/pfw/pfw/rules"
 )
@@ -137,11 +138,22 @@ func guardRedirects(c *http.Client, host []netip.Addr) *http.Client {
 // its own local services, the way a browser is turned against a LAN. Only
 // literal hosts are judged (loopback, unspecified, one of host, "localhost"
 // and *.localhost), plus numeric forms a resolver might read as an IPv4
-// address (127.1, 2130706433, 0x7f.1), which no real host name takes; a name
-// that resolves to this host is left alone. A feed configured on this host
+// address (127.1, 2130706433, 0x7f.1), which no real host name takes, and
+// non-ASCII names, which net/http maps before dialing (１２７.０.０.１ is
+// 127.0.0.1); a name that resolves to this host is left alone. A feed configured on this host
 // (origin is local itself) may redirect within it.
 func refuseLocalRedirect(target, origin *url.URL, host []netip.Addr) error {
-	why := localHost(target.Hostname(), host)
+	var why string
+	if strings.IndexFunc(target.Hostname(), func(r rune) bool { return r > unicode.MaxASCII }) >= 0 {
+		// net/http dials the IDNA mapping of such a name, not the name:
+		// "１２７.０.０.１" is dialed as 127.0.0.1, "ⓛⓞⓒⓐⓛⓗⓞⓢⓣ" as
+		// localhost. No feed needs one; judging it as written would miss
+		// every such spelling of this host. Quoted, since the server
+		// chose it and the error goes to the log.
+		why = fmt.Sprintf("%+q is not an ASCII host name, and the client may map it to this host", target.Hostname())
+	} else {
+		why = localHost(target.Hostname(), host)
+	}
 	if why == "" || localHost(origin.Hostname(), host) != "" {
 		return nil
 	}

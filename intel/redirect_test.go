@@ -63,6 +63,15 @@ func TestFetchRefusesRedirectsToThisHost(t *testing.T) {
 		{remote, "http://2130706433/x", "2130706433 is not a standard IP address"},
 		{remote, "http://0x7f.1/x", "0x7f.1 is not a standard IP address"},
 		{remote, "http://010.077.000.001/x", "010.077.000.001 is not a standard IP address"},
+		// Found by FuzzFetch's dial check: net/http dials the IDNA mapping
+		// of a non-ASCII name, so these reached loopback services.
+		{remote, "http://１２７.０.０.１:9999/x", `"\uff11\uff12\uff17.\uff10.\uff10.\uff11" is not an ASCII host name`},
+		{remote, "http://ⓛⓞⓒⓐⓛⓗⓞⓢⓣ/x", "is not an ASCII host name"},
+		{remote, "http://127。0。0。1/x", "is not an ASCII host name"},
+		// Found by FuzzRefuseLocalRedirect: the server's name went into the
+		// error, and so the log, unquoted (here a right-to-left override).
+		{remote, "http://%E2%80%AE127.1/x", `"\u202e127.1" is not an ASCII host name`},
+		{remote, "http://%E2%93%9B%E2%93%9E%E2%93%92%E2%93%90%E2%93%9B%E2%93%97%E2%93%9E%E2%93%A2%E2%93%A3/x", "is not an ASCII host name"},
 		// Elsewhere, and names, are followed.
 		{remote, "http://mirror.example/x", ""},
 		{remote, "http://10.77.0.2:9999/x", ""},
@@ -72,6 +81,7 @@ func TestFetchRefusesRedirectsToThisHost(t *testing.T) {
 		// A feed configured on this host may redirect within it.
 		{"http://127.0.0.1:8000/x", "http://127.0.0.1:9000/y", ""},
 		{"http://10.77.0.1/x", "http://localhost/y", ""},
+		{"http://127.0.0.1:8000/x", "http://１２７.０.０.１:9000/y", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.from+" to "+tt.to, func(t *testing.T) {
