@@ -13,8 +13,13 @@ import (
 
 // applyWait is how long an edit waits for the running pfwd to apply it.
 // pfwd sees the file within 150 ms and applies it in milliseconds (about
-// a second for 100,000 entries); past this something is wrong.
-const applyWait = 3 * time.Second
+// a second for 100,000 entries); past this something is wrong, unless
+// pfwd says a reload is under way (lists of a million addresses take
+// seconds): then the edit waits for it, up to reloadWait.
+const (
+	applyWait  = 3 * time.Second
+	reloadWait = 2 * time.Minute
+)
 
 // pfwdWatch notes, before an edit, whether a pfwd runs on this config, so
 // that after the edit fwctl can tell whether the change reached the
@@ -51,7 +56,8 @@ func (w pfwdWatch) confirm() {
 	if after, err := rules.ReadFile(w.g.config); err == nil && bytes.Equal(after, w.before) {
 		return // nothing changed, nothing to apply
 	}
-	deadline := time.Now().Add(applyWait)
+	start := time.Now()
+	deadline, extended := start.Add(applyWait), false
 	var st control.Status
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -65,16 +71,27 @@ func (w pfwdWatch) confirm() {
 		if cfg, err := rules.Load(w.g.config); err == nil && st.ConfigDigest == rules.Digest(cfg) {
 			return
 		}
-		if time.Now().After(deadline) {
-			break
+		if now := time.Now(); now.After(deadline) {
+			if !st.Reload.InProgress || now.Sub(start) >= reloadWait {
+				break
+			}
+			deadline, extended = now.Add(time.Second), true // a large change: wait while pfwd applies it
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	waited := applyWait
+	if extended {
+		waited = time.Since(start).Round(time.Second)
+	}
+	if st.Reload.InProgress {
+		fmt.Fprintf(w.g.errOut, "fwctl: warning: the file is changed; pfwd is still applying it after %v (`fwctl status` shows when it is done)\n", waited)
+		return
 	}
 	why := "`fwctl status` and pfwd's log say why"
 	if st.ReloadError != "" {
 		why = st.ReloadError
 	}
-	fmt.Fprintf(w.g.errOut, "fwctl: warning: the file is changed, but pfwd has not applied it within %v (it retries): %s\n", applyWait, why)
+	fmt.Fprintf(w.g.errOut, "fwctl: warning: the file is changed, but pfwd has not applied it within %v (it retries): %s\n", waited, why)
 }
 
 // samePath reports whether two paths name the same file, through

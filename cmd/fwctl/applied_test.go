@@ -113,3 +113,55 @@ func TestEditThatOnlyReformatsNeedsNoReload(t *testing.T) {
 		t.Errorf("a rewrite that changes no rule waited %v or warned: %q", time.Since(start), r.stderr)
 	}
 }
+
+// A change pfwd takes seconds to apply (lists of a million addresses) is
+// waited for while pfwd says its reload is under way, not warned about
+// after applyWait.
+func TestEditWaitsForALongReload(t *testing.T) {
+	e := newEnv(t, testConfig)
+	l, err := control.Listen(e.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := func() string {
+		cfg, err := rules.Load(e.config)
+		if err != nil {
+			t.Errorf("stub pfwd: %v", err)
+			return ""
+		}
+		return rules.Digest(cfg)
+	}
+	var mu sync.Mutex
+	inForce, changedAt := digest(), time.Time{}
+	const reloadTakes = applyWait + 1500*time.Millisecond
+	st := func() control.Status {
+		mu.Lock()
+		defer mu.Unlock()
+		s := control.Status{Running: true, ConfigPath: e.config, ConfigDigest: inForce}
+		if now := digest(); now != inForce {
+			if changedAt.IsZero() {
+				changedAt = time.Now()
+			}
+			if time.Since(changedAt) < reloadTakes {
+				s.Reload = control.ReloadState{InProgress: true, Since: changedAt, Why: "file changed"}
+			} else {
+				inForce = now
+				s.ConfigDigest = inForce
+			}
+		}
+		return s
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); control.Serve(ctx, l, st, nil) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	start := time.Now()
+	r := mustRun(t, "blacklist", "add", "198.51.100.77")
+	if r.stderr != "" {
+		t.Errorf("stderr %q for an edit pfwd applied after a long reload", r.stderr)
+	}
+	if d := time.Since(start); d < reloadTakes {
+		t.Errorf("the edit returned after %v, before pfwd applied it (%v)", d, reloadTakes)
+	}
+}

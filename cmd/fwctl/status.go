@@ -62,6 +62,9 @@ func printStatus(w io.Writer, st control.Status, now time.Time) error {
 		fmt.Fprintf(&b, "%-14s %s\n", name+":", fmt.Sprintf(format, args...))
 	}
 	field("Config", "%s, loaded %s", st.ConfigPath, when(st.ConfigLoadedAt, now))
+	if r := st.Reload; r.InProgress {
+		field("Reload", "IN PROGRESS (%s), began %s; the figures below are the config in force until it ends", orDash(r.Why), when(r.Since, now))
+	}
 	if st.ReloadError != "" {
 		field("Reload error", "%s (the previous config stays in force)", st.ReloadError)
 	}
@@ -106,7 +109,11 @@ func printStatus(w io.Writer, st control.Status, now time.Time) error {
 		b.WriteString("Feeds:\n")
 		t := section(&b, "NAME", "ENTRIES", "LAST SUCCESS", "NEXT FETCH", "FAILURES", "LAST ERROR")
 		for _, f := range st.Feeds {
-			t.add(f.Name, strconv.Itoa(f.Entries), when(f.LastSuccess, now), when(f.NextFetch, now),
+			entries := strconv.Itoa(f.Entries)
+			if !f.ApplyingSince.IsZero() {
+				entries += " (updating)"
+			}
+			t.add(f.Name, entries, when(f.LastSuccess, now), when(f.NextFetch, now),
 				strconv.Itoa(f.Failures), orDash(f.LastError))
 		}
 		t.flush()

@@ -94,10 +94,12 @@ Feeds:
 	st := sampleStatus(now)
 	st.ReloadError, st.FailClosed, st.Feeds, st.Version = "rules[0].action: \"drop\" is not an action", true, nil, ""
 	st.LogRows.Lost, st.LogRows.LastError = 12, "write 12 log rows to /var/lib/personal-firewall/firewall.db: disk I/O error"
+	st.Reload = control.ReloadState{InProgress: true, Since: now.Add(-4 * time.Second), Why: "SIGHUP"}
 	b.Reset()
 	printStatus(&b, st, now)
 	for _, line := range []string{
 		"pfwd is running (pid 4242), up",
+		"Reload:        IN PROGRESS (SIGHUP), began " + local(-4*time.Second) + " (4s ago); the figures below are the config in force until it ends\n",
 		"Reload error:  rules[0].action: \"drop\" is not an action (the previous config stays in force)\n",
 		", fail closed\n",
 		"Feeds:         none\n",
@@ -106,6 +108,21 @@ Feeds:
 		if !strings.Contains(b.String(), line) {
 			t.Errorf("status lacks %q:\n%s", line, b.String())
 		}
+	}
+}
+
+// A feed whose new entries are being put into the kernel says so beside
+// the count still in force.
+func TestPrintStatusFeedUpdating(t *testing.T) {
+	now := time.Date(2026, 11, 25, 15, 4, 5, 0, time.UTC)
+	st := sampleStatus(now)
+	st.Feeds[0].ApplyingSince = now.Add(-time.Second)
+	var b strings.Builder
+	if err := printStatus(&b, st, now); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "  Feodo Tracker  312 (updating)  ") {
+		t.Errorf("status does not show the feed updating:\n%s", b.String())
 	}
 }
 
