@@ -183,7 +183,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 	d.engine.SetIntel(d.compileIntel(cfg))
 
 	// Made before the writer, whose reopen handler reads it; it runs later.
-	d.feeds = intel.NewManager(intel.Options{OnUpdate: d.onFeedUpdate, OnEvent: d.onFeedEvent})
+	d.feeds = intel.NewManager(intel.Options{OnUpdate: d.onFeedUpdate, OnEvent: d.onFeedEvent, OnFetch: beginLoad})
 
 	// The writer outlives ctx: it must flush after the queues stop.
 	writerCtx, stopWriter := context.WithCancel(context.Background())

@@ -75,6 +75,11 @@ type Options struct {
 	// Fetcher downloads feeds; nil means a zero Fetcher (default client,
 	// timeouts and size cap).
 	Fetcher *Fetcher
+	// OnFetch is called as a fetch begins; the function it returns is
+	// called once the body has been read and parsed (or the fetch failed),
+	// before the list is checked and handed to OnUpdate. A list of 250,000 entries is parsed in between: the
+	// daemon uses it to ready its memory limit for that.
+	OnFetch func() (done func())
 }
 
 // Manager keeps the entries of a set of feeds current. See the package
@@ -82,6 +87,7 @@ type Options struct {
 type Manager struct {
 	onUpdate func(Feed, []netip.Prefix)
 	onEvent  func(Event)
+	onFetch  func() func()
 	fetcher  *Fetcher
 
 	mu      sync.Mutex
@@ -127,6 +133,7 @@ func NewManager(opts Options) *Manager {
 	return &Manager{
 		onUpdate:    opts.OnUpdate,
 		onEvent:     opts.OnEvent,
+		onFetch:     opts.OnFetch,
 		fetcher:     f,
 		feeds:       make(map[string]*feed),
 		seeds:       make(map[string][]netip.Prefix),
@@ -437,6 +444,10 @@ func (m *Manager) loop(ctx context.Context, f *feed) {
 // failure too, so that entries in force that block the way to the feed are
 // dropped and the next attempt gets through.
 func (m *Manager) fetch(ctx context.Context, f *feed) {
+	fetched := func() {}
+	if m.onFetch != nil {
+		fetched = m.onFetch()
+	}
 	fetchCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	resolvers := readResolvers(m.resolvConfs)
@@ -452,6 +463,7 @@ func (m *Manager) fetch(ctx context.Context, f *feed) {
 
 	var dialed dialLog
 	resp, err := m.fetcher.fetch(fetchCtx, cfg.URL, prev, fetchOpts{host: host, dialed: dialed.add})
+	fetched()
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
