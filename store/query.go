@@ -108,8 +108,7 @@ func (s *Store) Logs(ctx context.Context, q LogQuery) ([]LogRow, error) {
 	out := []LogRow{}
 	for rows.Next() {
 		var r LogRow
-		var sport, dport sql.NullInt64
-		dest := []any{&r.ID, text{&r.Timestamp}, text{&r.SrcIP}, text{&r.DstIP}, &sport, &dport, text{&r.Protocol}}
+		dest := []any{&r.ID, text{&r.Timestamp}, text{&r.SrcIP}, text{&r.DstIP}, port{&r.SrcPort}, port{&r.DstPort}, text{&r.Protocol}}
 		if blocked {
 			dest = append(dest, text{&r.Reason}, text{&r.PacketHash})
 		}
@@ -117,21 +116,12 @@ func (s *Store) Logs(ctx context.Context, q LogQuery) ([]LogRow, error) {
 		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("logs from %s: %w", table, err)
 		}
-		r.SrcPort, r.DstPort = intPtr(sport), intPtr(dport)
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("logs from %s: %w", table, err)
 	}
 	return out, nil
-}
-
-func intPtr(n sql.NullInt64) *int {
-	if !n.Valid {
-		return nil
-	}
-	v := int(n.Int64)
-	return &v
 }
 
 // Stats is what `fwctl stats` shows. JSON keys are snake_case.

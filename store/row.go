@@ -2,8 +2,10 @@ package store
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -87,6 +89,38 @@ func portArg(has bool, port uint16) any {
 		return nil
 	}
 	return int64(port)
+}
+
+// port scans a port column leniently: pfwd writes an integer or NULL, but
+// in a database someone else wrote the column may hold text ("443"), a
+// real (443.0) or anything else. A value that is no whole number reads as
+// no port, rather than failing the whole listing.
+type port struct{ p **int }
+
+func (c port) Scan(v any) error {
+	*c.p = nil
+	var n int64
+	switch v := v.(type) {
+	case int64:
+		n = v
+	case float64:
+		if v != math.Trunc(v) || math.Abs(v) > 1<<31 {
+			return nil
+		}
+		n = int64(v)
+	case string:
+		var err error
+		if n, err = strconv.ParseInt(strings.TrimSpace(v), 10, 32); err != nil {
+			return nil
+		}
+	case []byte:
+		return c.Scan(string(v))
+	default: // NULL, a time, a bool
+		return nil
+	}
+	i := int(n)
+	*c.p = &i
+	return nil
 }
 
 // text scans a text column leniently into a string. pfwd writes every text

@@ -36,13 +36,25 @@ func PrefixText(p netip.Prefix) string {
 	return p.String()
 }
 
-// parsePrefixText is PrefixText's inverse.
+// parsePrefixText is PrefixText's inverse. It also reads what pfw never
+// writes but a hand-made row may hold: an IPv4-mapped IPv6 address or
+// network ("::ffff:203.0.113.7") is the IPv4 one it stands for, as pfwd
+// sees such packets and as the config reads such entries, so it matches.
 func parsePrefixText(s string) (netip.Prefix, error) {
-	if a, err := netip.ParseAddr(s); err == nil {
-		return netip.PrefixFrom(a, a.BitLen()), nil
-	}
 	p, err := netip.ParsePrefix(s)
-	return p.Masked(), err
+	if a, aerr := netip.ParseAddr(s); aerr == nil {
+		if a.Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("%q: an address with a zone is no threat entry", s)
+		}
+		p, err = netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	return p.Masked(), nil
 }
 
 // Threats returns up to limit rows (all when limit <= 0), newest last_seen

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -233,5 +234,62 @@ func BenchmarkSetThreats(b *testing.B) {
 		if err := s.SetThreats(ctx, []FeedThreats{f}, f.Seen); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// threat_intel.ip as pfw writes it, and as hand-made rows may spell it: an
+// IPv4-mapped address is the IPv4 one, or it would never match a packet.
+func TestParsePrefixText(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"203.0.113.7", "203.0.113.7/32"},
+		{"192.0.2.0/24", "192.0.2.0/24"},
+		{"192.0.2.9/24", "192.0.2.0/24"},
+		{"2001:db8::1", "2001:db8::1/128"},
+		{"::ffff:203.0.113.7", "203.0.113.7/32"},
+		{"::ffff:203.0.113.0/120", "203.0.113.0/24"},
+		{"::ffff:0:0/90", "::ffc0:0:0/90"}, // wider than the mapped range: stays IPv6
+		{"fe80::1%eth0", ""},
+		{"not an ip", ""},
+	} {
+		got, err := parsePrefixText(c.in)
+		if c.want == "" {
+			if err == nil {
+				t.Errorf("parsePrefixText(%q) = %v, want an error", c.in, got)
+			}
+			continue
+		}
+		if err != nil || got.String() != c.want {
+			t.Errorf("parsePrefixText(%q) = %v, %v; want %s", c.in, got, err, c.want)
+		}
+	}
+}
+
+// Ports are read leniently too: text, reals and blobs that hold a whole
+// number are that port, anything else no port, and the listing never
+// fails over them.
+func TestLogsReadsOddPorts(t *testing.T) {
+	s := openTemp(t)
+	if _, err := s.write.Exec(`INSERT INTO blocked_packets (timestamp, src_ip, dst_ip, src_port, dst_port, protocol, reason)
+		VALUES ('2026-11-25 15:04:05', '203.0.113.7', '192.0.2.1', '40000', 23.0, 'tcp', 'a'),
+		       ('2026-11-25 15:04:06', '203.0.113.7', '192.0.2.1', 'http', 22.5, 'tcp', 'b'),
+		       ('2026-11-25 15:04:07', '203.0.113.7', '192.0.2.1', X'3435', NULL, 'tcp', 'c')`); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := s.Logs(context.Background(), LogQuery{Follow: true})
+	if err != nil || len(rows) != 3 {
+		t.Fatalf("Logs: %+v, %v", rows, err)
+	}
+	show := func(p *int) string {
+		if p == nil {
+			return "-"
+		}
+		return fmt.Sprint(*p)
+	}
+	var got []string
+	for _, r := range rows {
+		got = append(got, show(r.SrcPort)+" "+show(r.DstPort))
+	}
+	if want := []string{"40000 23", "- -", "45 -"}; !slices.Equal(got, want) {
+		t.Errorf("ports = %q, want %q", got, want)
 	}
 }
