@@ -13,6 +13,10 @@ import (
 	"syscall"
 )
 
+// DefaultPath is where pfwd and fwctl look for the config unless told
+// otherwise (--config, $PFW_CONFIG).
+const DefaultPath = "/etc/personal-firewall/firewall_rules.json"
+
 // MaxFileSize caps a config file. The largest real configs (a thousand
 // rules, lists of tens of thousands of addresses) are a few MiB; the cap
 // keeps a path pointing at /dev/zero or a runaway generator from taking

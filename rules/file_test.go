@@ -261,3 +261,10 @@ func TestUpdateThroughASymlinkKeepsTheLink(t *testing.T) {
 		t.Error("Save replaced the config link")
 	}
 }
+
+// DefaultPath is the contract's; pfwd and fwctl both take it from here.
+func TestDefaultPath(t *testing.T) {
+	if DefaultPath != "/etc/personal-firewall/firewall_rules.json" {
+		t.Errorf("DefaultPath = %q", DefaultPath)
+	}
+}

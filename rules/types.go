@@ -162,6 +162,18 @@ func (c *Config) OutboundPolicy() Action {
 	return c.DefaultOutboundPolicy
 }
 
+// EnabledRules is how many rules are enabled: the figure pfwd logs on a
+// reload and fwctl status and check show beside the total.
+func (c *Config) EnabledRules() int {
+	n := 0
+	for i := range c.Rules {
+		if c.Rules[i].Enabled {
+			n++
+		}
+	}
+	return n
+}
+
 // RuleIndex returns the index of the rule called name, or -1.
 func (c *Config) RuleIndex(name string) int {
 	for i := range c.Rules {
