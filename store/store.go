@@ -19,6 +19,10 @@ import (
 	"github.com/mattn/go-sqlite3"
 )
 
+// DefaultPath is where pfwd keeps the database and fwctl reads it unless
+// told otherwise (--db, $PFW_DB).
+const DefaultPath = "/var/lib/personal-firewall/firewall.db"
+
 // busyTimeoutMillis is how long a statement waits for another connection's
 // lock before failing with "database is locked". Writers hold the lock for
 // one batch (milliseconds), so five seconds only runs out when something is

@@ -494,3 +494,10 @@ func TestOpenReaderAsOtherUser(t *testing.T) {
 		t.Fatalf("reader as nobody: %v\n%s", err, out)
 	}
 }
+
+// DefaultPath is the contract's; pfwd and fwctl both take it from here.
+func TestDefaultPath(t *testing.T) {
+	if DefaultPath != "/var/lib/personal-firewall/firewall.db" {
+		t.Errorf("DefaultPath = %q", DefaultPath)
+	}
+}

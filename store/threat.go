@@ -110,6 +110,19 @@ func (s *Store) LoadThreats(ctx context.Context) ([]Threat, error) {
 	return out, nil
 }
 
+// ThreatsBySource groups threat entries (LoadThreats' rows) by the feed
+// that listed them, keeping their order within each feed. It is what pfwd
+// seeds its feeds with at start and what fwctl explain checks; which of
+// the feeds still count is the config's to say (verdict.CompileIntel uses
+// the configured ones, in config order). The map is never nil.
+func ThreatsBySource(rows []Threat) map[string][]netip.Prefix {
+	bySource := make(map[string][]netip.Prefix)
+	for _, t := range rows {
+		bySource[t.Source] = append(bySource[t.Source], t.IP)
+	}
+	return bySource
+}
+
 // FeedThreats is one feed's entries, as SetThreats takes them.
 type FeedThreats struct {
 	Source  string // the feed's name

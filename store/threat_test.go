@@ -293,3 +293,36 @@ func TestLogsReadsOddPorts(t *testing.T) {
 		t.Errorf("ports = %q, want %q", got, want)
 	}
 }
+
+func TestThreatsBySource(t *testing.T) {
+	row := func(ip, source string) Threat {
+		return Threat{IP: netip.MustParsePrefix(ip), Level: "high", Source: source}
+	}
+	tests := []struct {
+		name string
+		rows []Threat
+		want map[string][]netip.Prefix
+	}{
+		{"no rows", nil, map[string][]netip.Prefix{}},
+		{"one feed", []Threat{row("203.0.113.7/32", "Feodo"), row("192.0.2.0/24", "Feodo")},
+			map[string][]netip.Prefix{"Feodo": prefixes("203.0.113.7/32", "192.0.2.0/24")}},
+		{"feeds interleaved keep their order", []Threat{
+			row("203.0.113.7/32", "Feodo"), row("2001:db8::/32", "Other"),
+			row("192.0.2.0/24", "Feodo"), row("198.51.100.1/32", "Other")},
+			map[string][]netip.Prefix{
+				"Feodo": prefixes("203.0.113.7/32", "192.0.2.0/24"),
+				"Other": prefixes("2001:db8::/32", "198.51.100.1/32"),
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := ThreatsBySource(tt.rows)
+			if got == nil {
+				t.Fatal("ThreatsBySource returned a nil map")
+			}
+			if diff := cmp.Diff(tt.want, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+				t.Errorf("ThreatsBySource (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
