@@ -15,9 +15,23 @@ import (
 	"time"
 )
 
+// DefaultSocket is where pfwd listens and fwctl asks unless told otherwise
+// (--socket, $PFW_SOCKET).
+const DefaultSocket = "/run/personal-firewall/pfwd.sock"
+
 // maxPath is the longest socket path the kernel takes (sun_path is 108
 // bytes with its terminating NUL).
 const maxPath = 107
+
+// checkPath refuses a socket path the kernel would not take. Said up
+// front, the reason is clear; bind and connect would only fail with
+// EINVAL.
+func checkPath(path string) error {
+	if len(path) > maxPath {
+		return fmt.Errorf("control socket %s: the path is %d bytes, longer than the %d a socket path may have", path, len(path), maxPath)
+	}
+	return nil
+}
 
 // MaxConns is how many control connections pfwd serves at once; more
 // wait in the listen backlog (fwctl asks one question per connection).
@@ -38,8 +52,8 @@ func Listen(path string) (net.Listener, error) { return listen(path, true) }
 func Relisten(path string) (net.Listener, error) { return listen(path, false) }
 
 func listen(path string, umask bool) (net.Listener, error) {
-	if len(path) > maxPath {
-		return nil, fmt.Errorf("control socket %s: the path is %d bytes, longer than the %d a socket path may have", path, len(path), maxPath)
+	if err := checkPath(path); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
@@ -133,8 +147,8 @@ var ErrNotRunning = errors.New("pfwd is not running")
 
 // Query asks the pfwd listening at path for its status.
 func Query(ctx context.Context, path string) (Status, error) {
-	if len(path) > maxPath {
-		return Status{}, fmt.Errorf("control socket %s: the path is %d bytes, longer than the %d a socket path may have", path, len(path), maxPath)
+	if err := checkPath(path); err != nil {
+		return Status{}, err
 	}
 	client := &http.Client{
 		Timeout: 3 * time.Second,

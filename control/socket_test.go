@@ -287,3 +287,33 @@ func TestQueryBoundsTheAnswer(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckPath(t *testing.T) {
+	tests := []struct {
+		name string
+		path string
+		ok   bool
+	}{
+		{"default", DefaultSocket, true},
+		{"107 bytes, the most sun_path holds", "/" + strings.Repeat("s", 106), true},
+		{"108 bytes", "/" + strings.Repeat("s", 107), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := checkPath(tt.path)
+			if (err == nil) != tt.ok {
+				t.Fatalf("checkPath(%d bytes) = %v, want ok=%v", len(tt.path), err, tt.ok)
+			}
+			if err != nil && !strings.Contains(err.Error(), "the path is 108 bytes, longer than the 107 a socket path may have") {
+				t.Errorf("checkPath: %v", err)
+			}
+		})
+	}
+}
+
+// DefaultSocket is the contract's; pfwd and fwctl both take it from here.
+func TestDefaultSocket(t *testing.T) {
+	if DefaultSocket != "/run/personal-firewall/pfwd.sock" {
+		t.Errorf("DefaultSocket = %q", DefaultSocket)
+	}
+}
