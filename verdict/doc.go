@@ -5,7 +5,7 @@
 // Invariant: the per-packet path allocates nothing and takes no lock but
 // the rate limiter's per-bucket one. Packet.Decode fills a caller-owned
 // struct and never fails (bad input becomes a Status); the config is
-// compiled once (Compile, NewIntel) into immutable prefix sets and port
+// compiled once (Compile, CompileIntel) into immutable prefix sets and port
 // indexes that an Engine swaps in atomically, so a packet sees one whole
 // config, old or new, and reloads never pause the workers.
 //
@@ -14,6 +14,9 @@
 //	var p verdict.Packet        // one per worker, reused
 //	p.Decode(payload)           // IPv4/IPv6, extension headers, TCP/UDP/ICMP
 //	d := engine.Decide(&p, dir) // Decision{Action, Step, Reason, Rule}
+//
+// A flow known only by its addresses, protocol and ports (a conntrack
+// entry, `fwctl explain`) is decided as its first packet, FirstPacket.
 //
 // Reasons are the strings pfw logs: "Whitelisted IP", "Blacklisted IP",
 // "Threat intel: <feed>", "Rate limited", "Rule: <name>", "Default

@@ -71,6 +71,27 @@ type Packet struct {
 	Length     int // bytes in the buffer handed to Decode
 }
 
+// FirstPacket is the first packet of a flow as NFQUEUE would hand it to
+// pfwd, for deciding a flow known only by its addresses, protocol and
+// ports (a conntrack entry, `fwctl explain`): the version follows the
+// address family of src, TCP has the SYN flag, and the ports are set only
+// for TCP and UDP, the protocols that have them. A caller that does not
+// know the ports of a TCP or UDP flow clears HasPorts, so that only rules
+// without ports can match. Length is left 0: no decision reads it.
+func FirstPacket(proto uint8, src, dst netip.Addr, sport, dport uint16) Packet {
+	p := Packet{Status: StatusOK, Version: 6, Proto: proto, Src: src, Dst: dst}
+	if src.Is4() {
+		p.Version = 4
+	}
+	if proto == ProtoTCP || proto == ProtoUDP {
+		p.HasPorts, p.SrcPort, p.DstPort = true, sport, dport
+	}
+	if proto == ProtoTCP {
+		p.TCPFlags = TCPSyn
+	}
+	return p
+}
+
 // Remote is the address at the far end: the source of an inbound packet,
 // the destination of an outbound one. The lists, the feeds, the rate limit
 // and the rules' src_ips all match it.

@@ -226,6 +226,22 @@ func NewIntel(feeds []FeedEntries) *Intel {
 	return in
 }
 
+// CompileIntel compiles the threat entries of the feeds cfg lists, in
+// config order, so the first listed names an entry two feeds share.
+// bySource maps a feed's name to its entries (store.ThreatsBySource gives
+// it from the database, pfwd keeps one from its feeds); entries of feeds
+// cfg no longer lists are left out, as pfwd drops them. This is the one
+// way pfwd and fwctl explain build the pipeline's threat step.
+func CompileIntel(cfg *rules.Config, bySource map[string][]netip.Prefix) *Intel {
+	var feeds []FeedEntries
+	for _, f := range cfg.ThreatFeeds {
+		if e := bySource[f.Name]; len(e) > 0 {
+			feeds = append(feeds, FeedEntries{Name: f.Name, Prefixes: e})
+		}
+	}
+	return NewIntel(feeds)
+}
+
 // Len is the number of threat entries.
 func (in *Intel) Len() int {
 	if in == nil {
