@@ -140,20 +140,7 @@ func packetFromFlags(c *cli.Context) (verdict.Packet, error) {
 	if err != nil {
 		return p, badUsage(c, "explain: --protocol: %v", err)
 	}
-	p = verdict.Packet{Status: verdict.StatusOK, Version: 6, Src: src, Dst: dst, Length: 60}
-	if src.Is4() {
-		p.Version = 4
-	}
-	switch proto {
-	case rules.ProtoAny, rules.ProtoTCP:
-		p.Proto, p.TCPFlags = verdict.ProtoTCP, verdict.TCPSyn
-	case rules.ProtoUDP:
-		p.Proto = verdict.ProtoUDP
-	case rules.ProtoICMP:
-		p.Proto = verdict.ProtoICMP
-	case rules.ProtoICMPv6:
-		p.Proto = verdict.ProtoICMPv6
-	}
+	var sport, dport uint16
 	if c.IsSet("dst-port") {
 		if !proto.HasPorts() {
 			return p, fmt.Errorf("--dst-port: %s has no ports", proto)
@@ -165,9 +152,32 @@ func packetFromFlags(c *cli.Context) (verdict.Packet, error) {
 		if n < 1 || n > 65535 {
 			return p, fmt.Errorf("--dst-port: %d is not a port (1-65535)", n)
 		}
-		p.DstPort, p.SrcPort, p.HasPorts = uint16(n), 49152, true
+		sport, dport = ephemeralPort, uint16(n)
 	}
+	p = verdict.FirstPacket(packetProto(proto), src, dst, sport, dport)
+	// Without --dst-port the ports are unknown: rules with ports must not
+	// match, as they would a port 0.
+	p.HasPorts = p.HasPorts && c.IsSet("dst-port")
+	p.Length = 60 // a SYN with options; no step reads it
 	return p, nil
+}
+
+// ephemeralPort is the source port of explain's packet: the first of the
+// range IANA sets aside for clients.
+const ephemeralPort = 49152
+
+// packetProto is the IP protocol of explain's packet for a --protocol:
+// "any" is taken as tcp, the protocol most rules name.
+func packetProto(p rules.Protocol) uint8 {
+	switch p {
+	case rules.ProtoUDP:
+		return verdict.ProtoUDP
+	case rules.ProtoICMP:
+		return verdict.ProtoICMP
+	case rules.ProtoICMPv6:
+		return verdict.ProtoICMPv6
+	}
+	return verdict.ProtoTCP
 }
 
 // addrFlag reads an address flag; the zero Addr when it is not set. An
@@ -206,11 +216,11 @@ func describePacket(p *verdict.Packet, dir rules.Direction) string {
 }
 
 // loadIntel compiles the threat entries pfwd keeps in the database, the
-// way pfwd loads them: one group per configured feed, in file order (the
-// first listed names an entry two feeds share). Entries of feeds the config
-// no longer lists are ignored, as pfwd drops them. No database is no
-// entries; a database that cannot be read is an error for the caller to
-// warn about, with nil entries.
+// way pfwd loads them (verdict.CompileIntel): one group per configured
+// feed, in file order (the first listed names an entry two feeds share).
+// Entries of feeds the config no longer lists are ignored, as pfwd drops
+// them. No database is no entries; a database that cannot be read is an
+// error for the caller to warn about, with nil entries.
 func loadIntel(ctx context.Context, path string, cfg *rules.Config) (*verdict.Intel, error) {
 	s, err := store.OpenReader(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -224,15 +234,5 @@ func loadIntel(ctx context.Context, path string, cfg *rules.Config) (*verdict.In
 	if err != nil {
 		return nil, err
 	}
-	bySource := map[string][]netip.Prefix{}
-	for _, t := range threats {
-		bySource[t.Source] = append(bySource[t.Source], t.IP)
-	}
-	var feeds []verdict.FeedEntries
-	for _, f := range cfg.ThreatFeeds {
-		if ps, ok := bySource[f.Name]; ok {
-			feeds = append(feeds, verdict.FeedEntries{Name: f.Name, Prefixes: ps})
-		}
-	}
-	return verdict.NewIntel(feeds), nil
+	return verdict.CompileIntel(cfg, store.ThreatsBySource(threats)), nil
 }

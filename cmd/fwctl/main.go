@@ -6,15 +6,10 @@ import (
 	"io"
 	"os"
 
+	"github.com/pfw/pfw/control"
+	"github.com/pfw/pfw/rules"
+	"github.com/pfw/pfw/store"
 	"github.com/urfave/cli/v2"
-)
-
-// Default paths of the contract; every one can be overridden by a flag or
-// an environment variable.
-const (
-	defaultConfig = "/etc/personal-firewall/firewall_rules.json"
-	defaultDB     = "/var/lib/personal-firewall/firewall.db"
-	defaultSocket = "/run/personal-firewall/pfwd.sock"
 )
 
 // version is set at build time (the Makefile's -X main.version).
@@ -127,11 +122,13 @@ COMMANDS:{{range .VisibleCommands}}
    {{join .Names ", "}}{{"\t"}}{{.Usage}}{{end}}
 `
 
+// globalFlags are the contract's paths, defaults shared with pfwd, each
+// overridden by a flag or an environment variable.
 func globalFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "config", Value: defaultConfig, EnvVars: []string{"PFW_CONFIG"}, Usage: "rules `FILE`"},
-		&cli.StringFlag{Name: "db", Value: defaultDB, EnvVars: []string{"PFW_DB"}, Usage: "SQLite log `FILE`"},
-		&cli.StringFlag{Name: "socket", Value: defaultSocket, EnvVars: []string{"PFW_SOCKET"}, Usage: "pfwd's control socket `FILE`"},
+		&cli.StringFlag{Name: "config", Value: rules.DefaultPath, EnvVars: []string{"PFW_CONFIG"}, Usage: "rules `FILE`"},
+		&cli.StringFlag{Name: "db", Value: store.DefaultPath, EnvVars: []string{"PFW_DB"}, Usage: "SQLite log `FILE`"},
+		&cli.StringFlag{Name: "socket", Value: control.DefaultSocket, EnvVars: []string{"PFW_SOCKET"}, Usage: "pfwd's control socket `FILE`"},
 		&cli.BoolFlag{Name: "json", Usage: "print JSON instead of text"},
 	}
 }

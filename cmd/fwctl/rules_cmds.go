@@ -390,14 +390,8 @@ type checkResult struct {
 }
 
 func summarize(cfg *rules.Config) string {
-	enabled := 0
-	for _, r := range cfg.Rules {
-		if r.Enabled {
-			enabled++
-		}
-	}
 	return fmt.Sprintf("%s, %d enabled; %s, %s, %s; default policy %s in, %s out",
-		plural(len(cfg.Rules), "rule", "rules"), enabled,
+		plural(len(cfg.Rules), "rule", "rules"), cfg.EnabledRules(),
 		plural(len(cfg.BlacklistIPs), "blacklist entry", "blacklist entries"),
 		plural(len(cfg.WhitelistIPs), "whitelist entry", "whitelist entries"),
 		plural(len(cfg.ThreatFeeds), "threat feed", "threat feeds"),
