@@ -140,7 +140,7 @@ func OpenReader(path string) (*Store, error) {
 	}
 	fi, err := os.Stat(abs)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("open store: no database at %s (has pfwd run yet?): %w", path, fs.ErrNotExist)
+		return nil, fmt.Errorf("open store: %w", noDatabaseError{path})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -163,6 +163,17 @@ func OpenReader(path string) (*Store, error) {
 	}
 	return &Store{path: abs, readOnly: true, read: read, files: identify(abs), noDirection: !slices.Contains(cols, directionColumn)}, nil
 }
+
+// noDatabaseError is OpenReader's answer when there is no file: it says
+// what that most likely means for the user, and matches fs.ErrNotExist
+// for code without repeating "file does not exist" to people.
+type noDatabaseError struct{ path string }
+
+func (e noDatabaseError) Error() string {
+	return "no database at " + e.path + " (has pfwd run yet?)"
+}
+
+func (noDatabaseError) Unwrap() error { return fs.ErrNotExist }
 
 // checkReadable makes sure a reader sees a database it can read, so fwctl
 // fails with one clear line instead of "no such table". A database with no

@@ -244,8 +244,8 @@ func TestOpenReaderMissingFile(t *testing.T) {
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("error %v does not match fs.ErrNotExist", err)
 	}
-	if want := "no database at " + path; !strings.Contains(err.Error(), want) {
-		t.Errorf("error %q does not say %q", err, want)
+	if want := "open store: no database at " + path + " (has pfwd run yet?)"; err.Error() != want {
+		t.Errorf("error %q, want %q", err, want)
 	}
 	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("OpenReader created %s (stat: %v)", dir, err)
