@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/signal"
 	"slices"
@@ -22,20 +20,6 @@ import (
 
 // followInterval is how often `logs --follow` asks for new rows.
 const followInterval = 500 * time.Millisecond
-
-// openStore opens the packet log read-only for logs, stats and threats.
-func openStore(path string) (*store.Store, error) {
-	// SQLite's own message for an unreadable file is "unable to open
-	// database file"; look first so the error can say why.
-	if f, err := os.Open(path); err == nil {
-		f.Close()
-	} else if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("no database at %s (has pfwd run?)", path)
-	} else {
-		return nil, fmt.Errorf("open database: %w", err)
-	}
-	return store.OpenReader(path)
-}
 
 func logsCommand() *cli.Command {
 	return &cli.Command{
@@ -66,7 +50,7 @@ func logs(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	s, err := openStore(g.db)
+	s, err := store.OpenReader(g.db)
 	if err != nil {
 		return err
 	}
@@ -79,7 +63,7 @@ func logs(c *cli.Context) error {
 		ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		slices.Reverse(rows) // tail prints the newest last
-		return follow(ctx, s, q, rows, newLogPrinter(g, q.Table), func() (*store.Store, error) { return openStore(g.db) })
+		return follow(ctx, s, q, rows, newLogPrinter(g, q.Table), func() (*store.Store, error) { return store.OpenReader(g.db) })
 	}
 	s.Close()
 	if g.json {

@@ -210,7 +210,7 @@ func TestLogsErrors(t *testing.T) {
 	if r.code != 1 {
 		t.Fatalf("logs without a database: %v", r)
 	}
-	checkErrorLine(t, r, "no database at "+e.db+" (has pfwd run?)")
+	checkErrorLine(t, r, "no database at "+e.db+" (has pfwd run yet?)")
 	for _, cmd := range []string{"stats", "threats"} {
 		r := fwctl(t, cmd)
 		if r.code != 1 {
