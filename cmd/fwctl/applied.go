@@ -28,6 +28,8 @@ type pfwdWatch struct {
 	g       *globals
 	running bool
 	before  []byte
+	// inForce is the digest of the config pfwd held before the edit.
+	inForce string
 }
 
 func watchPfwd(g *globals) pfwdWatch {
@@ -39,25 +41,30 @@ func watchPfwd(g *globals) pfwdWatch {
 	if err != nil || !st.Running || !samePath(st.ConfigPath, g.config) {
 		return w // no pfwd, or one that reads another file: nothing to wait for
 	}
-	w.running = true
+	w.running, w.inForce = true, st.ConfigDigest
 	return w
 }
 
-// confirm waits until pfwd applied the edit, and warns on stderr when it
-// did not: the file is changed either way (the exit code says so), but
-// the rules in force are not yet the file's. "Applied" means the config
-// in force has the file's digest (rules.Digest): pfwd skips a reload that
-// changes nothing, such as an edit that only rewrote a hand-formatted
-// file in fwctl's layout, so the time it last loaded is no answer.
-func (w pfwdWatch) confirm() {
+// confirm waits until pfwd applied the edit, saved as the config saved,
+// and warns on stderr when it did not: the file is changed either way (the
+// exit code says so), but the rules in force are not yet the file's.
+// "Applied" means the config in force has the saved config's digest
+// (rules.Digest): pfwd skips a reload that changes nothing, such as an
+// edit that only rewrote a hand-formatted file in fwctl's layout, so the
+// time it last loaded is no answer. The digest is taken once, from the
+// config the edit saved: loading the file again on every poll would cost
+// seconds of CPU each with a million-entry list.
+func (w pfwdWatch) confirm(saved *rules.Config) {
 	if !w.running {
 		return
 	}
 	if after, err := rules.ReadFile(w.g.config); err == nil && bytes.Equal(after, w.before) {
 		return // nothing changed, nothing to apply
 	}
+	want := rules.Digest(saved)
 	start := time.Now()
 	deadline, extended := start.Add(applyWait), false
+	seen := w.inForce
 	var st control.Status
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -68,8 +75,14 @@ func (w pfwdWatch) confirm() {
 			fmt.Fprintf(w.g.errOut, "fwctl: warning: could not ask pfwd whether it applied the change: %v\n", err)
 			return
 		}
-		if cfg, err := rules.Load(w.g.config); err == nil && st.ConfigDigest == rules.Digest(cfg) {
+		if st.ConfigDigest == want {
 			return
+		}
+		if st.ConfigDigest != seen { // pfwd applied something, not this edit
+			seen = st.ConfigDigest
+			if w.superseded(want, seen) {
+				return
+			}
 		}
 		if now := time.Now(); now.After(deadline) {
 			if !st.Reload.InProgress || now.Sub(start) >= reloadWait {
@@ -92,6 +105,20 @@ func (w pfwdWatch) confirm() {
 		why = st.ReloadError
 	}
 	fmt.Fprintf(w.g.errOut, "fwctl: warning: the file is changed, but pfwd has not applied it within %v (it retries): %s\n", waited, why)
+}
+
+// superseded reports whether another edit replaced this one (digest
+// want) in the file, and pfwd applied that one (digest inForce): pfwd may
+// go straight to the newer file, so this edit's digest is never in force,
+// yet nothing is left to apply. It loads the file, so confirm asks only
+// when the digest in force changes, which is once per reload.
+func (w pfwdWatch) superseded(want, inForce string) bool {
+	cfg, err := rules.Load(w.g.config)
+	if err != nil {
+		return false
+	}
+	d := rules.Digest(cfg)
+	return d != want && d == inForce
 }
 
 // samePath reports whether two paths name the same file, through

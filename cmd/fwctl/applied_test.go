@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -163,5 +164,53 @@ func TestEditWaitsForALongReload(t *testing.T) {
 	}
 	if d := time.Since(start); d < reloadTakes {
 		t.Errorf("the edit returned after %v, before pfwd applied it (%v)", d, reloadTakes)
+	}
+}
+
+// An edit that another one replaced in the file before pfwd applied it is
+// neither waited for nor warned about once pfwd applied the newer one: pfwd
+// may go straight to the newer file, so this edit's own config is never in
+// force, yet nothing is left undone.
+func TestEditSupersededByAnAppliedOneDoesNotWarn(t *testing.T) {
+	e := newEnv(t, testConfig)
+	var stderr bytes.Buffer
+	w := pfwdWatch{g: &globals{config: e.config, socket: e.socket, errOut: &stderr}, running: true}
+	w.before, _ = os.ReadFile(e.config)
+	addToBlacklist := func(ip string) *rules.Config {
+		cfg, err := rules.Update(e.config, func(c *rules.Config) error {
+			c.BlacklistIPs = append(c.BlacklistIPs, netip.MustParsePrefix(ip))
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	mine := addToBlacklist("198.51.100.77/32")
+	later := addToBlacklist("198.51.100.78/32")
+	fakeDaemon(t, e.socket, control.Status{Running: true, ConfigPath: e.config, ConfigDigest: rules.Digest(later)})
+	start := time.Now()
+	w.confirm(mine)
+	if stderr.Len() != 0 {
+		t.Errorf("stderr %q for an edit a later, applied one replaced", stderr.String())
+	}
+	if d := time.Since(start); d >= applyWait {
+		t.Errorf("confirm waited %v for an edit a later, applied one replaced", d)
+	}
+
+	// Only a newer file that pfwd holds counts.
+	file := rules.Digest(later)
+	for _, tt := range []struct {
+		want, inForce string
+		superseded    bool
+	}{
+		{rules.Digest(mine), file, true},
+		{rules.Digest(mine), rules.Digest(mine), false}, // (confirm returns before asking)
+		{rules.Digest(mine), "another", false},          // the newer file is not in force either
+		{file, file, false},                             // the file is this edit's
+	} {
+		if got := w.superseded(tt.want, tt.inForce); got != tt.superseded {
+			t.Errorf("superseded(%.8s, %.8s) = %v, want %v", tt.want, tt.inForce, got, tt.superseded)
+		}
 	}
 }

@@ -30,7 +30,8 @@ func loadConfig(g *globals) (*rules.Config, error) {
 // is created from the embedded default with the edit applied, as if pfwd
 // had started first, so rules can be set up before the daemon ever ran; a
 // failed edit creates nothing. When a pfwd runs on this file, editConfig
-// waits (3 s at most) for it to apply the change and warns when it did not.
+// waits for it to apply the change (3 s, up to 2 minutes while pfwd
+// reports a reload in progress) and warns when it did not.
 func editConfig(g *globals, edit func(*rules.Config) error) (*rules.Config, error) {
 	_, statErr := os.Stat(g.config)
 	w := watchPfwd(g)
@@ -41,7 +42,7 @@ func editConfig(g *globals, edit func(*rules.Config) error) (*rules.Config, erro
 	if errors.Is(statErr, fs.ErrNotExist) {
 		fmt.Fprintf(g.errOut, "fwctl: created %s from the default config\n", g.config)
 	}
-	w.confirm()
+	w.confirm(cfg)
 	return cfg, nil
 }
 
