@@ -6,8 +6,9 @@
 // against concurrent edits and written atomically, and a failed command
 // leaves the file byte-for-byte as it was; pfwd picks the new file up
 // within a second. When a pfwd runs on the edited file, an edit waits up
-// to 3 s for it to apply the change and warns on stderr when it did not
-// (applied.go). Exit status: 0 success, 1 an error (one line on stderr,
+// to 3 s for it to apply the change, and as long as pfwd reports a reload
+// in progress (status reload.in_progress) up to 2 minutes, and warns on
+// stderr when it did not (applied.go). Exit status: 0 success, 1 an error (one line on stderr,
 // "fwctl: ..."), 2 bad usage: what the usage line alone shows to be wrong
 // (an unknown command or flag, a wrong number of arguments, a missing
 // required flag, a word outside the choices it lists such as allow|block,
@@ -35,8 +36,11 @@
 // With --json, list prints an array of rules (the config keys plus
 // "number"), logs and threats arrays of rows keyed by column name (logs
 // --follow: one object per line), explain {"verdict", "reason", "step",
-// "step_number", ...}, stats and status one object, check {"valid",
-// "error", "rules"}, and edits the rule or list entries they changed.
+// "step_number", ...}, stats and status one object, check {"file",
+// "valid", "error", "rules"}; add, remove and toggle the rule they
+// changed (with its "number"), and blacklist/whitelist add {"added",
+// "already_listed", "entries"} and remove {"removed", "entries"}, entries
+// being the whole list after the change.
 //
 // With no rules file yet, list, blacklist/whitelist list and explain show
 // the embedded default (what pfwd writes and enforces on its first start)
