@@ -174,55 +174,92 @@ func (s *Store) Stats(ctx context.Context, now time.Time) (Stats, error) {
 	}
 	defer tx.Rollback()
 
-	for _, c := range []struct {
-		table string
-		n     *int64
-	}{{tableBlocked, &st.Blocked}, {tableAllowed, &st.Allowed}} {
-		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM "+c.table).Scan(c.n); err != nil {
-			return st, fmt.Errorf("stats: count %s: %w", c.table, err)
-		}
+	if st.Blocked, err = countRows(ctx, tx, tableBlocked); err != nil {
+		return st, fmt.Errorf("stats: %w", err)
 	}
-	// Ranked by remote address (the source of an inbound packet, the
-	// destination of an outbound one), so that blocks of this host's own
-	// connections count against the address it tried to reach, not itself.
+	if st.Allowed, err = countRows(ctx, tx, tableAllowed); err != nil {
+		return st, fmt.Errorf("stats: %w", err)
+	}
+	if st.TopBlocked, err = topBlocked(ctx, tx, s.noDirection); err != nil {
+		return st, fmt.Errorf("stats: %w", err)
+	}
+	if st.ByReason, err = byReason(ctx, tx); err != nil {
+		return st, fmt.Errorf("stats: %w", err)
+	}
+	if st.LastDay, err = lastDay(ctx, tx, now); err != nil {
+		return st, fmt.Errorf("stats: %w", err)
+	}
+	if st.Suppressed, err = suppressed(ctx, tx); err != nil {
+		return st, fmt.Errorf("stats: %w", err)
+	}
+	return st, nil
+}
+
+// countRows counts the rows of a packet table.
+func countRows(ctx context.Context, tx *sql.Tx, table string) (int64, error) {
+	var n int64
+	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count %s: %w", table, err)
+	}
+	return n, nil
+}
+
+// topBlocked ranks the 10 remote addresses with the most blocked rows: the
+// source of an inbound packet, the destination of an outbound one, so that
+// blocks of this host's own connections count against the address it
+// tried to reach, not itself. Rows of a table without a direction column
+// (noDirection) are all inbound.
+func topBlocked(ctx context.Context, tx *sql.Tx, noDirection bool) ([]IPCount, error) {
 	remote := remoteIPExpr
-	if s.noDirection {
+	if noDirection {
 		remote = "src_ip"
 	}
-	err = scanAll(ctx, tx, `SELECT `+remote+` AS ip, count(*) AS n FROM blocked_packets
+	out := []IPCount{}
+	err := scanAll(ctx, tx, `SELECT `+remote+` AS ip, count(*) AS n FROM blocked_packets
 		GROUP BY `+remote+` ORDER BY n DESC, ip LIMIT 10`,
 		func(rows *sql.Rows) error {
 			var c IPCount
 			err := rows.Scan(text{&c.IP}, &c.Count)
-			st.TopBlocked = append(st.TopBlocked, c)
+			out = append(out, c)
 			return err
 		})
 	if err != nil {
-		return st, fmt.Errorf("stats: top blocked: %w", err)
+		return out, fmt.Errorf("top blocked: %w", err)
 	}
-	err = scanAll(ctx, tx, `SELECT reason, count(*) AS n FROM blocked_packets
+	return out, nil
+}
+
+// byReason counts blocked rows per reason, largest first.
+func byReason(ctx context.Context, tx *sql.Tx) ([]ReasonCount, error) {
+	out := []ReasonCount{}
+	err := scanAll(ctx, tx, `SELECT reason, count(*) AS n FROM blocked_packets
 		GROUP BY reason ORDER BY n DESC, reason`,
 		func(rows *sql.Rows) error {
 			var c ReasonCount
 			err := rows.Scan(text{&c.Reason}, &c.Count)
-			st.ByReason = append(st.ByReason, c)
+			out = append(out, c)
 			return err
 		})
 	if err != nil {
-		return st, fmt.Errorf("stats: by reason: %w", err)
+		return out, fmt.Errorf("by reason: %w", err)
 	}
+	return out, nil
+}
 
-	// 24 buckets ending with the current hour; the text of an hour is a
-	// prefix of the timestamps in it, so substr groups them.
+// lastDay counts blocked rows in each of the 24 hours ending with now's,
+// oldest first, empty hours included.
+func lastDay(ctx context.Context, tx *sql.Tx, now time.Time) ([]HourCount, error) {
+	// The text of an hour is a prefix of the timestamps in it, so substr
+	// groups them.
 	first := now.UTC().Truncate(time.Hour).Add(-23 * time.Hour)
-	st.LastDay = make([]HourCount, 24)
+	out := make([]HourCount, 24)
 	index := make(map[string]int, 24)
-	for i := range st.LastDay {
+	for i := range out {
 		h := hourOf(first.Add(time.Duration(i) * time.Hour))
-		st.LastDay[i].Hour = h
+		out[i].Hour = h
 		index[h[:13]] = i
 	}
-	err = scanAll(ctx, tx, `SELECT substr(timestamp, 1, 13) AS h, count(*) FROM blocked_packets
+	err := scanAll(ctx, tx, `SELECT substr(timestamp, 1, 13) AS h, count(*) FROM blocked_packets
 		WHERE timestamp >= ? GROUP BY h`,
 		func(rows *sql.Rows) error {
 			var h string
@@ -231,38 +268,43 @@ func (s *Store) Stats(ctx context.Context, now time.Time) (Stats, error) {
 				return err
 			}
 			if i, ok := index[h]; ok { // rows stamped in the future are not shown
-				st.LastDay[i].Count = n
+				out[i].Count = n
 			}
 			return nil
 		}, sinceText(first))
 	if err != nil {
-		return st, fmt.Errorf("stats: last day: %w", err)
+		return out, fmt.Errorf("last day: %w", err)
 	}
+	return out, nil
+}
 
-	// A seed database that pfwd has not adopted yet has no log_suppressed
-	// table (see checkReadable): then nothing was suppressed.
+// suppressed sums the rows counted instead of written, per log type and
+// reason. A seed database that pfwd has not adopted yet has no
+// log_suppressed table (see checkReadable): then nothing was suppressed.
+func suppressed(ctx context.Context, tx *sql.Tx) ([]SuppressedCount, error) {
+	out := []SuppressedCount{}
 	var hasSuppressed bool
-	err = tx.QueryRowContext(ctx, `SELECT count(*) > 0 FROM sqlite_schema
+	err := tx.QueryRowContext(ctx, `SELECT count(*) > 0 FROM sqlite_schema
 		WHERE type = 'table' AND name = 'log_suppressed'`).Scan(&hasSuppressed)
 	if err != nil {
-		return st, fmt.Errorf("stats: suppressed: %w", err)
+		return out, fmt.Errorf("suppressed: %w", err)
 	}
 	if !hasSuppressed {
-		return st, nil
+		return out, nil
 	}
 	err = scanAll(ctx, tx, `SELECT log_type, reason, sum(count) FROM log_suppressed
 		GROUP BY log_type, reason`,
 		func(rows *sql.Rows) error {
 			var c SuppressedCount
 			err := rows.Scan(&c.Type, &c.Reason, &c.Count)
-			st.Suppressed = append(st.Suppressed, c)
+			out = append(out, c)
 			return err
 		})
 	if err != nil {
-		return st, fmt.Errorf("stats: suppressed: %w", err)
+		return out, fmt.Errorf("suppressed: %w", err)
 	}
-	sortSuppressed(st.Suppressed)
-	return st, nil
+	sortSuppressed(out)
+	return out, nil
 }
 
 // scanAll runs query and calls scan for each row.
