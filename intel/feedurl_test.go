@@ -33,8 +33,8 @@ func (stubTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // TestFeedURLsJudgedAlike checks that every URL of the shared table is judged
-// the same by `fwctl check` (rules.Parse), by ValidateURL and by
-// Manager.SetFeeds, the way pfwd reads a config: a config that passes the
+// the same by `fwctl check` (rules.Parse) and by Manager.SetFeeds, the way
+// pfwd reads a config: a config that passes the
 // check never has a feed pfwd refuses, so a reload is never rejected and a
 // start never runs without feeds because of a URL. An accepted URL must also
 // get past Fetch's own URL handling: http(s) ones reach the transport (a stub
@@ -53,15 +53,14 @@ func TestFeedURLsJudgedAlike(t *testing.T) {
 		t.Run(tt.URL, func(t *testing.T) {
 			doc, _ := json.Marshal(map[string]any{"threat_feeds": []any{map[string]string{"name": "f", "url": tt.URL}}})
 			_, checkErr := rules.Parse(doc)
-			validateErr := ValidateURL(tt.URL)
 			setErr := NewManager(Options{}).SetFeeds([]Feed{{Name: "f", URL: tt.URL, Interval: time.Hour}})
 			valid := tt.Err == ""
-			if (checkErr == nil) != valid || (validateErr == nil) != valid || (setErr == nil) != valid {
-				t.Fatalf("want valid=%v; rules.Parse: %v; ValidateURL: %v; SetFeeds: %v", valid, checkErr, validateErr, setErr)
+			if (checkErr == nil) != valid || (setErr == nil) != valid {
+				t.Fatalf("want valid=%v; rules.Parse: %v; SetFeeds: %v", valid, checkErr, setErr)
 			}
 			if !valid {
-				if !strings.Contains(validateErr.Error(), tt.Err) {
-					t.Errorf("ValidateURL: error = %v, want one containing %q", validateErr, tt.Err)
+				if !strings.Contains(setErr.Error(), tt.Err) {
+					t.Errorf("SetFeeds: error = %v, want one containing %q", setErr, tt.Err)
 				}
 				return
 			}

@@ -230,16 +230,11 @@ func traceDials(ctx context.Context, dialed func(netip.Addr)) context.Context {
 // UserAgent is the User-Agent header sent with every request.
 func UserAgent() string { return "pfw/" + Version }
 
-// ValidateURL checks that raw is a URL a Fetcher can read: http or https with
-// a host, or file:// with an absolute path (for air-gapped machines fed by
-// hand or by another tool). It is rules.ParseFeedURL, the check `fwctl check`
-// applies to the config, so that a feed the config accepts is one the
-// Fetcher accepts, and the reverse.
-func ValidateURL(raw string) error {
-	_, err := parseFeedURL(raw)
-	return err
-}
-
+// parseFeedURL is rules.ParseFeedURL, the check `fwctl check` applies to
+// the config, so that a feed the config accepts is one the Fetcher and
+// SetFeeds accept, and the reverse: http or https with a host, or file://
+// with an absolute path (for air-gapped machines fed by hand or by another
+// tool).
 func parseFeedURL(raw string) (*url.URL, error) {
 	u, err := rules.ParseFeedURL(raw)
 	if err != nil {

@@ -150,69 +150,58 @@ func NewManager(opts Options) *Manager {
 // through OnUpdate. Removed feeds stop (a fetch in flight is cancelled) and
 // OnUpdate receives nil for them. New feeds fetch at once when running.
 //
-// An invalid list (empty or duplicate name, interval below MinInterval, URL
-// ValidateURL refuses) is an error naming the feed, and nothing changes.
+// An invalid list (empty or duplicate name, interval below MinInterval, a
+// URL rules.ParseFeedURL refuses) is an error naming the feed, and nothing
+// changes.
 func (m *Manager) SetFeeds(feeds []Feed) error {
+	if err := checkFeeds(feeds); err != nil {
+		return fmt.Errorf("set feeds: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.reconfigure(feeds, time.Now())
+	return nil
+}
+
+// checkFeeds says what makes feeds unusable, naming the feed, or nil.
+func checkFeeds(feeds []Feed) error {
 	names := make(map[string]bool, len(feeds))
 	for i, f := range feeds {
 		switch {
 		case f.Name == "":
-			return fmt.Errorf("set feeds: feeds[%d]: empty name", i)
+			return fmt.Errorf("feeds[%d]: empty name", i)
 		case names[f.Name]:
-			return fmt.Errorf("set feeds: feeds[%d]: duplicate name %q", i, f.Name)
+			return fmt.Errorf("feeds[%d]: duplicate name %q", i, f.Name)
 		case f.Interval < MinInterval:
-			return fmt.Errorf("set feeds: feed %q: interval %s is below the minimum of %s", f.Name, f.Interval, MinInterval)
+			return fmt.Errorf("feed %q: interval %s is below the minimum of %s", f.Name, f.Interval, MinInterval)
 		}
-		if err := ValidateURL(f.URL); err != nil {
-			return fmt.Errorf("set feeds: feed %q: %w", f.Name, err)
+		if _, err := parseFeedURL(f.URL); err != nil {
+			return fmt.Errorf("feed %q: %w", f.Name, err)
 		}
 		names[f.Name] = true
 	}
+	return nil
+}
 
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	now := time.Now()
+// reconfigure makes the checked feeds the Manager's: removed ones go, new
+// ones are added, and kept ones take their new settings; m.mu is held.
+func (m *Manager) reconfigure(feeds []Feed, now time.Time) {
+	keep := make(map[string]bool, len(feeds))
+	for _, cfg := range feeds {
+		keep[cfg.Name] = true
+	}
 	for _, name := range m.order {
-		if !names[name] {
+		if !keep[name] {
 			m.remove(name)
 		}
 	}
 	m.order = m.order[:0]
 	for _, cfg := range feeds {
 		m.order = append(m.order, cfg.Name)
-		f, ok := m.feeds[cfg.Name]
-		if !ok {
+		if f, ok := m.feeds[cfg.Name]; ok {
+			m.change(f, cfg, now)
+		} else {
 			m.add(cfg, now)
-			continue
-		}
-		old := f.cfg
-		f.cfg = cfg
-		switch {
-		case old.URL != cfg.URL:
-			f.gen++
-			f.validators = Validators{}
-			f.format = ""
-			f.emptyOnce = false
-			f.state.Failures, f.state.LastError = 0, ""
-			f.state.NextFetch = now
-			if f.cancelFetch != nil {
-				f.cancelFetch()
-			}
-			f.poke()
-			m.event(cfg.Name, slog.LevelInfo, "URL changed to %s: fetching now, keeping %s until it answers", shownURL(cfg.URL), entryCount(len(f.entries)))
-		case old.Interval != cfg.Interval:
-			if !f.state.LastAttempt.IsZero() {
-				if due := f.state.LastAttempt.Add(cfg.Interval); due.Before(f.state.NextFetch) {
-					f.state.NextFetch = due
-				}
-			}
-			f.poke()
-		}
-		if old.URL == cfg.URL && old.Level != cfg.Level && (f.entries != nil || !f.state.LastSuccess.IsZero()) {
-			m.update(cfg, f.entries)
-		}
-		if old.URL != cfg.URL || old.Interval != cfg.Interval {
-			m.warnPolicy(cfg)
 		}
 	}
 	// After the loop: learn checks the entries of every feed in m.order.
@@ -221,7 +210,41 @@ func (m *Manager) SetFeeds(feeds []Feed) error {
 			m.learn(cfg.Name, []netip.Addr{a}, now)
 		}
 	}
-	return nil
+}
+
+// change gives a feed already tracked its new settings: a new URL drops
+// what was learned from the old one and fetches now, a new Interval
+// reschedules, a new Level re-sends the entries; m.mu is held.
+func (m *Manager) change(f *feed, cfg Feed, now time.Time) {
+	old := f.cfg
+	f.cfg = cfg
+	switch {
+	case old.URL != cfg.URL:
+		f.gen++
+		f.validators = Validators{}
+		f.format = ""
+		f.emptyOnce = false
+		f.state.Failures, f.state.LastError = 0, ""
+		f.state.NextFetch = now
+		if f.cancelFetch != nil {
+			f.cancelFetch()
+		}
+		f.poke()
+		m.event(cfg.Name, slog.LevelInfo, "URL changed to %s: fetching now, keeping %s until it answers", shownURL(cfg.URL), entryCount(len(f.entries)))
+	case old.Interval != cfg.Interval:
+		if !f.state.LastAttempt.IsZero() {
+			if due := f.state.LastAttempt.Add(cfg.Interval); due.Before(f.state.NextFetch) {
+				f.state.NextFetch = due
+			}
+		}
+		f.poke()
+	}
+	if old.URL == cfg.URL && old.Level != cfg.Level && (f.entries != nil || !f.state.LastSuccess.IsZero()) {
+		m.update(cfg, f.entries)
+	}
+	if old.URL != cfg.URL || old.Interval != cfg.Interval {
+		m.warnPolicy(cfg)
+	}
 }
 
 // add starts tracking cfg; m.mu is held.

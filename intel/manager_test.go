@@ -422,6 +422,34 @@ func TestManagerSetFeedsInvalid(t *testing.T) {
 	}
 }
 
+func TestCheckFeeds(t *testing.T) {
+	tests := []struct {
+		name  string
+		feeds []Feed
+		err   string // the whole error; "" for none
+	}{
+		{"none", nil, ""},
+		{"good", []Feed{
+			{Name: "A", URL: "https://feeds.example/a", Interval: time.Hour},
+			{Name: "B", URL: "file:///var/lib/feeds/b.txt", Interval: MinInterval},
+		}, ""},
+		{"second empty", []Feed{{Name: "A", URL: "https://feeds.example/a", Interval: time.Hour}, {}}, "feeds[1]: empty name"},
+		{"empty URL", []Feed{{Name: "A", Interval: time.Hour}}, `feed "A": invalid feed URL: a feed url may not be empty`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := checkFeeds(tt.feeds)
+			if got := fmt.Sprint(err); (err == nil) != (tt.err == "") || (err != nil && got != tt.err) {
+				t.Errorf("checkFeeds = %v, want %q", err, tt.err)
+			}
+			// SetFeeds says where the error came from.
+			if err := NewManager(Options{}).SetFeeds(tt.feeds); tt.err != "" && fmt.Sprint(err) != "set feeds: "+tt.err {
+				t.Errorf("SetFeeds = %v, want %q", err, "set feeds: "+tt.err)
+			}
+		})
+	}
+}
+
 // TestManagerPolicyWarnings inspects the queued events without Run, so no
 // feed is ever fetched.
 func TestManagerPolicyWarnings(t *testing.T) {
