@@ -543,8 +543,9 @@ const (
 )
 
 // apply puts cfg in force: kernel sets, then pipeline, then what Status
-// reports, so fwctl never sees a digest the kernel does not have yet.
-// Caller holds reloadMu.
+// reports, so fwctl never sees a digest the kernel does not have yet, and
+// then the threat feeds, so a config the kernel refuses leaves every feed
+// as it was. Caller holds reloadMu.
 func (d *Daemon) apply(cfg *rules.Config, why string) error {
 	canon, _ := rules.Marshal(cfg)
 	if string(canon) == string(d.cfgData) {
@@ -557,16 +558,12 @@ func (d *Daemon) apply(cfg *rules.Config, why string) error {
 		}
 		return nil
 	}
-	if err := d.feeds.SetFeeds(feedsOf(cfg)); err != nil {
-		return fmt.Errorf("threat_feeds: %w", err)
-	}
 	// Work on cfg alone is done before mu, which a feed update may be
 	// waiting for.
 	policy, digest := verdict.Compile(cfg), rules.Digest(cfg)
 	d.mu.Lock()
 	if err := d.fw.UpdateSets(d.kernelLists(cfg)); err != nil {
 		d.mu.Unlock()
-		d.feeds.SetFeeds(feedsOf(d.cfg)) // back to the feeds in force
 		return fmt.Errorf("apply to the kernel: %w", err)
 	}
 	d.engine.SetPolicy(policy)
@@ -575,6 +572,15 @@ func (d *Daemon) apply(cfg *rules.Config, why string) error {
 	d.cfg, d.cfgData = cfg, canon
 	d.shown.inForce(cfg, digest, time.Now())
 	d.mu.Unlock()
+	// The feeds follow only a config in force: the manager drops a removed
+	// feed's entries (onFeedUpdate, which takes mu) at once, and a refused
+	// config must leave them. After mu, since onFeedUpdate reads d.cfg: an
+	// update the new feeds cause (a new feed's first fetch, a new level)
+	// then finds their config in force. rules.Parse checked the feeds as
+	// SetFeeds does, so this cannot fail on a parsed config.
+	if err := d.feeds.SetFeeds(feedsOf(cfg)); err != nil {
+		d.log.Error("Threat feeds not changed to the config's", "err", err)
+	}
 	if reordered {
 		// An entry two feeds list now belongs to another feed first: the
 		// database follows the pipeline. (A removed feed's rows also go
