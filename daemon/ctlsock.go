@@ -23,6 +23,10 @@ type controlSocket struct {
 	errLog *log.Logger
 	log    *slog.Logger
 
+	// ended gets a server's listener and error when it stopped on its own
+	// (its listener failed): run then makes the socket again.
+	ended chan serverEnd
+
 	mu     sync.Mutex // guards what follows
 	l      net.Listener
 	ino    uint64             // the socket file's inode, to tell it from a new file
@@ -30,20 +34,38 @@ type controlSocket struct {
 	closed bool               // pfwd is stopping: make no new socket
 }
 
+// serverEnd is how a server stopped on its own.
+type serverEnd struct {
+	l   net.Listener
+	err error
+}
+
 func newControlSocket(path string, l net.Listener, status func() control.Status, lg *slog.Logger) *controlSocket {
 	return &controlSocket{path: path, l: l, ino: inodeOf(path), status: status, log: lg,
-		errLog: slog.NewLogLogger(lg.Handler(), slog.LevelWarn)}
+		errLog: slog.NewLogLogger(lg.Handler(), slog.LevelWarn), ended: make(chan serverEnd)}
 }
 
 // serve starts answering on c.l. Caller holds mu, or is the only user.
 func (c *controlSocket) serve(ctx context.Context) {
 	sctx, cancel := context.WithCancel(ctx)
 	c.stop = cancel
-	go control.Serve(sctx, c.l, c.status, c.errLog)
+	l := c.l
+	go func() {
+		// Serve returns an error only when it stopped on its own: its
+		// listener failed. Then pfwd filters on while fwctl calls it not
+		// running, unless the socket is made again.
+		if err := control.Serve(sctx, l, c.status, c.errLog); err != nil {
+			select {
+			case c.ended <- serverEnd{l, err}:
+			case <-sctx.Done(): // replaced, or pfwd is stopping
+			}
+		}
+	}()
 }
 
 // run serves until ctx is done, checking every interval that the socket
-// file is still the one pfwd listens on.
+// file is still the one pfwd listens on, and making the socket again when
+// its file is gone or its server stopped.
 func (c *controlSocket) run(ctx context.Context, every time.Duration) {
 	c.mu.Lock()
 	c.serve(ctx)
@@ -51,13 +73,23 @@ func (c *controlSocket) run(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	warned := false
+	serverDown := false // the server of c.l stopped: make the socket again whatever its file
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case end := <-c.ended:
+			c.mu.Lock()
+			current, closed := end.l == c.l, c.closed
+			c.mu.Unlock()
+			if !current || closed { // a listener replaced or closed on purpose
+				continue
+			}
+			c.log.Error("The control socket stopped answering: making it again (fwctl cannot reach pfwd meanwhile)", "err", end.err)
+			serverDown = true
 		case <-t.C:
 		}
-		if ino := inodeOf(c.path); ino != 0 && ino == c.ino {
+		if ino := inodeOf(c.path); !serverDown && ino != 0 && ino == c.ino {
 			warned = false
 			continue
 		}
@@ -85,7 +117,12 @@ func (c *controlSocket) run(ctx context.Context, every time.Duration) {
 		c.serve(ctx)
 		c.mu.Unlock()
 		stopOld() // shuts the old server down, closing its listener
-		c.log.Warn("The control socket's file was removed: made it again", "socket", c.path)
+		if serverDown {
+			c.log.Warn("Made the control socket again: fwctl reaches pfwd", "socket", c.path)
+		} else {
+			c.log.Warn("The control socket's file was removed: made it again", "socket", c.path)
+		}
+		serverDown, warned = false, false
 	}
 }
 

@@ -123,3 +123,53 @@ func TestControlSocketCloseSparesOthersFiles(t *testing.T) {
 		t.Errorf("the file at the socket's path after close: %q, %v", data, err)
 	}
 }
+
+// A server that stops on its own (its listener failed) is logged, and the
+// socket is made again at once, whatever its file: fwctl must not call a
+// filtering pfwd "not running".
+func TestControlSocketServerDeathRemade(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pfwd.sock")
+	l, err := control.Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logBuf lockedBuffer
+	c := newControlSocket(path, l, func() control.Status { return control.Status{Running: true, PID: 42} },
+		slog.New(NewLineHandler(&logBuf, slog.LevelInfo, false)))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	// No file checks: only the server's end may bring the socket back.
+	go func() { defer close(done); c.run(ctx, time.Hour) }()
+	defer func() { cancel(); <-done; c.close() }()
+	answers := func() bool {
+		q, qcancel := context.WithTimeout(context.Background(), time.Second)
+		defer qcancel()
+		st, err := control.Query(q, path)
+		return err == nil && st.PID == 42
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for !answers() {
+		if time.Now().After(deadline) {
+			t.Fatal("no first answer within 3 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	c.mu.Lock()
+	c.l.Close() // Accept fails: the server stops
+	c.mu.Unlock()
+	deadline = time.Now().Add(3 * time.Second)
+	for !answers() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no answer within 3 s after the server stopped; log:\n%s", logBuf.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	log := logBuf.String()
+	for _, want := range []string{" - ERROR - The control socket stopped answering: making it again", "use of closed network connection",
+		" - WARNING - Made the control socket again: fwctl reaches pfwd"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the log lacks %q:\n%s", want, log)
+		}
+	}
+}

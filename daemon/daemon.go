@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -162,12 +163,12 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 		// the service).
 		dir, terr := os.MkdirTemp(filepath.Dir(opts.Socket), "pfwd-db-")
 		if terr != nil {
-			return err
+			return errors.Join(err, fmt.Errorf("temporary database: %w", terr))
 		}
 		tmp := filepath.Join(dir, "firewall.db")
 		if d.store, terr = store.Open(tmp); terr != nil {
 			os.RemoveAll(dir)
-			return err
+			return errors.Join(err, fmt.Errorf("temporary database: %w", terr))
 		}
 		d.dbFallback, d.dbTempDir = err.Error(), dir
 		log.Error("Could not open the database: logging to a temporary one until pfwd stops (fwctl reads it with --db)",
@@ -190,7 +191,12 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 	d.writer = d.store.NewWriter(store.WriterConfig{OnError: d.logWriterError, OnReopen: d.onStoreReopen})
 	d.audit = newAuditor(d.engine, d.writer, log)
 	writerDone := make(chan struct{})
-	go func() { defer close(writerDone); d.writer.Run(writerCtx) }()
+	go func() {
+		defer close(writerDone)
+		if err := d.writer.Run(writerCtx); err != nil {
+			d.log.Error("Log rows lost: the log writer's last flush failed", "err", err)
+		}
+	}()
 	d.stopWriter = func() { stopWriter(); <-writerDone }
 
 	// Bind the queues before the rules that feed them exist, so no packet

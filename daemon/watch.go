@@ -42,7 +42,7 @@ func watchFile(ctx context.Context, path string, debounce, poll time.Duration, c
 	w.refresh()
 	if len(w.dirs) == 0 {
 		fw.Close()
-		return fmt.Errorf("watch config directory %s: %v", filepath.Dir(abs), w.lastErr)
+		return fmt.Errorf("watch config directory %s: %w", filepath.Dir(abs), w.lastErr)
 	}
 	w.seen = fingerprint(abs)
 	go w.run(ctx, debounce, poll, changed)
