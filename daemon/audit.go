@@ -19,10 +19,10 @@ import (
 // logs blocks at a bounded rate. It runs on the queue workers, so nothing
 // here waits: the writer's enqueue never blocks and counters are atomic.
 type auditor struct {
-	engine  *verdict.Engine
-	writer  *store.Writer
-	log     *slog.Logger
-	sampler *Sampler
+	engine     *verdict.Engine
+	writer     *store.Writer
+	log        *slog.Logger
+	blockLines *sampler // spaces out the "Blocked packet" lines
 
 	seen, allowed, blocked, kernelBlocked atomic.Uint64
 
@@ -40,8 +40,8 @@ type reasonKey struct {
 func newAuditor(e *verdict.Engine, w *store.Writer, log *slog.Logger) *auditor {
 	return &auditor{
 		engine: e, writer: w, log: log,
-		sampler:  NewSampler(time.Second, 5),
-		byReason: map[reasonKey]*atomic.Uint64{},
+		blockLines: newSampler(time.Second, 5),
+		byReason:   map[reasonKey]*atomic.Uint64{},
 	}
 }
 
@@ -72,7 +72,7 @@ func (a *auditor) decided(p *verdict.Packet, dir rules.Direction, d verdict.Deci
 		}
 	}
 	a.writer.Blocked(rowOf(p, dir, d.Reason, packetHash(payload)))
-	if ok, missed := a.sampler.Allow(d.Reason, time.Now()); ok {
+	if ok, missed := a.blockLines.allow(d.Reason, time.Now()); ok {
 		args := []any{"reason", d.Reason, "proto", store.ProtoName(p.Proto), "src", endpoint(p, true), "dst", endpoint(p, false), "dir", dir.String()}
 		if missed > 0 {
 			args = append(args, "similar_not_logged", missed)
@@ -112,24 +112,24 @@ func (a *auditor) reasonCounter(d verdict.Decision) *atomic.Uint64 {
 	return c
 }
 
-// ReasonCount is the number of packets decided one way for one reason.
-type ReasonCount struct {
+// reasonCount is the number of packets decided one way for one reason.
+type reasonCount struct {
 	Verdict string
 	Reason  string
 	Count   uint64
 }
 
 // reasons returns the per-reason counts, sorted.
-func (a *auditor) reasons() []ReasonCount {
+func (a *auditor) reasons() []reasonCount {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	out := make([]ReasonCount, 0, len(a.byReason))
+	out := make([]reasonCount, 0, len(a.byReason))
 	for k, c := range a.byReason {
 		v := "allow"
 		if k.blocked {
 			v = "block"
 		}
-		out = append(out, ReasonCount{v, k.reason, c.Load()})
+		out = append(out, reasonCount{v, k.reason, c.Load()})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Verdict != out[j].Verdict {

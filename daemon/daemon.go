@@ -631,7 +631,7 @@ func (d *Daemon) keepTable(ctx context.Context, every time.Duration) {
 		}
 		repaired, err := d.fw.Repair()
 		if err != nil {
-			if ok, _ := d.audit.sampler.Allow("table-repair", time.Now()); ok {
+			if ok, _ := d.audit.blockLines.allow("table-repair", time.Now()); ok {
 				d.log.Error("Checking the nftables table failed", "err", err)
 			}
 		}
@@ -656,7 +656,7 @@ func (d *Daemon) keepTable(ctx context.Context, every time.Duration) {
 // goroutine: the writer must get back to its rows).
 func (d *Daemon) onStoreReopen(err error) {
 	if err != nil {
-		if ok, _ := d.audit.sampler.Allow("store-reopen", time.Now()); ok {
+		if ok, _ := d.audit.blockLines.allow("store-reopen", time.Now()); ok {
 			d.log.Error("The log database is gone and could not be made again; rows are lost until it can", "err", err)
 		}
 		return

@@ -200,7 +200,7 @@ func (g *guard) sync(now time.Time) {
 }
 
 func (g *guard) warn(msg string, err error) {
-	if ok, _ := g.audit.sampler.Allow("guard", time.Now()); ok {
+	if ok, _ := g.audit.blockLines.allow("guard", time.Now()); ok {
 		g.log.Warn(msg, "err", err)
 	}
 }

@@ -37,8 +37,8 @@ func NewLineHandler(out io.Writer, level slog.Leveler, journal bool) *LineHandle
 
 func (h *LineHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level.Level() }
 
-// LevelName spells a level as pfw's log lines do.
-func LevelName(l slog.Level) string {
+// levelName spells a level as pfw's log lines do.
+func levelName(l slog.Level) string {
 	switch {
 	case l >= slog.LevelError:
 		return "ERROR"
@@ -72,7 +72,7 @@ func (h *LineHandler) Handle(_ context.Context, r slog.Record) error {
 			t = time.Now()
 		}
 		b.WriteString(t.Format("2006-01-02 15:04:05"))
-		fmt.Fprintf(&b, ",%03d - %s - ", t.Nanosecond()/1e6, LevelName(r.Level))
+		fmt.Fprintf(&b, ",%03d - %s - ", t.Nanosecond()/1e6, levelName(r.Level))
 	}
 	b.WriteString(oneLine(r.Message))
 	b.WriteString(h.attrs)
@@ -237,9 +237,9 @@ func UnderJournal() bool {
 	return strconv.FormatUint(st.Dev, 10) == dev && strconv.FormatUint(st.Ino, 10) == ino
 }
 
-// Sampler lets through at most burst messages per interval for a key and
+// sampler lets through at most burst messages per interval for a key and
 // counts the rest, so per-packet log lines cannot flood the log.
-type Sampler struct {
+type sampler struct {
 	mu       sync.Mutex
 	interval time.Duration
 	burst    int
@@ -252,14 +252,14 @@ type sampleWindow struct {
 	suppressed int
 }
 
-// NewSampler allows burst lines per interval per key.
-func NewSampler(interval time.Duration, burst int) *Sampler {
-	return &Sampler{interval: interval, burst: burst, windows: map[string]*sampleWindow{}}
+// newSampler allows burst lines per interval per key.
+func newSampler(interval time.Duration, burst int) *sampler {
+	return &sampler{interval: interval, burst: burst, windows: map[string]*sampleWindow{}}
 }
 
-// Allow reports whether a line for key may be written now, and how many
+// allow reports whether a line for key may be written now, and how many
 // were suppressed in the window that just ended (to be mentioned once).
-func (s *Sampler) Allow(key string, now time.Time) (ok bool, suppressedBefore int) {
+func (s *sampler) allow(key string, now time.Time) (ok bool, suppressedBefore int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	w := s.windows[key]

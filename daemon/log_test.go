@@ -201,7 +201,7 @@ func TestConcurrentLinesStayWhole(t *testing.T) {
 
 func TestSampler(t *testing.T) {
 	start := time.Date(2026, 11, 25, 15, 0, 0, 0, time.UTC)
-	s := NewSampler(time.Second, 2)
+	s := newSampler(time.Second, 2)
 	type step struct {
 		key        string
 		at         time.Duration
@@ -220,19 +220,19 @@ func TestSampler(t *testing.T) {
 		{"a", 5 * time.Second, true, 1},
 		{"b", 5 * time.Second, true, 0},
 	} {
-		ok, sup := s.Allow(st.key, start.Add(st.at))
+		ok, sup := s.allow(st.key, start.Add(st.at))
 		if ok != st.ok || sup != st.suppressed {
-			t.Errorf("step %d (%s at %v): Allow = %v, %d; want %v, %d", i, st.key, st.at, ok, sup, st.ok, st.suppressed)
+			t.Errorf("step %d (%s at %v): allow = %v, %d; want %v, %d", i, st.key, st.at, ok, sup, st.ok, st.suppressed)
 		}
 	}
 }
 
 // The sampler's memory is bounded whatever the keys.
 func TestSamplerBounded(t *testing.T) {
-	s := NewSampler(time.Minute, 1)
+	s := newSampler(time.Minute, 1)
 	now := time.Now()
 	for i := range 10_000 {
-		if ok, _ := s.Allow(fmt.Sprint("key", i), now); !ok {
+		if ok, _ := s.allow(fmt.Sprint("key", i), now); !ok {
 			t.Fatalf("first line of key %d refused", i)
 		}
 	}

@@ -21,7 +21,7 @@ import (
 // nothing for metrics.
 type metricsSnapshot struct {
 	Status     control.Status
-	Reasons    []ReasonCount
+	Reasons    []reasonCount
 	ReadErrors uint64
 	Writer     store.WriterStats
 }

@@ -42,7 +42,7 @@ func fakeSnapshot() metricsSnapshot {
 			},
 			RateLimiter: control.LimiterCounts{Tracked: 7, Capacity: 65536, KernelHeld: 1, KernelDropped: 4200},
 		},
-		Reasons: []ReasonCount{
+		Reasons: []reasonCount{
 			{"allow", "Default policy", 5},
 			{"block", "Blacklisted IP", 2},
 			{"block", "Rule: Block Telnet and SMB", 3},
