@@ -88,15 +88,10 @@ type Daemon struct {
 	reloadsStopped bool
 	cfgData        []byte // the config as last applied, to skip no-op reloads
 
-	saveMu sync.Mutex     // orders the threat entries' writes to the database; taken before mu
-	saves  sync.WaitGroup // threat saves running in the background, waited for at stop
-	// writerErr spaces out the log writer's error lines (logWriterError).
-	writerErr struct {
-		mu    sync.Mutex
-		last  time.Time
-		since int
-	}
-	suppLog suppressedLog // what the statistics line last said about suppressed rows
+	saveMu  sync.Mutex     // orders the threat entries' writes to the database; taken before mu
+	saves   sync.WaitGroup // threat saves running in the background, waited for at stop
+	limited *limitedLogger // recurring errors' lines (logLimited)
+	suppLog suppressedLog  // what the statistics line last said about suppressed rows
 
 	// mu guards what follows, and is held across every change of the
 	// kernel sets, from reading the lists to the kernel's answer, so
@@ -112,7 +107,7 @@ type Daemon struct {
 
 // Run starts pfwd and blocks until ctx is done, then shuts down.
 func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
-	d := &Daemon{opts: opts, log: log, started: time.Now(), feedEntries: map[string][]netip.Prefix{}}
+	d := &Daemon{opts: opts, log: log, limited: newLimitedLogger(log), started: time.Now(), feedEntries: map[string][]netip.Prefix{}}
 	if d.opts.Queues <= 0 {
 		d.opts.Queues = runtime.NumCPU()
 	}
@@ -240,7 +235,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 		return err
 	}
 	guardCtx, stopGuard := context.WithCancel(ctx)
-	d.guard = newGuard(d.fw, d.engine, d.audit, log)
+	d.guard = newGuard(d.fw, d.engine, d.audit, log, d.limited)
 	d.audit.setGuard(d.guard)
 	guardDone := make(chan struct{})
 	go func() { defer close(guardDone); d.guard.run(guardCtx) }()
@@ -631,9 +626,7 @@ func (d *Daemon) keepTable(ctx context.Context, every time.Duration) {
 		}
 		repaired, err := d.fw.Repair()
 		if err != nil {
-			if ok, _ := d.audit.blockLines.allow("table-repair", time.Now()); ok {
-				d.log.Error("Checking the nftables table failed", "err", err)
-			}
+			d.logLimited("table-repair", slog.LevelError, "Checking the nftables table failed", "err", err)
 		}
 		if !repaired {
 			continue
@@ -656,9 +649,7 @@ func (d *Daemon) keepTable(ctx context.Context, every time.Duration) {
 // goroutine: the writer must get back to its rows).
 func (d *Daemon) onStoreReopen(err error) {
 	if err != nil {
-		if ok, _ := d.audit.blockLines.allow("store-reopen", time.Now()); ok {
-			d.log.Error("The log database is gone and could not be made again; rows are lost until it can", "err", err)
-		}
+		d.logLimited("store-reopen", slog.LevelError, "The log database is gone and could not be made again; rows are lost until it can", "err", err)
 		return
 	}
 	if moved := d.store.MovedAside(); moved != "" {
@@ -723,22 +714,14 @@ func (d *Daemon) saveThreats(ctx context.Context, fresh map[string]time.Time) er
 	return d.store.SetThreats(ctx, feeds, time.Now())
 }
 
-// writerErrorEvery is the least time between two log lines about the log
-// writer's errors: a full disk fails every flush, four times a second.
-const writerErrorEvery = 30 * time.Second
+// logLimited logs a line about a recurring condition, named by key, at
+// most once per limitedEvery (see limitedLogger).
+func (d *Daemon) logLimited(key string, level slog.Level, msg string, args ...any) {
+	d.limited.log(key, level, msg, args...)
+}
 
+// logWriterError is the log writer's OnError: a full disk fails every
+// flush.
 func (d *Daemon) logWriterError(err error) {
-	d.writerErr.mu.Lock()
-	defer d.writerErr.mu.Unlock()
-	now := time.Now()
-	if now.Sub(d.writerErr.last) < writerErrorEvery {
-		d.writerErr.since++
-		return
-	}
-	if d.writerErr.since > 0 {
-		d.log.Error("Log writer", "err", err, "errors_since_last_line", d.writerErr.since)
-	} else {
-		d.log.Error("Log writer", "err", err)
-	}
-	d.writerErr.last, d.writerErr.since = now, 0
+	d.logLimited("log-writer", slog.LevelError, "Log writer", "err", err)
 }

@@ -29,11 +29,12 @@ type guardKernel interface {
 // refuse a source up to one tick longer than the pipeline would (longer
 // when thousands of sources are held: see pace).
 type guard struct {
-	kernel guardKernel
-	engine *verdict.Engine
-	audit  *auditor
-	log    *slog.Logger
-	every  time.Duration
+	kernel  guardKernel
+	engine  *verdict.Engine
+	audit   *auditor
+	log     *slog.Logger
+	limited *limitedLogger // its errors recur every tick while the kernel refuses
+	every   time.Duration
 
 	notes chan netip.Addr // sources the pipeline refused, from the workers
 	kick  chan struct{}   // the policy changed: look again now
@@ -46,9 +47,9 @@ type guard struct {
 	dropped atomic.Uint64         // attempts the kernel dropped, since start
 }
 
-func newGuard(k guardKernel, e *verdict.Engine, a *auditor, log *slog.Logger) *guard {
+func newGuard(k guardKernel, e *verdict.Engine, a *auditor, log *slog.Logger, limited *limitedLogger) *guard {
 	return &guard{
-		kernel: k, engine: e, audit: a, log: log, every: 100 * time.Millisecond,
+		kernel: k, engine: e, audit: a, log: log, limited: limited, every: 100 * time.Millisecond,
 		notes: make(chan netip.Addr, 1024), kick: make(chan struct{}, 1),
 		held: make(map[netip.Addr]uint64),
 	}
@@ -200,7 +201,5 @@ func (g *guard) sync(now time.Time) {
 }
 
 func (g *guard) warn(msg string, err error) {
-	if ok, _ := g.audit.blockLines.allow("guard", time.Now()); ok {
-		g.log.Warn(msg, "err", err)
-	}
+	g.limited.log("guard", slog.LevelWarn, msg, "err", err)
 }

@@ -69,7 +69,7 @@ func TestGuard(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	a := newAuditor(e, w, log)
 	k := &fakeGuardKernel{counts: map[netip.Addr]uint64{}}
-	g := newGuard(k, e, a, log)
+	g := newGuard(k, e, a, log, newLimitedLogger(log))
 	a.setGuard(g)
 
 	src := netip.MustParseAddr("192.0.2.1")
@@ -168,7 +168,8 @@ func (k *slowKernel) GuardCounts() (map[netip.Addr]uint64, error) {
 // next, so reading many counters never takes more than a tenth of a core.
 func TestGuardPace(t *testing.T) {
 	e := verdict.NewEngine(verdict.Compile(&rules.Config{}))
-	g := newGuard(&slowKernel{fakeGuardKernel{counts: map[netip.Addr]uint64{}}}, e, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	discard := slog.New(slog.DiscardHandler)
+	g := newGuard(&slowKernel{fakeGuardKernel{counts: map[netip.Addr]uint64{}}}, e, nil, discard, newLimitedLogger(discard))
 	g.held[netip.MustParseAddr("192.0.2.1")] = 0
 	start := time.Now()
 	g.sync(start)

@@ -281,3 +281,30 @@ func (s *sampler) allow(key string, now time.Time) (ok bool, suppressedBefore in
 	w.suppressed++
 	return false, suppressedBefore
 }
+
+// limitedEvery is the least time between two log lines about one recurring
+// condition: a full disk fails every flush, four times a second, and a
+// table check that cannot read the kernel fails every second.
+const limitedEvery = 30 * time.Second
+
+// limitedLogger writes the lines of each recurring condition (a key) at
+// most once per limitedEvery; the next line says how many were left out.
+type limitedLogger struct {
+	out   *slog.Logger
+	lines *sampler
+}
+
+func newLimitedLogger(out *slog.Logger) *limitedLogger {
+	return &limitedLogger{out: out, lines: newSampler(limitedEvery, 1)}
+}
+
+func (l *limitedLogger) log(key string, level slog.Level, msg string, args ...any) {
+	ok, missed := l.lines.allow(key, time.Now())
+	if !ok {
+		return
+	}
+	if missed > 0 {
+		args = append(args, "errors_since_last_line", missed)
+	}
+	l.out.Log(context.Background(), level, msg, args...)
+}

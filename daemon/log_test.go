@@ -410,17 +410,18 @@ type errWriter struct{ err error }
 func (e errWriter) Write([]byte) (int, error) { return 0, e.err }
 
 // A database that fails every flush (a full disk) gets one error line per
-// writerErrorEvery, saying how many errors it stands for.
+// limitedEvery, saying how many errors it stands for.
 func TestWriterErrorsSpacedOut(t *testing.T) {
 	var buf bytes.Buffer
-	d := &Daemon{log: slog.New(NewLineHandler(&buf, slog.LevelInfo, false))}
+	log := slog.New(NewLineHandler(&buf, slog.LevelInfo, false))
+	d := &Daemon{log: log, limited: newLimitedLogger(log)}
 	for range 40 {
 		d.logWriterError(errors.New("write 0 log rows: database or disk is full"))
 	}
 	if n := strings.Count(buf.String(), "Log writer"); n != 1 {
 		t.Errorf("%d lines for 40 errors in a moment, want 1:\n%s", n, buf.String())
 	}
-	d.writerErr.last = time.Now().Add(-writerErrorEvery)
+	d.limited.lines.windows["log-writer"].start = time.Now().Add(-limitedEvery)
 	d.logWriterError(errors.New("write 3 log rows: database or disk is full"))
 	if !strings.Contains(buf.String(), "errors_since_last_line=39") {
 		t.Errorf("the next line does not count the 39 left out:\n%s", buf.String())
