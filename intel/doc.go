@@ -137,5 +137,9 @@
 // their entries, state and timer; removed feeds get OnUpdate(feed, nil). An
 // https feed with an interval under PoliteInterval (5 min), and a plain http
 // feed not on loopback, draw a warning event. States reports each feed for
-// `fwctl status`.
+// `fwctl status`, and never waits for a fetch or for Sanitize: a fetched
+// list is sanitized with the Manager's lock released (about 90 ms for
+// 250,000 entries), then applied only if the feed still exists with the
+// same URL, and sanitized again first if the whitelist, the host's
+// addresses or the servers pfwd needs changed meanwhile.
 package intel

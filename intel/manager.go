@@ -98,12 +98,19 @@ type Manager struct {
 	host    []netip.Addr
 	// needs are the addresses pfwd must reach to fetch feeds (see learn):
 	// no feed may block one.
-	needs       map[netip.Addr]need
+	needs map[netip.Addr]need
+	// protectGen changes whenever what Sanitize protects does (protect,
+	// host, needs), so that a list sanitized without the lock is known to
+	// be out of date.
+	protectGen  uint64
 	resolvConfs []string        // tests point it elsewhere
 	runCtx      context.Context // non-nil while Run runs
 	wg          sync.WaitGroup  // feed goroutines
 
 	callbacks callbackQueue
+	// sanitize is Sanitize; tests hold it to look at the Manager while a
+	// list is being sanitized.
+	sanitize func([]netip.Prefix, Protected) ([]netip.Prefix, []Skipped)
 }
 
 // feed is the Manager's record of one Feed. Fields are guarded by Manager.mu.
@@ -139,6 +146,7 @@ func NewManager(opts Options) *Manager {
 		seeds:       make(map[string][]netip.Prefix),
 		needs:       make(map[netip.Addr]need),
 		resolvConfs: resolvConfs,
+		sanitize:    Sanitize,
 		callbacks:   callbackQueue{ready: make(chan struct{}, 1)},
 	}
 }
@@ -340,7 +348,10 @@ func (m *Manager) install(f *feed, seed []netip.Prefix) {
 func (m *Manager) SetProtected(protect []netip.Prefix) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.protect = slices.Clone(protect)
+	if !slices.Equal(m.protect, protect) {
+		m.protect = slices.Clone(protect)
+		m.protectGen++
+	}
 }
 
 // SetHostAddrs sets this host's own addresses: a feed entry covering one is
@@ -351,7 +362,10 @@ func (m *Manager) SetProtected(protect []netip.Prefix) {
 func (m *Manager) SetHostAddrs(addrs []netip.Addr) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.host = slices.Clone(addrs)
+	if !slices.Equal(m.host, addrs) {
+		m.host = slices.Clone(addrs)
+		m.protectGen++
+	}
 }
 
 // States returns the state of each feed, in SetFeeds order.
@@ -491,8 +505,8 @@ func (m *Manager) fetch(ctx context.Context, f *feed) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	f.cancelFetch = nil
-	if ctx.Err() != nil || gen != f.gen {
-		return // shut down, removed, or the URL changed: the answer is moot
+	if m.moot(ctx, f, gen) {
+		return
 	}
 	now := time.Now()
 	m.learn(cfg.Name, dialed.list(), now)
@@ -506,16 +520,26 @@ func (m *Manager) fetch(ctx context.Context, f *feed) {
 		m.succeed(f, now)
 		m.event(cfg.Name, slog.LevelDebug, "not modified: %s", entryCount(len(f.entries)))
 	default:
-		m.accept(f, cfg, resp, now)
+		m.accept(ctx, f, gen, cfg, resp, now)
 	}
 }
 
+// moot reports whether the answer to a fetch of f started at generation
+// gen no longer counts: the Manager shut down, the feed was removed (and
+// perhaps added again, as another feed), or its URL changed. m.mu is held.
+func (m *Manager) moot(ctx context.Context, f *feed, gen uint64) bool {
+	return ctx.Err() != nil || gen != f.gen || m.feeds[f.cfg.Name] != f
+}
+
 // accept sanitizes a fetched list and puts it in force unless the shrink rule
-// rejects it; m.mu is held.
-func (m *Manager) accept(f *feed, cfg Feed, resp Response, now time.Time) {
-	protect := m.needed()
-	protect.Whitelist, protect.Host = m.protect, m.host
-	kept, skipped := Sanitize(resp.Result.Entries, protect)
+// rejects it. m.mu is held on entry and on return, but released while the
+// list is sanitized (see sanitizeUnlocked); nothing is applied when the
+// answer became moot meanwhile.
+func (m *Manager) accept(ctx context.Context, f *feed, gen uint64, cfg Feed, resp Response, now time.Time) {
+	kept, skipped, ok := m.sanitizeUnlocked(ctx, f, gen, resp.Result.Entries)
+	if !ok {
+		return
+	}
 	if len(kept) == 0 && !f.emptyOnce {
 		if why := distrustEmpty(f, resp.Result.Format); why != "" {
 			f.emptyOnce = true
@@ -545,6 +569,48 @@ func (m *Manager) accept(f *feed, cfg Feed, resp Response, now time.Time) {
 		m.event(cfg.Name, slog.LevelWarn, "%s", warnings)
 	}
 	m.update(cfg, kept)
+}
+
+// maxSanitizeTries is how many times sanitizeUnlocked sanitizes a list
+// without the lock before it holds the lock for one last time: only a
+// protection that changes again during every try (a flood of learned
+// addresses) gets that far.
+const maxSanitizeTries = 3
+
+// sanitizeUnlocked runs Sanitize over a fetched list against what is
+// protected now, with m.mu released: 250,000 entries take about 90 ms,
+// and holding the lock that long would stall States (pfwd's status), the
+// other feeds and SetFeeds. It takes the lock again before returning, and
+// ok is false when the answer became moot meanwhile (see moot). The list
+// is always sanitized against the protection in force when it is applied:
+// when the whitelist, the host's addresses or the servers pfwd needs
+// changed while it ran (protectGen), it runs again, the last try under the
+// lock. m.mu is held on entry and on return.
+func (m *Manager) sanitizeUnlocked(ctx context.Context, f *feed, gen uint64, entries []netip.Prefix) (kept []netip.Prefix, skipped []Skipped, ok bool) {
+	for try := 1; try < maxSanitizeTries; try++ {
+		protect, protectGen := m.protection(), m.protectGen
+		m.mu.Unlock()
+		kept, skipped = m.sanitize(entries, protect)
+		m.mu.Lock()
+		if m.moot(ctx, f, gen) {
+			return nil, nil, false
+		}
+		if m.protectGen == protectGen {
+			return kept, skipped, true
+		}
+	}
+	kept, skipped = m.sanitize(entries, m.protection())
+	return kept, skipped, true
+}
+
+// protection is what Sanitize must not let a feed block; m.mu is held.
+// The slices are never changed in place (SetProtected and SetHostAddrs
+// replace them, needed builds new ones), so Sanitize may read them after
+// the lock is released.
+func (m *Manager) protection() Protected {
+	p := m.needed()
+	p.Whitelist, p.Host = m.protect, m.host
+	return p
 }
 
 // distrustEmpty says why an empty list of the given format should not

@@ -123,6 +123,7 @@ func (m *Manager) learn(feed string, addrs []netip.Addr, now time.Time) {
 	if len(fresh.Resolvers)+len(fresh.FeedServers) == 0 {
 		return
 	}
+	m.protectGen++ // (an address is forgotten only when one is learned)
 	ix := newAddrIndex(fresh)
 	for _, name := range m.order {
 		m.dropCovering(m.feeds[name], ix)
