@@ -13,4 +13,8 @@
 // fwctl compares with the file to know an edit is applied) and reload (a
 // reload under way; config_digest names its config only once the kernel
 // holds it).
+//
+// pfwd listens, and fwctl asks, at DefaultSocket unless told otherwise. A
+// path longer than the kernel's 107 bytes is refused by Listen and Query
+// alike with an error saying so, rather than bind's bare EINVAL.
 package control

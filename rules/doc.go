@@ -15,5 +15,6 @@
 // but localhost, user, query or fragment in a file URL).
 //
 // The package knows nothing of packets. The verdict package compiles a
-// Config into lookup structures; the daemon and fwctl load and save it here.
+// Config into lookup structures; the daemon and fwctl load and save it here,
+// at DefaultPath unless told otherwise.
 package rules

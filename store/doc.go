@@ -82,8 +82,8 @@
 //
 // # Tables
 //
-//	blocked_packets(id, timestamp, src_ip, dst_ip, src_port, dst_port, protocol, reason, packet_hash)
-//	allowed_packets(id, timestamp, src_ip, dst_ip, src_port, dst_port, protocol)
+//	blocked_packets(id, timestamp, src_ip, dst_ip, src_port, dst_port, protocol, reason, packet_hash, direction)
+//	allowed_packets(id, timestamp, src_ip, dst_ip, src_port, dst_port, protocol, direction)
 //	threat_intel(ip PRIMARY KEY, threat_level, last_seen, source)
 //	log_suppressed(hour, log_type, reason, count), primary key (hour, log_type, reason)
 //
@@ -94,7 +94,13 @@
 // netip.Addr.String() text, so an IP filter compares strings. Ports are
 // NULL when the packet has none (ICMP, non-first fragments), never 0.
 // protocol is "tcp", "udp", "icmp", "icmpv6" or the protocol number.
-// packet_hash is 16 lowercase hex digits. threat_intel.ip is a bare address
-// for a single IP and CIDR text otherwise; source is the feed's name. Both
-// packet tables are indexed on timestamp, src_ip and dst_ip.
+// packet_hash is 16 lowercase hex digits. direction, pfw's column after the
+// contract's, is "in" or "out"; rows from before it (and the seed's) hold
+// NULL and count as inbound. threat_intel.ip is a bare address for a single
+// IP and CIDR text otherwise; source is the feed's name (ThreatsBySource
+// groups LoadThreats' rows by it). Both packet tables are indexed on
+// timestamp, src_ip and dst_ip, and blocked_packets on the remote address
+// (src_ip inbound, dst_ip outbound), which Stats ranks.
+//
+// DefaultPath is the contract's database path, for pfwd and fwctl alike.
 package store
