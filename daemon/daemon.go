@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -29,34 +28,6 @@ const hostAddrsEvery = 30 * time.Second
 
 // Version is pfw's version, set at build time.
 var Version = "dev"
-
-// Default paths of the contract.
-const (
-	DefaultConfig  = "/etc/personal-firewall/firewall_rules.json"
-	DefaultDB      = "/var/lib/personal-firewall/firewall.db"
-	DefaultLogFile = "/var/log/personal-firewall/firewall.log"
-	DefaultSocket  = "/run/personal-firewall/pfwd.sock"
-)
-
-// Options are pfwd's flags.
-type Options struct {
-	ConfigPath string
-	DBPath     string
-	Socket     string
-	QueueNum   uint16
-	Queues     int // number of queues and workers; 0 = one per CPU
-	Ifaces     []string
-	FailClosed bool
-	LogGroup   uint16        // NFLOG group of the kernel's drops
-	StatsEvery time.Duration // statistics log line; default 30 s
-	// MetricsAddr, when set, serves Prometheus metrics at /metrics.
-	MetricsAddr string
-	// Started is called with the running daemon (for SIGHUP handling);
-	// Ready once the table is in place and packets are being decided
-	// (pfwd tells systemd).
-	Started func(*Daemon)
-	Ready   func()
-}
 
 // Daemon is a running pfwd.
 type Daemon struct {
@@ -107,16 +78,11 @@ type Daemon struct {
 
 // Run starts pfwd and blocks until ctx is done, then shuts down.
 func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
+	opts = opts.withDefaults()
+	if err := opts.Validate(); err != nil {
+		return err
+	}
 	d := &Daemon{opts: opts, log: log, limited: newLimitedLogger(log), started: time.Now(), feedEntries: map[string][]netip.Prefix{}}
-	if d.opts.Queues <= 0 {
-		d.opts.Queues = runtime.NumCPU()
-	}
-	if d.opts.StatsEvery <= 0 {
-		d.opts.StatsEvery = 30 * time.Second
-	}
-	if d.opts.LogGroup == 0 {
-		d.opts.LogGroup = 27
-	}
 	defer d.shutdown()
 	// Start-up loads the threat entries and fills the kernel sets.
 	startLoaded := beginLoad()
@@ -196,7 +162,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 
 	// Bind the queues before the rules that feed them exist, so no packet
 	// is queued to a socket nobody reads.
-	qcfg := queue.Config{QueueNum: opts.QueueNum, QueueCount: uint16(d.opts.Queues)}
+	qcfg := queue.Config{QueueNum: uint16(opts.QueueNum), QueueCount: uint16(opts.Queues)}
 	if d.queues, err = queue.Open(qcfg, d.engine, d.audit); err != nil {
 		return err
 	}
@@ -207,7 +173,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 	// logged through NFLOG. Without a listener they are still dropped,
 	// only not logged: anything else bound to the group (tcpdump -i
 	// nflog:27) must not keep the firewall down.
-	d.drops, err = queue.OpenKernelDrops(d.opts.LogGroup, d.engine, kernelAudit{d.audit})
+	d.drops, err = queue.OpenKernelDrops(uint16(opts.LogGroup), d.engine, kernelAudit{d.audit})
 	if err == nil {
 		if err = d.drops.Start(ctx); err != nil {
 			d.drops.Close()
@@ -216,7 +182,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 	if err != nil {
 		// Most likely another listener on the group; the error says.
 		log.Error("Drops made in the kernel (lists, feeds, rate limit) will not be logged: no listener on their NFLOG group (--nflog-group picks another)",
-			"group", d.opts.LogGroup, "err", err)
+			"group", opts.LogGroup, "err", err)
 		d.dropsErr = err.Error()
 		d.drops = nil
 	}
@@ -227,8 +193,8 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 		}
 	}
 	d.fw, err = nft.Open(nft.Config{
-		QueueNum: opts.QueueNum, QueueCount: uint16(d.opts.Queues), Ifaces: opts.Ifaces,
-		FailClosed: opts.FailClosed, LogGroup: d.opts.LogGroup,
+		QueueNum: uint16(opts.QueueNum), QueueCount: uint16(opts.Queues), Ifaces: opts.Ifaces,
+		FailClosed: opts.FailClosed, LogGroup: uint16(opts.LogGroup),
 		InitialSets: d.kernelLists(cfg),
 	})
 	if err != nil {
@@ -249,7 +215,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 
 	startLoaded()
 	log.Info("pfwd started", "version", Version, "config", opts.ConfigPath, "rules", len(cfg.Rules),
-		"queues", queueRange(opts.QueueNum, d.opts.Queues), "queue_mode", d.fw.QueueMode(), "fast_path", fastPathState(d.fw),
+		"queues", queueRange(opts.QueueNum, opts.Queues), "queue_mode", d.fw.QueueMode(), "fast_path", fastPathState(d.fw),
 		"fail_closed", opts.FailClosed, "db", opts.DBPath)
 
 	feedsCtx, stopFeeds := context.WithCancel(ctx)
@@ -279,7 +245,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 		opts.Ready()
 	}
 
-	stats := time.NewTicker(d.opts.StatsEvery)
+	stats := time.NewTicker(opts.StatsEvery)
 	defer stats.Stop()
 	// Addresses come and go (DHCP, VPNs); a feed entry that covers a new
 	// one is refused from then on. Not tied to --stats-every, which may be
@@ -349,11 +315,11 @@ func (d *Daemon) shutdown() {
 	}
 }
 
-func queueRange(first uint16, n int) string {
+func queueRange(first uint, n int) string {
 	if n <= 1 {
 		return fmt.Sprint(first)
 	}
-	return fmt.Sprintf("%d-%d", first, int(first)+n-1)
+	return fmt.Sprintf("%d-%d", first, first+uint(n)-1)
 }
 
 func feedsOf(cfg *rules.Config) []intel.Feed {

@@ -37,6 +37,22 @@ func NewLineHandler(out io.Writer, level slog.Leveler, journal bool) *LineHandle
 
 func (h *LineHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level.Level() }
 
+// ParseLevel reads a level as pfwd's --log-level spells it: debug, info,
+// warning (or warn) or error.
+func ParseLevel(s string) (slog.Level, error) {
+	switch s {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warning", "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("%q: want debug, info, warning or error", s)
+}
+
 // levelName spells a level as pfw's log lines do.
 func levelName(l slog.Level) string {
 	switch {

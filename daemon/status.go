@@ -204,7 +204,7 @@ type suppressedKey struct{ typ, reason string }
 // queueDrops sums what the kernel dropped on pfw's queues because they
 // were full or the socket buffer was (queue_dropped + user_dropped in
 // /proc/net/netfilter/nfnetlink_queue, which is per network namespace).
-func queueDrops(first uint16, n int) uint64 {
+func queueDrops(first uint, n int) uint64 {
 	f, err := os.Open("/proc/net/netfilter/nfnetlink_queue")
 	if err != nil {
 		return 0
@@ -218,7 +218,7 @@ func queueDrops(first uint16, n int) uint64 {
 			continue
 		}
 		num, err := strconv.Atoi(fields[0])
-		if err != nil || num < int(first) || num >= int(first)+n {
+		if err != nil || num < int(first) || num >= int(first)+n { // first <= 65535 (Options.Validate)
 			continue
 		}
 		for _, col := range fields[5:7] {

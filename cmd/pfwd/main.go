@@ -10,16 +10,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime"
 	"strconv"
 	"syscall"
-	"time"
 
 	sdnotify "github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/pfw/pfw/daemon"
 	"github.com/pfw/pfw/intel"
-	"github.com/pfw/pfw/nft"
 )
 
 func main() {
@@ -96,15 +93,11 @@ type commandLine struct {
 	level   slog.Level
 }
 
-// minStatsEvery is the shortest --stats-every: the statistics line is a
-// summary, and a shorter interval would flood the log (the same tick also
-// re-reads the host's addresses).
-const minStatsEvery = time.Second
-
 // parseFlags reads pfwd's command line. When pfwd must exit without
 // starting, ok is false and exit is its status: 0 after -h (the usage, on
 // stdout so that `pfwd -h | less` works) or --version, 2 after a usage
-// error (reported on stderr, naming the flag).
+// error (reported on stderr, naming the flag). The flags' defaults and
+// ranges are daemon.Options': here they are only mapped.
 func parseFlags(args []string, stdout, stderr io.Writer) (cl commandLine, exit int, ok bool) {
 	fs := flag.NewFlagSet("pfwd", flag.ContinueOnError)
 	// The flag package writes both the usage asked for with -h and the one
@@ -116,21 +109,20 @@ func parseFlags(args []string, stdout, stderr io.Writer) (cl commandLine, exit i
 		fmt.Fprintf(fs.Output(), "Usage: pfwd [flags]\n\npfw's daemon: a personal firewall deciding queued packets in user space.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
+	cl.opts = daemon.DefaultOptions()
 	var (
-		opts       = &cl.opts
-		logLevel   string
-		queue      uint
-		nflogGroup uint
-		showVer    bool
-		statsEvery time.Duration
+		opts     = &cl.opts
+		logLevel string
+		queues   int
+		showVer  bool
 	)
-	fs.StringVar(&opts.ConfigPath, "config", envOr("PFW_CONFIG", daemon.DefaultConfig), "rules/config file (env PFW_CONFIG); created from the default when missing")
-	fs.StringVar(&opts.DBPath, "db", envOr("PFW_DB", daemon.DefaultDB), "SQLite database (env PFW_DB)")
+	fs.StringVar(&opts.ConfigPath, "config", envOr("PFW_CONFIG", opts.ConfigPath), "rules/config file (env PFW_CONFIG); created from the default when missing")
+	fs.StringVar(&opts.DBPath, "db", envOr("PFW_DB", opts.DBPath), "SQLite database (env PFW_DB)")
 	fs.StringVar(&cl.logFile, "log-file", envOr("PFW_LOG_FILE", daemon.DefaultLogFile), "application log file, besides stderr (env PFW_LOG_FILE); unused under systemd's journal")
-	fs.StringVar(&opts.Socket, "socket", envOr("PFW_SOCKET", daemon.DefaultSocket), "control socket for fwctl (env PFW_SOCKET)")
-	fs.UintVar(&queue, "queue", 0, "first NFQUEUE number")
-	fs.IntVar(&opts.Queues, "queues", 0, "number of NFQUEUEs, one worker each, 1-64 (default: one per CPU)")
-	fs.UintVar(&nflogGroup, "nflog-group", 27, "NFLOG group through which the kernel reports the drops it makes itself (1-65535)")
+	fs.StringVar(&opts.Socket, "socket", envOr("PFW_SOCKET", opts.Socket), "control socket for fwctl (env PFW_SOCKET)")
+	fs.UintVar(&opts.QueueNum, "queue", opts.QueueNum, "first NFQUEUE number")
+	fs.IntVar(&queues, "queues", 0, fmt.Sprintf("number of NFQUEUEs, one worker each, 1-%d (default: one per CPU)", daemon.MaxQueues))
+	fs.UintVar(&opts.LogGroup, "nflog-group", opts.LogGroup, "NFLOG group through which the kernel reports the drops it makes itself (1-65535)")
 	fs.Func("iface", "filter only this interface (repeatable; default: all but lo)", func(s string) error {
 		opts.Ifaces = append(opts.Ifaces, s)
 		return nil
@@ -138,7 +130,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (cl commandLine, exit i
 	fs.BoolVar(&opts.FailClosed, "fail-closed", false, "drop traffic that should be queued while no pfwd listens (default: fail open, it passes)")
 	fs.StringVar(&opts.MetricsAddr, "metrics", "", "serve Prometheus metrics at http://ADDR/metrics (off by default)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warning or error")
-	fs.DurationVar(&statsEvery, "stats-every", 30*time.Second, "interval of the statistics log line, at least "+minStatsEvery.String())
+	fs.DurationVar(&opts.StatsEvery, "stats-every", opts.StatsEvery, "interval of the statistics log line, at least "+daemon.MinStatsEvery.String())
 	fs.BoolVar(&showVer, "version", false, "print the version and exit")
 
 	err := fs.Parse(args)
@@ -161,46 +153,14 @@ func parseFlags(args []string, stdout, stderr io.Writer) (cl commandLine, exit i
 		fmt.Fprintln(stdout, "pfwd", daemon.Version)
 		return cl, 0, false
 	}
-	if queue > 65535 {
-		return usageError("--queue %d: not a queue number (0-65535)", queue)
+	if queues != 0 { // 0, the flag's default, keeps Options' one per CPU
+		opts.Queues = queues
 	}
-	// 0 is the flag's default and stands for one queue per CPU.
-	if opts.Queues < 0 || opts.Queues > 64 {
-		return usageError("--queues %d: want 1-64 (or 0: one per CPU)", opts.Queues)
+	if err := opts.Validate(); err != nil {
+		return usageError("%v", err)
 	}
-	if opts.Queues == 0 {
-		opts.Queues = min(runtime.NumCPU(), 64)
-	}
-	if last := int(queue) + opts.Queues - 1; last > 65535 {
-		return usageError("--queue %d with %d queues: the last, %d, is past 65535 (lower --queue or set --queues)", queue, opts.Queues, last)
-	}
-	opts.QueueNum = uint16(queue)
-	if nflogGroup < 1 || nflogGroup > 65535 {
-		return usageError("--nflog-group %d: not an NFLOG group (1-65535)", nflogGroup)
-	}
-	opts.LogGroup = uint16(nflogGroup)
-	for _, name := range opts.Ifaces {
-		if err := nft.CheckIfname(name); err != nil {
-			return usageError("--iface: %v", err)
-		}
-	}
-	// The daemon takes a zero or negative interval for "the default": here
-	// such a value is a typo, and saying so beats a silent 30 s.
-	if statsEvery < minStatsEvery {
-		return usageError("--stats-every %v: want an interval of at least %v (for example 30s or 5m)", statsEvery, minStatsEvery)
-	}
-	opts.StatsEvery = statsEvery
-	switch logLevel {
-	case "debug":
-		cl.level = slog.LevelDebug
-	case "info":
-		cl.level = slog.LevelInfo
-	case "warning", "warn":
-		cl.level = slog.LevelWarn
-	case "error":
-		cl.level = slog.LevelError
-	default:
-		return usageError("--log-level %q: want debug, info, warning or error", logLevel)
+	if cl.level, err = daemon.ParseLevel(logLevel); err != nil {
+		return usageError("--log-level %v", err)
 	}
 	return cl, 0, true
 }

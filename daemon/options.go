@@ -1,0 +1,106 @@
+package daemon
+
+import (
+	"cmp"
+	"fmt"
+	"runtime"
+	"time"
+
+	"github.com/pfw/pfw/nft"
+)
+
+// Default paths of the contract.
+const (
+	DefaultConfig  = "/etc/personal-firewall/firewall_rules.json"
+	DefaultDB      = "/var/lib/personal-firewall/firewall.db"
+	DefaultLogFile = "/var/log/personal-firewall/firewall.log"
+	DefaultSocket  = "/run/personal-firewall/pfwd.sock"
+)
+
+// Limits of Options, checked by Validate.
+const (
+	// MaxQueues caps Queues: a worker per queue, one per CPU by default,
+	// and more than 64 CPUs gain a personal firewall nothing.
+	MaxQueues = 64
+	// MinStatsEvery is the shortest StatsEvery: the statistics line is a
+	// summary, and a shorter interval would flood the log.
+	MinStatsEvery = time.Second
+)
+
+// Options are pfwd's flags. DefaultOptions gives each its default; Run
+// gives a zero Queues, LogGroup or StatsEvery its default too, so a caller
+// may set only what it needs.
+type Options struct {
+	ConfigPath string
+	DBPath     string
+	Socket     string
+	QueueNum   uint // first NFQUEUE, 0-65535
+	Queues     int  // number of queues and workers, 1-MaxQueues
+	Ifaces     []string
+	FailClosed bool
+	LogGroup   uint          // NFLOG group of the kernel's drops, 1-65535
+	StatsEvery time.Duration // statistics log line, at least MinStatsEvery
+	// MetricsAddr, when set, serves Prometheus metrics at /metrics.
+	MetricsAddr string
+	// Started is called with the running daemon (for SIGHUP handling);
+	// Ready once the table is in place and packets are being decided
+	// (pfwd tells systemd).
+	Started func(*Daemon)
+	Ready   func()
+}
+
+// Named defaults of Options.
+const (
+	defaultLogGroup   = 27
+	defaultStatsEvery = 30 * time.Second
+)
+
+// DefaultOptions returns pfwd's defaults: the contract's paths, one queue
+// per CPU (at most MaxQueues) from queue 0, NFLOG group 27, a statistics
+// line every 30 s.
+func DefaultOptions() Options {
+	return Options{
+		ConfigPath: DefaultConfig,
+		DBPath:     DefaultDB,
+		Socket:     DefaultSocket,
+		Queues:     min(runtime.NumCPU(), MaxQueues),
+		LogGroup:   defaultLogGroup,
+		StatsEvery: defaultStatsEvery,
+	}
+}
+
+// withDefaults gives a zero Queues, LogGroup and StatsEvery their
+// defaults.
+func (o Options) withDefaults() Options {
+	def := DefaultOptions()
+	o.Queues = cmp.Or(o.Queues, def.Queues)
+	o.LogGroup = cmp.Or(o.LogGroup, def.LogGroup)
+	o.StatsEvery = cmp.Or(o.StatsEvery, def.StatsEvery)
+	return o
+}
+
+// Validate reports the first option out of its range, naming the pfwd
+// flag that sets it, or nil.
+func (o Options) Validate() error {
+	if o.QueueNum > 65535 {
+		return fmt.Errorf("--queue %d: not a queue number (0-65535)", o.QueueNum)
+	}
+	if o.Queues < 1 || o.Queues > MaxQueues {
+		return fmt.Errorf("--queues %d: want 1-%d (or 0: one per CPU)", o.Queues, MaxQueues)
+	}
+	if last := o.QueueNum + uint(o.Queues) - 1; last > 65535 {
+		return fmt.Errorf("--queue %d with %d queues: the last, %d, is past 65535 (lower --queue or set --queues)", o.QueueNum, o.Queues, last)
+	}
+	if o.LogGroup < 1 || o.LogGroup > 65535 {
+		return fmt.Errorf("--nflog-group %d: not an NFLOG group (1-65535)", o.LogGroup)
+	}
+	for _, name := range o.Ifaces {
+		if err := nft.CheckIfname(name); err != nil {
+			return fmt.Errorf("--iface: %w", err)
+		}
+	}
+	if o.StatsEvery < MinStatsEvery {
+		return fmt.Errorf("--stats-every %v: want an interval of at least %v (for example 30s or 5m)", o.StatsEvery, MinStatsEvery)
+	}
+	return nil
+}
