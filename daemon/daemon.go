@@ -238,9 +238,6 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 		d.serveMetrics(ctx, metricsLn)
 	}
 	go ctl.run(ctx, time.Second)
-	if opts.Started != nil {
-		opts.Started(d)
-	}
 	if opts.Ready != nil {
 		opts.Ready()
 	}
@@ -257,6 +254,11 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 		case <-ctx.Done():
 			log.Info("pfwd stopping")
 			return nil
+		case <-opts.Reload:
+			d.Reload(reloadSIGHUP)
+			if opts.Ready != nil {
+				opts.Ready()
+			}
 		case <-stats.C:
 			d.logStats()
 		case <-addrs.C:
@@ -503,8 +505,9 @@ func (d *Daemon) stopReloads() {
 	}
 }
 
-// Why a reload happens, besides SIGHUP.
+// Why a reload happens, as the log and status say.
 const (
+	reloadSIGHUP      = "SIGHUP"       // Options.Reload, which pfwd sends on for each SIGHUP
 	reloadFileChanged = "file changed" // the config file's watcher
 	reloadRetry       = "retry"        // a reload that failed for a reason other than the file's content
 )

@@ -42,11 +42,14 @@ type Options struct {
 	StatsEvery time.Duration // statistics log line, at least MinStatsEvery
 	// MetricsAddr, when set, serves Prometheus metrics at /metrics.
 	MetricsAddr string
-	// Started is called with the running daemon (for SIGHUP handling);
-	// Ready once the table is in place and packets are being decided
-	// (pfwd tells systemd).
-	Started func(*Daemon)
-	Ready   func()
+	// Reload asks for the config file to be read again and applied; pfwd
+	// sends on it for each SIGHUP. One sent before the daemon has started
+	// is applied once it has.
+	Reload <-chan struct{}
+	// Ready is called once the table is in place and packets are being
+	// decided, and again when a reload asked for through Reload has ended
+	// (pfwd tells systemd: READY=1, after the RELOADING=1 it sent).
+	Ready func()
 }
 
 // Named defaults of Options.

@@ -145,13 +145,22 @@ func saveWithBigBlacklist(t *testing.T, path string, cfg *rules.Config) (digest 
 }
 
 // startTestDaemon runs pfwd with opts until the test ends, and returns
-// once it decides packets. Its log is shown when the test fails.
-func startTestDaemon(t *testing.T, opts Options) {
+// its log once it decides packets. The log is shown when the test fails.
+// opts.Ready, if set, is called after the first time.
+func startTestDaemon(t *testing.T, opts Options) *lockedBuffer {
 	t.Helper()
-	var logBuf lockedBuffer
-	log := slog.New(NewLineHandler(&logBuf, slog.LevelInfo, false))
+	logBuf := new(lockedBuffer)
+	log := slog.New(NewLineHandler(logBuf, slog.LevelInfo, false))
 	ready := make(chan struct{})
-	opts.Ready = func() { close(ready) }
+	first, thenReady := true, opts.Ready
+	opts.Ready = func() { // on Run's goroutine
+		if first {
+			close(ready)
+			first = false
+		} else if thenReady != nil {
+			thenReady()
+		}
+	}
 	ctx, stop := context.WithCancel(context.Background())
 	ended := make(chan error, 1)
 	go func() { ended <- Run(ctx, opts, log) }()
@@ -177,6 +186,7 @@ func startTestDaemon(t *testing.T, opts Options) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("pfwd not ready within 30 s; log:\n%s", logBuf.String())
 	}
+	return logBuf
 }
 
 // queryStatus asks pfwd for its status, allowing far more than the

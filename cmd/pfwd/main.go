@@ -33,9 +33,12 @@ func envOr(name, def string) string {
 func run(args []string) int {
 	// First of all: SIGHUP's default action kills, and a script may send
 	// one (a reload) the moment pfwd exists. Held here, it is applied once
-	// the daemon has started.
+	// the daemon has started. Ignored on the way out, when nothing reloads
+	// any more: restoring the default action would let a late one kill
+	// pfwd before it exits.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Ignore(syscall.SIGHUP)
 	cl, exit, ok := parseFlags(args, os.Stdout, os.Stderr)
 	if !ok {
 		return exit
@@ -61,29 +64,49 @@ func run(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	opts.Ready = func() { sdnotify.SdNotify(false, sdnotify.SdNotifyReady+"\nMAINPID="+strconv.Itoa(os.Getpid())) }
+	reload := make(chan struct{}, 1)
+	opts.Reload = reload
+	stopHUP := forwardHUP(hup, lf, reload, log)
 
-	started := make(chan *daemon.Daemon, 1)
-	opts.Started = func(d *daemon.Daemon) { started <- d }
+	err := daemon.Run(ctx, opts, log)
+	stopHUP() // before lf.Close: a SIGHUP reopens the log file
+	if err != nil {
+		log.Error("pfwd failed: " + err.Error())
+		return 1
+	}
+	sdnotify.SdNotify(false, sdnotify.SdNotifyStopping)
+	return 0
+}
+
+// forwardHUP answers each SIGHUP on hup until the returned stop is
+// called, which waits for it: it tells systemd a reload began, reopens
+// the log file (logrotate moved it away), then asks the daemon to reload,
+// so the reload's lines go to the new file. A reload already pending
+// stands for this one too: it reads the file as it is now.
+func forwardHUP(hup <-chan os.Signal, lf *daemon.LogFile, reload chan<- struct{}, log *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
 	go func() {
-		d := <-started
-		for range hup {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
 			sdnotify.SdNotify(false, sdnotify.SdNotifyReloading)
 			if lf != nil {
 				if err := lf.Reopen(); err != nil {
 					log.Error("Could not reopen the log file", "err", err)
 				}
 			}
-			d.Reload("SIGHUP")
-			sdnotify.SdNotify(false, sdnotify.SdNotifyReady)
+			select {
+			case reload <- struct{}{}:
+			default:
+			}
 		}
 	}()
-
-	if err := daemon.Run(ctx, opts, log); err != nil {
-		log.Error("pfwd failed: " + err.Error())
-		return 1
-	}
-	sdnotify.SdNotify(false, sdnotify.SdNotifyStopping)
-	return 0
+	return func() { cancel(); <-done }
 }
 
 // commandLine is what pfwd's flags ask for.

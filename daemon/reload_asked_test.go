@@ -1,0 +1,44 @@
+package daemon
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pfw/pfw/rules"
+)
+
+// A reload asked for through Options.Reload (pfwd's SIGHUP) is applied
+// with "SIGHUP" as its reason, and Ready is called again once it ended
+// (READY=1 after RELOADING=1, for systemd); one asked for while the
+// daemon starts is applied once it runs.
+func TestReloadAsked(t *testing.T) {
+	if !inFreshNetNS(t, 60*time.Second) {
+		return
+	}
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "firewall_rules.json")
+	if err := rules.Save(cfgPath, parseConfig(t, `{"default_policy": "allow", "whitelist_ips": ["127.0.0.1", "::1"]}`)); err != nil {
+		t.Fatal(err)
+	}
+	reload := make(chan struct{}, 1)
+	reload <- struct{}{} // before the start
+	readyAgain := make(chan struct{}, 4)
+	logBuf := startTestDaemon(t, Options{ConfigPath: cfgPath, DBPath: filepath.Join(dir, "firewall.db"),
+		Socket: filepath.Join(dir, "pfwd.sock"), Queues: 1, Reload: reload,
+		Ready: func() { readyAgain <- struct{}{} }})
+
+	const line = " - INFO - Config unchanged: the rules in force stay why=SIGHUP"
+	for i := range 2 {
+		select {
+		case <-readyAgain:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("reload %d: Ready not called again within 10 s; log:\n%s", i+1, logBuf.String())
+		}
+		if n := strings.Count(logBuf.String(), line); n != i+1 {
+			t.Fatalf("reload %d: %d lines %q; want %d:\n%s", i+1, n, line, i+1, logBuf.String())
+		}
+		reload <- struct{}{}
+	}
+}
