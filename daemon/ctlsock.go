@@ -26,6 +26,11 @@ type controlSocket struct {
 	// ended gets a server's listener and error when it stopped on its own
 	// (its listener failed): run then makes the socket again.
 	ended chan serverEnd
+	// servers are those serve started; answering lets their status calls
+	// in. run waits for the first and closes the second as it returns, so
+	// nothing of it reads pfwd's state after that.
+	servers   sync.WaitGroup
+	answering gate
 
 	mu     sync.Mutex // guards what follows
 	l      net.Listener
@@ -50,23 +55,36 @@ func (c *controlSocket) serve(ctx context.Context) {
 	sctx, cancel := context.WithCancel(ctx)
 	c.stop = cancel
 	l := c.l
-	go func() {
+	c.servers.Go(func() {
 		// Serve returns an error only when it stopped on its own: its
 		// listener failed. Then pfwd filters on while fwctl calls it not
 		// running, unless the socket is made again.
-		if err := control.Serve(sctx, l, c.status, c.errLog); err != nil {
+		if err := control.Serve(sctx, l, c.answer, c.errLog); err != nil {
 			select {
 			case c.ended <- serverEnd{l, err}:
 			case <-sctx.Done(): // replaced, or pfwd is stopping
 			}
 		}
-	}()
+	})
+}
+
+// answer is a status request's answer, none once run has returned.
+func (c *controlSocket) answer() control.Status {
+	if !c.answering.enter() {
+		return control.Status{} // pfwd is stopping: running false
+	}
+	defer c.answering.leave()
+	return c.status()
 }
 
 // run serves until ctx is done, checking every interval that the socket
 // file is still the one pfwd listens on, and making the socket again when
 // its file is gone or its server stopped.
 func (c *controlSocket) run(ctx context.Context, every time.Duration) {
+	defer func() {
+		c.servers.Wait() // ctx ended: they stop at once
+		c.answering.close()
+	}()
 	c.mu.Lock()
 	c.serve(ctx)
 	c.mu.Unlock()

@@ -103,6 +103,11 @@ func TestControlSocketRemade(t *testing.T) {
 	if _, err := os.Lstat(path); !os.IsNotExist(err) {
 		t.Errorf("the socket file outlived close: %v", err)
 	}
+	// Once run has returned, a request still in a server's hands reads
+	// nothing of pfwd: shutdown is closing it.
+	if st := c.answer(); st.Running {
+		t.Errorf("an answer after run returned: %+v; want the zero status", st)
+	}
 }
 
 // Stopping removes pfwd's own socket file, never a file that took its

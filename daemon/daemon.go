@@ -51,7 +51,15 @@ type Daemon struct {
 
 	guard *guard
 
-	stopWriter, stopFeeds, stopGuard, stopKeep func() // set once started; each waits for its goroutine
+	// life is the daemon's lifetime: database work that may outlast Run's
+	// context (threat saves) runs under it, and shutdown ends it
+	// d.grace after it began. stops are the stops of what start set
+	// going (lifecycle.go), called newest first by shutdown.
+	life     context.Context
+	endLife  context.CancelFunc
+	stops    []func()
+	grace    time.Duration // shutdownGrace; shorter in tests
+	stopWait time.Duration // stopWait; shorter in tests
 
 	reloadMu       sync.Mutex // one reload at a time; guards the four below
 	retry          *time.Timer
@@ -76,13 +84,21 @@ type Daemon struct {
 	shown shownState // what Status reports; published under mu, read without it
 }
 
+// newDaemon returns a Daemon with nothing started.
+func newDaemon(opts Options, log *slog.Logger) *Daemon {
+	d := &Daemon{opts: opts, log: log, limited: newLimitedLogger(log), started: time.Now(),
+		feedEntries: map[string][]netip.Prefix{}, grace: shutdownGrace, stopWait: stopWait}
+	d.life, d.endLife = context.WithCancel(context.Background())
+	return d
+}
+
 // Run starts pfwd and blocks until ctx is done, then shuts down.
 func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 	opts = opts.withDefaults()
 	if err := opts.Validate(); err != nil {
 		return err
 	}
-	d := &Daemon{opts: opts, log: log, limited: newLimitedLogger(log), started: time.Now(), feedEntries: map[string][]netip.Prefix{}}
+	d := newDaemon(opts, log)
 	defer d.shutdown()
 	// Start-up loads the threat entries and fills the kernel sets.
 	startLoaded := beginLoad()
@@ -95,13 +111,13 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 		return err
 	}
 	ctl := newControlSocket(opts.Socket, sock, d.Status, log)
-	defer ctl.close()
+	d.onStop(ctl.close)
 	var metricsLn net.Listener
 	if opts.MetricsAddr != "" {
 		if metricsLn, err = listenMetrics(opts.MetricsAddr); err != nil {
 			return err
 		}
-		defer metricsLn.Close()
+		d.onStop(func() { metricsLn.Close() })
 	}
 
 	cfg, created, err := rules.LoadOrCreate(opts.ConfigPath)
@@ -147,18 +163,14 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 	// Made before the writer, whose reopen handler reads it; it runs later.
 	d.feeds = intel.NewManager(intel.Options{OnUpdate: d.onFeedUpdate, OnEvent: d.onFeedEvent, OnFetch: beginLoad})
 
-	// The writer outlives ctx: it must flush after the queues stop.
-	writerCtx, stopWriter := context.WithCancel(context.Background())
 	d.writer = d.store.NewWriter(store.WriterConfig{OnError: d.logWriterError, OnReopen: d.onStoreReopen})
 	d.audit = newAuditor(d.engine, d.writer, log)
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		if err := d.writer.Run(writerCtx); err != nil {
+	// The writer outlives ctx: it must flush after the queues stop.
+	d.spawn(context.Background(), "the log writer", func(ctx context.Context) {
+		if err := d.writer.Run(ctx); err != nil {
 			d.log.Error("Log rows lost: the log writer's last flush failed", "err", err)
 		}
-	}()
-	d.stopWriter = func() { stopWriter(); <-writerDone }
+	})
 
 	// Bind the queues before the rules that feed them exist, so no packet
 	// is queued to a socket nobody reads.
@@ -166,6 +178,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 	if d.queues, err = queue.Open(qcfg, d.engine, d.audit); err != nil {
 		return err
 	}
+	d.onStop(func() { d.queues.Close() }) // no more packets taken; those in flight got their verdicts
 	if err := d.queues.Start(ctx); err != nil {
 		return err
 	}
@@ -177,6 +190,8 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 	if err == nil {
 		if err = d.drops.Start(ctx); err != nil {
 			d.drops.Close()
+		} else {
+			d.onStop(func() { d.drops.Close() })
 		}
 	}
 	if err != nil {
@@ -200,17 +215,11 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 	if err != nil {
 		return err
 	}
-	guardCtx, stopGuard := context.WithCancel(ctx)
 	d.guard = newGuard(d.fw, d.engine, d.audit, log, d.limited)
 	d.audit.setGuard(d.guard)
-	guardDone := make(chan struct{})
-	go func() { defer close(guardDone); d.guard.run(guardCtx) }()
-	d.stopGuard = func() { stopGuard(); <-guardDone }
+	d.spawn(ctx, "the rate-limit guard", d.guard.run)
 	if opts.FailClosed {
-		keepCtx, stopKeep := context.WithCancel(ctx)
-		keepDone := make(chan struct{})
-		go func() { defer close(keepDone); d.keepTable(keepCtx, time.Second) }()
-		d.stopKeep = func() { stopKeep(); <-keepDone }
+		d.spawn(ctx, "the table keeper", func(ctx context.Context) { d.keepTable(ctx, time.Second) })
 	}
 
 	startLoaded()
@@ -218,7 +227,6 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 		"queues", queueRange(opts.QueueNum, opts.Queues), "queue_mode", d.fw.QueueMode(), "fast_path", fastPathState(d.fw),
 		"fail_closed", opts.FailClosed, "db", opts.DBPath)
 
-	feedsCtx, stopFeeds := context.WithCancel(ctx)
 	d.feeds.SetProtected(cfg.WhitelistIPs)
 	d.feeds.SetHostAddrs(hostAddrs())
 	for name, entries := range d.feedEntries {
@@ -227,17 +235,25 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 	if err := d.feeds.SetFeeds(feedsOf(cfg)); err != nil {
 		log.Error("Threat feeds not started", "err", err)
 	}
-	feedsDone := make(chan struct{})
-	go func() { defer close(feedsDone); d.feeds.Run(feedsCtx) }()
-	d.stopFeeds = func() { stopFeeds(); <-feedsDone }
+	// A feed update under way (onFeedUpdate) ends first: the feeds stop
+	// within the grace.
+	d.spawn(ctx, "the threat feeds", func(ctx context.Context) {
+		if err := d.feeds.Run(ctx); err != nil {
+			d.log.Error("Threat feeds not started", "err", err)
+		}
+	})
 
-	if err := watchFile(ctx, opts.ConfigPath, 150*time.Millisecond, time.Second, func() { d.Reload(reloadFileChanged) }); err != nil {
+	if w, err := newWatcher(opts.ConfigPath); err != nil {
 		log.Warn("Config changes will need a SIGHUP", "err", err)
+	} else {
+		d.spawn(ctx, "the config watcher", func(ctx context.Context) {
+			w.run(ctx, 150*time.Millisecond, time.Second, func() { d.Reload(reloadFileChanged) })
+		})
 	}
 	if metricsLn != nil {
-		d.serveMetrics(ctx, metricsLn)
+		d.spawn(ctx, "the metrics server", func(ctx context.Context) { d.serveMetrics(ctx, metricsLn) })
 	}
-	go ctl.run(ctx, time.Second)
+	d.spawn(ctx, "the control socket", func(ctx context.Context) { ctl.run(ctx, time.Second) })
 	if opts.Ready != nil {
 		opts.Ready()
 	}
@@ -267,32 +283,21 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 	}
 }
 
-// shutdown stops what Run started, in order: the feeds, the queues (no
-// more packets taken; those in flight already got their verdicts), the
-// kernel-drop listener, the log writer (flushed, bounded by its timeout),
-// then the table (kept when fail-closed) and the database. It copes with
-// a start-up that failed halfway.
+// shutdown stops what Run started, newest first (runStops): the control
+// socket, metrics and watcher, the feeds, the table keeper and the guard,
+// the kernel-drop listener and the queues (no more packets taken; those
+// in flight already got their verdicts), the log writer (flushed, bounded
+// by its timeout); then it waits for the threat saves, removes the table
+// (kept when fail-closed) and closes the database. Each wait is bounded
+// (lifecycle.go): database work begun earlier is cut short d.grace after
+// shutdown began. It copes with a start-up that failed halfway.
 func (d *Daemon) shutdown() {
+	grace := time.AfterFunc(d.grace, d.endLife)
+	defer grace.Stop()
+	defer d.endLife()
 	d.stopReloads()
-	if d.stopFeeds != nil {
-		d.stopFeeds()
-	}
-	if d.queues != nil {
-		d.queues.Close()
-	}
-	if d.drops != nil {
-		d.drops.Close()
-	}
-	if d.stopKeep != nil {
-		d.stopKeep()
-	}
-	if d.stopGuard != nil {
-		d.stopGuard()
-	}
-	d.saves.Wait() // threat saves in the background use the database
-	if d.stopWriter != nil {
-		d.stopWriter()
-	}
+	d.runStops()
+	d.waitSaves() // they use the database; the writer, which may start one, has stopped
 	if d.fw != nil {
 		switch err := d.fw.Close(); {
 		case err != nil:
@@ -354,7 +359,7 @@ func (d *Daemon) seedThreats(ctx context.Context, cfg *rules.Config) {
 		d.feedEntries[t.Source] = append(d.feedEntries[t.Source], t.IP)
 	}
 	if len(stale) > 0 {
-		if err := d.saveThreats(ctx, nil); err != nil {
+		if err := d.saveThreats(nil); err != nil {
 			d.log.Warn("Could not drop the entries of removed feeds", "feeds", len(stale), "err", err)
 		}
 	}
@@ -432,7 +437,7 @@ func (d *Daemon) onFeedUpdate(feed intel.Feed, entries []netip.Prefix) {
 			fetched = st.LastSuccess
 		}
 	}
-	if err := d.saveThreats(context.Background(), map[string]time.Time{feed.Name: fetched}); err != nil {
+	if err := d.saveThreats(map[string]time.Time{feed.Name: fetched}); err != nil {
 		d.log.Error("Threat feed: saving entries failed", "feed", feed.Name, "err", err)
 	}
 	loaded()
@@ -558,7 +563,7 @@ func (d *Daemon) apply(cfg *rules.Config, why string) error {
 		d.saves.Go(func() {
 			d.saveMu.Lock()
 			defer d.saveMu.Unlock()
-			if err := d.saveThreats(context.Background(), nil); err != nil {
+			if err := d.saveThreats(nil); err != nil {
 				d.log.Error("Threat feed: saving entries failed", "err", err)
 			}
 		})
@@ -644,7 +649,7 @@ func (d *Daemon) resaveThreats() {
 	}
 	// Entries loaded from the old database and not fetched since have no
 	// time: the new rows are stamped now.
-	if err := d.saveThreats(context.Background(), seen); err != nil {
+	if err := d.saveThreats(seen); err != nil {
 		d.log.Error("Threat feed: saving entries to the new database failed", "err", err)
 		return
 	}
@@ -670,7 +675,10 @@ func feedNames(cfg *rules.Config) []string {
 // saved as the first one's: the feed the pipeline names, and so the one
 // fwctl explain names too. Feeds in fresh are stamped with its time; the
 // others keep their rows' times. The caller holds saveMu, not mu.
-func (d *Daemon) saveThreats(ctx context.Context, fresh map[string]time.Time) error {
+//
+// A quarter of a million rows take seconds: the save runs under the
+// daemon's lifetime, and shutdown cuts it short after its grace.
+func (d *Daemon) saveThreats(fresh map[string]time.Time) error {
 	d.mu.Lock()
 	feeds := make([]store.FeedThreats, 0, len(d.cfg.ThreatFeeds))
 	for _, f := range d.cfg.ThreatFeeds {
@@ -680,7 +688,11 @@ func (d *Daemon) saveThreats(ctx context.Context, fresh map[string]time.Time) er
 			Entries: d.feedEntries[f.Name], Seen: fresh[f.Name]})
 	}
 	d.mu.Unlock()
-	return d.store.SetThreats(ctx, feeds, time.Now())
+	err := d.store.SetThreats(d.life, feeds, time.Now())
+	if err != nil && d.life.Err() != nil {
+		return fmt.Errorf("cut short by shutdown after %v: %w", d.grace, err)
+	}
+	return err
 }
 
 // logLimited logs a line about a recurring condition, named by key, at

@@ -414,7 +414,7 @@ func (e errWriter) Write([]byte) (int, error) { return 0, e.err }
 func TestWriterErrorsSpacedOut(t *testing.T) {
 	var buf bytes.Buffer
 	log := slog.New(NewLineHandler(&buf, slog.LevelInfo, false))
-	d := &Daemon{log: log, limited: newLimitedLogger(log)}
+	d := newDaemon(Options{}, log)
 	for range 40 {
 		d.logWriterError(errors.New("write 0 log rows: database or disk is full"))
 	}

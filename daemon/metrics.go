@@ -92,6 +92,21 @@ var (
 // metricsCollector turns a snapshot into metrics at scrape time.
 type metricsCollector struct {
 	snapshot func() metricsSnapshot
+	// scrapes, when set, lets snapshots be taken; once it is closed a
+	// scrape reports none of pfw's metrics.
+	scrapes *gate
+}
+
+// take takes a snapshot, if scrapes lets it.
+func (c metricsCollector) take() (metricsSnapshot, bool) {
+	if c.scrapes == nil {
+		return c.snapshot(), true
+	}
+	if !c.scrapes.enter() {
+		return metricsSnapshot{}, false
+	}
+	defer c.scrapes.leave()
+	return c.snapshot(), true
 }
 
 func (c metricsCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -107,7 +122,10 @@ func (c metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c metricsCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.snapshot()
+	s, ok := c.take()
+	if !ok { // pfwd is stopping: zeros would read as counter resets
+		return
+	}
 	st := s.Status
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
@@ -165,11 +183,12 @@ func unixSeconds(t time.Time) float64 {
 }
 
 // metricsHandler serves pfw's metrics and the Go runtime's and process's
-// standard ones, from a registry of its own (nothing global).
-func metricsHandler(snapshot func() metricsSnapshot) http.Handler {
+// standard ones, from a registry of its own (nothing global). scrapes, if
+// not nil, gates the snapshots (metricsCollector).
+func metricsHandler(snapshot func() metricsSnapshot, scrapes *gate) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
-		metricsCollector{snapshot},
+		metricsCollector{snapshot: snapshot, scrapes: scrapes},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -201,11 +220,13 @@ func listenMetrics(addr string) (net.Listener, error) {
 }
 
 // serveMetrics serves /metrics on ln until ctx is done, then closes it.
-// Call it once the daemon is fully started: scrapes read its parts. The
-// returned channel is closed once the server has stopped.
-func (d *Daemon) serveMetrics(ctx context.Context, ln net.Listener) <-chan struct{} {
+// Call it once the daemon is fully started: scrapes read its parts. Once
+// it has returned, no scrape reads them any more.
+func (d *Daemon) serveMetrics(ctx context.Context, ln net.Listener) {
+	var scrapes gate
+	defer scrapes.close()
 	srv := &http.Server{
-		Handler:           metricsHandler(d.metricsSnapshot),
+		Handler:           metricsHandler(d.metricsSnapshot, &scrapes),
 		ReadHeaderTimeout: 5 * time.Second,
 		WriteTimeout:      15 * time.Second,
 		IdleTimeout:       time.Minute,
@@ -214,13 +235,8 @@ func (d *Daemon) serveMetrics(ctx context.Context, ln net.Listener) <-chan struc
 	// Scrapers need a handful of connections; clients holding thousands
 	// must not take pfwd's descriptors (they wait in the backlog instead).
 	ln = control.LimitListener(ln, maxMetricsConns)
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		if err := control.ServeUntil(ctx, srv, ln); err != nil {
-			d.log.Error("Metrics server stopped", "addr", ln.Addr().String(), "err", err)
-		}
-	}()
 	d.log.Info("Serving Prometheus metrics", "url", "http://"+ln.Addr().String()+"/metrics")
-	return stopped
+	if err := control.ServeUntil(ctx, srv, ln); err != nil {
+		d.log.Error("Metrics server stopped", "addr", ln.Addr().String(), "err", err)
+	}
 }

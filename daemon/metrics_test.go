@@ -53,7 +53,7 @@ func fakeSnapshot() metricsSnapshot {
 }
 
 func TestMetricsGolden(t *testing.T) {
-	c := metricsCollector{fakeSnapshot}
+	c := metricsCollector{snapshot: fakeSnapshot}
 	golden := filepath.Join("testdata", "metrics.golden")
 	if *update {
 		reg := prometheus.NewPedanticRegistry()
@@ -87,7 +87,7 @@ func TestMetricsGolden(t *testing.T) {
 
 // Names, types and help texts follow Prometheus' conventions (promlint).
 func TestMetricsLint(t *testing.T) {
-	problems, err := testutil.CollectAndLint(metricsCollector{fakeSnapshot})
+	problems, err := testutil.CollectAndLint(metricsCollector{snapshot: fakeSnapshot})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestMetricsReloadState(t *testing.T) {
 		want := `# HELP pfw_config_last_reload_successful 1 if the last config reload was applied (or changed nothing), 0 if it was refused and the previous rules stay in force.
 # TYPE pfw_config_last_reload_successful gauge
 pfw_config_last_reload_successful ` + tc.want + "\n"
-		c := metricsCollector{func() metricsSnapshot { return snap }}
+		c := metricsCollector{snapshot: func() metricsSnapshot { return snap }}
 		if err := testutil.CollectAndCompare(c, strings.NewReader(want), "pfw_config_last_reload_successful"); err != nil {
 			t.Errorf("reload error %q: %v", tc.reloadErr, err)
 		}
@@ -119,7 +119,7 @@ pfw_config_last_reload_successful ` + tc.want + "\n"
 // The snapshot is taken per scrape: counters move between scrapes.
 func TestMetricsReadAtScrapeTime(t *testing.T) {
 	var seen uint64
-	c := metricsCollector{func() metricsSnapshot {
+	c := metricsCollector{snapshot: func() metricsSnapshot {
 		s := fakeSnapshot()
 		s.Status.Packets.Seen = seen
 		return s
@@ -136,7 +136,7 @@ func TestMetricsReadAtScrapeTime(t *testing.T) {
 
 // The HTTP side: pfw's metrics, the Go and process collectors, text format.
 func TestMetricsHandler(t *testing.T) {
-	srv := httptest.NewServer(metricsHandler(fakeSnapshot))
+	srv := httptest.NewServer(metricsHandler(fakeSnapshot, nil))
 	defer srv.Close()
 	body := get(t, srv.URL+"/metrics")
 	for _, want := range []string{
@@ -190,38 +190,75 @@ func TestListenMetricsTaken(t *testing.T) {
 
 // metricsDaemon is a metrics listener on a free local port and a Daemon
 // logging into the returned buffer, enough for serveMetrics.
-func metricsDaemon(t *testing.T) (net.Listener, *Daemon, *bytes.Buffer) {
+func metricsDaemon(t *testing.T) (net.Listener, *Daemon, *lockedBuffer) {
 	t.Helper()
 	ln, err := listenMetrics("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	logBuf := new(bytes.Buffer)
-	return ln, &Daemon{log: slog.New(NewLineHandler(logBuf, slog.LevelInfo, false))}, logBuf
+	logBuf := new(lockedBuffer)
+	return ln, newDaemon(Options{}, slog.New(NewLineHandler(logBuf, slog.LevelInfo, false))), logBuf
 }
 
-// The server answers once serveMetrics returns and is gone once ctx is done.
+// The server answers while serveMetrics runs, which ends soon after ctx
+// does; then nothing answers.
 func TestServeMetricsLifecycle(t *testing.T) {
 	ln, d, logBuf := metricsDaemon(t)
 	ctx, cancel := context.WithCancel(t.Context())
-	d.serveMetrics(ctx, ln)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d.serveMetrics(ctx, ln)
+	}()
 	base := "http://" + ln.Addr().String()
+	get(t, base+"/") // waits in the listen backlog until served
 	if want := "url=" + base + "/metrics"; !strings.Contains(logBuf.String(), want) {
 		t.Errorf("log %q does not say %q", logBuf.String(), want)
 	}
-	get(t, base+"/")
 	cancel()
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		resp, err := http.Get(base + "/")
-		if err != nil {
-			break
-		}
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		t.Fatal("serveMetrics did not return within 3 s after ctx was cancelled")
+	}
+	if resp, err := http.Get(base + "/"); err == nil {
 		resp.Body.Close()
-		if time.Now().After(deadline) {
-			t.Fatal("metrics server still answers 3 s after ctx was cancelled")
-		}
-		time.Sleep(20 * time.Millisecond)
+		t.Fatal("metrics server still answers after serveMetrics returned")
+	}
+}
+
+// Once its gate is closed (serveMetrics returned) a scrape reads nothing
+// of the daemon and reports none of pfw's metrics; those in flight end
+// before close returns.
+func TestMetricsGateClosed(t *testing.T) {
+	var scrapes gate
+	entered, release := make(chan struct{}), make(chan struct{})
+	c := metricsCollector{scrapes: &scrapes, snapshot: func() metricsSnapshot {
+		close(entered)
+		<-release
+		return fakeSnapshot()
+	}}
+	collected := make(chan int)
+	go func() { collected <- testutil.CollectAndCount(c) }()
+	<-entered
+	closed := make(chan struct{})
+	go func() { scrapes.close(); close(closed) }()
+	select {
+	case <-closed:
+		t.Fatal("close returned while a snapshot was being taken")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	<-closed
+	if n := <-collected; n == 0 {
+		t.Error("the scrape in flight when close began reported nothing")
+	}
+	c.snapshot = func() metricsSnapshot {
+		t.Error("a snapshot was taken after the gate closed")
+		return metricsSnapshot{}
+	}
+	if n := testutil.CollectAndCount(c); n != 0 {
+		t.Errorf("a scrape after the gate closed reported %d metrics, want 0", n)
 	}
 }
 
@@ -232,9 +269,13 @@ func TestServeMetricsStopsWithoutError(t *testing.T) {
 	for i := range 100 {
 		ln, d, logBuf := metricsDaemon(t)
 		ctx, cancel := context.WithCancel(t.Context())
-		stopped := d.serveMetrics(ctx, ln)
+		stopped := make(chan struct{})
+		go func() {
+			defer close(stopped)
+			d.serveMetrics(ctx, ln)
+		}()
 		cancel()   // SIGTERM
-		ln.Close() // Run's deferred Close, as it returns
+		ln.Close() // the listener's own stop
 		<-stopped
 		if strings.Contains(logBuf.String(), " - ERROR - ") {
 			t.Fatalf("round %d: a clean stop logged an error:\n%s", i, logBuf.String())

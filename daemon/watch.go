@@ -11,9 +11,9 @@ import (
 	"github.com/fsnotify/fsnotify"
 )
 
-// watchFile calls changed (on the watcher's goroutine) whenever the file
-// at path may have changed. Bursts of events (write, chmod, rename) are
-// coalesced for debounce.
+// watcher calls its run's changed whenever the file at path may have
+// changed. Bursts of events (write, chmod, rename) are coalesced for
+// debounce.
 //
 // It watches directories, not the file: fwctl and most editors replace
 // the file by renaming a new one over it, which a watch on the old inode
@@ -28,27 +28,6 @@ import (
 // mtime, ctime) with the last one it reported, and re-adds watches for
 // directories that were replaced. Spurious calls are harmless: a reload
 // with unchanged content passes in silence.
-func watchFile(ctx context.Context, path string, debounce, poll time.Duration, changed func()) error {
-	fw, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("watch config: %w", err)
-	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		fw.Close()
-		return fmt.Errorf("watch config: %w", err)
-	}
-	w := &watcher{fw: fw, path: abs, dirs: map[string]dirID{}}
-	w.refresh()
-	if len(w.dirs) == 0 {
-		fw.Close()
-		return fmt.Errorf("watch config directory %s: %w", filepath.Dir(abs), w.lastErr)
-	}
-	w.seen = fingerprint(abs)
-	go w.run(ctx, debounce, poll, changed)
-	return nil
-}
-
 type watcher struct {
 	fw      *fsnotify.Watcher
 	path    string
@@ -66,6 +45,27 @@ type fileID struct {
 	ok             bool
 }
 
+// newWatcher watches the file at path; its run reports the changes.
+func newWatcher(path string) (*watcher, error) {
+	fw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("watch config: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		fw.Close()
+		return nil, fmt.Errorf("watch config: %w", err)
+	}
+	w := &watcher{fw: fw, path: abs, dirs: map[string]dirID{}}
+	w.refresh()
+	if len(w.dirs) == 0 {
+		fw.Close()
+		return nil, fmt.Errorf("watch config directory %s: %w", filepath.Dir(abs), w.lastErr)
+	}
+	w.seen = fingerprint(abs)
+	return w, nil
+}
+
 func fingerprint(path string) fileID {
 	var st syscall.Stat_t
 	if syscall.Stat(path, &st) != nil {
@@ -75,6 +75,8 @@ func fingerprint(path string) fileID {
 		mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(), ok: true}
 }
 
+// run calls changed, on its own goroutine, whenever the file may have
+// changed, until ctx is done; then it closes the watcher.
 func (w *watcher) run(ctx context.Context, debounce, poll time.Duration, changed func()) {
 	defer w.fw.Close()
 	var timer *time.Timer

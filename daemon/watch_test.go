@@ -1,6 +1,9 @@
 package daemon
 
 import (
+	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,9 +15,22 @@ import (
 func startWatch(t *testing.T, path string, poll time.Duration) <-chan struct{} {
 	t.Helper()
 	ch := make(chan struct{}, 64)
-	if err := watchFile(t.Context(), path, 20*time.Millisecond, poll, func() { ch <- struct{}{} }); err != nil {
+	w, err := newWatcher(path)
+	if err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.run(ctx, 20*time.Millisecond, poll, func() {
+			select {
+			case ch <- struct{}{}:
+			case <-ctx.Done():
+			}
+		})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
 	return ch
 }
 
@@ -169,8 +185,8 @@ func TestWatchReplacedDirectory(t *testing.T) {
 }
 
 func TestWatchMissingDirectory(t *testing.T) {
-	err := watchFile(t.Context(), filepath.Join(t.TempDir(), "nope", "x.json"), time.Millisecond, time.Second, func() {})
-	if err == nil {
-		t.Fatal("watching a file in a missing directory succeeded")
+	_, err := newWatcher(filepath.Join(t.TempDir(), "nope", "x.json"))
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("watching a file in a missing directory: %v; want an error wrapping fs.ErrNotExist", err)
 	}
 }
