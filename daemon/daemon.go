@@ -93,52 +93,121 @@ func newDaemon(opts Options, log *slog.Logger) *Daemon {
 }
 
 // Run starts pfwd and blocks until ctx is done, then shuts down.
-func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
+func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	opts = opts.withDefaults()
 	if err := opts.Validate(); err != nil {
 		return err
 	}
 	d := newDaemon(opts, log)
 	defer d.shutdown()
+	if err := d.start(ctx); err != nil {
+		return err
+	}
+	d.loop(ctx)
+	return nil
+}
+
+// start brings pfwd up: the control socket and the metrics listener
+// before anything touches the kernel, the queues bound before the table
+// that sends them packets is installed, the goroutines that use the table
+// after it. What it started, shutdown stops, also after a start that
+// failed halfway.
+func (d *Daemon) start(ctx context.Context) error {
 	// Start-up loads the threat entries and fills the kernel sets.
-	startLoaded := beginLoad()
-	defer startLoaded()
-
-	// The control socket doubles as the single-instance lock: Listen fails
-	// while another pfwd answers on it, before anything touches the kernel.
-	sock, err := control.Listen(opts.Socket)
+	loaded := beginLoad()
+	defer loaded()
+	ctl, metricsLn, err := d.listen()
 	if err != nil {
 		return err
 	}
-	ctl := newControlSocket(opts.Socket, sock, d.Status, log)
-	d.onStop(ctl.close)
-	var metricsLn net.Listener
-	if opts.MetricsAddr != "" {
-		if metricsLn, err = listenMetrics(opts.MetricsAddr); err != nil {
-			return err
+	cfg, err := d.loadConfig()
+	if err != nil {
+		return err
+	}
+	if err := d.openStore(); err != nil {
+		return err
+	}
+	d.seedThreats(ctx, cfg)
+
+	d.engine = verdict.NewEngine(verdict.Compile(cfg))
+	d.engine.SetIntel(d.compileIntel(cfg))
+	// Made before the writer, whose reopen handler reads it; it runs later.
+	d.feeds = intel.NewManager(intel.Options{OnUpdate: d.onFeedUpdate, OnEvent: d.onFeedEvent, OnFetch: beginLoad})
+	d.writer = d.store.NewWriter(store.WriterConfig{OnError: d.logWriterError, OnReopen: d.onStoreReopen})
+	d.audit = newAuditor(d.engine, d.writer, d.log)
+	// The writer outlives ctx: it must flush after the queues stop.
+	d.spawn(context.Background(), "the log writer", func(ctx context.Context) {
+		if err := d.writer.Run(ctx); err != nil {
+			d.log.Error("Log rows lost: the log writer's last flush failed", "err", err)
 		}
-		d.onStop(func() { metricsLn.Close() })
-	}
+	})
 
-	cfg, created, err := rules.LoadOrCreate(opts.ConfigPath)
-	if err != nil {
+	if err := d.openQueues(ctx); err != nil {
 		return err
+	}
+	d.openKernelDrops(ctx)
+	if err := d.openTable(cfg); err != nil {
+		return err
+	}
+	loaded()
+	d.log.Info("pfwd started", "version", Version, "config", d.opts.ConfigPath, "rules", len(cfg.Rules),
+		"queues", queueRange(d.opts.QueueNum, d.opts.Queues), "queue_mode", d.fw.QueueMode(), "fast_path", fastPathState(d.fw),
+		"fail_closed", d.opts.FailClosed, "db", d.opts.DBPath)
+	d.startBackground(ctx, cfg, ctl, metricsLn)
+	if d.opts.Ready != nil {
+		d.opts.Ready()
+	}
+	return nil
+}
+
+// listen makes the control socket and binds the metrics address, if any,
+// so that a second pfwd or a taken address fails the start before
+// anything touches the kernel. The control socket doubles as the
+// single-instance lock: Listen fails while another pfwd answers on it.
+func (d *Daemon) listen() (*controlSocket, net.Listener, error) {
+	sock, err := control.Listen(d.opts.Socket)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctl := newControlSocket(d.opts.Socket, sock, d.Status, d.log)
+	d.onStop(ctl.close)
+	if d.opts.MetricsAddr == "" {
+		return ctl, nil, nil
+	}
+	ln, err := listenMetrics(d.opts.MetricsAddr)
+	if err != nil {
+		return nil, nil, err
+	}
+	d.onStop(func() { ln.Close() })
+	return ctl, ln, nil
+}
+
+// loadConfig reads the config file, writing the default one when there
+// is none, and makes it the config in force.
+func (d *Daemon) loadConfig() (*rules.Config, error) {
+	cfg, created, err := rules.LoadOrCreate(d.opts.ConfigPath)
+	if err != nil {
+		return nil, err
 	}
 	if created {
-		log.Info("No config file: wrote the default one", "path", opts.ConfigPath)
+		d.log.Info("No config file: wrote the default one", "path", d.opts.ConfigPath)
 	}
 	d.cfg = cfg
 	d.cfgData, _ = rules.Marshal(cfg)
 	d.shown.inForce(cfg, rules.Digest(cfg), time.Now())
+	return cfg, nil
+}
 
-	if d.store, err = store.Open(opts.DBPath); err != nil {
-		// A firewall must not stay down because its log cannot be
-		// written (a read-only file system, an immutable file): log to a
-		// temporary database instead, and say so loudly and in status.
-		// Beside the control socket: under the unit that is
-		// /run/personal-firewall, which fwctl sees (/tmp is private to
-		// the service).
-		dir, terr := os.MkdirTemp(filepath.Dir(opts.Socket), "pfwd-db-")
+// openStore opens the database. A firewall must not stay down because its
+// log cannot be written (a read-only file system, an immutable file): if
+// the database cannot be opened, pfwd logs to a temporary one instead,
+// and says so loudly and in status. The temporary one is beside the
+// control socket: under the unit that is /run/personal-firewall, which
+// fwctl sees (/tmp is private to the service).
+func (d *Daemon) openStore() error {
+	var err error
+	if d.store, err = store.Open(d.opts.DBPath); err != nil {
+		dir, terr := os.MkdirTemp(filepath.Dir(d.opts.Socket), "pfwd-db-")
 		if terr != nil {
 			return errors.Join(err, fmt.Errorf("temporary database: %w", terr))
 		}
@@ -148,84 +217,79 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 			return errors.Join(err, fmt.Errorf("temporary database: %w", terr))
 		}
 		d.dbFallback, d.dbTempDir = err.Error(), dir
-		log.Error("Could not open the database: logging to a temporary one until pfwd stops (fwctl reads it with --db)",
+		d.log.Error("Could not open the database: logging to a temporary one until pfwd stops (fwctl reads it with --db)",
 			"err", err, "temporary_db", tmp)
 	}
 	if moved := d.store.MovedAside(); moved != "" {
-		log.Error("The database could not be used: moved it aside and started a new one",
-			"reason", d.store.MovedAsideReason(), "moved_to", moved, "db", opts.DBPath)
+		d.log.Error("The database could not be used: moved it aside and started a new one",
+			"reason", d.store.MovedAsideReason(), "moved_to", moved, "db", d.opts.DBPath)
 	}
-	d.seedThreats(ctx, cfg)
+	return nil
+}
 
-	d.engine = verdict.NewEngine(verdict.Compile(cfg))
-	d.engine.SetIntel(d.compileIntel(cfg))
-
-	// Made before the writer, whose reopen handler reads it; it runs later.
-	d.feeds = intel.NewManager(intel.Options{OnUpdate: d.onFeedUpdate, OnEvent: d.onFeedEvent, OnFetch: beginLoad})
-
-	d.writer = d.store.NewWriter(store.WriterConfig{OnError: d.logWriterError, OnReopen: d.onStoreReopen})
-	d.audit = newAuditor(d.engine, d.writer, log)
-	// The writer outlives ctx: it must flush after the queues stop.
-	d.spawn(context.Background(), "the log writer", func(ctx context.Context) {
-		if err := d.writer.Run(ctx); err != nil {
-			d.log.Error("Log rows lost: the log writer's last flush failed", "err", err)
-		}
-	})
-
-	// Bind the queues before the rules that feed them exist, so no packet
-	// is queued to a socket nobody reads.
-	qcfg := queue.Config{QueueNum: uint16(opts.QueueNum), QueueCount: uint16(opts.Queues)}
+// openQueues binds the queues and starts their workers. They are bound
+// before the rules that feed them exist, so no packet is queued to a
+// socket nobody reads.
+func (d *Daemon) openQueues(ctx context.Context) error {
+	var err error
+	qcfg := queue.Config{QueueNum: uint16(d.opts.QueueNum), QueueCount: uint16(d.opts.Queues)}
 	if d.queues, err = queue.Open(qcfg, d.engine, d.audit); err != nil {
 		return err
 	}
 	d.onStop(func() { d.queues.Close() }) // no more packets taken; those in flight got their verdicts
-	if err := d.queues.Start(ctx); err != nil {
-		return err
-	}
-	// The kernel's own drops (lists, feeds, the rate-limit guard) are
-	// logged through NFLOG. Without a listener they are still dropped,
-	// only not logged: anything else bound to the group (tcpdump -i
-	// nflog:27) must not keep the firewall down.
-	d.drops, err = queue.OpenKernelDrops(uint16(opts.LogGroup), d.engine, kernelAudit{d.audit})
+	return d.queues.Start(ctx)
+}
+
+// openKernelDrops listens for the kernel's own drops (lists, feeds, the
+// rate-limit guard), which are logged through NFLOG. Without a listener
+// they are still dropped, only not logged: anything else bound to the
+// group (tcpdump -i nflog:27) must not keep the firewall down.
+func (d *Daemon) openKernelDrops(ctx context.Context) {
+	drops, err := queue.OpenKernelDrops(uint16(d.opts.LogGroup), d.engine, kernelAudit{d.audit})
 	if err == nil {
-		if err = d.drops.Start(ctx); err != nil {
-			d.drops.Close()
-		} else {
-			d.onStop(func() { d.drops.Close() })
+		if err = drops.Start(ctx); err != nil {
+			drops.Close()
 		}
 	}
 	if err != nil {
 		// Most likely another listener on the group; the error says.
-		log.Error("Drops made in the kernel (lists, feeds, rate limit) will not be logged: no listener on their NFLOG group (--nflog-group picks another)",
-			"group", opts.LogGroup, "err", err)
+		d.log.Error("Drops made in the kernel (lists, feeds, rate limit) will not be logged: no listener on their NFLOG group (--nflog-group picks another)",
+			"group", d.opts.LogGroup, "err", err)
 		d.dropsErr = err.Error()
-		d.drops = nil
+		return
 	}
+	d.drops = drops
+	d.onStop(func() { drops.Close() })
+}
 
-	for _, name := range opts.Ifaces {
+// openTable installs pfw's nftables table, its sets filled for cfg.
+func (d *Daemon) openTable(cfg *rules.Config) error {
+	for _, name := range d.opts.Ifaces {
 		if _, err := net.InterfaceByName(name); err != nil {
-			log.Warn("No interface has this name now: its traffic is filtered once one appears (the rules match by name); check the spelling", "iface", name)
+			d.log.Warn("No interface has this name now: its traffic is filtered once one appears (the rules match by name); check the spelling", "iface", name)
 		}
 	}
+	var err error
 	d.fw, err = nft.Open(nft.Config{
-		QueueNum: uint16(opts.QueueNum), QueueCount: uint16(opts.Queues), Ifaces: opts.Ifaces,
-		FailClosed: opts.FailClosed, LogGroup: uint16(opts.LogGroup),
+		QueueNum: uint16(d.opts.QueueNum), QueueCount: uint16(d.opts.Queues), Ifaces: d.opts.Ifaces,
+		FailClosed: d.opts.FailClosed, LogGroup: uint16(d.opts.LogGroup),
 		InitialSets: d.kernelLists(cfg),
 	})
-	if err != nil {
-		return err
-	}
-	d.guard = newGuard(d.fw, d.engine, d.audit, log, d.limited)
+	return err
+}
+
+// startBackground starts the goroutines that work beside the queues: the
+// rate-limit guard and (fail-closed) the table keeper, which use the
+// table; the threat feeds; the config watcher; and, last, the servers
+// whose requests read every part: metrics (if ln is not nil) and the
+// control socket.
+func (d *Daemon) startBackground(ctx context.Context, cfg *rules.Config, ctl *controlSocket, metricsLn net.Listener) {
+	d.guard = newGuard(d.fw, d.engine, d.audit, d.log, d.limited)
 	d.audit.setGuard(d.guard)
 	d.spawn(ctx, "the rate-limit guard", d.guard.run)
-	if opts.FailClosed {
+	if d.opts.FailClosed {
 		d.spawn(ctx, "the table keeper", func(ctx context.Context) { d.keepTable(ctx, time.Second) })
 	}
-
-	startLoaded()
-	log.Info("pfwd started", "version", Version, "config", opts.ConfigPath, "rules", len(cfg.Rules),
-		"queues", queueRange(opts.QueueNum, opts.Queues), "queue_mode", d.fw.QueueMode(), "fast_path", fastPathState(d.fw),
-		"fail_closed", opts.FailClosed, "db", opts.DBPath)
 
 	d.feeds.SetProtected(cfg.WhitelistIPs)
 	d.feeds.SetHostAddrs(hostAddrs())
@@ -233,18 +297,18 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 		d.feeds.Seed(name, entries)
 	}
 	if err := d.feeds.SetFeeds(feedsOf(cfg)); err != nil {
-		log.Error("Threat feeds not started", "err", err)
+		d.log.Error("Threat feeds not started", "err", err)
 	}
-	// A feed update under way (onFeedUpdate) ends first: the feeds stop
-	// within the grace.
+	// Its stop waits for a feed update under way (onFeedUpdate), whose
+	// save the grace cuts short.
 	d.spawn(ctx, "the threat feeds", func(ctx context.Context) {
 		if err := d.feeds.Run(ctx); err != nil {
 			d.log.Error("Threat feeds not started", "err", err)
 		}
 	})
 
-	if w, err := newWatcher(opts.ConfigPath); err != nil {
-		log.Warn("Config changes will need a SIGHUP", "err", err)
+	if w, err := newWatcher(d.opts.ConfigPath); err != nil {
+		d.log.Warn("Config changes will need a SIGHUP", "err", err)
 	} else {
 		d.spawn(ctx, "the config watcher", func(ctx context.Context) {
 			w.run(ctx, 150*time.Millisecond, time.Second, func() { d.Reload(reloadFileChanged) })
@@ -254,11 +318,12 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 		d.spawn(ctx, "the metrics server", func(ctx context.Context) { d.serveMetrics(ctx, metricsLn) })
 	}
 	d.spawn(ctx, "the control socket", func(ctx context.Context) { ctl.run(ctx, time.Second) })
-	if opts.Ready != nil {
-		opts.Ready()
-	}
+}
 
-	stats := time.NewTicker(opts.StatsEvery)
+// loop runs until ctx is done: reloads asked for through Options.Reload,
+// the statistics line, and the host's addresses for the feeds' check.
+func (d *Daemon) loop(ctx context.Context) {
+	stats := time.NewTicker(d.opts.StatsEvery)
 	defer stats.Stop()
 	// Addresses come and go (DHCP, VPNs); a feed entry that covers a new
 	// one is refused from then on. Not tied to --stats-every, which may be
@@ -268,12 +333,12 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) (err error) {
 	for {
 		select {
 		case <-ctx.Done():
-			log.Info("pfwd stopping")
-			return nil
-		case <-opts.Reload:
+			d.log.Info("pfwd stopping")
+			return
+		case <-d.opts.Reload:
 			d.Reload(reloadSIGHUP)
-			if opts.Ready != nil {
-				opts.Ready()
+			if d.opts.Ready != nil {
+				d.opts.Ready()
 			}
 		case <-stats.C:
 			d.logStats()
