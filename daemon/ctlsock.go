@@ -14,9 +14,10 @@ import (
 )
 
 // controlSocket serves fwctl on the control socket, and makes the socket
-// again when its file goes (a clean-up of /run, a mistaken rm): pfwd would
-// filter on, but fwctl status would call it not running, edits could not
-// wait for it to apply them, and the single-instance lock would be gone.
+// again when its file goes (a clean-up of /run, a mistaken rm) or its
+// server stops on its own: pfwd would filter on, but fwctl status would
+// call it not running, edits could not wait for it to apply them, and the
+// single-instance lock would be gone.
 type controlSocket struct {
 	path   string
 	status func() control.Status

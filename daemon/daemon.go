@@ -38,7 +38,6 @@ type Daemon struct {
 	engine *verdict.Engine
 	fw     *nft.Firewall
 	queues *queue.Queues
-	drops  *queue.KernelDrops
 	store  *store.Store
 	// dbFallback says why the configured database could not be opened,
 	// when pfwd logs to a temporary one instead; set once at start.
@@ -258,7 +257,6 @@ func (d *Daemon) openKernelDrops(ctx context.Context) {
 		d.dropsErr = err.Error()
 		return
 	}
-	d.drops = drops
 	d.onStop(func() { drops.Close() })
 }
 

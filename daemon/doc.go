@@ -7,7 +7,12 @@
 // whitelist, blacklist and threat entries, so the kernel's fast path and
 // user space decide every packet alike. A reload is all or nothing: an
 // invalid config file, or one the kernel refuses, leaves the rules in
-// force untouched and is logged with its error.
+// force untouched, threat feeds included (the feed manager learns of a
+// config only once the kernel holds it), and is logged with its error.
+//
+// Run takes Options: DefaultOptions and Validate hold pfwd's defaults and
+// ranges, so cmd/pfwd only maps its flags onto them. A SIGHUP reaches the
+// daemon as a value on Options.Reload, applied by Run's loop.
 //
 // Changes of the kernel sets (reloads, feed updates, repairs) are made one
 // at a time under Daemon.mu, in the order they change the lists; one of a
@@ -33,8 +38,21 @@
 // database aside, and one that cannot be opened at all is replaced by a
 // temporary database for this run, named in the log and in status.
 //
+// Recurring error lines (a full disk failing every flush, a table check
+// failing every second) are written once per 30 s per kind, the next line
+// counting those left out (logLimited); per-packet lines have their own,
+// faster sampler.
+//
 // Start-up binds the queues first and installs the table last, so no
-// packet is queued before a worker listens. Shutdown runs the other way:
-// stop taking packets, answer those in flight, flush the log, remove the
-// table (kept with FailClosed), each step bounded in time.
+// packet is queued before a worker listens. Every goroutine Run starts
+// goes through spawn (lifecycle.go), which registers its stop beside
+// those of the queues and listeners. Shutdown runs the other way, newest
+// first: stop the servers, watcher and feeds, stop taking packets, answer
+// those in flight, flush the log, remove the table (kept with
+// FailClosed). Each step is bounded in time: a part that does not stop
+// within 10 s is named in the log and left behind, and database work
+// begun earlier (a quarter of a million threat rows) runs under the
+// daemon's lifetime, which ends 5 s into shutdown. The servers read the
+// daemon's parts through a gate they close on their way out, so no
+// request reads what shutdown closes.
 package daemon
