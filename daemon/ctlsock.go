@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"log"
 	"log/slog"
 	"net"
@@ -47,8 +49,20 @@ type serverEnd struct {
 }
 
 func newControlSocket(path string, l net.Listener, status func() control.Status, lg *slog.Logger) *controlSocket {
-	return &controlSocket{path: path, l: l, ino: inodeOf(path), status: status, log: lg,
+	return &controlSocket{path: path, l: keepFile(l), ino: inodeOf(path), status: status, log: lg,
 		errLog: slog.NewLogLogger(lg.Handler(), slog.LevelWarn), ended: make(chan serverEnd)}
+}
+
+// keepFile has l leave its file alone when closed. The server closes its
+// listener as soon as its context ends, before close can tell whether the
+// file at the path is still this pfwd's (another pfwd may have made its
+// socket there after this one's was removed); close removes the file
+// itself, once it knows.
+func keepFile(l net.Listener) net.Listener {
+	if ul, ok := l.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(false)
+	}
+	return l
 }
 
 // serve starts answering on c.l. Caller holds mu, or is the only user.
@@ -126,13 +140,8 @@ func (c *controlSocket) run(ctx context.Context, every time.Duration) {
 			l.Close()
 			return
 		}
-		old, stopOld := c.l, c.stop
-		// The old listener's file is gone, or someone else's now: closing
-		// it must not unlink the path, which is the new socket's.
-		if ul, ok := old.(*net.UnixListener); ok {
-			ul.SetUnlinkOnClose(false)
-		}
-		c.l, c.ino = l, inodeOf(c.path)
+		stopOld := c.stop // its listener leaves the path, now the new socket's, alone
+		c.l, c.ino = keepFile(l), inodeOf(c.path)
 		c.serve(ctx)
 		c.mu.Unlock()
 		stopOld() // shuts the old server down, closing its listener
@@ -151,10 +160,12 @@ func (c *controlSocket) close() {
 	defer c.mu.Unlock()
 	c.closed = true
 	// The file at the path may be another's by now (a regular file put
-	// there, a socket another pfwd made after this one's went): closing
-	// must remove only the socket this pfwd made.
-	if ul, ok := c.l.(*net.UnixListener); ok && inodeOf(c.path) != c.ino {
-		ul.SetUnlinkOnClose(false)
+	// there, a socket another pfwd made after this one's went): only the
+	// socket this pfwd made is removed.
+	if ino := inodeOf(c.path); ino != 0 && ino == c.ino {
+		if err := os.Remove(c.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			c.log.Warn("Could not remove the control socket's file", "socket", c.path, "err", err)
+		}
 	}
 	c.l.Close()
 }

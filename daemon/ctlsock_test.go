@@ -178,3 +178,31 @@ func TestControlSocketServerDeathRemade(t *testing.T) {
 		}
 	}
 }
+
+// Stopping spares another pfwd's socket at the path even when the server
+// closes its listener first, as it does once the context ends: a listener
+// that unlinked its path on close removed the other's socket (found by the
+// race detector: stop pfwd A after B took the path).
+func TestControlSocketStopSparesAnotherSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pfwd.sock")
+	l, err := control.Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newControlSocket(path, l, func() control.Status { return control.Status{Running: true} }, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.run(ctx, time.Hour) }() // never checks the file: the other socket stays unnoticed
+	os.Remove(path)
+	other, err := control.Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	cancel()
+	<-done // the server has closed its listener
+	c.close()
+	if fi, err := os.Lstat(path); err != nil || fi.Mode().Type() != os.ModeSocket {
+		t.Fatalf("the other socket at %s after stopping: %v, %v", path, fi, err)
+	}
+}
