@@ -25,20 +25,6 @@ func TestKernelDropPrefixesAgree(t *testing.T) {
 	}
 }
 
-// A conntrack flow becomes the packet that opened it, so the pipeline
-// decides it as it decided the flow's first packet.
-func TestFlowPacket(t *testing.T) {
-	var p verdict.Packet
-	flowPacket(&p, nft.Flow{Proto: verdict.ProtoTCP, Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("192.0.2.2"), SrcPort: 40000, DstPort: 22})
-	if p.Version != 4 || !p.HasPorts || p.DstPort != 22 || p.TCPFlags != verdict.TCPSyn || !p.Decidable() {
-		t.Errorf("tcp flow packet: %+v", p)
-	}
-	flowPacket(&p, nft.Flow{Proto: verdict.ProtoICMPv6, Src: netip.MustParseAddr("2001:db8::1"), Dst: netip.MustParseAddr("2001:db8::2")})
-	if p.Version != 6 || p.HasPorts || p.TCPFlags != 0 || !p.Decidable() {
-		t.Errorf("icmpv6 flow packet: %+v", p)
-	}
-}
-
 func TestPacketHashIsFNV1a(t *testing.T) {
 	// FNV-1a 64 of "a", from the reference.
 	if got := packetHash([]byte("a")); got != 0xaf63dc4c8601ec8c {

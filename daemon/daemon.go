@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -409,21 +410,18 @@ func (d *Daemon) seedThreats(ctx context.Context, cfg *rules.Config) {
 		d.log.Error("Could not load threat entries from the database", "err", err)
 		return
 	}
-	configured := map[string]bool{}
-	for _, f := range cfg.ThreatFeeds {
-		configured[f.Name] = true
-	}
-	stale := map[string]bool{}
-	for _, t := range threats {
-		if !configured[t.Source] {
-			stale[t.Source] = true
-			continue
+	bySource := store.ThreatsBySource(threats)
+	stale := 0
+	for source := range bySource {
+		if !slices.ContainsFunc(cfg.ThreatFeeds, func(f rules.Feed) bool { return f.Name == source }) {
+			delete(bySource, source)
+			stale++
 		}
-		d.feedEntries[t.Source] = append(d.feedEntries[t.Source], t.IP)
 	}
-	if len(stale) > 0 {
+	maps.Copy(d.feedEntries, bySource)
+	if stale > 0 {
 		if err := d.saveThreats(nil); err != nil {
-			d.log.Warn("Could not drop the entries of removed feeds", "feeds", len(stale), "err", err)
+			d.log.Warn("Could not drop the entries of removed feeds", "feeds", stale, "err", err)
 		}
 	}
 	n := 0
@@ -436,16 +434,11 @@ func (d *Daemon) seedThreats(ctx context.Context, cfg *rules.Config) {
 }
 
 // compileIntel builds the pipeline's threat entries, feeds in config order
-// so the first listed names an overlapping block. Caller holds d.mu or is
-// the only goroutine.
+// so the first listed names an overlapping block (verdict.CompileIntel,
+// which fwctl explain uses too). Caller holds d.mu or is the only
+// goroutine.
 func (d *Daemon) compileIntel(cfg *rules.Config) *verdict.Intel {
-	var feeds []verdict.FeedEntries
-	for _, f := range cfg.ThreatFeeds {
-		if e := d.feedEntries[f.Name]; len(e) > 0 {
-			feeds = append(feeds, verdict.FeedEntries{Name: f.Name, Prefixes: e})
-		}
-	}
-	return verdict.NewIntel(feeds)
+	return verdict.CompileIntel(cfg, d.feedEntries)
 }
 
 // kernelLists is what the kernel sets must hold for cfg.
@@ -634,13 +627,7 @@ func (d *Daemon) apply(cfg *rules.Config, why string) error {
 	d.guard.policyChanged() // a new limit may let held sources in
 	d.feeds.SetProtected(cfg.WhitelistIPs)
 	d.feeds.SetHostAddrs(hostAddrs())
-	enabled := 0
-	for _, r := range cfg.Rules {
-		if r.Enabled {
-			enabled++
-		}
-	}
-	d.log.Info("Config reloaded", "why", why, "rules", len(cfg.Rules), "enabled", enabled,
+	d.log.Info("Config reloaded", "why", why, "rules", len(cfg.Rules), "enabled", cfg.EnabledRules(),
 		"whitelist", len(cfg.WhitelistIPs), "blacklist", len(cfg.BlacklistIPs), "feeds", len(cfg.ThreatFeeds))
 	d.cutBlockedFlows()
 	return nil

@@ -6,15 +6,18 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/pfw/pfw/control"
 	"github.com/pfw/pfw/nft"
+	"github.com/pfw/pfw/rules"
+	"github.com/pfw/pfw/store"
 )
 
 // Default paths of the contract.
 const (
-	DefaultConfig  = "/etc/personal-firewall/firewall_rules.json"
-	DefaultDB      = "/var/lib/personal-firewall/firewall.db"
+	DefaultConfig  = rules.DefaultPath
+	DefaultDB      = store.DefaultPath
 	DefaultLogFile = "/var/log/personal-firewall/firewall.log"
-	DefaultSocket  = "/run/personal-firewall/pfwd.sock"
+	DefaultSocket  = control.DefaultSocket
 )
 
 // Limits of Options, checked by Validate.

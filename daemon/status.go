@@ -23,12 +23,6 @@ import (
 func (d *Daemon) Status() control.Status {
 	shown := d.shown.snapshot()
 	cfg := shown.cfg
-	enabled := 0
-	for _, r := range cfg.Rules {
-		if r.Enabled {
-			enabled++
-		}
-	}
 	ws := d.writer.Stats()
 	st := control.Status{
 		Running:        true,
@@ -42,7 +36,7 @@ func (d *Daemon) Status() control.Status {
 		ReloadError:    shown.reloadErr,
 		Reload:         shown.reload,
 		Rules:          len(cfg.Rules),
-		RulesEnabled:   enabled,
+		RulesEnabled:   cfg.EnabledRules(),
 		QueueMode:      d.fw.QueueMode(),
 		FastPath:       fastPathState(d.fw),
 		Queues:         queueRange(d.opts.QueueNum, d.opts.Queues),
@@ -258,7 +252,7 @@ func (d *Daemon) cutBlockedFlows() {
 		if onlyLabelled && !f.Labelled {
 			return false // through an interface pfw does not filter
 		}
-		flowPacket(&p, f)
+		p = verdict.FirstPacket(f.Proto, f.Src, f.Dst, f.SrcPort, f.DstPort)
 		if !d.engine.Explain(&p, dir).Blocked() {
 			return false
 		}
@@ -280,20 +274,6 @@ func (d *Daemon) cutBlockedFlows() {
 	if unremembered > 0 {
 		d.log.Warn("Too many flows cut at once to remember them all: the replies of some may start over as new flows",
 			"flows", unremembered, "max", verdict.MaxCutFlows)
-	}
-}
-
-// flowPacket shapes the first packet of a flow for the pipeline.
-func flowPacket(p *verdict.Packet, f nft.Flow) {
-	*p = verdict.Packet{Status: verdict.StatusOK, Proto: f.Proto, Src: f.Src, Dst: f.Dst, Version: 6}
-	if f.Src.Is4() {
-		p.Version = 4
-	}
-	if f.Proto == verdict.ProtoTCP || f.Proto == verdict.ProtoUDP {
-		p.HasPorts, p.SrcPort, p.DstPort = true, f.SrcPort, f.DstPort
-	}
-	if f.Proto == verdict.ProtoTCP {
-		p.TCPFlags = verdict.TCPSyn
 	}
 }
 
