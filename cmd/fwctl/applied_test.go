@@ -15,9 +15,10 @@ import (
 )
 
 // stubPfwd answers on the control socket for config like pfwd: when apply
-// is true it "loads" the file each time it changes, otherwise it keeps
-// failing with reloadErr.
-func stubPfwd(t *testing.T, e *testEnv, apply bool, reloadErr string) {
+// is true it "loads" the file each time it changes, saying for reloadTakes
+// that the reload is in progress first; otherwise it keeps failing with
+// reloadErr.
+func stubPfwd(t *testing.T, e *testEnv, apply bool, reloadErr string, reloadTakes time.Duration) {
 	t.Helper()
 	l, err := control.Listen(e.socket)
 	if err != nil {
@@ -32,17 +33,23 @@ func stubPfwd(t *testing.T, e *testEnv, apply bool, reloadErr string) {
 		}
 		return rules.Digest(cfg)
 	}
-	inForce := digest()
+	inForce, changedAt := digest(), time.Time{}
 	st := func() control.Status {
 		mu.Lock()
 		defer mu.Unlock()
 		s := control.Status{Running: true, ConfigPath: e.config, ConfigDigest: inForce}
 		if now := digest(); now != inForce {
-			if apply {
-				inForce = now
-				s.ConfigDigest = inForce
-			} else {
+			if changedAt.IsZero() {
+				changedAt = time.Now()
+			}
+			switch {
+			case !apply:
 				s.ReloadError = reloadErr
+			case time.Since(changedAt) < reloadTakes:
+				s.Reload = control.ReloadState{InProgress: true, Since: changedAt, Why: "file changed"}
+			default:
+				inForce, changedAt = now, time.Time{}
+				s.ConfigDigest = inForce
 			}
 		}
 		return s
@@ -55,7 +62,7 @@ func stubPfwd(t *testing.T, e *testEnv, apply bool, reloadErr string) {
 
 func TestEditWaitsForPfwdToApply(t *testing.T) {
 	e := newEnv(t, testConfig)
-	stubPfwd(t, e, true, "")
+	stubPfwd(t, e, true, "", 0)
 	start := time.Now()
 	r := mustRun(t, "blacklist", "add", "198.51.100.77")
 	if r.stderr != "" {
@@ -70,7 +77,7 @@ func TestEditWaitsForPfwdToApply(t *testing.T) {
 // but the user must know the rules in force are not the file's yet.
 func TestEditPfwdDidNotApplyWarns(t *testing.T) {
 	e := newEnv(t, testConfig)
-	stubPfwd(t, e, false, "open firewall_rules.json: too many open files")
+	stubPfwd(t, e, false, "open firewall_rules.json: too many open files", 0)
 	r := mustRun(t, "blacklist", "add", "198.51.100.77")
 	want := "fwctl: warning: the file is changed, but pfwd has not applied it within 3s (it retries): open firewall_rules.json: too many open files\n"
 	if r.stderr != want {
@@ -103,7 +110,7 @@ func TestEditOtherPfwdNotWaitedFor(t *testing.T) {
 // such a reload, and fwctl must not wait 3 s and warn for it.
 func TestEditThatOnlyReformatsNeedsNoReload(t *testing.T) {
 	e := newEnv(t, `{"rules": [],   "blacklist_ips": [ "198.51.100.77" ]}`)
-	stubPfwd(t, e, false, "never reloads")
+	stubPfwd(t, e, false, "never reloads", 0)
 	before, _ := os.ReadFile(e.config)
 	start := time.Now()
 	r := mustRun(t, "blacklist", "add", "198.51.100.77")
@@ -120,42 +127,8 @@ func TestEditThatOnlyReformatsNeedsNoReload(t *testing.T) {
 // after applyWait.
 func TestEditWaitsForALongReload(t *testing.T) {
 	e := newEnv(t, testConfig)
-	l, err := control.Listen(e.socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	digest := func() string {
-		cfg, err := rules.Load(e.config)
-		if err != nil {
-			t.Errorf("stub pfwd: %v", err)
-			return ""
-		}
-		return rules.Digest(cfg)
-	}
-	var mu sync.Mutex
-	inForce, changedAt := digest(), time.Time{}
 	const reloadTakes = applyWait + 1500*time.Millisecond
-	st := func() control.Status {
-		mu.Lock()
-		defer mu.Unlock()
-		s := control.Status{Running: true, ConfigPath: e.config, ConfigDigest: inForce}
-		if now := digest(); now != inForce {
-			if changedAt.IsZero() {
-				changedAt = time.Now()
-			}
-			if time.Since(changedAt) < reloadTakes {
-				s.Reload = control.ReloadState{InProgress: true, Since: changedAt, Why: "file changed"}
-			} else {
-				inForce = now
-				s.ConfigDigest = inForce
-			}
-		}
-		return s
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); control.Serve(ctx, l, st, nil) }()
-	t.Cleanup(func() { cancel(); <-done })
+	stubPfwd(t, e, true, "", reloadTakes)
 
 	start := time.Now()
 	r := mustRun(t, "blacklist", "add", "198.51.100.77")
