@@ -127,7 +127,7 @@ func (d *Daemon) start(ctx context.Context) error {
 	if err := d.openStore(); err != nil {
 		return err
 	}
-	d.seedThreats(ctx, cfg)
+	d.seedThreats(d.life, cfg) // a SIGTERM now must not make it fail: the check below stops the start
 
 	d.engine = verdict.NewEngine(verdict.Compile(cfg))
 	d.engine.SetIntel(d.compileIntel(cfg))
@@ -142,10 +142,13 @@ func (d *Daemon) start(ctx context.Context) error {
 		}
 	})
 
-	if err := d.openQueues(ctx); err != nil {
+	if err := d.openQueues(); err != nil {
 		return err
 	}
-	d.openKernelDrops(ctx)
+	d.openKernelDrops()
+	if ctx.Err() != nil {
+		return nil // stopped while starting: no table to install and remove again, no "started"
+	}
 	if err := d.openTable(cfg); err != nil {
 		return err
 	}
@@ -230,24 +233,27 @@ func (d *Daemon) openStore() error {
 // openQueues binds the queues and starts their workers. They are bound
 // before the rules that feed them exist, so no packet is queued to a
 // socket nobody reads.
-func (d *Daemon) openQueues(ctx context.Context) error {
+func (d *Daemon) openQueues() error {
 	var err error
 	qcfg := queue.Config{QueueNum: uint16(d.opts.QueueNum), QueueCount: uint16(d.opts.Queues)}
 	if d.queues, err = queue.Open(qcfg, d.engine, d.audit); err != nil {
 		return err
 	}
 	d.onStop(func() { d.queues.Close() }) // no more packets taken; those in flight got their verdicts
-	return d.queues.Start(ctx)
+	// Not ctx: the workers decide until Close unbinds the queues. Bound
+	// and unread during shutdown (while a reload or a feed save ends),
+	// a queue would hold new connections with no verdict, even fail-open.
+	return d.queues.Start(context.Background())
 }
 
 // openKernelDrops listens for the kernel's own drops (lists, feeds, the
 // rate-limit guard), which are logged through NFLOG. Without a listener
 // they are still dropped, only not logged: anything else bound to the
 // group (tcpdump -i nflog:27) must not keep the firewall down.
-func (d *Daemon) openKernelDrops(ctx context.Context) {
+func (d *Daemon) openKernelDrops() {
 	drops, err := queue.OpenKernelDrops(uint16(d.opts.LogGroup), d.engine, kernelAudit{d.audit})
 	if err == nil {
-		if err = drops.Start(ctx); err != nil {
+		if err = drops.Start(context.Background()); err != nil { // logged until its stop, like the queues' decisions
 			drops.Close()
 		}
 	}
@@ -329,12 +335,20 @@ func (d *Daemon) loop(ctx context.Context) {
 	// an hour.
 	addrs := time.NewTicker(hostAddrsEvery)
 	defer addrs.Stop()
+	reload := d.opts.Reload
 	for {
 		select {
 		case <-ctx.Done():
 			d.log.Info("pfwd stopping")
 			return
-		case <-d.opts.Reload:
+		case _, ok := <-reload:
+			if !ok {
+				reload = nil // closed: no more reloads asked, and no spinning
+				continue
+			}
+			if ctx.Err() != nil {
+				continue // stopping: the next turn says so
+			}
 			d.Reload(reloadSIGHUP)
 			if d.opts.Ready != nil {
 				d.opts.Ready()
@@ -469,7 +483,8 @@ func (d *Daemon) onFeedUpdate(feed intel.Feed, entries []netip.Prefix) {
 	d.saveMu.Lock() // the database gets the feeds' entries in the order memory did
 	defer d.saveMu.Unlock()
 	d.mu.Lock()
-	old := len(d.feedEntries[feed.Name])
+	prev, had := d.feedEntries[feed.Name]
+	old := len(prev)
 	if entries == nil {
 		delete(d.feedEntries, feed.Name)
 	} else {
@@ -478,12 +493,23 @@ func (d *Daemon) onFeedUpdate(feed intel.Feed, entries []netip.Prefix) {
 	cfg := d.cfg
 	start := time.Now()
 	err := d.fw.UpdateSets(map[nft.List][]netip.Prefix{nft.Intel: d.allIntel(cfg)})
+	if err != nil {
+		// The kernel keeps the entries in force: so do the pipeline and
+		// the database, or the two would decide differently.
+		if had {
+			d.feedEntries[feed.Name] = prev
+		} else {
+			delete(d.feedEntries, feed.Name)
+		}
+		d.shown.feedApplied(feed.Name)
+		d.mu.Unlock()
+		loaded()
+		d.log.Error("Threat feed: updating the kernel set failed; the entries in force stay", "feed", feed.Name, "err", err)
+		return
+	}
 	d.engine.SetIntel(d.compileIntel(cfg))
 	d.shown.feedApplied(feed.Name)
 	d.mu.Unlock()
-	if err != nil {
-		d.log.Error("Threat feed: updating the kernel set failed", "feed", feed.Name, "err", err)
-	}
 	// last_seen is when the feed last listed its entries: its last good
 	// fetch. Updates that are no fetch (a level change, entries dropped
 	// because they now cover a server pfwd needs) leave it as it was.

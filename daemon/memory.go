@@ -26,10 +26,27 @@ const loadGCPercent = 10
 // loads counts the loads under way: the limit is process-wide, and a
 // reload and a feed update may overlap.
 var loads struct {
-	mu        sync.Mutex
-	n         int
-	gcPercent int // GOGC before the first of them began
-	setGC     bool
+	mu          sync.Mutex
+	n           int
+	gcPercent   int // GOGC before the first of them began
+	setGC       bool
+	heapAtBegin uint64 // heap objects' bytes when the first of them began
+}
+
+// loadGrowth is how much the heap must have grown over the loads for their
+// end to collect and hand memory back at once: a fetch that brought a
+// 304, an error or a small list (every fetch is a load, since its parse
+// may be large) costs no forced collection.
+const loadGrowth = 4 << 20
+
+// heapObjects is the bytes of live and not yet swept heap objects.
+func heapObjects() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }
 
 // beginLoad prepares the collector for a load that may make the live
@@ -49,6 +66,7 @@ func beginLoad() (end func()) {
 	}
 	loads.mu.Lock()
 	if loads.n == 0 {
+		loads.heapAtBegin = heapObjects()
 		debug.SetMemoryLimit(math.MaxInt64)
 		if loads.setGC = os.Getenv("GOGC") == ""; loads.setGC {
 			loads.gcPercent = debug.SetGCPercent(loadGCPercent)
@@ -69,20 +87,23 @@ func endLoad() {
 	if loads.setGC {
 		debug.SetGCPercent(loads.gcPercent)
 	}
-	tuneMemoryLimit()
+	tuneMemoryLimit(heapObjects() > loads.heapAtBegin+loadGrowth)
 }
 
-// tuneMemoryLimit collects, hands the garbage of the load just ended back
-// to the kernel (milliseconds, once per load), and sets the runtime's soft
-// memory limit to the floor or, once the threat entries make the live
-// heap larger, to twice the live heap: between loads the heap stays near
-// what is live, and the collector never runs flat out. GOMEMLIMIT in the
-// environment wins.
-func tuneMemoryLimit() {
+// tuneMemoryLimit sets the runtime's soft memory limit to the floor or,
+// once the threat entries make the live heap larger, to twice the live
+// heap: between loads the heap stays near what is live, and the collector
+// never runs flat out. With collect it first collects and hands the
+// garbage of the load just ended back to the kernel (milliseconds, once
+// per load that grew the heap), so that the live figure is the new one.
+// GOMEMLIMIT in the environment wins.
+func tuneMemoryLimit(collect bool) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	debug.FreeOSMemory()
+	if collect {
+		debug.FreeOSMemory()
+	}
 	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	metrics.Read(s)
 	live := uint64(0)

@@ -568,7 +568,7 @@ func (m *Manager) accept(ctx context.Context, f *feed, gen uint64, cfg Feed, res
 	if warnings != "" {
 		m.event(cfg.Name, slog.LevelWarn, "%s", warnings)
 	}
-	m.update(cfg, kept)
+	m.update(f.cfg, kept) // the feed as it is now: its Level may have changed during the fetch
 }
 
 // maxSanitizeTries is how many times sanitizeUnlocked sanitizes a list
