@@ -908,3 +908,39 @@ func TestLogRowsSayTheirDirection(t *testing.T) {
 		t.Errorf("top blocked = %+v, want %s and %s (the remote ends), not this host's %s", st.TopBlocked, l.clientIP, l.clientIP2, l.fwIP)
 	}
 }
+
+// While pfwd stops it still decides: a stop that waits for a reload in
+// progress (seconds with a large list) must not leave the queues bound
+// and unread, which holds new connections with no verdict even fail-open.
+func TestNewFlowsDecidedWhileStopping(t *testing.T) {
+	l := newLab(t)
+	l.writeConfig(l.configDoc("allow", ``, `"127.0.0.1", "::1"`, ``, 100))
+	l.serve([]int{80}, nil)
+	l.startPfwd()
+	l.expect("tcp", hostPort(l.fwIP, 80), true)
+
+	// A reload of 500,000 blacklist entries (never contacted: 20.0.0.0/8)
+	// keeps the stop waiting for a few seconds.
+	var bl strings.Builder
+	for i := range 500_000 {
+		v := 20<<24 + 2*i
+		if i > 0 {
+			bl.WriteString(", ")
+		}
+		fmt.Fprintf(&bl, `"%d.%d.%d.%d"`, v>>24, v>>16&255, v>>8&255, v&255)
+	}
+	l.writeConfig(l.configDoc("allow", ``, `"127.0.0.1", "::1"`, bl.String(), 100))
+	if !eventually(5*time.Second, func() bool { return l.status().Reload.InProgress }) {
+		t.Skip("the reload ended before it could be caught in progress; nothing to check")
+	}
+	l.pfwd.Process.Signal(syscall.SIGTERM)
+	start := time.Now()
+	for i := range 3 {
+		if n := l.send("tcp", "", hostPort(l.fwIP, 80), 1, time.Second); n != 1 {
+			t.Errorf("connection %d, %v after SIGTERM: no answer within 1 s", i+1, time.Since(start).Round(time.Millisecond))
+		}
+	}
+	if err := l.stopPfwd(syscall.SIGTERM); err != nil {
+		t.Errorf("pfwd's exit: %v", err)
+	}
+}
