@@ -68,7 +68,7 @@ type Daemon struct {
 	cfgData        []byte // the config as last applied, to skip no-op reloads
 
 	saveMu  sync.Mutex     // orders the threat entries' writes to the database; taken before mu
-	saves   sync.WaitGroup // threat saves running in the background, waited for at stop
+	saves   gate           // threat saves running in the background (goSave), waited for at stop
 	limited *limitedLogger // recurring errors' lines (logLimited)
 	suppLog suppressedLog  // what the statistics line last said about suppressed rows
 
@@ -642,7 +642,7 @@ func (d *Daemon) apply(cfg *rules.Config, why string) error {
 		// An entry two feeds list now belongs to another feed first: the
 		// database follows the pipeline. (A removed feed's rows also go
 		// when the manager reports it empty; this is just sooner.)
-		d.saves.Go(func() {
+		d.goSave(func() {
 			d.saveMu.Lock()
 			defer d.saveMu.Unlock()
 			if err := d.saveThreats(nil); err != nil {
@@ -710,7 +710,7 @@ func (d *Daemon) onStoreReopen(err error) {
 	} else {
 		d.log.Warn("The log database was deleted or replaced while pfwd ran: opened it again", "path", d.store.Path())
 	}
-	d.saves.Go(d.resaveThreats)
+	d.goSave(d.resaveThreats)
 }
 
 // resaveThreats writes every feed's entries in force to the database.

@@ -69,10 +69,23 @@ func (d *Daemon) waitFor(what string, done <-chan struct{}) bool {
 func (d *Daemon) waitSaves() {
 	done := make(chan struct{})
 	go func() {
-		d.saves.Wait()
+		d.saves.close() // waits for the saves under way; none starts after
 		close(done)
 	}()
 	d.waitFor("saving the threat entries to the database", done)
+}
+
+// goSave runs a database save in the background, unless shutdown has
+// begun waiting for them (a writer whose stop timed out may still ask for
+// one then): it is dropped, the store is about to close.
+func (d *Daemon) goSave(save func()) {
+	if !d.saves.enter() {
+		return
+	}
+	go func() {
+		defer d.saves.leave()
+		save()
+	}()
 }
 
 // gate lets calls in until it is closed; close waits for the calls inside
@@ -85,9 +98,13 @@ type gate struct {
 	closed bool
 }
 
-// enter reports whether the call may go on; if so, leave must follow.
+// enter reports whether the call may go on; if so, leave must follow. It
+// never waits: a close under way (waiting for the calls inside to leave)
+// already turns new calls away.
 func (g *gate) enter() bool {
-	g.mu.RLock()
+	if !g.mu.TryRLock() {
+		return false
+	}
 	if g.closed {
 		g.mu.RUnlock()
 		return false

@@ -60,9 +60,16 @@ func TestShutdownBounded(t *testing.T) {
 	stuck := make(chan struct{})
 	defer close(stuck)
 	d.spawn(context.Background(), "the stuck part", func(context.Context) { <-stuck })
-	d.saves.Go(func() { <-stuck })
+	d.goSave(func() { <-stuck })
 	start := time.Now()
 	d.shutdown()
+	// A writer whose stop timed out may still ask for a save: it is
+	// dropped, at once, for the store is closing.
+	asked := time.Now()
+	d.goSave(func() { t.Error("a save started after shutdown had waited for saves") })
+	if waited := time.Since(asked); waited > 100*time.Millisecond {
+		t.Errorf("asking for a save after shutdown waited %v", waited)
+	}
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("shutdown took %v; want about two waits of 100 ms", took)
 	}
