@@ -107,6 +107,9 @@ func explain(c *cli.Context) error {
 	fmt.Fprintf(g.out, "Step:     %s\n", step)
 	fmt.Fprintf(g.out, "Packet:   %s\n", describePacket(&pkt, dir))
 	// The notes matter only when the steps they qualify were reached.
+	if d.Step >= verdict.StepRule && !c.IsSet("protocol") {
+		fmt.Fprintln(g.out, "Note:     no --protocol given, so the packet is tcp; rules for udp or icmp are not tried.")
+	}
 	if d.Step >= verdict.StepRule && (pkt.Proto == verdict.ProtoTCP || pkt.Proto == verdict.ProtoUDP) && !pkt.HasPorts {
 		fmt.Fprintln(g.out, "Note:     no --dst-port given, so only rules without ports could match.")
 	}

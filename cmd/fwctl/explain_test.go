@@ -146,10 +146,16 @@ func TestExplainText(t *testing.T) {
 Reason:   Rule: Block Telnet and SMB
 Step:     5 (rule); the rule is number 1 in fwctl list
 Packet:   inbound tcp 203.0.113.50 -> 0.0.0.0 port 23 (SYN)
+Note:     no --protocol given, so the packet is tcp; rules for udp or icmp are not tried.
 Note:     the rate limit (step 4) depends on live traffic and is not evaluated here.
 `
 	if diff := cmp.Diff(want, r.stdout); diff != "" {
 		t.Errorf("explain (-want +got):\n%s", diff)
+	}
+	// Asked for tcp, it says nothing of the protocol.
+	r = mustRun(t, "explain", "--src", "203.0.113.50", "--dst-port", "23", "--protocol", "tcp")
+	if strings.Contains(r.stdout, "no --protocol given") {
+		t.Errorf("explain --protocol tcp = %q, want no protocol note", r.stdout)
 	}
 	if r.stderr != "" {
 		t.Errorf("stderr = %q: a missing database must be skipped silently", r.stderr)
