@@ -59,22 +59,29 @@ func promptly(t *testing.T, what string, call func()) {
 	}
 }
 
+// sanitizing runs a Manager with feed A fetching url, and returns once the
+// fetched list is held inside Sanitize (released at cleanup).
+func sanitizing(t *testing.T, url string) (*Manager, *recorder, *heldSanitize) {
+	t.Helper()
+	rec := new(recorder)
+	m := NewManager(rec.options())
+	held := holdSanitize(t, m)
+	if err := m.SetFeeds([]Feed{{Name: "A", URL: url, Interval: time.Hour}}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, m)
+	t.Cleanup(held.release)
+	held.waitEntered(t)
+	return m, rec, held
+}
+
 // A list is sanitized without the Manager's lock (90 ms for 250,000
 // entries), so pfwd's status, which calls States, answers meanwhile; a
 // whitelist set while it runs still applies to the list put in force.
 func TestManagerStatesAnswerWhileSanitizing(t *testing.T) {
 	t.Parallel()
 	body, all := docList(5)
-	fs := newFeedServer(t, body)
-	var rec recorder
-	m := NewManager(rec.options())
-	held := holdSanitize(t, m)
-	if err := m.SetFeeds([]Feed{{Name: "A", URL: fs.URL, Interval: time.Hour}}); err != nil {
-		t.Fatal(err)
-	}
-	run(t, m)
-	t.Cleanup(held.release)
-	held.waitEntered(t)
+	m, rec, held := sanitizing(t, newFeedServer(t, body).URL)
 
 	var s []FeedState
 	promptly(t, "States", func() { s = m.States() })
@@ -100,16 +107,8 @@ func TestManagerStatesAnswerWhileSanitizing(t *testing.T) {
 func TestManagerDropsListSanitizedAcrossURLChange(t *testing.T) {
 	t.Parallel()
 	oldBody, _ := docList(3)
-	oldServer, newServer := newFeedServer(t, oldBody), newFeedServer(t, "192.0.2.2\n")
-	var rec recorder
-	m := NewManager(rec.options())
-	held := holdSanitize(t, m)
-	if err := m.SetFeeds([]Feed{{Name: "A", URL: oldServer.URL, Interval: time.Hour}}); err != nil {
-		t.Fatal(err)
-	}
-	run(t, m)
-	t.Cleanup(held.release)
-	held.waitEntered(t)
+	newServer := newFeedServer(t, "192.0.2.2\n")
+	m, rec, held := sanitizing(t, newFeedServer(t, oldBody).URL)
 	var err error
 	promptly(t, "SetFeeds", func() { err = m.SetFeeds([]Feed{{Name: "A", URL: newServer.URL + "/new", Interval: time.Hour}}) })
 	if err != nil {
