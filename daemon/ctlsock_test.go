@@ -32,17 +32,27 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// A removed control socket file is made again; a file put in its place is
-// left alone and reported once; the socket goes when pfwd stops.
-func TestControlSocketRemade(t *testing.T) {
+// testSocket makes a control socket in a temporary directory, answering
+// with a running pfwd's status and logging to log (nil: nowhere).
+func testSocket(t *testing.T, log *lockedBuffer) (*controlSocket, string) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "pfwd.sock")
 	l, err := control.Listen(path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	lg := slog.New(slog.DiscardHandler)
+	if log != nil {
+		lg = slog.New(NewLineHandler(log, slog.LevelInfo, false))
+	}
+	return newControlSocket(path, l, func() control.Status { return control.Status{Running: true, PID: 42} }, lg), path
+}
+
+// A removed control socket file is made again; a file put in its place is
+// left alone and reported once; the socket goes when pfwd stops.
+func TestControlSocketRemade(t *testing.T) {
 	var logBuf lockedBuffer
-	c := newControlSocket(path, l, func() control.Status { return control.Status{Running: true, PID: 42} },
-		slog.New(NewLineHandler(&logBuf, slog.LevelInfo, false)))
+	c, path := testSocket(t, &logBuf)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { defer close(done); c.run(ctx, 20*time.Millisecond) }()
@@ -113,12 +123,7 @@ func TestControlSocketRemade(t *testing.T) {
 // Stopping removes pfwd's own socket file, never a file that took its
 // place.
 func TestControlSocketCloseSparesOthersFiles(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "pfwd.sock")
-	l, err := control.Listen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := newControlSocket(path, l, func() control.Status { return control.Status{} }, slog.New(slog.DiscardHandler))
+	c, path := testSocket(t, nil)
 	os.Remove(path)
 	if err := os.WriteFile(path, []byte("someone else's"), 0o644); err != nil {
 		t.Fatal(err)
@@ -133,14 +138,8 @@ func TestControlSocketCloseSparesOthersFiles(t *testing.T) {
 // socket is made again at once, whatever its file: fwctl must not call a
 // filtering pfwd "not running".
 func TestControlSocketServerDeathRemade(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "pfwd.sock")
-	l, err := control.Listen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var logBuf lockedBuffer
-	c := newControlSocket(path, l, func() control.Status { return control.Status{Running: true, PID: 42} },
-		slog.New(NewLineHandler(&logBuf, slog.LevelInfo, false)))
+	c, path := testSocket(t, &logBuf)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	// No file checks: only the server's end may bring the socket back.
@@ -184,12 +183,7 @@ func TestControlSocketServerDeathRemade(t *testing.T) {
 // that unlinked its path on close removed the other's socket (found by the
 // race detector: stop pfwd A after B took the path).
 func TestControlSocketStopSparesAnotherSocket(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "pfwd.sock")
-	l, err := control.Listen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := newControlSocket(path, l, func() control.Status { return control.Status{Running: true} }, slog.New(slog.DiscardHandler))
+	c, path := testSocket(t, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); c.run(ctx, time.Hour) }() // never checks the file: the other socket stays unnoticed
