@@ -252,10 +252,11 @@ func (fw *Firewall) afterSwitch() {
 	done := make(chan struct{})
 	fw.fast.clearing, fw.fast.clearErr = done, nil
 	netns := fw.cfg.NetNS
+	clearFn := clearLabelFn // read here: a test may swap it while the clear runs
 	go func() {
 		defer close(done)
 		time.Sleep(clearDelay)
-		_, err := clearLabelFn(netns, old)
+		_, err := clearFn(netns, old)
 		fw.fast.clearErr = err
 	}()
 }
