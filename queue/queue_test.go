@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -73,21 +74,25 @@ func testNS(tb testing.TB) string {
 // stay in ns.
 func inNS(tb testing.TB, ns string, fn func()) {
 	tb.Helper()
-	done := make(chan error)
+	done := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		target, err := os.Open("/run/netns/" + ns)
-		if err != nil {
-			done <- err
+		err := errors.New("stopped by a t.Fatal or t.Skip (see above)")
+		// Sent even when fn ends with runtime.Goexit (a t.Fatal on this
+		// goroutine): the test would wait for ever otherwise.
+		defer func() { done <- err }()
+		target, oerr := os.Open("/run/netns/" + ns)
+		if oerr != nil {
+			err = oerr
 			return
 		}
 		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			done <- fmt.Errorf("setns %s: %w", ns, err)
+		if serr := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); serr != nil {
+			err = fmt.Errorf("setns %s: %w", ns, serr)
 			return
 		}
 		fn()
-		done <- nil
+		err = nil
 	}()
 	if err := <-done; err != nil {
 		tb.Fatal(err)
