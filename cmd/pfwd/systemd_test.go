@@ -155,6 +155,15 @@ func TestUnitRunsUnderSystemd(t *testing.T) {
 	if !eventually(5*time.Second, func() bool { return strings.Contains(c.journal(), "why=SIGHUP") }) {
 		t.Errorf("systemctl reload: pfwd did not log a SIGHUP reload\n%s", c.journal())
 	}
+	before := c.mainPID()
+	c.mustRun("systemctl", "restart", unitName)
+	if pid := c.mainPID(); pid == 0 || pid == before || c.tables() != 1 {
+		t.Errorf("after systemctl restart: main pid %d (was %d), %d pfw tables, want a new pid and one table", pid, before, c.tables())
+	}
+	c.mustRun("systemctl", "enable", unitName)
+	if out, _ := c.run("systemctl", "is-enabled", unitName); out != "enabled" {
+		t.Errorf("after systemctl enable: is-enabled says %q", out)
+	}
 
 	// A crash is restarted (RestartSec=5s), and the table is replaced, not
 	// duplicated; the blacklist, saved in the config, still holds.
