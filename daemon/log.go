@@ -20,8 +20,12 @@ import (
 //	2026-11-25 15:04:05,123 - INFO - message key=value ...
 //
 // Timestamps are local time, levels DEBUG, INFO, WARNING, ERROR. Under
-// systemd the journal adds its own timestamp, so Journal mode writes
-// "<prio>message key=value" (sd-daemon priority prefixes) instead.
+// systemd's journal the line is the same behind an sd-daemon priority
+// prefix ("<6>2026-11-25 15:04:05,123 - INFO - message"): the journal
+// takes the prefix as the entry's priority, so `journalctl -p warning`
+// works, and keeps the line in the format the contract gives every log.
+// (The journal stamps entries itself; the line's own stamp is the one
+// scripts reading the log already parse.)
 type LineHandler struct {
 	mu      *sync.Mutex
 	out     io.Writer
@@ -82,14 +86,13 @@ func (h *LineHandler) Handle(_ context.Context, r slog.Record) error {
 	var b strings.Builder
 	if h.journal {
 		fmt.Fprintf(&b, "<%d>", journalPriority(r.Level))
-	} else {
-		t := r.Time
-		if t.IsZero() {
-			t = time.Now()
-		}
-		b.WriteString(t.Format("2006-01-02 15:04:05"))
-		fmt.Fprintf(&b, ",%03d - %s - ", t.Nanosecond()/1e6, levelName(r.Level))
 	}
+	t := r.Time
+	if t.IsZero() {
+		t = time.Now()
+	}
+	b.WriteString(t.Format("2006-01-02 15:04:05"))
+	fmt.Fprintf(&b, ",%03d - %s - ", t.Nanosecond()/1e6, levelName(r.Level))
 	b.WriteString(oneLine(r.Message))
 	b.WriteString(h.attrs)
 	r.Attrs(func(a slog.Attr) bool {
@@ -192,6 +195,25 @@ func (l *LogFile) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.f.Close()
+}
+
+// WithoutPriority passes each line on to w without the sd-daemon priority
+// prefix ("<6>") a journal-mode LineHandler puts in front: the journal
+// reads the prefix, a log file must not hold it. Each Write is one whole
+// line, as LineHandler writes them.
+func WithoutPriority(w io.Writer) io.Writer { return noPriority{w} }
+
+type noPriority struct{ w io.Writer }
+
+func (n noPriority) Write(p []byte) (int, error) {
+	if len(p) < 3 || p[0] != '<' || p[1] < '0' || p[1] > '7' || p[2] != '>' {
+		return n.w.Write(p)
+	}
+	m, err := n.w.Write(p[3:])
+	if m == len(p)-3 {
+		m = len(p)
+	}
+	return m, err
 }
 
 // Tee writes each line to every writer. Unlike io.MultiWriter, a writer

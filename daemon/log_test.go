@@ -80,20 +80,21 @@ func TestLineFormatZeroTime(t *testing.T) {
 	}
 }
 
-// Under systemd the journal stamps lines itself: pfw writes the sd-daemon
-// priority prefix and the message only.
+// Under systemd's journal a line is the contract's line behind the
+// sd-daemon priority prefix the journal takes as the entry's priority.
 func TestJournalFormat(t *testing.T) {
+	at := time.Date(2026, 11, 25, 15, 4, 5, 123e6, time.Local)
 	for _, tc := range []struct {
 		level slog.Level
 		want  string
 	}{
-		{slog.LevelDebug, "<7>message k=v\n"},
-		{slog.LevelInfo, "<6>message k=v\n"},
-		{slog.LevelWarn, "<4>message k=v\n"},
-		{slog.LevelError, "<3>message k=v\n"},
+		{slog.LevelDebug, "<7>2026-11-25 15:04:05,123 - DEBUG - message k=v\n"},
+		{slog.LevelInfo, "<6>2026-11-25 15:04:05,123 - INFO - message k=v\n"},
+		{slog.LevelWarn, "<4>2026-11-25 15:04:05,123 - WARNING - message k=v\n"},
+		{slog.LevelError, "<3>2026-11-25 15:04:05,123 - ERROR - message k=v\n"},
 	} {
 		h := NewLineHandler(&bytes.Buffer{}, slog.LevelDebug, true)
-		r := slog.NewRecord(time.Now(), tc.level, "message", 0)
+		r := slog.NewRecord(at, tc.level, "message", 0)
 		r.AddAttrs(slog.String("k", "v"))
 		if got := handle(t, h, r); got != tc.want {
 			t.Errorf("level %v: got %q, want %q", tc.level, got, tc.want)
@@ -120,10 +121,10 @@ func TestAttrs(t *testing.T) {
 		{"group", slog.Group("queue", slog.Int("num", 0), slog.String("mode", "nft")), " queue.num=0 queue.mode=nft"},
 		{"empty attr", slog.Attr{}, ""},
 	} {
-		h := NewLineHandler(&bytes.Buffer{}, slog.LevelInfo, true)
-		r := slog.NewRecord(time.Now(), slog.LevelInfo, "m", 0)
+		h := NewLineHandler(&bytes.Buffer{}, slog.LevelInfo, false)
+		r := slog.NewRecord(time.Date(2026, 11, 25, 15, 4, 5, 0, time.Local), slog.LevelInfo, "m", 0)
 		r.AddAttrs(tc.attr)
-		if got, want := handle(t, h, r), "<6>m"+tc.want+"\n"; got != want {
+		if got, want := handle(t, h, r), "2026-11-25 15:04:05,000 - INFO - m"+tc.want+"\n"; got != want {
 			t.Errorf("%s: got %q, want %q", tc.name, got, want)
 		}
 	}
@@ -133,13 +134,14 @@ func TestAttrs(t *testing.T) {
 // parent logger.
 func TestWithAttrs(t *testing.T) {
 	var buf bytes.Buffer
-	parent := slog.New(NewLineHandler(&buf, slog.LevelInfo, true))
+	parent := slog.New(NewLineHandler(&buf, slog.LevelInfo, false))
 	child := parent.With("feed", "Feodo Tracker", "n", 1)
 	child.Info("updated", "entries", 42)
 	parent.Info("plain")
-	want := "<6>updated feed=\"Feodo Tracker\" n=1 entries=42\n<6>plain\n"
-	if buf.String() != want {
-		t.Errorf("got %q, want %q", buf.String(), want)
+	stamp := regexp.MustCompile(`(?m)^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - `)
+	want := "INFO - updated feed=\"Feodo Tracker\" n=1 entries=42\nINFO - plain\n"
+	if got := stamp.ReplaceAllString(buf.String(), ""); got != want {
+		t.Errorf("got %q, want %q (after the time stamps)", buf.String(), want)
 	}
 }
 
@@ -425,5 +427,23 @@ func TestWriterErrorsSpacedOut(t *testing.T) {
 	d.logWriterError(errors.New("write 3 log rows: database or disk is full"))
 	if !strings.Contains(buf.String(), "errors_since_last_line=39") {
 		t.Errorf("the next line does not count the 39 left out:\n%s", buf.String())
+	}
+}
+
+// The log file gets a journal-mode line without its priority prefix, and
+// anything else as it is.
+func TestWithoutPriority(t *testing.T) {
+	for in, want := range map[string]string{
+		"<6>2026-11-25 15:04:05,123 - INFO - m\n": "2026-11-25 15:04:05,123 - INFO - m\n",
+		"<3>x\n":                               "x\n",
+		"2026-11-25 15:04:05,123 - INFO - m\n": "2026-11-25 15:04:05,123 - INFO - m\n",
+		"<9>not a priority\n":                  "<9>not a priority\n",
+		"<6":                                   "<6",
+	} {
+		var buf bytes.Buffer
+		n, err := WithoutPriority(&buf).Write([]byte(in))
+		if err != nil || n != len(in) || buf.String() != want {
+			t.Errorf("Write(%q) = %d, %v and wrote %q; want %d, nil and %q", in, n, err, buf.String(), len(in), want)
+		}
 	}
 }

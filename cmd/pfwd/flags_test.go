@@ -128,6 +128,29 @@ func TestOpenLogWritesFileAndStderr(t *testing.T) {
 	}
 }
 
+// Under systemd the journal gets each line behind its priority prefix,
+// and the log file the same line without it.
+func TestOpenLogUnderTheJournal(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "firewall.log")
+	var stderr bytes.Buffer
+	log, lf := openLog(path, slog.LevelInfo, true, &stderr)
+	if lf == nil {
+		t.Fatalf("no log file under the journal: %s", stderr.String())
+	}
+	log.Warn("hello")
+	lf.Close()
+	file, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !logLine.Match(file) || !strings.HasSuffix(string(file), " - WARNING - hello\n") {
+		t.Errorf("log file %q: want the line in the log format", file)
+	}
+	if stderr.String() != "<4>"+string(file) {
+		t.Errorf("journal stream %q: want %q", stderr.String(), "<4>"+string(file))
+	}
+}
+
 // The real binary: `pfwd --help | less` shows the usage; a usage error
 // goes to stderr with exit status 2.
 func TestBinaryUsageStreams(t *testing.T) {

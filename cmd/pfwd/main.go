@@ -141,7 +141,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (cl commandLine, exit i
 	)
 	fs.StringVar(&opts.ConfigPath, "config", envOr("PFW_CONFIG", opts.ConfigPath), "rules/config file (env PFW_CONFIG); created from the default when missing")
 	fs.StringVar(&opts.DBPath, "db", envOr("PFW_DB", opts.DBPath), "SQLite database (env PFW_DB)")
-	fs.StringVar(&cl.logFile, "log-file", envOr("PFW_LOG_FILE", daemon.DefaultLogFile), "application log file, besides stderr (env PFW_LOG_FILE); unused under systemd's journal")
+	fs.StringVar(&cl.logFile, "log-file", envOr("PFW_LOG_FILE", daemon.DefaultLogFile), "application log file, besides stderr or the journal (env PFW_LOG_FILE); \"\" for none")
 	fs.StringVar(&opts.Socket, "socket", envOr("PFW_SOCKET", opts.Socket), "control socket for fwctl (env PFW_SOCKET)")
 	fs.UintVar(&opts.QueueNum, "queue", opts.QueueNum, "first NFQUEUE number")
 	fs.IntVar(&queues, "queues", 0, fmt.Sprintf("number of NFQUEUEs, one worker each, 1-%d (default: one per CPU)", daemon.MaxQueues))
@@ -188,12 +188,12 @@ func parseFlags(args []string, stdout, stderr io.Writer) (cl commandLine, exit i
 	return cl, 0, true
 }
 
-// openLog makes pfwd's logger. Under systemd the journal is the log;
-// standalone, stderr and the log file (lf, nil when there is none). A log
-// file that cannot be opened is a warning, in the log's own format, not a
-// reason to leave the host unfiltered.
+// openLog makes pfwd's logger: stderr (under systemd, the journal) and the
+// log file (lf, nil when there is none). A log file that cannot be opened
+// is a warning, in the log's own format, not a reason to leave the host
+// unfiltered.
 func openLog(path string, level slog.Level, journal bool, stderr io.Writer) (log *slog.Logger, lf *daemon.LogFile) {
-	if journal || path == "" {
+	if path == "" {
 		return slog.New(daemon.NewLineHandler(stderr, level, journal)), nil
 	}
 	lf, err := daemon.OpenLogFile(path)
@@ -202,5 +202,9 @@ func openLog(path string, level slog.Level, journal bool, stderr io.Writer) (log
 		log.Warn("Could not open the log file: logging to stderr only", "err", err)
 		return log, nil
 	}
-	return slog.New(daemon.NewLineHandler(daemon.NewTee(stderr, lf), level, journal)), lf
+	var file io.Writer = lf
+	if journal {
+		file = daemon.WithoutPriority(lf)
+	}
+	return slog.New(daemon.NewLineHandler(daemon.NewTee(stderr, file), level, journal)), lf
 }

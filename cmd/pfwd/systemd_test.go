@@ -136,6 +136,22 @@ func TestUnitRunsUnderSystemd(t *testing.T) {
 	if out, err := c.run("fwctl", "status"); err != nil || !strings.Contains(out, "pfwd is running") {
 		t.Errorf("fwctl status: %v\n%s", err, out)
 	}
+	// The log: the contract's lines in the journal and in the log file.
+	for _, where := range [][]string{
+		{"journalctl", "--no-pager", "-o", "cat", "-t", "pfwd"},
+		{"cat", "/var/log/personal-firewall/firewall.log"},
+	} {
+		out, err := c.run(where...)
+		lines := strings.Split(out, "\n")
+		if err != nil || !strings.Contains(out, " - INFO - pfwd started ") {
+			t.Errorf("%s: %v, no start-up line:\n%s", strings.Join(where, " "), err, out)
+		}
+		for _, line := range lines {
+			if !logLine.MatchString(line) {
+				t.Errorf("%s: line %q is not in the log format", strings.Join(where, " "), line)
+			}
+		}
+	}
 
 	// Packets reach pfwd through the queue and the kernel's log, and its
 	// rows reach the database, with every hardening directive in force.
