@@ -31,7 +31,10 @@ type Config struct {
 	// worker is busy; beyond it the kernel drops (default 4096).
 	MaxQueueLen uint32
 	// CopyRange is how many bytes of each packet are copied up: headers
-	// are all the pipeline reads (default 256).
+	// are all the pipeline reads, but an IPv6 packet's extension headers
+	// come before its ports, so the range leaves room for chains far
+	// longer than real traffic carries (default 1024). Only a flow's first
+	// packets are queued, so the extra bytes cost little.
 	CopyRange uint32
 	// ReadBuffer is the socket receive buffer in bytes (default 8 MiB).
 	ReadBuffer int
@@ -48,7 +51,7 @@ func (c *Config) setDefaults() {
 		c.MaxQueueLen = 4096
 	}
 	if c.CopyRange == 0 {
-		c.CopyRange = 256
+		c.CopyRange = 1024
 	}
 	if c.ReadBuffer == 0 {
 		c.ReadBuffer = 8 << 20

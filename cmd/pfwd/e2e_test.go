@@ -699,11 +699,12 @@ func TestFailClosedTableRepairedAfterFlushRuleset(t *testing.T) {
 	l.stopClean()
 }
 
-// IPv6 with a 248-byte Destination Options header: the TCP header lies past
-// the 256 bytes NFQUEUE copies up. Such a packet must not pass for a
-// protocol without ports: it is dropped as malformed, while the same
-// connection without the padding meets the port rule, and an allowed port
-// with the padding is dropped too (pfw cannot see its port).
+// IPv6 extension headers come before the ports. With a 248-byte
+// Destination Options header the TCP header is still inside the bytes
+// NFQUEUE copies up, and the port rules apply as without it. With a
+// 1016-byte one it lies past them: such a packet must not pass for a
+// protocol without ports, so it is dropped as malformed, even to an allowed
+// port (pfw cannot see which).
 func TestPaddedIPv6ExtensionHeadersDoNotBypassRules(t *testing.T) {
 	l := newLab(t)
 	l.writeConfig(l.configDoc("allow", `{"name": "Block Telnet", "action": "block", "protocol": "tcp", "ports": [23]}`, `"127.0.0.1"`, ``, 100))
@@ -712,8 +713,21 @@ func TestPaddedIPv6ExtensionHeadersDoNotBypassRules(t *testing.T) {
 	if n := l.send("tcp-padded6", "", hostPort(l.fwIP6, 23), 1, time.Second); n != 0 {
 		t.Errorf("a padded IPv6 connection reached the blocked port 23")
 	}
+	if _, ok := l.waitRow(func(r store.LogRow) bool { return r.Reason == "Rule: Block Telnet" && r.SrcIP == l.clientIP6 }); !ok {
+		t.Errorf("no Rule: Block Telnet row for the padded connection: %+v", l.rows("blocked"))
+	}
+	if n := l.send("tcp-padded6", "", hostPort(l.fwIP6, 22), 1, 3*time.Second); n != 1 {
+		t.Errorf("a padded IPv6 connection to the allowed port 22 did not get through")
+	}
+
+	if n := l.send("tcp-padded6-long", "", hostPort(l.fwIP6, 23), 1, time.Second); n != 0 {
+		t.Errorf("an IPv6 connection padded past the copy range reached the blocked port 23")
+	}
 	if _, ok := l.waitRow(func(r store.LogRow) bool { return r.Reason == "Malformed packet" && r.SrcIP == l.clientIP6 }); !ok {
-		t.Errorf("no Malformed packet row for the padded connection: %+v", l.rows("blocked"))
+		t.Errorf("no Malformed packet row for the connection padded past the copy range: %+v", l.rows("blocked"))
+	}
+	if n := l.send("tcp-padded6-long", "", hostPort(l.fwIP6, 22), 1, time.Second); n != 0 {
+		t.Errorf("an IPv6 connection padded past the copy range reached port 22: pfw cannot have seen its port")
 	}
 	l.expect("tcp", hostPort(l.fwIP6, 23), false)
 	l.expect("tcp", hostPort(l.fwIP6, 22), true)

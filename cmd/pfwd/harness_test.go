@@ -547,7 +547,7 @@ func sendMain() int {
 	for range count {
 		var err error
 		switch proto {
-		case "tcp", "udp", "tcp-padded6":
+		case "tcp", "udp", "tcp-padded6", "tcp-padded6-long":
 			err = echo(proto, src, addr, timeout)
 		case "icmp":
 			var out []byte
@@ -605,16 +605,29 @@ func sendOneWay(src, addr string, count int) int {
 	return 0
 }
 
+// paddedDstOpts is an IPv6 Destination Options header of size bytes (a
+// multiple of 8) filled with options the receiver skips (type 0x1e: the
+// kernel refuses PadN longer than 7 bytes), at most 255 bytes each.
+func paddedDstOpts(size int) []byte {
+	opts := make([]byte, size)
+	opts[1] = byte(size/8 - 1)
+	for i := 2; i < size; {
+		n := min(size-i-2, 255)
+		opts[i], opts[i+1] = 0x1e, byte(n)
+		i += 2 + n
+	}
+	return opts
+}
+
 // echo sends a line and waits for it to come back. proto "tcp-padded6" is
 // TCP over IPv6 with a 248-byte Destination Options header on every
-// packet, which puts the TCP header past NFQUEUE's copy range.
+// packet, whose TCP header still lies inside NFQUEUE's copy range;
+// "tcp-padded6-long" has a 1016-byte one, which puts it past the range.
 func echo(proto, src, addr string, timeout time.Duration) error {
 	d := net.Dialer{Timeout: timeout}
-	if proto == "tcp-padded6" {
+	if pad := map[string]int{"tcp-padded6": 248, "tcp-padded6-long": 1016}[proto]; pad > 0 {
 		proto = "tcp6"
-		opts := make([]byte, 248)
-		opts[1] = 248/8 - 1
-		opts[2], opts[3] = 0x1e, 248-4 // an option type the receiver skips
+		opts := paddedDstOpts(pad)
 		d.Control = func(_, _ string, c syscall.RawConn) error {
 			var serr error
 			if err := c.Control(func(fd uintptr) {
