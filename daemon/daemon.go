@@ -278,7 +278,7 @@ func (d *Daemon) openTable(cfg *rules.Config) error {
 	d.fw, err = nft.Open(nft.Config{
 		QueueNum: uint16(d.opts.QueueNum), QueueCount: uint16(d.opts.Queues), Ifaces: d.opts.Ifaces,
 		FailClosed: d.opts.FailClosed, LogGroup: uint16(d.opts.LogGroup),
-		InitialSets: d.kernelLists(cfg),
+		InitialSets: d.kernelLists(cfg, true),
 	})
 	return err
 }
@@ -455,13 +455,18 @@ func (d *Daemon) compileIntel(cfg *rules.Config) *verdict.Intel {
 	return verdict.CompileIntel(cfg, d.feedEntries)
 }
 
-// kernelLists is what the kernel sets must hold for cfg.
-func (d *Daemon) kernelLists(cfg *rules.Config) map[nft.List][]netip.Prefix {
-	return map[nft.List][]netip.Prefix{
+// kernelLists is what the kernel sets must hold for cfg: every list, or
+// with withIntel false the configured ones only (nft.Firewall.UpdateSets
+// leaves a list it is not given alone).
+func (d *Daemon) kernelLists(cfg *rules.Config, withIntel bool) map[nft.List][]netip.Prefix {
+	lists := map[nft.List][]netip.Prefix{
 		nft.Whitelist: cfg.WhitelistIPs,
 		nft.Blacklist: cfg.BlacklistIPs,
-		nft.Intel:     d.allIntel(cfg),
 	}
+	if withIntel {
+		lists[nft.Intel] = d.allIntel(cfg)
+	}
+	return lists
 }
 
 func (d *Daemon) allIntel(cfg *rules.Config) []netip.Prefix {
@@ -619,13 +624,20 @@ func (d *Daemon) apply(cfg *rules.Config, why string) error {
 	// waiting for.
 	policy, digest := verdict.Compile(cfg), rules.Digest(cfg)
 	d.mu.Lock()
-	if err := d.fw.UpdateSets(d.kernelLists(cfg)); err != nil {
+	// The threat entries in force depend on the feeds' names and order
+	// alone (their entries change through onFeedUpdate, under mu). When
+	// those stay, the kernel's intel sets and the pipeline's copy are kept
+	// as they are: rebuilding 100,000 entries to find nothing changed
+	// doubled pfwd's heap for the length of every edit of a rule.
+	reordered := !slices.Equal(feedNames(d.cfg), feedNames(cfg))
+	if err := d.fw.UpdateSets(d.kernelLists(cfg, reordered)); err != nil {
 		d.mu.Unlock()
 		return fmt.Errorf("apply to the kernel: %w", err)
 	}
 	d.engine.SetPolicy(policy)
-	d.engine.SetIntel(d.compileIntel(cfg))
-	reordered := !slices.Equal(feedNames(d.cfg), feedNames(cfg))
+	if reordered {
+		d.engine.SetIntel(d.compileIntel(cfg))
+	}
 	d.cfg, d.cfgData = cfg, canon
 	d.shown.inForce(cfg, digest, time.Now())
 	d.mu.Unlock()
@@ -685,7 +697,7 @@ func (d *Daemon) keepTable(ctx context.Context, every time.Duration) {
 			d.log.Warn("The nftables table was removed or changed by something else (nft flush ruleset?): installed it again")
 		}
 		d.mu.Lock()
-		err = d.fw.UpdateSets(d.kernelLists(d.cfg))
+		err = d.fw.UpdateSets(d.kernelLists(d.cfg, true))
 		d.mu.Unlock()
 		if err != nil {
 			d.log.Error("Applying the lists to the repaired table failed", "err", err)

@@ -1,0 +1,104 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/pfw/pfw/nft"
+	"github.com/pfw/pfw/rules"
+)
+
+// An edit of the config that leaves the threat feeds as they are keeps
+// the threat entries in force as they are: the pipeline's compiled copy
+// (the same object) and the kernel's sets. Rebuilding them for every edit
+// of a rule doubled pfwd's heap for the reload's length with a large
+// feed. A change of the feeds' names or order does rebuild them, since it
+// changes which feed an entry two list is blamed on.
+func TestRuleEditKeepsThreatEntries(t *testing.T) {
+	if !inFreshNetNS(t, 60*time.Second) {
+		return
+	}
+	dir := t.TempDir()
+	listPath := filepath.Join(dir, "list.txt")
+	if err := os.WriteFile(listPath, []byte("198.51.100.0/24\n2001:db8:bad::/48\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	entry, rangeStart := netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("198.51.100.0")
+	feed := func(name string) string {
+		return `{"name": "` + name + `", "url": "file://` + listPath + `", "interval": "1h", "threat_level": "high"}`
+	}
+	cfgPath := filepath.Join(dir, "firewall_rules.json")
+	save := func(text string) {
+		t.Helper()
+		if err := rules.Save(cfgPath, parseConfig(t, text)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	save(`{"default_policy": "allow", "threat_feeds": [` + feed("First") + `]}`)
+
+	log := new(lockedBuffer)
+	opts := Options{ConfigPath: cfgPath, DBPath: filepath.Join(dir, "firewall.db"), Socket: filepath.Join(dir, "pfwd.sock"),
+		Queues: 1, FailClosed: true}.withDefaults()
+	d := newDaemon(opts, slog.New(NewLineHandler(log, slog.LevelInfo, false)))
+	ctx, stop := context.WithCancel(context.Background())
+	t.Cleanup(func() {
+		stop()
+		d.shutdown()
+		if t.Failed() {
+			t.Logf("pfwd's log:\n%s", log.String())
+		}
+	})
+	if err := d.start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	blamed := func() string {
+		dec, ok := d.engine.Intel().Lookup(entry)
+		if !ok {
+			return ""
+		}
+		return dec.Reason
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for blamed() == "" {
+		if time.Now().After(deadline) {
+			t.Fatal("the feed's entries were not in force within 10 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	intelV4 := nft.SetName(nft.Intel, false)
+	before, policy := d.engine.Intel(), d.engine.Policy()
+
+	save(`{"default_policy": "allow", "rules": [{"name": "Block Telnet", "action": "block", "protocol": "tcp", "ports": [23]}],
+		"blacklist_ips": ["203.0.113.7"], "threat_feeds": [` + feed("First") + `]}`)
+	d.Reload(reloadSIGHUP)
+	if d.engine.Policy() == policy {
+		t.Fatalf("the rule edit was not applied; log:\n%s", log.String())
+	}
+	if d.engine.Intel() != before {
+		t.Error("a rule edit rebuilt the threat entries of unchanged feeds")
+	}
+	if got := blamed(); got != "Threat intel: First" {
+		t.Errorf("after the rule edit %s is blamed on %q; want Threat intel: First", entry, got)
+	}
+	if !kernelSetHas(t, intelV4, rangeStart) || !kernelSetHas(t, nft.SetName(nft.Blacklist, false), netip.MustParseAddr("203.0.113.7")) {
+		t.Errorf("after the rule edit the kernel's sets lack the feed's entry or the new blacklist entry")
+	}
+
+	// Another feed listing the same entries, first: it takes the blame.
+	save(`{"default_policy": "allow", "threat_feeds": [` + feed("Second") + `, ` + feed("First") + `]}`)
+	d.Reload(reloadSIGHUP)
+	if d.engine.Intel() == before {
+		t.Error("a new first feed did not rebuild the threat entries")
+	}
+	if got := blamed(); got != "Threat intel: Second" && got != "Threat intel: First" {
+		t.Errorf("after the feed change %s is blamed on %q", entry, got)
+	}
+	if !kernelSetHas(t, intelV4, rangeStart) {
+		t.Errorf("after the feed change the kernel's %s lacks the feed's entry", intelV4)
+	}
+}
