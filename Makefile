@@ -43,11 +43,12 @@ bench: build
 	$(GO) test $(GOFLAGS) -run '^$$' -bench '^BenchmarkLoad$$' -benchtime 1x -timeout 10m ./cmd/pfwd/
 
 # Fuzz every parser of untrusted bytes for FUZZTIME each: packets (the
-# decoder, the NFQUEUE messages and datagrams, NFLOG drops), the config and
-# its values, the threat feeds and their HTTP answers and redirects,
-# resolv.conf, the control socket's answers, the database rows fwctl reads,
-# and fwctl's own arguments. 17 targets at 12 s each, builds included, take
-# under four minutes on two cores; FUZZTIME=1m or more for a longer hunt.
+# decoder, the NFQUEUE messages and datagrams, NFLOG drops, the nftables
+# ruleset generation), the config and its values, the threat feeds and
+# their HTTP answers and redirects, resolv.conf, the control socket's
+# answers, the database rows fwctl reads, and fwctl's own arguments. 18
+# targets at 12 s each, builds included, take about four minutes on two
+# cores; FUZZTIME=1m or more for a longer hunt.
 FUZZTIME ?= 12s
 FUZZ = $(GO) test -run '^$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 fuzz:
@@ -55,6 +56,7 @@ fuzz:
 	$(FUZZ) -fuzz '^FuzzParsePacket$$' ./queue/
 	$(FUZZ) -fuzz '^FuzzCollect$$' ./queue/
 	$(FUZZ) -fuzz '^FuzzKernelDropReason$$' ./queue/
+	$(FUZZ) -fuzz '^FuzzParseGeneration$$' ./nft/
 	$(FUZZ) -fuzz '^FuzzParse$$' ./rules/
 	$(FUZZ) -fuzz '^FuzzParsePortRange$$' ./rules/
 	$(FUZZ) -fuzz '^FuzzParsePrefix$$' ./rules/

@@ -114,9 +114,12 @@
 // default-mode Open replaces it through the owned-table path above. An
 // unowned table is open to anyone: `nft flush ruleset` deletes it (the
 // owned one it skips). Firewall records the table's shape (chains, rule
-// counts, sets) after each change it makes, and Repair, which pfwd calls
-// every second in this mode, reinstalls the table when the kernel's shape
-// differs, with the sets as fw last left them (repair.go).
+// counts, sets) and the nftables ruleset generation after each change it
+// makes. Repair, which pfwd calls every second in this mode, reads the
+// generation (one small request); only when somebody else has committed
+// since does it compare the shape and the list sets' elements, and it
+// reinstalls the table when either differs, with the sets as fw last left
+// them (repair.go, generation.go).
 //
 // # Sets
 //

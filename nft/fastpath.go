@@ -141,7 +141,7 @@ func (fw *Firewall) arm(stale bool) {
 		fw.fast.off = fmt.Errorf("fast path off: %w", err)
 		return
 	}
-	if err := fw.conn.Flush(); err != nil {
+	if err := fw.flush(); err != nil {
 		fw.fast.off = fmt.Errorf("fast path off: arm: %w", err)
 		return
 	}

@@ -131,7 +131,10 @@ type Firewall struct {
 	broken     error // set when a batch could not be built: nothing more is sent
 	closed     bool
 	fast       fastPath
-	shape      string // the table as fw last left it (FailClosed only; see Repair)
+	shape      string            // the table as fw last left it (FailClosed only; see Repair)
+	gen        *generationReader // FailClosed only; nil when the kernel would not answer
+	genID      uint32            // the ruleset generation after fw's last commit
+	genKnown   bool              // genID is the one fw's own last commit made
 
 	// shown is what QueueMode, SetSizes and FastPath report: copied under
 	// mu at the end of every change (publish), read without it, so a
@@ -179,9 +182,17 @@ func Open(cfg Config) (*Firewall, error) {
 		return nil, fmt.Errorf("nft: open: netlink: %w", err)
 	}
 	fw.conn = conn
+	if cfg.FailClosed {
+		// Without it Repair compares the table's shape at every check, as
+		// it did before, and no set elements.
+		fw.gen, _ = dialGeneration(cfg.NetNS)
+	}
 	stale, err := fw.install(want)
 	if err != nil {
 		_ = conn.CloseLasting() // an owned table, if made, goes with the socket
+		if fw.gen != nil {
+			fw.gen.close()
+		}
 		return nil, fmt.Errorf("nft: open table inet %s: %w", cfg.Table, err)
 	}
 	if fw.fast.supported {
@@ -294,7 +305,7 @@ func (fw *Firewall) installRuleset(want map[string][]addrRange, mode string, lab
 	if err := fw.growSendBuffer(n); err != nil {
 		return fw.fail(err)
 	}
-	if err := fw.conn.Flush(); err != nil {
+	if err := fw.flush(); err != nil {
 		return err
 	}
 	fw.queueMode, fw.ranges = mode, want
@@ -416,7 +427,7 @@ func (fw *Firewall) UpdateSets(lists map[List][]netip.Prefix) error {
 	if err := fw.growSendBuffer(n); err != nil {
 		return fw.fail(fmt.Errorf("nft: update sets: %w", err))
 	}
-	if err := fw.conn.Flush(); err != nil {
+	if err := fw.flush(); err != nil {
 		err = fmt.Errorf("nft: update sets of table inet %s: %w", fw.cfg.Table, err)
 		// The batch is atomic, so the kernel should still hold the old
 		// sets; read them back in case an acknowledgement, not the change,
@@ -491,7 +502,7 @@ func (fw *Firewall) Remove() error {
 
 func (fw *Firewall) deleteTable() error {
 	fw.conn.DelTable(fw.table)
-	if err := fw.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+	if err := fw.flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("nft: delete table inet %s: %w", fw.cfg.Table, err)
 	}
 	return nil
@@ -500,6 +511,9 @@ func (fw *Firewall) deleteTable() error {
 func (fw *Firewall) shutdown() error {
 	fw.closed = true
 	fw.waitClear()
+	if fw.gen != nil {
+		fw.gen.close()
+	}
 	if err := fw.conn.CloseLasting(); err != nil {
 		return fmt.Errorf("nft: close netlink socket: %w", err)
 	}

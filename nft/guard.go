@@ -147,7 +147,7 @@ func (fw *Firewall) guardChange(what string, addrs []netip.Addr, op func(*nftabl
 	if err := fw.growSendBuffer(size); err != nil {
 		return fw.fail(fmt.Errorf("nft: guard %s: %w", what, err))
 	}
-	if err := fw.conn.Flush(); err != nil {
+	if err := fw.flush(); err != nil {
 		return fmt.Errorf("nft: guard %s (%d sources) in table inet %s: %w", what, len(addrs), fw.cfg.Table, err)
 	}
 	return nil

@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -11,8 +12,10 @@ import (
 
 // The table's shape: its chains with their rule counts and its sets, as
 // text. Firewall records it after each change it makes, and Repair
-// compares it with the kernel's. Set elements are not part of it: dumping
-// a hundred thousand of them every second would cost more than it guards.
+// compares it with the kernel's. Set elements are not part of it: Repair
+// reads them (setsIntact) only once the ruleset generation says somebody
+// else committed something, since dumping a hundred thousand of them at
+// every check would cost more than it guards.
 func (fw *Firewall) shapeLocked() (string, error) {
 	t, err := fw.findTable()
 	if err != nil || t == nil {
@@ -69,6 +72,12 @@ func (fw *Firewall) recordShape() {
 // fast path's current generation, in one transaction that also deletes
 // what is left of the damaged table. The rate-limit guard's sets come
 // back empty; the guard holds sources again as the limiter refuses them.
+//
+// The check itself is one request while nobody else commits anything to
+// nftables (the ruleset generation is the one fw's last commit made).
+// After a commit by anyone it compares the table's shape and the
+// elements of its list sets with what fw put there, so `nft delete
+// element` on a blacklist is undone like `nft flush ruleset`.
 func (fw *Firewall) Repair() (bool, error) {
 	fw.mu.Lock()
 	defer fw.mu.Unlock()
@@ -76,11 +85,28 @@ func (fw *Firewall) Repair() (bool, error) {
 	if !fw.cfg.FailClosed || fw.usable() != nil {
 		return false, nil
 	}
+	var gen uint32
+	genErr := errors.New("nft: ruleset generation not tracked")
+	if fw.gen != nil {
+		gen, genErr = fw.gen.read() // before the checks: a commit during them shows next time
+		if genErr == nil && fw.genKnown && gen == fw.genID {
+			return false, nil
+		}
+	}
 	now, err := fw.shapeLocked()
 	if err != nil {
 		return false, fmt.Errorf("nft: check table inet %s: %w", fw.cfg.Table, err)
 	}
-	if now == fw.shape {
+	intact := now == fw.shape
+	if intact && fw.gen != nil {
+		if intact, err = fw.setsIntact(); err != nil {
+			return false, fmt.Errorf("nft: check table inet %s: %w", fw.cfg.Table, err)
+		}
+	}
+	if intact {
+		// Somebody else's commit, to another table or to nothing of
+		// fw's: no need to look again until the next one.
+		fw.genID, fw.genKnown = gen, genErr == nil
 		return false, nil
 	}
 	label := -1
@@ -98,10 +124,24 @@ func (fw *Firewall) Repair() (bool, error) {
 			fw.broken = err
 			return true, fmt.Errorf("nft: repair: fast path: %w", err)
 		}
-		if err := fw.conn.Flush(); err != nil {
+		if err := fw.flush(); err != nil {
 			fw.fast.armed, fw.fast.off = false, fmt.Errorf("fast path off: repair: %w", err)
 		}
 	}
 	fw.recordShape()
+	return true, nil
+}
+
+// setsIntact reports whether the list sets hold what fw last put in them.
+func (fw *Firewall) setsIntact() (bool, error) {
+	for name, want := range fw.ranges {
+		elems, err := fw.conn.GetSetElements(fw.sets[name])
+		if err != nil {
+			return false, fmt.Errorf("read set %s: %w", name, err)
+		}
+		if !slices.Equal(rangesFromElements(elems), want) {
+			return false, nil
+		}
+	}
 	return true, nil
 }

@@ -81,3 +81,56 @@ func TestOwnedTableSurvivesFlushRuleset(t *testing.T) {
 		t.Errorf("Repair in the default mode = %v, %v", repaired, err)
 	}
 }
+
+// A commit by anyone else makes Repair look at the table and at the
+// elements of its list sets: one that leaves them alone (another table)
+// repairs nothing, and an element deleted from or added to a list set by
+// hand is undone. Between other commits a check is one generation read.
+func TestRepairRestoresSetElements(t *testing.T) {
+	ns := newNetNS(t)
+	lists := map[List][]netip.Prefix{
+		Whitelist: prefixes("127.0.0.1", "::1"),
+		// Adjacent and overlapping prefixes, merged into ranges: the kernel's
+		// elements must read back as the same ranges.
+		Blacklist: prefixes("203.0.113.7", "192.0.2.0/25", "192.0.2.128/25", "2001:db8::/32", "2001:db8::/48"),
+		Intel:     prefixes("198.51.100.0/25", "2001:db8:bad::/48"),
+	}
+	fw := open(t, Config{NetNS: ns.fd, FailClosed: true, InitialSets: lists})
+	if fw.gen == nil {
+		t.Fatal("no ruleset generation reader: the kernel did not answer NFT_MSG_GETGEN")
+	}
+	before := normalizeRuleset(ns.run(t, "nft", "list", "table", "inet", DefaultTable))
+	check := func(what string, want bool) {
+		t.Helper()
+		if repaired, err := fw.Repair(); repaired != want || err != nil {
+			t.Fatalf("Repair after %s = %v, %v; want %v", what, repaired, err, want)
+		}
+		if after := normalizeRuleset(ns.run(t, "nft", "list", "table", "inet", DefaultTable)); after != before {
+			t.Errorf("after %s and Repair the table differs:\n%s", what, after)
+		}
+	}
+	check("nothing", false)
+
+	ns.run(t, "nft", "add", "table", "inet", "someone_else")
+	check("a commit to another table", false)
+	if !fw.genKnown {
+		t.Error("after checking another table's commit, the generation is still unknown: every check would read the sets")
+	}
+
+	ns.run(t, "nft", "delete", "element", "inet", DefaultTable, "blacklist_v4", "{ 203.0.113.7 }")
+	check("nft delete element", true)
+
+	ns.run(t, "nft", "add", "element", "inet", DefaultTable, "whitelist_v6", "{ 2001:db8:1::/64 }")
+	check("nft add element", true)
+
+	// fw's own changes, guard included, are no one else's.
+	if err := fw.Guard([]netip.Addr{netip.MustParseAddr("198.18.0.1")}); err != nil {
+		t.Fatal(err)
+	}
+	if !fw.genKnown {
+		t.Error("after fw's own guard change the generation is unknown")
+	}
+	if repaired, err := fw.Repair(); repaired || err != nil {
+		t.Errorf("Repair after fw's own guard change = %v, %v", repaired, err)
+	}
+}
