@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -24,14 +23,8 @@ func TestRuleEditKeepsThreatEntries(t *testing.T) {
 		return
 	}
 	dir := t.TempDir()
-	listPath := filepath.Join(dir, "list.txt")
-	if err := os.WriteFile(listPath, []byte("198.51.100.0/24\n2001:db8:bad::/48\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	_, feed := feedList(t, dir)
 	entry, rangeStart := netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("198.51.100.0")
-	feed := func(name string) string {
-		return `{"name": "` + name + `", "url": "file://` + listPath + `", "interval": "1h", "threat_level": "high"}`
-	}
 	cfgPath := filepath.Join(dir, "firewall_rules.json")
 	save := func(text string) {
 		t.Helper()

@@ -33,13 +33,10 @@ func TestRefusedReloadKeepsDroppedFeed(t *testing.T) {
 	}
 	dir := t.TempDir()
 	const feedName = "Dropped Feed"
-	listPath := filepath.Join(dir, "list.txt")
-	if err := os.WriteFile(listPath, []byte("198.51.100.0/24\n2001:db8:bad::/48\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	listPath, feed := feedList(t, dir)
 	feedEntry := netip.MustParseAddr("198.51.100.0")
 	withFeed := parseConfig(t, `{"default_policy": "allow", "whitelist_ips": ["127.0.0.1", "::1"],
-		"threat_feeds": [{"name": "`+feedName+`", "url": "file://`+listPath+`", "interval": "1h", "threat_level": "high"}]}`)
+		"threat_feeds": [`+feed(feedName)+`]}`)
 	withoutFeed := parseConfig(t, `{"default_policy": "allow", "whitelist_ips": ["127.0.0.1", "::1"],
 		"blacklist_ips": ["203.0.113.0/24"]}`)
 	cfgPath, dbPath, socket := filepath.Join(dir, "firewall_rules.json"), filepath.Join(dir, "firewall.db"), filepath.Join(dir, "pfwd.sock")
@@ -103,6 +100,20 @@ func TestRefusedReloadKeepsDroppedFeed(t *testing.T) {
 			t.Fatal("the removed feed's entries are still in the database 5 s after the retry")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// feedList writes a threat list of two entries, 198.51.100.0/24 and
+// 2001:db8:bad::/48, in dir, and returns its path and what makes a
+// config's feed that reads it under a name.
+func feedList(t *testing.T, dir string) (path string, feed func(name string) string) {
+	t.Helper()
+	path = filepath.Join(dir, "list.txt")
+	if err := os.WriteFile(path, []byte("198.51.100.0/24\n2001:db8:bad::/48\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, func(name string) string {
+		return `{"name": "` + name + `", "url": "file://` + path + `", "interval": "1h", "threat_level": "high"}`
 	}
 }
 
