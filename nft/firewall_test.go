@@ -52,7 +52,7 @@ var (
 	prognameLine = regexp.MustCompile(`# progname \S+`)
 	// The queue rule reads differently with and without the iptables
 	// extension libraries (and natively); TestQueueModes checks what it holds.
-	queueStatement = regexp.MustCompile(`(?m)^(\t\t).*?( comment "new flows go to pfwd)`)
+	queueStatement = regexp.MustCompile(`(?m)^(\t\t).*?( comment "new flows queue to pfwd)`)
 )
 
 func normalizeRuleset(s string) string {

@@ -195,7 +195,7 @@ func chainRules(cfg *Config, sets map[string]*nftables.Set, ndTypes *nftables.Se
 	rules = append(rules, guardRules(h, sets)...)
 	rules = append(rules,
 		rule{
-			comment: queueComment(cfg.FailClosed),
+			comment: queueComment(cfg.QueueNum, cfg.QueueCount, cfg.FailClosed),
 			exprs:   []expr.Any{queueExpr(queueMode, cfg.QueueNum, cfg.QueueCount, !cfg.FailClosed)},
 		})
 	return rules
@@ -212,11 +212,18 @@ var listNoun = map[List]string{Blacklist: "blacklisted", Intel: "threat-listed"}
 // kernel sends for a packet it drops because its remote address is in l.
 func LogPrefix(l List) string { return "pfw " + string(l) }
 
-func queueComment(failClosed bool) string {
-	if failClosed {
-		return "new flows go to pfwd, dropped while pfwd does not listen"
+// queueComment names the queues, not only the rule's purpose: on kernels
+// without nft_queue the rule holds the xt NFQUEUE target, which nft prints
+// as nothing at all, so the comment is all `nft list ruleset` shows of it.
+func queueComment(num, total uint16, failClosed bool) string {
+	queues := fmt.Sprintf("NFQUEUE %d", num)
+	if total > 1 {
+		queues = fmt.Sprintf("NFQUEUE %d-%d", num, num+total-1)
 	}
-	return "new flows go to pfwd, accepted while pfwd does not listen"
+	if failClosed {
+		return "new flows queue to pfwd (" + queues + "), dropped while pfwd does not listen"
+	}
+	return "new flows queue to pfwd (" + queues + "), accepted while pfwd does not listen"
 }
 
 // remoteIn matches packets of family f whose remote address is in set.
