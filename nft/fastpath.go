@@ -137,8 +137,7 @@ func (fw *Firewall) arm(stale bool) {
 		return
 	}
 	if err := fw.switchRules(next, true); err != nil {
-		fw.broken = err // messages may be queued: nothing more is sent
-		fw.fast.off = fmt.Errorf("fast path off: %w", err)
+		fw.fast.off = fmt.Errorf("fast path off: %w", fw.fail(err))
 		return
 	}
 	if err := fw.flush(); err != nil {

@@ -312,11 +312,39 @@ func (fw *Firewall) installRuleset(want map[string][]addrRange, mode string, lab
 	return nil
 }
 
-// fail marks fw broken after a batch could not be built: messages may be
-// queued on the Conn, and the next Flush must not send half a change.
+// fail ends a change that could not be completed after some of its
+// messages were queued on fw.conn: the next Flush must not send half of
+// it. The queued messages are discarded (see discard), so fw stays usable
+// and the caller may try the change again; only if they cannot be is fw
+// broken for good.
 func (fw *Firewall) fail(err error) error {
-	fw.broken = fmt.Errorf("nft: batch left unsent: %w", err)
+	if derr := fw.discard(); derr != nil {
+		fw.broken = fmt.Errorf("nft: batch left unsent: %w", errors.Join(err, derr))
+	}
 	return err
+}
+
+// abortTable is a table name no table can have (the kernel's limit is
+// NFT_TABLE_MAXNAMELEN-1 bytes), so a message deleting it is refused by
+// the kernel's attribute checks whatever the ruleset holds.
+var abortTable = strings.Repeat("x", unix.NFT_TABLE_MAXNAMELEN)
+
+// discard empties fw.conn's queue without changing the kernel.
+// google/nftables empties it only by sending it, so the queued messages
+// go out behind one the kernel must refuse: a transaction is all or
+// nothing, so it aborts them all. It fails when the kernel did not answer
+// with that refusal (the queue may hold a serialization error, which
+// google/nftables keeps for good; or the socket failed).
+func (fw *Firewall) discard() error {
+	fw.conn.DelTable(&nftables.Table{Name: abortTable, Family: nftables.TableFamilyINet})
+	err := fw.conn.Flush()
+	if errors.Is(err, unix.ERANGE) {
+		return nil
+	}
+	if err == nil {
+		err = errors.New("the kernel took it") // cannot happen: the name is too long
+	}
+	return fmt.Errorf("discard a half-built batch: %w", err)
 }
 
 var errTaken = errors.New("the table exists and belongs to a running process (another pfwd?)")

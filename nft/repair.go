@@ -120,11 +120,15 @@ func (fw *Firewall) Repair() (bool, error) {
 		// The established rule already labels with the current bit; the
 		// fast-path rule, which needs the new rules' handles, follows.
 		// Flows labelled before the damage passed these same lists.
-		if err := fw.switchRules(fw.fast.gen, true); err != nil {
-			fw.broken = err
-			return true, fmt.Errorf("nft: repair: fast path: %w", err)
+		err := fw.switchRules(fw.fast.gen, true)
+		if err != nil {
+			err = fw.fail(err)
+		} else {
+			err = fw.flush()
 		}
-		if err := fw.flush(); err != nil {
+		if err != nil {
+			// The table is back, without the fast path: every flow is
+			// then checked against the lists, which is slower, not wrong.
 			fw.fast.armed, fw.fast.off = false, fmt.Errorf("fast path off: repair: %w", err)
 		}
 	}

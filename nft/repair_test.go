@@ -134,3 +134,64 @@ func TestRepairRestoresSetElements(t *testing.T) {
 		t.Errorf("Repair after fw's own guard change = %v, %v", repaired, err)
 	}
 }
+
+// A list change that arrives while the fail-closed table is gone (between
+// `nft flush ruleset` and the next Repair) fails, and must leave fw as
+// usable as before: Repair puts the table back with the lists it last
+// had, and the change, tried again, lands. Before, the messages the failed
+// change had queued marked fw broken, and Repair and every later change
+// refused to do anything while the host ran unfiltered.
+func TestListChangeWhileTableGone(t *testing.T) {
+	ns := newNetNS(t)
+	lists := map[List][]netip.Prefix{Whitelist: prefixes("127.0.0.1"), Blacklist: prefixes("203.0.113.7")}
+	fw := open(t, Config{NetNS: ns.fd, FailClosed: true, InitialSets: lists})
+	ns.run(t, "nft", "flush", "ruleset")
+
+	change := map[List][]netip.Prefix{Blacklist: prefixes("203.0.113.7", "203.0.113.9")}
+	if err := fw.UpdateSets(change); err == nil {
+		t.Fatal("UpdateSets with the table gone succeeded")
+	}
+	if fw.broken != nil {
+		t.Fatalf("a failed list change broke fw: %v", fw.broken)
+	}
+	if repaired, err := fw.Repair(); !repaired || err != nil {
+		t.Fatalf("Repair after the failed change = %v, %v; want the table back", repaired, err)
+	}
+	if got := ns.listSet(t, DefaultTable, "blacklist_v4"); len(got) != 1 {
+		t.Errorf("blacklist_v4 after the repair = %v, want the list before the failed change", got)
+	}
+	if err := fw.UpdateSets(change); err != nil {
+		t.Fatalf("the change tried again: %v", err)
+	}
+	if got := ns.listSet(t, DefaultTable, "blacklist_v4"); len(got) != 2 {
+		t.Errorf("blacklist_v4 after the change = %v, want 2 elements", got)
+	}
+	if armed, err := fw.FastPath(); !armed {
+		t.Errorf("fast path off after the repair and the change: %v", err)
+	}
+}
+
+// discard empties the queue of a half-built change without the kernel
+// seeing any of it, and fw goes on working.
+func TestDiscardSendsNothing(t *testing.T) {
+	ns := newNetNS(t)
+	fw := open(t, Config{NetNS: ns.fd, FailClosed: true, InitialSets: map[List][]netip.Prefix{Blacklist: prefixes("203.0.113.7")}})
+	before := ns.run(t, "nft", "list", "ruleset")
+	fw.mu.Lock()
+	fw.conn.FlushSet(fw.sets["blacklist_v4"])
+	fw.conn.DelTable(fw.table)
+	err := fw.discard()
+	fw.mu.Unlock()
+	if err != nil {
+		t.Fatalf("discard: %v", err)
+	}
+	if after := ns.run(t, "nft", "list", "ruleset"); after != before {
+		t.Errorf("the ruleset changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if repaired, err := fw.Repair(); repaired || err != nil {
+		t.Errorf("Repair after a discard = %v, %v; want nothing to do", repaired, err)
+	}
+	if err := fw.UpdateSets(map[List][]netip.Prefix{Blacklist: prefixes("203.0.113.8")}); err != nil {
+		t.Fatalf("UpdateSets after a discard: %v", err)
+	}
+}
