@@ -72,6 +72,12 @@ type Daemon struct {
 	limited *limitedLogger // recurring errors' lines (logLimited)
 	suppLog suppressedLog  // what the statistics line last said about suppressed rows
 
+	// feedRetries are the feeds whose last update the kernel refused,
+	// each applied again on a timer (feed updates are serialized by
+	// saveMu, which guards these two).
+	feedRetries  map[string]*feedRetry
+	feedsStopped bool
+
 	// mu guards what follows, and is held across every change of the
 	// kernel sets, from reading the lists to the kernel's answer, so
 	// reloads, feed updates and repairs reach the kernel one at a time
@@ -374,6 +380,7 @@ func (d *Daemon) shutdown() {
 	defer grace.Stop()
 	defer d.endLife()
 	d.stopReloads()
+	d.stopFeedRetries()
 	d.runStops()
 	d.waitSaves() // they use the database; the writer, which may start one, has stopped
 	if d.fw != nil {
@@ -483,10 +490,35 @@ func (d *Daemon) allIntel(cfg *rules.Config) []netip.Prefix {
 // as applying from the start until the kernel and the pipeline hold its
 // entries.
 func (d *Daemon) onFeedUpdate(feed intel.Feed, entries []netip.Prefix) {
-	d.shown.feedApplying(feed.Name, time.Now())
-	loaded := beginLoad()
+	d.applyFeed(feed, entries, nil)
+}
+
+// feedRetry is a feed update the kernel refused, to be applied again.
+type feedRetry struct {
+	timer *time.Timer
+	delay time.Duration
+	err   string // the last refusal: a retry refused alike stays quiet
+}
+
+// applyFeed is onFeedUpdate, or with retry the scheduled new attempt of
+// one the kernel refused. The feed manager counts a list it fetched as
+// taken and does not offer it again (the server answers "not modified"
+// until the list changes, perhaps hours later), so pfwd itself tries
+// again, with backoff from 1 s to 30 s, until the kernel takes it or the
+// feed's next update supersedes it.
+func (d *Daemon) applyFeed(feed intel.Feed, entries []netip.Prefix, retry *feedRetry) {
 	d.saveMu.Lock() // the database gets the feeds' entries in the order memory did
 	defer d.saveMu.Unlock()
+	pending := d.feedRetries[feed.Name]
+	if retry != nil && (pending != retry || d.feedsStopped) {
+		return // superseded by a newer update of the feed, or pfwd stops
+	}
+	if pending != nil {
+		pending.timer.Stop()
+		delete(d.feedRetries, feed.Name)
+	}
+	d.shown.feedApplying(feed.Name, time.Now())
+	loaded := beginLoad()
 	d.mu.Lock()
 	prev, had := d.feedEntries[feed.Name]
 	old := len(prev)
@@ -509,12 +541,16 @@ func (d *Daemon) onFeedUpdate(feed intel.Feed, entries []netip.Prefix) {
 		d.shown.feedApplied(feed.Name)
 		d.mu.Unlock()
 		loaded()
-		d.log.Error("Threat feed: updating the kernel set failed; the entries in force stay", "feed", feed.Name, "err", err)
+		d.retryFeed(feed, entries, retry, err)
 		return
 	}
 	d.engine.SetIntel(d.compileIntel(cfg))
 	d.shown.feedApplied(feed.Name)
+	d.shown.feedRefused(feed.Name, "")
 	d.mu.Unlock()
+	if retry != nil {
+		d.log.Info("Threat feed: the kernel took the update it had refused", "feed", feed.Name)
+	}
 	// last_seen is when the feed last listed its entries: its last good
 	// fetch. Updates that are no fetch (a level change, entries dropped
 	// because they now cover a server pfwd needs) leave it as it was.
@@ -530,6 +566,42 @@ func (d *Daemon) onFeedUpdate(feed intel.Feed, entries []netip.Prefix) {
 	loaded()
 	d.log.Info("Threat feed updated", "feed", feed.Name, "entries", len(entries), "before", old,
 		"applied_in", time.Since(start).Round(time.Millisecond))
+}
+
+// retryFeed schedules the update the kernel refused with err (retry: the
+// attempt that failed, if it was one). d.saveMu is held.
+func (d *Daemon) retryFeed(feed intel.Feed, entries []netip.Prefix, retry *feedRetry, err error) {
+	r := retry
+	if r == nil {
+		r = new(feedRetry)
+	}
+	quiet := retry != nil && r.err == err.Error()
+	r.err = err.Error()
+	d.shown.feedRefused(feed.Name, r.err)
+	if d.feedsStopped {
+		return
+	}
+	r.delay = min(max(2*r.delay, time.Second), 30*time.Second)
+	r.timer = time.AfterFunc(r.delay, func() { d.applyFeed(feed, entries, r) })
+	if d.feedRetries == nil {
+		d.feedRetries = map[string]*feedRetry{}
+	}
+	d.feedRetries[feed.Name] = r
+	if !quiet {
+		d.log.Error("Threat feed: updating the kernel set failed; the entries in force stay", "feed", feed.Name,
+			"err", err, "retry_in", r.delay)
+	}
+}
+
+// stopFeedRetries ends the retries of refused feed updates, before
+// shutdown takes the kernel table away.
+func (d *Daemon) stopFeedRetries() {
+	d.saveMu.Lock()
+	defer d.saveMu.Unlock()
+	d.feedsStopped = true
+	for _, r := range d.feedRetries {
+		r.timer.Stop()
+	}
 }
 
 func (d *Daemon) onFeedEvent(ev intel.Event) {

@@ -63,6 +63,11 @@ func (d *Daemon) Status() control.Status {
 		urls[f.Name] = f.URL
 	}
 	for _, fs := range d.feeds.States() {
+		if why := shown.feedsRefused[fs.Name]; why != "" {
+			// The manager's figures are of the list it fetched, which the
+			// kernel refused: say so where users look for feed trouble.
+			fs.LastError = "fetched but not in force, the kernel refused it (retrying): " + why
+		}
 		st.Feeds = append(st.Feeds, control.FeedStatus{
 			Name: fs.Name, URL: urls[fs.Name], Entries: fs.Entries, LastSuccess: fs.LastSuccess,
 			LastAttempt: fs.LastAttempt, NextFetch: fs.NextFetch, LastError: fs.LastError, Failures: fs.Failures,
@@ -91,6 +96,7 @@ type shownView struct {
 	reloadErr     string
 	reload        control.ReloadState
 	feedsApplying map[string]time.Time // feed -> when its update began
+	feedsRefused  map[string]string    // feed -> why the kernel refused its last update (retried)
 }
 
 func (s *shownState) snapshot() shownView {
@@ -98,6 +104,7 @@ func (s *shownState) snapshot() shownView {
 	defer s.mu.Unlock()
 	v := s.v
 	v.feedsApplying = maps.Clone(v.feedsApplying)
+	v.feedsRefused = maps.Clone(v.feedsRefused)
 	return v
 }
 
@@ -145,6 +152,21 @@ func (s *shownState) feedApplied(feed string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.v.feedsApplying, feed)
+}
+
+// feedRefused records why the kernel refused a feed's last update ("":
+// it took it).
+func (s *shownState) feedRefused(feed, why string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if why == "" {
+		delete(s.v.feedsRefused, feed)
+		return
+	}
+	if s.v.feedsRefused == nil {
+		s.v.feedsRefused = map[string]string{}
+	}
+	s.v.feedsRefused[feed] = why
 }
 
 func (d *Daemon) logStats() {
