@@ -59,39 +59,70 @@ func killFlows(netns int, match func(Flow) bool) (int, error) {
 // entry; do says whether it acted on it and how that went. It returns how
 // many entries do acted on. An entry gone since the dump (ENOENT) is no
 // error; the others are gathered, ten at most, under what.
+//
+// The dump is read as the kernel sends it, a datagram at a time, and each
+// entry is acted on before the next datagram is read: a table of 262,144
+// entries (a spoofed-source flood fills one within a second) would take
+// about 200 MB read whole, and remote peers decide its size.
 func eachFlow(netns int, what string, do func(*conntrack.Conn, conntrack.Flow) (bool, error)) (int, error) {
 	c, err := conntrack.Dial(&netlink.Config{NetNS: netns})
 	if err != nil {
 		return 0, fmt.Errorf("nft: %s: conntrack netlink: %w", what, err)
 	}
 	defer c.Close()
-	flows, err := c.Dump(nil)
+	dump, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: netns})
 	if err != nil {
+		return 0, fmt.Errorf("nft: %s: conntrack netlink: %w", what, err)
+	}
+	defer dump.Close()
+	if _, err := dump.Send(dumpRequest); err != nil {
 		return 0, fmt.Errorf("nft: %s: dump conntrack table: %w", what, err)
 	}
-	n := 0
+	n, unlisted := 0, 0
 	var errs []error
-	for _, f := range flows {
+	for msg, err := range dump.ReceiveIter() {
+		if err != nil {
+			return n, fmt.Errorf("nft: %s: dump conntrack table: %w", what, errors.Join(append(errs, err)...))
+		}
+		var ev conntrack.Event
+		if err := ev.Unmarshal(msg); err != nil || ev.Flow == nil {
+			return n, fmt.Errorf("nft: %s: dump conntrack table: entry %d: %w", what, n, err)
+		}
+		f := *ev.Flow
 		acted, err := do(c, f)
 		switch {
 		case !acted || errors.Is(err, unix.ENOENT):
 			// Not for do, or it ended (or was replaced) since the dump.
 		case err == nil:
 			n++
-		default:
+		case len(errs) < 10:
 			t := f.TupleOrig
 			errs = append(errs, fmt.Errorf("%s %s:%d -> %s:%d: %w", protoName(t.Proto.Protocol),
 				t.IP.SourceAddress, t.Proto.SourcePort, t.IP.DestinationAddress, t.Proto.DestinationPort, err))
-			if len(errs) == 10 {
-				return n, fmt.Errorf("nft: %s: %w (and maybe more)", what, errors.Join(errs...))
-			}
+		default:
+			unlisted++
 		}
 	}
-	if len(errs) > 0 {
+	switch {
+	case unlisted > 0:
+		return n, fmt.Errorf("nft: %s: %w (and %d more)", what, errors.Join(errs...), unlisted)
+	case len(errs) > 0:
 		return n, fmt.Errorf("nft: %s: %w", what, errors.Join(errs...))
 	}
 	return n, nil
 }
+
+// dumpRequest asks for every conntrack entry, IPv4 and IPv6
+// (IPCTNL_MSG_CT_GET with NLM_F_DUMP, family AF_UNSPEC, nfnetlink v0).
+var dumpRequest = netlink.Message{
+	Header: netlink.Header{
+		Type:  netlink.HeaderType(unix.NFNL_SUBSYS_CTNETLINK<<8 | ipctnlMsgCtGet),
+		Flags: netlink.Request | netlink.Dump,
+	},
+	Data: []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
+}
+
+const ipctnlMsgCtGet = 1 // linux/netfilter/nfnetlink_conntrack.h
 
 func protoName(p uint8) string {
 	switch p {

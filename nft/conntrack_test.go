@@ -95,3 +95,37 @@ func TestKillFlowsSeesTheFastPathLabels(t *testing.T) {
 		t.Errorf("labelled flows: source ports %v, want 40001 and 40002", seen)
 	}
 }
+
+// A table of many entries, dumped over many datagrams, is read and acted
+// on whole as it streams in.
+func TestKillFlowsManyEntries(t *testing.T) {
+	ns := newNetNS(t)
+	fw := open(t, Config{NetNS: ns.fd})
+	c, err := conntrack.Dial(&netlink.Config{NetNS: ns.fd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const entries = 6000
+	for i := range entries {
+		src := netip.AddrFrom4([4]byte{10, 98, byte(i >> 8), byte(i)})
+		if err := c.Create(conntrack.NewFlow(unix.IPPROTO_UDP, 0, src, netip.MustParseAddr("10.99.0.1"), 5000, uint16(53+i%2), 120, 0)); err != nil {
+			t.Fatalf("create conntrack entry %d: %v", i, err)
+		}
+	}
+	seen := 0
+	n, err := fw.KillFlows(func(f Flow) bool { seen++; return f.DstPort == 54 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen != entries || n != entries/2 {
+		t.Errorf("KillFlows saw %d entries and killed %d; want %d and %d", seen, n, entries, entries/2)
+	}
+	left, err := c.Dump(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != entries/2 {
+		t.Errorf("%d entries left, want %d", len(left), entries/2)
+	}
+}
