@@ -248,6 +248,9 @@ func queueDrops(first uint, n int) uint64 {
 // cutBlockedFlows deletes the conntrack entries of flows the rules now in
 // force would block. Established flows never reach the queue again, so
 // without this a new block rule would spare connections already open.
+// Only this host's own flows are pfw's: the others it forwards (a VM's
+// masqueraded connection, a container's published port) pass no chain of
+// pfw's and are never cut.
 //
 // With --iface only flows through those interfaces are pfw's to cut, and
 // conntrack does not record interfaces; but the established rule of pfw's
@@ -260,16 +263,23 @@ func (d *Daemon) cutBlockedFlows() {
 	if armed, _ := d.fw.FastPath(); onlyLabelled && !armed {
 		return
 	}
-	local := localAddrs()
+	dests := localDests()
 	var p verdict.Packet
 	unremembered := 0
 	n, err := d.fw.KillFlows(func(f nft.Flow) bool {
-		dir := rules.DirIn
-		if local[f.Src] && !local[f.Dst] {
-			dir = rules.DirOut
-		}
-		if local[f.Src] && local[f.Dst] {
+		var dir rules.Direction
+		switch {
+		case dests.own[f.Src] && dests.own[f.Dst]:
 			return false // host-local traffic: loopback is not filtered
+		case dests.own[f.Src]:
+			dir = rules.DirOut
+		case dests.forHost(f.Dst):
+			dir = rules.DirIn
+		default:
+			// Neither end is this host: a flow it forwards, NATed or
+			// routed (containers, VMs), which passes the forward hook,
+			// not pfw's input and output chains.
+			return false
 		}
 		if onlyLabelled && !f.Labelled {
 			return false // through an interface pfw does not filter

@@ -10,9 +10,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Flow is a conntrack entry as KillFlows shows it to its match function: the
-// tuple of the original direction (the packet that opened the flow).
-// SrcPort and DstPort are 0 for protocols without ports.
+// Flow is a conntrack entry as KillFlows shows it to its match function:
+// the packet that opened the flow as pfw's chains saw it. Src and SrcPort
+// are the original direction's source; Dst and DstPort its destination
+// after any DNAT (the reply direction's source), as the input and output
+// hooks, which run after DNAT, saw it: for a flow NATed to another host,
+// Dst is that host. SrcPort and DstPort are 0 for protocols without
+// ports.
 type Flow struct {
 	Proto            uint8
 	Src, Dst         netip.Addr
@@ -37,13 +41,13 @@ func (fw *Firewall) KillFlows(match func(Flow) bool) (int, error) {
 
 func killFlows(netns int, match func(Flow) bool) (int, error) {
 	return eachFlow(netns, "kill flows", func(c *conntrack.Conn, f conntrack.Flow) (bool, error) {
-		t := f.TupleOrig
+		t, r := f.TupleOrig, f.TupleReply
 		if !match(Flow{
 			Proto:    t.Proto.Protocol,
 			Src:      t.IP.SourceAddress,
-			Dst:      t.IP.DestinationAddress,
+			Dst:      r.IP.SourceAddress,
 			SrcPort:  t.Proto.SourcePort,
-			DstPort:  t.Proto.DestinationPort,
+			DstPort:  r.Proto.SourcePort,
 			Labelled: hasLabel(f.Labels, labelBits[0]) || hasLabel(f.Labels, labelBits[1]),
 		}) {
 			return false, nil

@@ -96,6 +96,42 @@ func TestKillFlowsSeesTheFastPathLabels(t *testing.T) {
 	}
 }
 
+// KillFlows shows the destination pfw's chains saw, after DNAT: a flow
+// redirected to a port of the host is judged by that port, and one NATed
+// on to another host names that host, so pfwd can tell it passes through
+// (the forward hook, which pfw does not filter).
+func TestKillFlowsSeesTheDestinationAfterDNAT(t *testing.T) {
+	ns := newNetNS(t)
+	fw := open(t, Config{NetNS: ns.fd})
+	c, err := conntrack.Dial(&netlink.Config{NetNS: ns.fd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	client, host, inside := netip.MustParseAddr("10.99.0.2"), netip.MustParseAddr("10.99.0.1"), netip.MustParseAddr("10.99.1.50")
+	redirected := conntrack.NewFlow(unix.IPPROTO_TCP, 0, client, host, 40000, 80, 120, 0)
+	redirected.TupleReply.Proto.SourcePort = 8080 // REDIRECT to a local port
+	forwarded := conntrack.NewFlow(unix.IPPROTO_TCP, 0, client, host, 40001, 8445, 120, 0)
+	forwarded.TupleReply.IP.SourceAddress, forwarded.TupleReply.Proto.SourcePort = inside, 445 // DNAT to a container
+	for _, f := range []conntrack.Flow{redirected, forwarded} {
+		if err := c.Create(f); err != nil {
+			t.Fatalf("create conntrack entry: %v", err)
+		}
+	}
+	var seen []Flow
+	if _, err := fw.KillFlows(func(f Flow) bool { seen = append(seen, f); return false }); err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(seen, func(a, b Flow) int { return int(a.SrcPort) - int(b.SrcPort) })
+	want := []Flow{
+		{unix.IPPROTO_TCP, client, host, 40000, 8080, false},
+		{unix.IPPROTO_TCP, client, inside, 40001, 445, false},
+	}
+	if diff := cmp.Diff(want, seen, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("flows as KillFlows shows them (-want +got):\n%s", diff)
+	}
+}
+
 // A table of many entries, dumped over many datagrams, is read and acted
 // on whole as it streams in.
 func TestKillFlowsManyEntries(t *testing.T) {
