@@ -1,16 +1,19 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/pfw/pfw/control"
 	"github.com/pfw/pfw/store"
@@ -184,16 +187,18 @@ func unixSeconds(t time.Time) float64 {
 
 // metricsHandler serves pfw's metrics and the Go runtime's and process's
 // standard ones, from a registry of its own (nothing global). scrapes, if
-// not nil, gates the snapshots (metricsCollector).
+// not nil, gates the snapshots (metricsCollector). The contract names
+// every metric pfw_…, so the standard ones are served as pfw_go_… and
+// pfw_process_….
 func metricsHandler(snapshot func() metricsSnapshot, scrapes *gate) http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		metricsCollector{snapshot: snapshot, scrapes: scrapes},
+	reg.MustRegister(metricsCollector{snapshot: snapshot, scrapes: scrapes})
+	prometheus.WrapRegistererWithPrefix("pfw_", reg).MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+	mux.Handle("GET /metrics", promhttp.HandlerFor(declaredLabelOrder(reg), promhttp.HandlerOpts{
 		ErrorHandling:       promhttp.ContinueOnError, // a partial scrape beats none
 		MaxRequestsInFlight: 4,                        // a scrape storm cannot pile up goroutines
 		Timeout:             10 * time.Second,
@@ -202,6 +207,44 @@ func metricsHandler(snapshot func() metricsSnapshot, scrapes *gate) http.Handler
 		fmt.Fprintln(w, "pfwd: Prometheus metrics at /metrics")
 	})
 	return mux
+}
+
+// labelOrder is the order in which each metric with several labels
+// declares them, which the contract writes
+// (pfw_packets_total{verdict="block",reason="Rule: …"}).
+var labelOrder = map[string][]string{
+	"pfw_packets_total": {"verdict", "reason"},
+	"pfw_info":          {"version", "queue_mode", "fail_closed"},
+}
+
+// declaredLabelOrder serves g's metrics with their labels in labelOrder:
+// client_golang sorts them by name, so a scrape read
+// pfw_packets_total{reason=…,verdict=…}, which Prometheus takes for the
+// same series but a grep for the contract's text does not.
+func declaredLabelOrder(g prometheus.Gatherer) prometheus.Gatherer {
+	return prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		mfs, err := g.Gather()
+		for _, mf := range mfs {
+			order := labelOrder[mf.GetName()]
+			if order == nil {
+				continue
+			}
+			for _, m := range mf.Metric {
+				slices.SortStableFunc(m.Label, func(a, b *dto.LabelPair) int {
+					return cmp.Compare(labelRank(order, a.GetName()), labelRank(order, b.GetName()))
+				})
+			}
+		}
+		return mfs, err
+	})
+}
+
+// labelRank is name's place in order; names not in it go last.
+func labelRank(order []string, name string) int {
+	if i := slices.Index(order, name); i >= 0 {
+		return i
+	}
+	return len(order)
 }
 
 // maxMetricsConns caps the metrics server's open connections.

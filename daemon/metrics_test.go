@@ -134,20 +134,27 @@ func TestMetricsReadAtScrapeTime(t *testing.T) {
 	}
 }
 
-// The HTTP side: pfw's metrics, the Go and process collectors, text format.
+// The HTTP side: pfw's metrics, the Go and process collectors, text
+// format, every metric named pfw_… and labels in the contract's order
+// (client_golang alone would sort them by name).
 func TestMetricsHandler(t *testing.T) {
 	srv := httptest.NewServer(metricsHandler(fakeSnapshot, nil))
 	defer srv.Close()
 	body := get(t, srv.URL+"/metrics")
 	for _, want := range []string{
-		`pfw_packets_total{reason="Rule: Block Telnet and SMB",verdict="block"} 3`,
+		`pfw_packets_total{verdict="block",reason="Rule: Block Telnet and SMB"} 3`,
 		`pfw_feed_failures{feed="Offline feed"} 3`,
-		`pfw_info{fail_closed="false",queue_mode="nft queue",version="1.2.3"} 1`,
-		"go_goroutines ",
-		"process_resident_memory_bytes ",
+		`pfw_info{version="1.2.3",queue_mode="nft queue",fail_closed="false"} 1`,
+		"pfw_go_goroutines ",
+		"pfw_process_resident_memory_bytes ",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	for line := range strings.Lines(body) {
+		if name := strings.TrimPrefix(strings.TrimPrefix(line, "# HELP "), "# TYPE "); !strings.HasPrefix(name, "pfw_") {
+			t.Errorf("/metrics line %q: the contract names every metric pfw_…", strings.TrimSpace(line))
 		}
 	}
 	if got := get(t, srv.URL+"/"); !strings.Contains(got, "/metrics") {
@@ -279,6 +286,24 @@ func TestServeMetricsStopsWithoutError(t *testing.T) {
 		<-stopped
 		if strings.Contains(logBuf.String(), " - ERROR - ") {
 			t.Fatalf("round %d: a clean stop logged an error:\n%s", i, logBuf.String())
+		}
+	}
+}
+
+// Every metric with several labels has its order in labelOrder, so none
+// is served sorted by name instead of as declared.
+func TestMetricsLabelOrderDeclared(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metricsCollector{snapshot: fakeSnapshot})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.Metric {
+			if len(m.Label) > 1 && len(labelOrder[mf.GetName()]) != len(m.Label) {
+				t.Errorf("%s has labels %v but labelOrder gives %v", mf.GetName(), m.Label, labelOrder[mf.GetName()])
+			}
 		}
 	}
 }

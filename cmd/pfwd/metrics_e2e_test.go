@@ -21,7 +21,7 @@ const metricsAddr = "127.0.0.1:9846"
 
 // scrape fetches /metrics from inside the firewall namespace (pfwd's
 // listener lives there) and returns the samples by series, e.g.
-// `pfw_packets_total{reason="Rule: Block Telnet",verdict="block"}`.
+// `pfw_packets_total{verdict="block",reason="Rule: Block Telnet"}`.
 func (l *lab) scrape() map[string]float64 {
 	l.t.Helper()
 	cmd := exec.Command("ip", "netns", "exec", l.fw, os.Args[0])
@@ -52,6 +52,9 @@ func parseSamples(t *testing.T, text string) map[string]float64 {
 		v, err := strconv.ParseFloat(m[2], 64)
 		if err != nil {
 			t.Fatalf("sample %q: %v", line, err)
+		}
+		if !strings.HasPrefix(m[1], "pfw_") {
+			t.Errorf("sample %q: the contract names every metric pfw_…", line)
 		}
 		samples[m[1]] = v
 	}
@@ -93,11 +96,11 @@ func TestMetricsEndpoint(t *testing.T) {
 		t.Errorf("blacklisted source got through")
 	}
 
-	const telnet = `pfw_packets_total{reason="Rule: Block Telnet",verdict="block"}`
+	const telnet = `pfw_packets_total{verdict="block",reason="Rule: Block Telnet"}`
 	var s map[string]float64
 	ok := eventually(3*time.Second, func() bool {
 		s = l.scrape()
-		return s[telnet] >= 1 && s[`pfw_packets_total{reason="Blacklisted IP",verdict="block"}`] >= 1 &&
+		return s[telnet] >= 1 && s[`pfw_packets_total{verdict="block",reason="Blacklisted IP"}`] >= 1 &&
 			s[`pfw_log_rows_written_total{type="blocked"}`] >= 2
 	})
 	if !ok {
@@ -109,7 +112,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		max    float64
 	}{
 		{telnet, 1, 1e9},
-		{`pfw_packets_total{reason="Default policy",verdict="allow"}`, 1, 1e9},
+		{`pfw_packets_total{verdict="allow",reason="Default policy"}`, 1, 1e9},
 		{"pfw_packets_seen_total", 3, 1e9},
 		{"pfw_kernel_blocked_total", 1, 1e9}, // the blacklist drops in the kernel
 		{"pfw_queue_dropped_total", 0, 0},
@@ -121,8 +124,8 @@ func TestMetricsEndpoint(t *testing.T) {
 		{"pfw_config_last_reload_successful", 1, 1},
 		{"pfw_ratelimit_sources_tracked", 1, 1e9},
 		{"pfw_start_time_seconds", float64(time.Now().Add(-time.Minute).Unix()), float64(time.Now().Unix())},
-		{"go_goroutines", 1, 1e9},
-		{"process_resident_memory_bytes", 1, 1e12},
+		{"pfw_go_goroutines", 1, 1e9},
+		{"pfw_process_resident_memory_bytes", 1, 1e12},
 	} {
 		v, ok := s[tc.series]
 		if !ok || v < tc.min || v > tc.max {
