@@ -139,7 +139,7 @@ func (d *Daemon) start(ctx context.Context) error {
 	d.engine.SetIntel(d.compileIntel(cfg))
 	// Made before the writer, whose reopen handler reads it; it runs later.
 	d.feeds = intel.NewManager(intel.Options{OnUpdate: d.onFeedUpdate, OnEvent: d.onFeedEvent, OnFetch: beginLoad})
-	d.writer = d.store.NewWriter(store.WriterConfig{OnError: d.logWriterError, OnReopen: d.onStoreReopen})
+	d.writer = d.store.NewWriter(store.WriterConfig{OnError: d.logWriterError, OnReopen: d.onStoreReopen, OnPrune: d.logPruned})
 	d.audit = newAuditor(d.engine, d.writer, d.log)
 	// The writer outlives ctx: it must flush after the queues stop.
 	d.spawn(context.Background(), "the log writer", func(ctx context.Context) {
@@ -865,4 +865,10 @@ func (d *Daemon) logLimited(key string, level slog.Level, msg string, args ...an
 // flush.
 func (d *Daemon) logWriterError(err error) {
 	d.logLimited("log-writer", slog.LevelError, "Log writer", "err", err)
+}
+
+// logPruned is the log writer's OnPrune.
+func (d *Daemon) logPruned(p store.Pruned) {
+	d.log.Info("Log rows deleted: the oldest beyond the newest 1,000,000 kept per table",
+		"blocked", p.Blocked, "allowed", p.Allowed)
 }

@@ -67,8 +67,9 @@
 // Rows beyond MaxRowsPerSecond (default 2000, both tables together) and
 // rows that find the buffer full are counted per log type and reason, in
 // WriterStats and, per UTC hour, in log_suppressed, which Stats reports.
-// Run also prunes: rows older than Retention.MaxAge (30 days) and beyond
-// Retention.MaxRows per table (1,000,000), oldest first.
+// Run also prunes: rows beyond Retention.MaxRows per table (1,000,000),
+// oldest first, whatever their age (an age bound, Retention.MaxAge, is off
+// by default), and log_suppressed hours older than 30 days.
 //
 // Run checks once a second (WriterConfig.CheckEvery, one stat) whether the
 // file at the path is still the one it opened. When it was deleted (an

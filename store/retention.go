@@ -9,15 +9,22 @@ import (
 
 // Retention bounds the packet tables. Zero fields take the defaults noted;
 // a negative field switches that bound off.
+//
+// By default the packet tables are bounded by their number of rows, not
+// by age: they are an audit log, and one adopted from the seed (or kept
+// across an upgrade) may hold months of history its owner still reads; a
+// row count bounds the disk all the same (a million rows take about
+// 150 MB).
 type Retention struct {
-	MaxAge  time.Duration // rows older than this go (default 30 days); also bounds log_suppressed
-	MaxRows int           // rows per packet table beyond this go, oldest first (default 1,000,000)
-	Every   time.Duration // how often a Writer's Run prunes (default 10 minutes)
+	MaxAge           time.Duration // packet rows older than this go (default: kept whatever their age)
+	MaxRows          int           // rows per packet table beyond this go, oldest first (default 1,000,000)
+	SuppressedMaxAge time.Duration // log_suppressed hours older than this go (default 30 days)
+	Every            time.Duration // how often a Writer's Run prunes (default 10 minutes)
 }
 
 func (r Retention) withDefaults() Retention {
-	r.MaxAge = cmp.Or(r.MaxAge, 30*24*time.Hour)
 	r.MaxRows = cmp.Or(r.MaxRows, 1_000_000)
+	r.SuppressedMaxAge = cmp.Or(r.SuppressedMaxAge, 30*24*time.Hour)
 	r.Every = cmp.Or(r.Every, 10*time.Minute)
 	return r
 }
@@ -34,7 +41,7 @@ const pruneChunk = 5000
 
 // Prune deletes packet rows older than r.MaxAge before now, then the oldest
 // rows beyond r.MaxRows in each packet table, then log_suppressed hours
-// older than r.MaxAge. Deleted space is reused by later rows; the file does
+// older than r.SuppressedMaxAge. Deleted space is reused by later rows; the file does
 // not shrink.
 func (s *Store) Prune(ctx context.Context, r Retention, now time.Time) (Pruned, error) {
 	var p Pruned
@@ -77,9 +84,9 @@ func (s *Store) Prune(ctx context.Context, r Retention, now time.Time) (Pruned, 
 			}
 		}
 	}
-	if r.MaxAge > 0 {
+	if r.SuppressedMaxAge > 0 {
 		// The hour the cutoff falls in stays: part of it is young enough.
-		cutoff := hourOf(now.Add(-r.MaxAge))
+		cutoff := hourOf(now.Add(-r.SuppressedMaxAge))
 		res, err := s.write.ExecContext(ctx, `DELETE FROM log_suppressed WHERE hour < ?`, cutoff)
 		if err != nil {
 			return p, fmt.Errorf("prune log_suppressed older than %s: %w", cutoff, err)

@@ -16,16 +16,16 @@ func TestPrune(t *testing.T) {
 		wantAllowed int64   // rows left
 		wantPruned  Pruned
 	}{
-		{"age only", Retention{MaxAge: 24 * time.Hour, MaxRows: -1}, []int64{3, 4, 5, 6}, 1, Pruned{Blocked: 2, Allowed: 1, Suppressed: 1}},
-		{"rows only", Retention{MaxAge: -1, MaxRows: 3}, []int64{4, 5, 6}, 2, Pruned{Blocked: 3}},
-		{"both", Retention{MaxAge: 24 * time.Hour, MaxRows: 2}, []int64{5, 6}, 1, Pruned{Blocked: 4, Allowed: 1, Suppressed: 1}},
-		{"defaults keep everything young", Retention{}, []int64{1, 2, 3, 4, 5, 6}, 2, Pruned{}},
+		{"age only", Retention{MaxAge: 24 * time.Hour, MaxRows: -1, SuppressedMaxAge: 24 * time.Hour}, []int64{3, 4, 5, 6}, 1, Pruned{Blocked: 2, Allowed: 1, Suppressed: 1}},
+		{"rows only", Retention{MaxAge: -1, MaxRows: 3, SuppressedMaxAge: -1}, []int64{4, 5, 6}, 2, Pruned{Blocked: 3}},
+		{"both", Retention{MaxAge: 24 * time.Hour, MaxRows: 2, SuppressedMaxAge: 24 * time.Hour}, []int64{5, 6}, 1, Pruned{Blocked: 4, Allowed: 1, Suppressed: 1}},
+		{"defaults keep every row of any age", Retention{}, []int64{1, 2, 3, 4, 5, 6}, 2, Pruned{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := openTemp(t)
 			w := startWriter(t, s, WriterConfig{MaxRowsPerSecond: -1}, nil)
-			for _, ago := range []time.Duration{48 * time.Hour, 25 * time.Hour, 23 * time.Hour, time.Hour, time.Minute, 0} {
+			for _, ago := range []time.Duration{2 * 365 * 24 * time.Hour, 25 * time.Hour, 23 * time.Hour, time.Hour, time.Minute, 0} {
 				w.Blocked(tcpRow(now.Add(-ago), "203.0.113.7", "10.0.0.1", "Rule: Telnet"))
 			}
 			w.Allowed(tcpRow(now.Add(-30*time.Hour), "198.51.100.1", "10.0.0.1", "Default policy"))
@@ -72,7 +72,7 @@ func TestPruneLargeBacklog(t *testing.T) {
 		w.Blocked(tcpRow(old, "203.0.113.7", "10.0.0.1", "Rule: Telnet"))
 	}
 	flush(t, w)
-	got, err := s.Prune(context.Background(), Retention{}, t0)
+	got, err := s.Prune(context.Background(), Retention{MaxAge: 30 * 24 * time.Hour}, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,5 +101,35 @@ func TestWriterPrunesAtStart(t *testing.T) {
 	flush(t, w2)
 	if n := count(t, s, "blocked_packets"); n != 1 {
 		t.Errorf("%d rows after a writer with MaxAge 1h started, want 1", n)
+	}
+}
+
+// A retention pass that deletes rows says so (the daemon logs it); one
+// that deletes nothing says nothing.
+func TestWriterReportsPrunedRows(t *testing.T) {
+	s := openTemp(t)
+	w := startWriter(t, s, WriterConfig{MaxRowsPerSecond: -1, Retention: Retention{Every: -1}}, nil)
+	for range 5 {
+		w.Blocked(tcpRow(t0, "203.0.113.7", "10.0.0.1", "Rule: Telnet"))
+	}
+	flush(t, w)
+
+	pruned := make(chan Pruned, 2)
+	startWriter(t, s, WriterConfig{MaxRowsPerSecond: -1, Retention: Retention{MaxRows: 3, Every: time.Hour},
+		OnPrune: func(p Pruned) { pruned <- p }}, nil)
+	select {
+	case p := <-pruned:
+		if p != (Pruned{Blocked: 2}) {
+			t.Errorf("OnPrune(%+v), want the 2 blocked rows beyond 3", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the retention pass at start did not report the rows it deleted")
+	}
+	startWriter(t, s, WriterConfig{MaxRowsPerSecond: -1, Retention: Retention{MaxRows: 3, Every: time.Hour},
+		OnPrune: func(p Pruned) { pruned <- p }}, nil)
+	select {
+	case p := <-pruned:
+		t.Errorf("a pass that deleted nothing reported %+v", p)
+	case <-time.After(300 * time.Millisecond):
 	}
 }

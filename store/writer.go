@@ -48,6 +48,10 @@ type WriterConfig struct {
 	// batch or retention pass, so the daemon can log it (rate-limited on
 	// its side). It must not block for long: rows queue up meanwhile.
 	OnError func(error)
+	// OnPrune, when set, is called from Run's goroutine after a retention
+	// pass deleted packet rows, with how many: an audit log must not lose
+	// rows in silence.
+	OnPrune func(Pruned)
 }
 
 func (c WriterConfig) withDefaults() WriterConfig {
@@ -569,7 +573,11 @@ func (w *Writer) recoverDamaged(cause error) bool {
 // prune applies the retention policy. It runs under Run's own context, so
 // shutdown interrupts a long pass between chunks; the next Run finishes it.
 func (w *Writer) prune(ctx context.Context) {
-	if _, err := w.store.Prune(ctx, w.cfg.Retention, w.now()); err != nil && ctx.Err() == nil {
+	p, err := w.store.Prune(ctx, w.cfg.Retention, w.now())
+	if p.Blocked+p.Allowed > 0 && w.cfg.OnPrune != nil {
+		w.cfg.OnPrune(p)
+	}
+	if err != nil && ctx.Err() == nil {
 		w.errors.Add(1)
 		w.report(err)
 		w.recoverDamaged(err)
