@@ -37,7 +37,11 @@ type KernelDrops struct {
 
 // OpenKernelDrops binds NFLOG group.
 func OpenKernelDrops(group uint16, engine *verdict.Engine, obs Observer) (*KernelDrops, error) {
-	nl, err := nflog.Open(&nflog.Config{Group: group, Copymode: nflog.CopyPacket, Bufsize: 256})
+	// QThresh 1: the kernel hands each logged drop over at once. By default
+	// it batches them for up to a second, so a drop's row was stamped (and
+	// its reason looked up) up to a second late. The log rules are
+	// rate-limited (Config.LogRate a second each), so this costs little.
+	nl, err := nflog.Open(&nflog.Config{Group: group, Copymode: nflog.CopyPacket, Bufsize: 256, QThresh: 1})
 	if err != nil {
 		return nil, fmt.Errorf("open nflog group %d: %w", group, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -134,6 +135,7 @@ func TestListsDefaultPolicyAndLiveChanges(t *testing.T) {
 	// Whitelisted: passes the default block.
 	l.expect("tcp", hostPort(l.fwIP, 80), true)
 	// Blacklisted: even the allowed SSH port is closed, dropped in the kernel.
+	sent := time.Now()
 	if n := l.send("tcp", l.clientIP2, hostPort(l.fwIP, 22), 1, time.Second); n != 0 {
 		t.Errorf("blacklisted source got through")
 	}
@@ -143,6 +145,22 @@ func TestListsDefaultPolicyAndLiveChanges(t *testing.T) {
 	l.expect("tcp", hostPort(l.fwIP6, 22), true)
 	if _, ok := l.waitRow(func(r store.LogRow) bool { return r.Reason == "Blacklisted IP" && r.SrcIP == l.clientIP2 }); !ok {
 		t.Errorf("kernel blacklist drop not logged with reason Blacklisted IP: %+v", l.rows("blocked"))
+	}
+	// The row has the time of the drop: the kernel hands each logged drop
+	// over at once instead of batching it for up to a second (NFLOG's
+	// default queue threshold), which stamped rows a second late.
+	for _, r := range slices.Backward(l.rows("blocked")) { // newest first: the first drop is last
+		if r.Reason != "Blacklisted IP" || r.SrcIP != l.clientIP2 {
+			continue
+		}
+		at, err := time.Parse("2006-01-02 15:04:05.000", r.Timestamp)
+		if err != nil {
+			t.Fatalf("row timestamp %q: %v", r.Timestamp, err)
+		}
+		if late := at.Sub(sent.UTC().Truncate(time.Millisecond)); late < 0 || late > 500*time.Millisecond {
+			t.Errorf("the first blacklist drop's row is stamped %s, %v after its SYN was sent at %s", r.Timestamp, late, sent.UTC().Format("15:04:05.000"))
+		}
+		break
 	}
 	if _, ok := l.waitRow(func(r store.LogRow) bool { return r.Reason == "Default policy" && r.SrcIP == l.clientIP6 }); !ok {
 		t.Errorf("no Default policy row: %+v", l.rows("blocked"))
