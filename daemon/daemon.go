@@ -683,11 +683,15 @@ const (
 func (d *Daemon) apply(cfg *rules.Config, why string) error {
 	canon, _ := rules.Marshal(cfg)
 	if string(canon) == string(d.cfgData) {
-		d.shown.setReloadError("") // the file is valid again, and already in force
-		// An editor's touch, or a write that restores the rules in force,
-		// passes in silence; an operator's SIGHUP (systemctl reload) gets
-		// an answer.
-		if why != reloadFileChanged {
+		hadError := !d.shown.setReloadError("") // the file is valid again, and already in force
+		// An editor's touch passes in silence; an operator's SIGHUP
+		// (systemctl reload) gets an answer, and so does a file mended
+		// back to the rules in force, or the log's last word on it would
+		// be the error.
+		switch {
+		case hadError:
+			d.log.Info("Config file valid again: it holds the rules in force, which stay", "why", why)
+		case why != reloadFileChanged:
 			d.log.Info("Config unchanged: the rules in force stay", "why", why)
 		}
 		return nil

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -40,5 +41,47 @@ func TestReloadAsked(t *testing.T) {
 			t.Fatalf("reload %d: %d lines %q; want %d:\n%s", i+1, n, line, i+1, logBuf.String())
 		}
 		reload <- struct{}{}
+	}
+}
+
+// A config file mended back to the rules in force after an invalid edit
+// gets a log line: the log's last word on the file must not stay the
+// error, though nothing is applied. A mere touch of the file stays quiet.
+func TestMendedConfigIsLogged(t *testing.T) {
+	if !inFreshNetNS(t, 60*time.Second) {
+		return
+	}
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "firewall_rules.json")
+	good := parseConfig(t, `{"default_policy": "allow", "whitelist_ips": ["127.0.0.1", "::1"]}`)
+	if err := rules.Save(cfgPath, good); err != nil {
+		t.Fatal(err)
+	}
+	logBuf := startTestDaemon(t, Options{ConfigPath: cfgPath, DBPath: filepath.Join(dir, "firewall.db"),
+		Socket: filepath.Join(dir, "pfwd.sock"), Queues: 1})
+	waitLog := func(what, text string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(logBuf.String(), text) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s line %q within 10 s:\n%s", what, text, logBuf.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if err := os.WriteFile(cfgPath, []byte(`{"default_policy": "maybe"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitLog("rejection", "ERROR - Config not reloaded")
+	if err := rules.Save(cfgPath, good); err != nil {
+		t.Fatal(err)
+	}
+	waitLog("mended", "INFO - Config file valid again: it holds the rules in force, which stay why=\"file changed\"")
+	if err := rules.Save(cfgPath, good); err != nil { // a touch
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := strings.Count(logBuf.String(), "Config file valid again"); n != 1 {
+		t.Errorf("%d lines \"Config file valid again\", want 1 (a touch is quiet):\n%s", n, logBuf.String())
 	}
 }
