@@ -30,19 +30,44 @@ type pfwdWatch struct {
 	before  []byte
 	// inForce is the digest of the config pfwd held before the edit.
 	inForce string
+	// status is pfwd's answer before the edit, when it runs on the file.
+	status control.Status
 }
 
 func watchPfwd(g *globals) pfwdWatch {
 	w := pfwdWatch{g: g}
 	w.before, _ = rules.ReadFile(g.config)
+	st, onConfig := pfwdOnConfig(g)
+	if !onConfig {
+		return w // no pfwd, or one that reads another file: nothing to wait for
+	}
+	w.running, w.inForce, w.status = true, st.ConfigDigest, st
+	return w
+}
+
+// pfwdOnConfig asks the pfwd on g.socket, within a second, for its status
+// and reports whether it runs on g.config.
+func pfwdOnConfig(g *globals) (control.Status, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	st, err := control.Query(ctx, g.socket)
 	if err != nil || !st.Running || !samePath(st.ConfigPath, g.config) {
-		return w // no pfwd, or one that reads another file: nothing to wait for
+		return st, false
 	}
-	w.running, w.inForce = true, st.ConfigDigest
-	return w
+	return st, true
+}
+
+// configMissing is the refusal for a config file that is gone while a pfwd
+// still runs on it (deleted by mistake: pfwd keeps the rules it last
+// loaded and reports the failed reload). Showing the embedded default
+// would misstate the rules in force, and creating the file from it would
+// have pfwd replace every custom rule, the policy and the lists with the
+// default's: the firewall would open. So fwctl reads and edits nothing
+// until the file is back, or pfwd is stopped and the default is what a
+// new start enforces anyway.
+func configMissing(g *globals, st control.Status) error {
+	return fmt.Errorf("%s is missing, but pfwd (pid %d) still enforces the config it last loaded from it; "+
+		"restore the file (pfwd applies it within a second), or stop pfwd to start over from the default config", g.config, st.PID)
 }
 
 // confirm waits until pfwd applied the edit, saved as the config saved,

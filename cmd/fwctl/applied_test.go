@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io/fs"
 	"net/netip"
 	"os"
 	"strings"
@@ -185,5 +187,62 @@ func TestEditSupersededByAnAppliedOneDoesNotWarn(t *testing.T) {
 		if got := w.superseded(tt.want, tt.inForce); got != tt.superseded {
 			t.Errorf("superseded(%.8s, %.8s) = %v, want %v", tt.want, tt.inForce, got, tt.superseded)
 		}
+	}
+}
+
+// A config file deleted while pfwd runs on it is not replaced by the
+// default: pfwd still enforces the rules it last loaded, and a default
+// plus one edit would open the firewall once pfwd applied it. Every
+// command that reads or edits the file refuses, with one line saying what
+// to do, and creates nothing; without such a pfwd (none, or one on another
+// file) the default is shown and an edit creates the file, as on a first
+// install.
+func TestMissingConfigWhilePfwdRuns(t *testing.T) {
+	commands := [][]string{
+		{"list"},
+		{"list", "--json"},
+		{"blacklist", "list"},
+		{"whitelist", "list"},
+		{"explain", "--src", "10.0.0.1", "--dst-port", "23"},
+		{"check"},
+		{"whitelist", "add", "10.9.9.9"},
+		{"blacklist", "add", "10.9.9.9"},
+		{"blacklist", "remove", "192.0.2.0/24"},
+		{"add", "Open all", "allow"},
+		{"remove", "1"},
+		{"toggle", "1"},
+	}
+	for _, args := range commands {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			e := newEnv(t, "")
+			fakeDaemon(t, e.socket, control.Status{Running: true, PID: 4242, ConfigPath: e.config, ReloadError: "open: no such file or directory"})
+			r := fwctl(t, args...)
+			if r.code != 1 || r.stdout != "" {
+				t.Fatalf("exit %d, stdout %q, want exit 1 and nothing on stdout: %v", r.code, r.stdout, r)
+			}
+			checkErrorLine(t, r, e.config+" is missing, but pfwd (pid 4242) still enforces the config it last loaded from it; restore the file")
+			checkErrorLine(t, r, "or stop pfwd")
+			if _, err := os.Stat(e.config); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("%v created %s (stat: %v)", args, e.config, err)
+			}
+		})
+	}
+
+	// Without a pfwd on the file, today's behaviour: the default is shown,
+	// and an edit creates the file.
+	for _, pfwd := range []string{"none", "on another file"} {
+		t.Run("pfwd "+pfwd, func(t *testing.T) {
+			e := newEnv(t, "")
+			if pfwd != "none" {
+				fakeDaemon(t, e.socket, control.Status{Running: true, ConfigPath: "/etc/personal-firewall/firewall_rules.json"})
+			}
+			if r := mustRun(t, "list"); !strings.Contains(r.stdout, "Block Telnet") {
+				t.Errorf("list without a config shows no default: %v", r)
+			}
+			mustRun(t, "whitelist", "add", "10.9.9.9")
+			if _, err := rules.Load(e.config); err != nil {
+				t.Errorf("the edit did not create the config: %v", err)
+			}
+		})
 	}
 }

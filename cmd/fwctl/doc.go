@@ -45,7 +45,12 @@
 // With no rules file yet, list, blacklist/whitelist list and explain show
 // the embedded default (what pfwd writes and enforces on its first start)
 // with a note on stderr, and an edit that succeeds creates the file from
-// the default with the edit applied; a failed one creates nothing.
+// the default with the edit applied; a failed one creates nothing. But
+// when a pfwd runs on the missing file (deleted by mistake: pfwd keeps
+// the rules it last loaded), every command that reads or edits it, check
+// included, fails with exit 1 and says to restore the file or stop pfwd:
+// the default would misstate the rules in force, and an edit would have
+// pfwd swap them for the default's.
 // Read-only commands never create anything: logs, stats and threats open
 // the database read-only (WAL mode lets them read while pfwd writes) and
 // fail when there is none; explain then simply checks no threat entries.

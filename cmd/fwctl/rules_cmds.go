@@ -15,10 +15,15 @@ import (
 
 // loadConfig reads the config for a command that only looks at it. With
 // no file there it shows the embedded default, which is what pfwd writes
-// and enforces on its first start, and says so on stderr.
+// and enforces on its first start, and says so on stderr; unless a pfwd
+// runs on the missing file, which then enforces something else
+// (configMissing).
 func loadConfig(g *globals) (*rules.Config, error) {
 	cfg, err := rules.Load(g.config)
 	if errors.Is(err, fs.ErrNotExist) {
+		if st, onConfig := pfwdOnConfig(g); onConfig {
+			return nil, configMissing(g, st)
+		}
 		fmt.Fprintf(g.errOut, "fwctl: no config file at %s yet; using the default config (pfwd writes it on first start)\n", g.config)
 		return rules.Default(), nil
 	}
@@ -29,12 +34,16 @@ func loadConfig(g *globals) (*rules.Config, error) {
 // atomically, and not written at all when anything fails. A missing file
 // is created from the embedded default with the edit applied, as if pfwd
 // had started first, so rules can be set up before the daemon ever ran; a
-// failed edit creates nothing. When a pfwd runs on this file, editConfig
-// waits for it to apply the change (3 s, up to 2 minutes while pfwd
-// reports a reload in progress) and warns when it did not.
+// failed edit creates nothing. A missing file a pfwd still runs on is
+// refused instead (configMissing). When a pfwd runs on this file,
+// editConfig waits for it to apply the change (3 s, up to 2 minutes while
+// pfwd reports a reload in progress) and warns when it did not.
 func editConfig(g *globals, edit func(*rules.Config) error) (*rules.Config, error) {
 	_, statErr := os.Stat(g.config)
 	w := watchPfwd(g)
+	if errors.Is(statErr, fs.ErrNotExist) && w.running {
+		return nil, configMissing(g, w.status)
+	}
 	cfg, err := rules.Update(g.config, edit)
 	if err != nil {
 		return nil, err
@@ -361,6 +370,11 @@ func checkCommand() *cli.Command {
 				path = c.Args().First()
 			}
 			cfg, err := rules.Load(path)
+			if errors.Is(err, fs.ErrNotExist) && c.NArg() == 0 {
+				if st, onConfig := pfwdOnConfig(g); onConfig {
+					err = configMissing(g, st)
+				}
+			}
 			if g.json {
 				res := checkResult{File: path, Valid: err == nil}
 				if err != nil {
