@@ -1,23 +1,43 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 )
 
-// flagArity maps every flag name (and alias) defined anywhere in the
-// command tree to whether it takes a value. A name has one arity across
-// the tree (TestFlagArityIsConsistent), so the reordering need not know
-// which command a flag belongs to before it has seen the whole line.
-func flagArity(app *cli.App) map[string]bool {
-	arity := map[string]bool{"help": false, "h": false}
+// flagSpec is what reorderArgs knows of a flag name (or alias).
+type flagSpec struct {
+	name       string // the flag's first name, which its aliases count as
+	takesValue bool
+	// repeatable flags (urfave/cli's slice flags) collect every value;
+	// any other flag given twice keeps only the last.
+	repeatable bool
+	// list flags take a comma-separated list, which is what a user who
+	// repeats one meant.
+	list bool
+}
+
+// flagSpecs maps every flag name (and alias) defined anywhere in the
+// command tree to its spec. A name has one arity across the tree
+// (TestFlagArityIsConsistent), so the reordering need not know which
+// command a flag belongs to before it has seen the whole line.
+func flagSpecs(app *cli.App) map[string]flagSpec {
+	specs := map[string]flagSpec{"help": {name: "help"}, "h": {name: "help"}}
 	var walk func(flags []cli.Flag, cmds []*cli.Command)
 	walk = func(flags []cli.Flag, cmds []*cli.Command) {
 		for _, f := range flags {
 			_, isBool := f.(*cli.BoolFlag)
+			spec := flagSpec{name: f.Names()[0], takesValue: !isBool}
+			if sf, ok := f.(cli.DocGenerationSliceFlag); ok {
+				spec.repeatable = sf.IsSliceFlag()
+			}
+			if df, ok := f.(cli.DocGenerationFlag); ok {
+				spec.list = strings.Contains(df.GetUsage(), "comma-separated")
+			}
 			for _, n := range f.Names() {
-				arity[n] = !isBool
+				specs[n] = spec
 			}
 		}
 		for _, c := range cmds {
@@ -25,7 +45,7 @@ func flagArity(app *cli.App) map[string]bool {
 		}
 	}
 	walk(app.Flags, app.Commands)
-	return arity
+	return specs
 }
 
 // reorderArgs rewrites a command line so that urfave/cli, which stops
@@ -41,11 +61,19 @@ func flagArity(app *cli.App) map[string]bool {
 // negative rule number) a positional. A "--" given by the user ends the
 // flags as usual. Unknown flags are moved too, so the command that
 // received them reports them.
-func reorderArgs(app *cli.App, args []string) []string {
-	arity := flagArity(app)
+//
+// A flag that takes one value given twice is bad usage: urfave/cli would
+// keep the last value silently, and `add X block --ports 23 --ports 445`
+// would block 445 alone. Seeing the raw line, reorderArgs is the one place
+// that can tell, whatever the spelling (--ports=23, -ports 23, an alias).
+func reorderArgs(app *cli.App, args []string) ([]string, error) {
+	specs := flagSpecs(app)
 	var path, flags, positionals []string
 	dangling := false // a flag that takes a value ended the line
+	given := map[string]bool{}
+	var twice *flagSpec // the first flag given twice
 	subcommands := app.Commands
+	command := app.UsageText
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		switch {
@@ -55,11 +83,18 @@ func reorderArgs(app *cli.App, args []string) []string {
 		case a == "--help" || a == "-h":
 			// urfave/cli takes the arguments of `add X block --help` for
 			// help topics; the help of the command named is what is meant.
-			return append(path, "--help")
+			return append(path, "--help"), nil
 		case isFlagToken(a):
 			flags = append(flags, a)
-			name := strings.TrimLeft(a, "-")
-			if _, _, hasValue := strings.Cut(name, "="); !hasValue && arity[name] {
+			name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+			spec, known := specs[name]
+			if known && spec.takesValue && !spec.repeatable {
+				if given[spec.name] && twice == nil {
+					twice = &spec
+				}
+				given[spec.name] = true
+			}
+			if !hasValue && spec.takesValue {
 				if i+1 == len(args) {
 					dangling = true
 					break
@@ -71,8 +106,20 @@ func reorderArgs(app *cli.App, args []string) []string {
 			cmd := findCommand(subcommands, a)
 			path = append(path, a)
 			subcommands = cmd.Subcommands
+			command = cmd.UsageText
 		default:
 			positionals = append(positionals, a)
+		}
+	}
+	if twice != nil {
+		hint := "give it once"
+		if twice.list {
+			hint = fmt.Sprintf("use one --%s with a comma-separated list", twice.name)
+		}
+		return nil, &usageError{
+			command: strings.Join(append([]string{"fwctl"}, path...), " "),
+			usage:   command,
+			msg:     fmt.Sprintf("--%s given twice (%s)", twice.name, hint),
 		}
 	}
 	out := make([]string, 0, len(args)+1)
@@ -85,7 +132,7 @@ func reorderArgs(app *cli.App, args []string) []string {
 		out = append(out, "--")
 		out = append(out, positionals...)
 	}
-	return out
+	return out, nil
 }
 
 // isFlagToken reports whether a starts a flag. "-" alone (stdin, by

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"io"
+	"os"
 	"strings"
 	"testing"
 
@@ -44,8 +46,12 @@ func TestReorderArgs(t *testing.T) {
 	}
 	app := newApp(io.Discard, io.Discard)
 	for _, tt := range tests {
-		got := strings.Join(reorderArgs(app, strings.Fields(tt.in)), " ")
-		if got != tt.want {
+		out, err := reorderArgs(app, strings.Fields(tt.in))
+		if err != nil {
+			t.Errorf("reorderArgs(%q): %v", tt.in, err)
+			continue
+		}
+		if got := strings.Join(out, " "); got != tt.want {
 			t.Errorf("reorderArgs(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
@@ -72,8 +78,14 @@ func TestFlagArityIsConsistent(t *testing.T) {
 		}
 	}
 	walk("fwctl", app.Flags, app.Commands)
-	if diff := cmp.Diff(seen, flagArity(app)); diff != "" && !strings.Contains(diff, "help") {
-		t.Errorf("flagArity differs from the tree (-tree +flagArity):\n%s", diff)
+	arity := map[string]bool{}
+	for n, spec := range flagSpecs(app) {
+		if n != "help" && n != "h" {
+			arity[n] = spec.takesValue
+		}
+	}
+	if diff := cmp.Diff(seen, arity); diff != "" {
+		t.Errorf("flagSpecs differs from the tree (-tree +flagSpecs):\n%s", diff)
 	}
 }
 
@@ -85,5 +97,61 @@ func TestIsFlagToken(t *testing.T) {
 		if got := isFlagToken(tok); got != want {
 			t.Errorf("isFlagToken(%q) = %v, want %v", tok, got, want)
 		}
+	}
+}
+
+// A flag that takes one value, given twice, would keep only the last value
+// (`--ports 23 --ports 445` blocking 445 alone): it is bad usage, whatever
+// the spelling, for every command's flags and the global ones, and the
+// command does not run.
+func TestRepeatedFlagIsBadUsage(t *testing.T) {
+	e := newEnv(t, testConfig)
+	tests := []struct {
+		args  []string
+		msg   string
+		usage string
+	}{
+		{[]string{"add", "N1", "block", "--ports", "23", "--ports", "445"}, "--ports given twice (use one --ports with a comma-separated list)", "fwctl add NAME"},
+		{[]string{"add", "N1", "block", "--ports=23", "-ports", "445"}, "--ports given twice (use one --ports", "fwctl add NAME"},
+		{[]string{"add", "--src-ips", "10.0.0.1", "N1", "block", "--src-ips=10.0.0.2"}, "--src-ips given twice (use one --src-ips with a comma-separated list)", "fwctl add NAME"},
+		{[]string{"add", "N1", "block", "--protocol", "tcp", "--protocol", "udp"}, "--protocol given twice (give it once)", "fwctl add NAME"},
+		{[]string{"add", "N1", "block", "--direction", "in", "--direction=out"}, "--direction given twice", "fwctl add NAME"},
+		{[]string{"add", "N1", "block", "--position", "1", "--position", "2"}, "--position given twice", "fwctl add NAME"},
+		{[]string{"explain", "--src", "10.0.0.1", "--src", "10.0.0.2"}, "--src given twice (give it once)", "fwctl explain --src IP"},
+		{[]string{"explain", "--src", "10.0.0.1", "--dst-port", "22", "--dst-port", "23"}, "--dst-port given twice", "fwctl explain"},
+		{[]string{"logs", "--ip", "10.0.0.1", "--ip", "10.0.0.2"}, "--ip given twice", "fwctl logs"},
+		{[]string{"logs", "--limit", "1", "--type", "blocked", "--limit=2"}, "--limit given twice", "fwctl logs"},
+		{[]string{"logs", "--since", "1h", "--since", "2h"}, "--since given twice", "fwctl logs"},
+		{[]string{"threats", "--limit", "1", "--limit", "2"}, "--limit given twice", "fwctl threats"},
+		// Global flags, before and after the command.
+		{[]string{"--config", e.config, "whitelist", "add", "10.9.9.9", "--config", e.config}, "--config given twice", "fwctl whitelist add"},
+		{[]string{"--db=" + e.db, "--db", e.db, "stats"}, "--db given twice", "fwctl stats"},
+		{[]string{"status", "--socket", e.socket, "-socket=" + e.socket}, "--socket given twice", "fwctl status"},
+		{[]string{"--config", e.config, "--config", e.config}, "--config given twice", "fwctl [--config FILE]"},
+	}
+	before, _ := os.ReadFile(e.config)
+	for _, tt := range tests {
+		r := fwctl(t, tt.args...)
+		if r.code != 2 || r.stdout != "" {
+			t.Errorf("fwctl %q: want exit 2 and no output, got %v", tt.args, r)
+			continue
+		}
+		checkErrorLine(t, r, tt.msg)
+		if !strings.Contains(r.stderr, "\nusage: "+tt.usage) {
+			t.Errorf("fwctl %q: stderr %q lacks the usage line %q", tt.args, r.stderr, tt.usage)
+		}
+	}
+	if after, _ := os.ReadFile(e.config); !bytes.Equal(before, after) {
+		t.Error("a command with a repeated flag changed the config")
+	}
+
+	// Flags without a value, and flags of different names, may repeat.
+	for _, args := range [][]string{
+		{"--json", "list", "--json"},
+		{"add", "N2", "block", "--protocol", "tcp", "--ports", "23,445", "--src-ips", "10.0.0.1", "--direction", "in", "--position", "1"},
+		{"explain", "--src", "10.0.0.1", "--dst", "10.0.0.2"},
+		{"add", "--ports", "1", "--", "--ports", "allow"}, // after "--", a rule name
+	} {
+		mustRun(t, args...)
 	}
 }

@@ -10,9 +10,9 @@
 // in progress (status reload.in_progress) up to 2 minutes, and warns on
 // stderr when it did not (applied.go). Exit status: 0 success, 1 an error (one line on stderr,
 // "fwctl: ..."), 2 bad usage: what the usage line alone shows to be wrong
-// (an unknown command or flag, a wrong number of arguments, a missing
-// required flag, a word outside the choices it lists such as allow|block,
-// or a non-number where it says N). A well-formed request that cannot be
+// (an unknown command or flag, a flag that takes a value given twice, a
+// wrong number of arguments, a missing required flag, a word outside the
+// choices it lists such as allow|block, or a non-number where it says N). A well-formed request that cannot be
 // done — rule 9 of 5, a bad IP address or port, no daemon — is an error.
 //
 // Commands (run `fwctl help COMMAND` for each one's flags):
@@ -31,7 +31,9 @@
 // --json. Flags may follow positional arguments (`fwctl add Telnet block
 // --protocol tcp --ports 23`): urfave/cli stops reading flags at the first
 // positional, so reorderArgs moves them in front before parsing; "--" ends
-// the flags.
+// the flags. Each flag that takes a value is given at most once (a list
+// flag takes one comma-separated list: --ports 23,445), in any spelling:
+// urfave/cli would keep only the last of two.
 //
 // With --json, list prints an array of rules (the config keys plus
 // "number"), logs and threats arrays of rows keyed by column name (logs

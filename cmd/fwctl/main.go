@@ -35,7 +35,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 // test can end it as SIGINT would.
 func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
-	err := app.RunContext(ctx, append([]string{"fwctl"}, reorderArgs(app, args)...))
+	args, err := reorderArgs(app, args)
+	if err == nil {
+		err = app.RunContext(ctx, append([]string{"fwctl"}, args...))
+	}
 	return exitCode(err, stderr)
 }
 
