@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"time"
 
@@ -19,6 +21,9 @@ import (
 const (
 	applyWait  = 3 * time.Second
 	reloadWait = 2 * time.Minute
+	// queryWait bounds one status question. pfwd answers in milliseconds,
+	// even during a large reload.
+	queryWait = time.Second
 )
 
 // pfwdWatch notes, before an edit, whether a pfwd runs on this config, so
@@ -32,29 +37,44 @@ type pfwdWatch struct {
 	inForce string
 	// status is pfwd's answer before the edit, when it runs on the file.
 	status control.Status
+	// silent is set when something holds the control socket but did not
+	// answer (a hung or stopped pfwd): whether it runs on this file, and
+	// will apply the edit, is unknown, and the user must hear so.
+	silent bool
 }
 
 func watchPfwd(g *globals) pfwdWatch {
 	w := pfwdWatch{g: g}
 	w.before, _ = rules.ReadFile(g.config)
-	st, onConfig := pfwdOnConfig(g)
+	st, onConfig, err := pfwdOnConfig(g)
 	if !onConfig {
-		return w // no pfwd, or one that reads another file: nothing to wait for
+		// No pfwd, or one that reads another file: nothing to wait for.
+		w.silent = noAnswer(err)
+		return w
 	}
 	w.running, w.inForce, w.status = true, st.ConfigDigest, st
 	return w
 }
 
-// pfwdOnConfig asks the pfwd on g.socket, within a second, for its status
-// and reports whether it runs on g.config.
-func pfwdOnConfig(g *globals) (control.Status, bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+// pfwdOnConfig asks the pfwd on g.socket, within queryWait, for its status
+// and reports whether it runs on g.config; err is why it could not tell.
+func pfwdOnConfig(g *globals) (st control.Status, onConfig bool, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), queryWait)
 	defer cancel()
-	st, err := control.Query(ctx, g.socket)
+	st, err = control.Query(ctx, g.socket)
 	if err != nil || !st.Running || !samePath(st.ConfigPath, g.config) {
-		return st, false
+		return st, false, err
 	}
-	return st, true
+	return st, true, nil
+}
+
+// noAnswer reports whether a failed status query met a socket that takes
+// connections but no answer in time: a pfwd that is hung or stopped
+// (kill -STOP; the kernel still queues connections for it). No socket
+// file or a refused connection is no pfwd at all (control.ErrNotRunning).
+func noAnswer(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 // configMissing is the refusal for a config file that is gone while a pfwd
@@ -79,12 +99,20 @@ func configMissing(g *globals, st control.Status) error {
 // time it last loaded is no answer. The digest is taken once, from the
 // config the edit saved: loading the file again on every poll would cost
 // seconds of CPU each with a million-entry list.
+//
+// When pfwd did not answer before the edit, confirm cannot wait for it,
+// and warns that whether the change is in force is unknown.
 func (w pfwdWatch) confirm(saved *rules.Config) {
-	if !w.running {
+	if !w.running && !w.silent {
 		return
 	}
 	if after, err := rules.ReadFile(w.g.config); err == nil && bytes.Equal(after, w.before) {
 		return // nothing changed, nothing to apply
+	}
+	if w.silent {
+		fmt.Fprintf(w.g.errOut, "fwctl: warning: the file is changed, but pfwd did not answer on %s within %v, "+
+			"so whether the running firewall applied the change is unknown (`fwctl status`)\n", w.g.socket, queryWait)
+		return
 	}
 	want := rules.Digest(saved)
 	start := time.Now()
@@ -92,7 +120,7 @@ func (w pfwdWatch) confirm(saved *rules.Config) {
 	seen := w.inForce
 	var st control.Status
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), queryWait)
 		var err error
 		st, err = control.Query(ctx, w.g.socket)
 		cancel()

@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -242,6 +244,57 @@ func TestMissingConfigWhilePfwdRuns(t *testing.T) {
 			mustRun(t, "whitelist", "add", "10.9.9.9")
 			if _, err := rules.Load(e.config); err != nil {
 				t.Errorf("the edit did not create the config: %v", err)
+			}
+		})
+	}
+}
+
+// A pfwd that holds its control socket but does not answer (hung, or
+// stopped with kill -STOP: the kernel still queues connections for it)
+// may or may not apply an edit: the edit saves (exit 0) and says so on
+// stderr. No socket file, or one nobody listens on, is no pfwd: silence.
+func TestEditPfwdDoesNotAnswer(t *testing.T) {
+	tests := []struct {
+		name   string
+		socket func(t *testing.T, path string)
+		warn   bool
+	}{
+		{"no socket file", func(*testing.T, string) {}, false},
+		{"stale socket file", func(t *testing.T, path string) {
+			l, err := net.Listen("unix", path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.(*net.UnixListener).SetUnlinkOnClose(false)
+			l.Close() // connections are refused from now on
+		}, false},
+		{"pfwd hung", func(t *testing.T, path string) {
+			l, err := net.Listen("unix", path) // never accepted: queued by the kernel, never answered
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Close() })
+		}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, testConfig)
+			tt.socket(t, e.socket)
+			r := mustRun(t, "whitelist", "add", "10.9.9.9")
+			if cfg, err := rules.Load(e.config); err != nil || !slices.Contains(rules.FormatPrefixes(cfg.WhitelistIPs), "10.9.9.9") {
+				t.Errorf("the edit was not saved (%v)", err)
+			}
+			want := ""
+			if tt.warn {
+				want = "fwctl: warning: the file is changed, but pfwd did not answer on " + e.socket +
+					" within 1s, so whether the running firewall applied the change is unknown (`fwctl status`)\n"
+			}
+			if r.stderr != want {
+				t.Errorf("stderr = %q, want %q", r.stderr, want)
+			}
+			// An edit that changes nothing has nothing to be unsure about.
+			if r := mustRun(t, "whitelist", "add", "10.9.9.9"); r.stderr != "" {
+				t.Errorf("a no-op edit: stderr = %q", r.stderr)
 			}
 		})
 	}

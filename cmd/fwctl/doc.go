@@ -8,7 +8,9 @@
 // within a second. When a pfwd runs on the edited file, an edit waits up
 // to 3 s for it to apply the change, and as long as pfwd reports a reload
 // in progress (status reload.in_progress) up to 2 minutes, and warns on
-// stderr when it did not (applied.go). Exit status: 0 success, 1 an error (one line on stderr,
+// stderr when it did not (applied.go); a pfwd that holds its socket but
+// does not answer within a second (hung, stopped) gets a warning that
+// whether the change is in force is unknown. Exit status: 0 success, 1 an error (one line on stderr,
 // "fwctl: ..."), 2 bad usage: what the usage line alone shows to be wrong
 // (an unknown command or flag, a flag that takes a value given twice, a
 // wrong number of arguments, a missing required flag, a word outside the

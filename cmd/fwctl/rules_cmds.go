@@ -21,7 +21,7 @@ import (
 func loadConfig(g *globals) (*rules.Config, error) {
 	cfg, err := rules.Load(g.config)
 	if errors.Is(err, fs.ErrNotExist) {
-		if st, onConfig := pfwdOnConfig(g); onConfig {
+		if st, onConfig, _ := pfwdOnConfig(g); onConfig {
 			return nil, configMissing(g, st)
 		}
 		fmt.Fprintf(g.errOut, "fwctl: no config file at %s yet; using the default config (pfwd writes it on first start)\n", g.config)
@@ -371,7 +371,7 @@ func checkCommand() *cli.Command {
 			}
 			cfg, err := rules.Load(path)
 			if errors.Is(err, fs.ErrNotExist) && c.NArg() == 0 {
-				if st, onConfig := pfwdOnConfig(g); onConfig {
+				if st, onConfig, _ := pfwdOnConfig(g); onConfig {
 					err = configMissing(g, st)
 				}
 			}
