@@ -2,11 +2,14 @@
 // them, removes the entries that would hurt the host, and schedules the next
 // fetch.
 //
-// Invariant: a feed's entries only ever change to a complete list that parsed
-// as a blocklist and passed Sanitize; every failure (network error, HTTP
-// error, oversized body, an HTML page or binary data, a Feodo list cut short,
-// a list that empties itself at once) keeps the previous entries in force. The package never logs:
-// it reports through callbacks and errors.
+// Invariant: a feed's entries in force are only ever a list that passed
+// Sanitize, fetched (a complete list that parsed as a blocklist) or seeded
+// from the database, and none that what is protected now refuses: every
+// failure (network error, HTTP error, oversized body, an HTML page or binary
+// data, a Feodo list cut short, a list that empties itself at once) keeps the
+// previous entries in force, and every growth of what is protected drops the
+// entries in force it refuses at once. The package never logs: it reports
+// through callbacks and errors.
 //
 // # Parsing
 //
@@ -84,14 +87,22 @@
 // fetch; a missing or odd file is no error), and the address of every
 // connection a fetch made or tried, redirects and proxies included (learned
 // before the body is sanitized, so a feed on a host name cannot block the
-// server it was just read from). Entries in force that cover an address
-// learned later (a seed from the database, a list accepted before a DNS
-// change) are dropped from every feed as soon as it is learned, through
-// OnUpdate and a warning "dropped N entries in force: ...", even when the
-// fetch that learned it failed. The price: whoever controls a feed's server,
-// a plain-http path to it or pfwd's DNS can make up to 64 addresses a fetch
-// unblockable by feeds (not by the config's blacklist), a lesser harm than a
-// feed cut off for good.
+// server it was just read from). Entries in force that what is protected
+// refuses once it grows (a new host address from SetHostAddrs, a new
+// whitelisted prefix from SetProtected, a server or resolver learned later
+// than the list or seed was accepted, after a DNS change) are dropped from
+// every feed at once, through OnUpdate and a warning "dropped N entries in
+// force: ..." giving Sanitize's reasons, even when the fetch that learned
+// the address failed: they do not wait an interval for the next fetch. The
+// price: whoever controls a feed's server, a plain-http path to it or
+// pfwd's DNS can make up to 64 addresses a fetch unblockable by feeds (not
+// by the config's blacklist), a lesser harm than a feed cut off for good.
+//
+// A seed from the database (Manager.Seed) is checked like a fetched list:
+// the database may predate a check or a change of the host's addresses, or
+// have been edited. Seed reports what it refused as "from the database:
+// skipped N entries: ..." and returns what it kept, which is all the caller
+// may put in force.
 //
 // # Fetching
 //
@@ -121,8 +132,10 @@
 //	})
 //	if err := m.SetFeeds(feeds); err != nil { ... }
 //	m.SetProtected(whitelist)
-//	m.Seed("Feodo Tracker", entriesFromDB) // before Run: an offline boot stays protected
-//	go m.Run(ctx)                          // returns once ctx is done and all fetches ended
+//	m.SetHostAddrs(hostAddrs)                         // before Seed: it checks against them
+//	inForce := m.Seed("Feodo Tracker", entriesFromDB) // before Run: an offline boot stays protected
+//	/* put inForce, not entriesFromDB, in the kernel sets and the pipeline */
+//	go m.Run(ctx) // returns once ctx is done and all fetches ended
 //
 // Each feed is fetched when Run starts, then every Interval ±10%. After a
 // failure it is retried with exponential backoff: 30 s (interval/4 for

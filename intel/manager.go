@@ -67,7 +67,9 @@ type Event struct {
 type Options struct {
 	// OnUpdate receives the complete, sanitized, sorted entry list of a
 	// feed after each accepted fetch, after a change of the feed's Level
-	// (same entries, new Feed), and nil entries when the feed is removed.
+	// (same entries, new Feed), after entries in force were dropped
+	// because what is protected grew (SetHostAddrs, SetProtected, a server
+	// learned), and nil entries when the feed is removed.
 	// The slice is the callee's to keep.
 	OnUpdate func(feed Feed, entries []netip.Prefix)
 	// OnEvent receives what the daemon should log.
@@ -92,8 +94,8 @@ type Manager struct {
 
 	mu      sync.Mutex
 	feeds   map[string]*feed
-	order   []string                  // SetFeeds order, for States
-	seeds   map[string][]netip.Prefix // Seed calls for feeds not configured yet
+	order   []string               // SetFeeds order, for States
+	seeds   map[string]pendingSeed // Seed calls for feeds not configured yet
 	protect []netip.Prefix
 	host    []netip.Addr
 	// needs are the addresses pfwd must reach to fetch feeds (see learn):
@@ -108,9 +110,17 @@ type Manager struct {
 	wg          sync.WaitGroup  // feed goroutines
 
 	callbacks callbackQueue
-	// sanitize is Sanitize; tests hold it to look at the Manager while a
-	// list is being sanitized.
+	// sanitize is Sanitize, for fetched lists and seeds alike; tests hold
+	// it to look at the Manager while a list is being sanitized.
 	sanitize func([]netip.Prefix, Protected) ([]netip.Prefix, []Skipped)
+}
+
+// pendingSeed is a sanitized seed waiting for SetFeeds to name its feed.
+type pendingSeed struct {
+	entries []netip.Prefix
+	// protectGen is Manager.protectGen when the seed was sanitized: the
+	// seed is checked again when it is installed under another.
+	protectGen uint64
 }
 
 // feed is the Manager's record of one Feed. Fields are guarded by Manager.mu.
@@ -143,7 +153,7 @@ func NewManager(opts Options) *Manager {
 		onFetch:     opts.OnFetch,
 		fetcher:     f,
 		feeds:       make(map[string]*feed),
-		seeds:       make(map[string][]netip.Prefix),
+		seeds:       make(map[string]pendingSeed),
 		needs:       make(map[netip.Addr]need),
 		resolvConfs: resolvConfs,
 		sanitize:    Sanitize,
@@ -308,64 +318,102 @@ func isLoopbackHost(host string) bool {
 
 // Seed installs entries a feed had before this start (from the database), so
 // that an offline boot stays protected and the shrink rule has a baseline.
-// Seeding does not call OnUpdate: the caller installed them itself; but
-// entries covering an address pfwd needs (a feed server, a resolver) are
-// dropped, through OnUpdate, as soon as the Manager knows the address. A seed
-// for a feed SetFeeds has not named yet is kept until it does; a seed for a
-// feed that already fetched successfully is ignored as older.
-func (m *Manager) Seed(name string, entries []netip.Prefix) {
-	seed := make([]netip.Prefix, 0, len(entries))
-	for _, p := range entries {
-		if p.IsValid() {
-			seed = append(seed, canonical(p))
-		}
-	}
-	seed = normalize(seed)
-
+//
+// The seed goes through Sanitize like a fetched list, against what is
+// protected now: call SetProtected and SetHostAddrs first. A database is
+// no more to be trusted than a feed (it may predate a check, or a change
+// of the host's addresses, or have been edited), and an entry such as ::/0
+// or one covering the host's own network must not be put in force at start
+// any more than by a fetch. What it refuses or flags is reported through
+// OnEvent like a fetch's skips, as "from the database: skipped N
+// entries: ...". Seed returns the entries it kept: those, and only those,
+// are what the caller puts in force (kernel sets, pipeline), so that they
+// and the Manager agree; nil when the seed is ignored. Seeding does not
+// call OnUpdate, since the caller installs the returned entries itself;
+// but entries it kept that cover an address pfwd turns out to need (a
+// feed server, a resolver), or that protection added later refuses, are
+// dropped through OnUpdate as soon as the Manager knows. A seed for a
+// feed SetFeeds has not named yet is kept until it does (and checked again
+// then if the protection changed meanwhile); a seed for a feed that
+// already fetched successfully is ignored as older.
+//
+// Seed sanitizes under the Manager's lock (about 90 ms for 250,000
+// entries): it is meant for start-up, before Run.
+func (m *Manager) Seed(name string, entries []netip.Prefix) []netip.Prefix {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	f, ok := m.feeds[name]
-	if !ok {
+	f, configured := m.feeds[name]
+	if configured && !f.state.LastSuccess.IsZero() {
+		return nil
+	}
+	kept, skipped := m.sanitize(entries, m.protection())
+	m.reportSkipped(name, "from the database: ", skipped)
+	seed := pendingSeed{entries: kept, protectGen: m.protectGen}
+	if !configured {
 		m.seeds[name] = seed
-		return
+		return slices.Clone(kept)
 	}
-	if f.state.LastSuccess.IsZero() {
-		m.install(f, seed)
-	}
+	m.install(f, seed)
+	return slices.Clone(f.entries)
 }
 
-// install puts a seed in force, without the entries that cover an address
-// pfwd is known to need (their removal goes to OnUpdate, since the caller
-// installed the seed as it was); m.mu is held.
-func (m *Manager) install(f *feed, seed []netip.Prefix) {
-	f.entries = seed
-	f.state.Entries = len(seed)
-	m.dropCovering(f, newAddrIndex(m.needed()))
+// install puts a sanitized seed in force. When what is protected changed
+// since the seed was sanitized, the entries the protection now refuses
+// are dropped (through OnUpdate, since the caller installed the seed as
+// Seed returned it); m.mu is held.
+func (m *Manager) install(f *feed, seed pendingSeed) {
+	f.entries = seed.entries
+	f.state.Entries = len(seed.entries)
+	if seed.protectGen != m.protectGen {
+		m.dropRefused(f, newRefusal(m.protection()))
+	}
 }
 
 // SetProtected sets the prefixes no feed may block (the whitelist), applied by
-// Sanitize to every fetched list from now on.
+// Sanitize to every list from now on. Entries already in force that overlap
+// a prefix new to the whitelist are dropped at once from every feed, through
+// OnUpdate and a warning "dropped N entries in force: ...": they would
+// otherwise stay until their feed's next accepted fetch, an interval away.
+// Prefixes leaving the whitelist give nothing back before that fetch.
 func (m *Manager) SetProtected(protect []netip.Prefix) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !slices.Equal(m.protect, protect) {
-		m.protect = slices.Clone(protect)
-		m.protectGen++
+	if slices.Equal(m.protect, protect) {
+		return
 	}
+	added := Protected{Whitelist: newcomers(m.protect, protect)}
+	m.protect = slices.Clone(protect)
+	m.protectGen++
+	m.dropRefusedEverywhere(added)
 }
 
 // SetHostAddrs sets this host's own addresses: a feed entry covering one is
-// refused like one covering the whitelist (from the next fetch on), since it
-// would cut the host off its own network, gateway and resolver included; and
-// a feed's redirect to one is refused, as to loopback. The daemon refreshes
+// refused like one covering the whitelist, since it would cut the host off
+// its own network, gateway and resolver included; and a feed's redirect to
+// one is refused, as to loopback. Entries already in force that cover a new
+// address are dropped at once, as SetProtected does. The daemon refreshes
 // them as interfaces change.
 func (m *Manager) SetHostAddrs(addrs []netip.Addr) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !slices.Equal(m.host, addrs) {
-		m.host = slices.Clone(addrs)
-		m.protectGen++
+	if slices.Equal(m.host, addrs) {
+		return
 	}
+	added := Protected{Host: newcomers(m.host, addrs)}
+	m.host = slices.Clone(addrs)
+	m.protectGen++
+	m.dropRefusedEverywhere(added)
+}
+
+// newcomers returns the elements of next missing from prev.
+func newcomers[T comparable](prev, next []T) []T {
+	var out []T
+	for _, x := range next {
+		if !slices.Contains(prev, x) {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 // States returns the state of each feed, in SetFeeds order.
@@ -561,14 +609,20 @@ func (m *Manager) accept(ctx context.Context, f *feed, gen uint64, cfg Feed, res
 		msg += fmt.Sprintf(", %d invalid lines skipped (first %s)", res.Invalid, res.FirstInvalid)
 	}
 	m.event(cfg.Name, slog.LevelInfo, "%s", msg)
-	refused, warnings := Summarize(skipped, 5)
-	if refused != "" {
-		m.event(cfg.Name, slog.LevelWarn, "%s", refused)
-	}
-	if warnings != "" {
-		m.event(cfg.Name, slog.LevelWarn, "%s", warnings)
-	}
+	m.reportSkipped(cfg.Name, "", skipped)
 	m.update(f.cfg, kept) // the feed as it is now: its Level may have changed during the fetch
+}
+
+// reportSkipped logs Sanitize's report on a list of the feed named name, one
+// warning per kind (see Summarize), each line starting with origin; m.mu is
+// held.
+func (m *Manager) reportSkipped(name, origin string, skipped []Skipped) {
+	refused, warnings := Summarize(skipped, 5)
+	for _, line := range []string{refused, warnings} {
+		if line != "" {
+			m.event(name, slog.LevelWarn, "%s%s", origin, line)
+		}
+	}
 }
 
 // maxSanitizeTries is how many times sanitizeUnlocked sanitizes a list

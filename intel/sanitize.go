@@ -132,20 +132,14 @@ var localRanges = []namedPrefix{
 // (sharing their Reason strings) at most.
 func Sanitize(entries []netip.Prefix, protect Protected) (kept []netip.Prefix, skipped []Skipped) {
 	kept = make([]netip.Prefix, 0, len(entries))
-	needed := newAddrIndex(protect)
-	whitelist := make([]guarded, 0, len(protect.Whitelist))
-	for _, w := range protect.Whitelist {
-		if w.IsValid() {
-			whitelist = append(whitelist, guarded{prefix: w})
-		}
-	}
+	r := newRefusal(protect)
 	for _, p := range entries {
 		if !p.IsValid() {
 			skipped = append(skipped, Skipped{Prefix: p, Reason: "invalid prefix"})
 			continue
 		}
 		p = canonical(p)
-		if reason := refuse(p, needed, whitelist); reason != "" {
+		if reason := r.reason(p); reason != "" {
 			skipped = append(skipped, Skipped{Prefix: p, Reason: reason})
 			continue
 		}
@@ -157,6 +151,15 @@ func Sanitize(entries []netip.Prefix, protect Protected) (kept []netip.Prefix, s
 	return normalize(kept), skipped
 }
 
+// refusal is what Sanitize checks each entry against, built once for a
+// list. The Manager checks the entries already in force against one too
+// when what it protects grows (dropRefused), so that an entry is refused
+// for the same reasons, in the same words, whenever it is refused.
+type refusal struct {
+	needed    addrIndex
+	whitelist []guarded
+}
+
 // guarded is a whitelisted prefix; reason caches the text that refuses an
 // entry for it, built on first use.
 type guarded struct {
@@ -164,8 +167,19 @@ type guarded struct {
 	reason string
 }
 
-// refuse says why p must not be blocked, or "" when it may be.
-func refuse(p netip.Prefix, needed addrIndex, whitelist []guarded) string {
+func newRefusal(protect Protected) *refusal {
+	r := &refusal{needed: newAddrIndex(protect), whitelist: make([]guarded, 0, len(protect.Whitelist))}
+	for _, w := range protect.Whitelist {
+		if w.IsValid() {
+			r.whitelist = append(r.whitelist, guarded{prefix: w})
+		}
+	}
+	return r
+}
+
+// reason says why p (valid and canonical) must not be blocked, or "" when
+// it may be.
+func (r *refusal) reason(p netip.Prefix) string {
 	family, minBits := "IPv4", MinBitsIPv4
 	if p.Addr().Is6() {
 		family, minBits = "IPv6", MinBitsIPv6
@@ -176,14 +190,14 @@ func refuse(p netip.Prefix, needed addrIndex, whitelist []guarded) string {
 	case p.Bits() < minBits:
 		return fmt.Sprintf("%s prefix shorter than /%d", family, minBits)
 	}
-	if reason, ok := needed.covered(p); ok {
+	if reason, ok := r.needed.covered(p); ok {
 		return reason
 	}
-	if r, ok := overlapping(p, unblockable); ok {
-		return r.reason
+	if u, ok := overlapping(p, unblockable); ok {
+		return u.reason
 	}
-	for i := range whitelist {
-		if w := &whitelist[i]; p.Overlaps(w.prefix) {
+	for i := range r.whitelist {
+		if w := &r.whitelist[i]; p.Overlaps(w.prefix) {
 			if w.reason == "" {
 				w.reason = "overlaps whitelisted " + w.prefix.String()
 			}

@@ -124,10 +124,7 @@ func (m *Manager) learn(feed string, addrs []netip.Addr, now time.Time) {
 		return
 	}
 	m.protectGen++ // (an address is forgotten only when one is learned)
-	ix := newAddrIndex(fresh)
-	for _, name := range m.order {
-		m.dropCovering(m.feeds[name], ix)
-	}
+	m.dropRefusedEverywhere(fresh)
 }
 
 func (m *Manager) forgetOldestNeed() {
@@ -154,18 +151,34 @@ func (m *Manager) needed() Protected {
 	return p
 }
 
-// dropCovering removes from f's entries in force those covering an address
-// of ix, telling OnUpdate and the log; m.mu is held.
-func (m *Manager) dropCovering(f *feed, ix addrIndex) {
+// dropRefusedEverywhere drops from every feed's entries in force those
+// that added, a growth of what is protected, refuses (see dropRefused);
+// m.mu is held.
+func (m *Manager) dropRefusedEverywhere(added Protected) {
+	if len(added.Whitelist)+len(added.Host)+len(added.FeedServers)+len(added.Resolvers) == 0 {
+		return
+	}
+	r := newRefusal(added)
+	for _, name := range m.order {
+		m.dropRefused(m.feeds[name], r)
+	}
+}
+
+// dropRefused removes from f's entries in force those r refuses, telling
+// OnUpdate and the log: the entries were accepted before what refuses them
+// was known. Those entries passed Sanitize once (fetched or seeded), so
+// only what r protects beyond that can refuse one, for the reason Sanitize
+// would give. m.mu is held.
+func (m *Manager) dropRefused(f *feed, r *refusal) {
 	var kept []netip.Prefix
 	var dropped []Skipped
 	for i, p := range f.entries {
-		reason, covers := ix.covered(p)
-		if covers && dropped == nil {
+		reason := r.reason(p)
+		if reason != "" && dropped == nil {
 			kept = append(make([]netip.Prefix, 0, len(f.entries)-1), f.entries[:i]...)
 		}
 		switch {
-		case covers:
+		case reason != "":
 			dropped = append(dropped, Skipped{Prefix: p, Reason: reason})
 		case dropped != nil:
 			kept = append(kept, p)
