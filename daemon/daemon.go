@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -133,12 +132,13 @@ func (d *Daemon) start(ctx context.Context) error {
 	if err := d.openStore(); err != nil {
 		return err
 	}
+	// Made before the seed, which it checks, and before the writer, whose
+	// reopen handler reads it; it runs later.
+	d.feeds = intel.NewManager(intel.Options{OnUpdate: d.onFeedUpdate, OnEvent: d.onFeedEvent, OnFetch: beginLoad})
 	d.seedThreats(d.life, cfg) // a SIGTERM now must not make it fail: the check below stops the start
 
 	d.engine = verdict.NewEngine(verdict.Compile(cfg))
 	d.engine.SetIntel(d.compileIntel(cfg))
-	// Made before the writer, whose reopen handler reads it; it runs later.
-	d.feeds = intel.NewManager(intel.Options{OnUpdate: d.onFeedUpdate, OnEvent: d.onFeedEvent, OnFetch: beginLoad})
 	d.writer = d.store.NewWriter(store.WriterConfig{OnError: d.logWriterError, OnReopen: d.onStoreReopen, OnPrune: d.logPruned})
 	d.audit = newAuditor(d.engine, d.writer, d.log)
 	// The writer outlives ctx: it must flush after the queues stop.
@@ -302,11 +302,8 @@ func (d *Daemon) startBackground(ctx context.Context, cfg *rules.Config, ctl *co
 		d.spawn(ctx, "the table keeper", func(ctx context.Context) { d.keepTable(ctx, time.Second) })
 	}
 
-	d.feeds.SetProtected(cfg.WhitelistIPs)
-	d.feeds.SetHostAddrs(hostAddrs())
-	for name, entries := range d.feedEntries {
-		d.feeds.Seed(name, entries)
-	}
+	// Seeded by seedThreats, which gave them the whitelist and the host's
+	// addresses too.
 	if err := d.feeds.SetFeeds(feedsOf(cfg)); err != nil {
 		d.log.Error("Threat feeds not started", "err", err)
 	}
@@ -424,25 +421,35 @@ func feedsOf(cfg *rules.Config) []intel.Feed {
 
 // seedThreats loads the threat entries kept in the database, so a host
 // that boots offline is protected before any feed answers. Entries of
-// feeds no longer configured are dropped.
+// feeds no longer configured are dropped. The rest go through the feed
+// manager's checks, as a fetched list does (a database may predate a
+// check or the host's addresses, or have been edited): what it keeps, and
+// only that, is what the kernel sets (InitialSets) and the pipeline get,
+// so the two agree with it; what it refuses it logs when the feeds start,
+// and the database loses too, so that fwctl reads what pfwd holds.
 func (d *Daemon) seedThreats(ctx context.Context, cfg *rules.Config) {
+	d.feeds.SetProtected(cfg.WhitelistIPs)
+	d.feeds.SetHostAddrs(hostAddrs())
 	threats, err := d.store.LoadThreats(ctx)
 	if err != nil {
 		d.log.Error("Could not load threat entries from the database", "err", err)
 		return
 	}
 	bySource := store.ThreatsBySource(threats)
-	stale := 0
-	for source := range bySource {
+	stale, dropped := 0, 0
+	for source, entries := range bySource {
 		if !slices.ContainsFunc(cfg.ThreatFeeds, func(f rules.Feed) bool { return f.Name == source }) {
-			delete(bySource, source)
 			stale++
+			continue
 		}
+		kept := d.feeds.Seed(source, entries)
+		dropped += len(entries) - len(kept) // refused, or inside another entry
+		d.feedEntries[source] = kept
 	}
-	maps.Copy(d.feedEntries, bySource)
-	if stale > 0 {
+	if stale > 0 || dropped > 0 {
 		if err := d.saveThreats(nil); err != nil {
-			d.log.Warn("Could not drop the entries of removed feeds", "feeds", stale, "err", err)
+			d.log.Warn("Could not drop the entries of removed feeds, or those the checks dropped, from the database",
+				"feeds", stale, "dropped", dropped, "err", err)
 		}
 	}
 	n := 0

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pfw/pfw/intel"
 	"github.com/pfw/pfw/rules"
 	"github.com/pfw/pfw/store"
 	"github.com/pfw/pfw/verdict"
@@ -222,8 +223,14 @@ func describePacket(p *verdict.Packet, dir rules.Direction) string {
 // way pfwd loads them (verdict.CompileIntel): one group per configured
 // feed, in file order (the first listed names an entry two feeds share).
 // Entries of feeds the config no longer lists are ignored, as pfwd drops
-// them. No database is no entries; a database that cannot be read is an
-// error for the caller to warn about, with nil entries.
+// them. Each feed's entries go through intel.Sanitize with the config's
+// whitelist, as pfwd's do at start: a row pfwd would refuse (::/0, a /4,
+// loopback, a whitelisted range) blocks nothing here either, even in a
+// database pfwd has not opened since it was written. The checks against
+// the addresses of a running pfwd's host and servers are pfwd's alone;
+// it removes the rows they refuse from the database when it starts.
+// No database is no entries; a database that cannot be read is an error
+// for the caller to warn about, with nil entries.
 func loadIntel(ctx context.Context, path string, cfg *rules.Config) (*verdict.Intel, error) {
 	s, err := store.OpenReader(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -237,5 +244,9 @@ func loadIntel(ctx context.Context, path string, cfg *rules.Config) (*verdict.In
 	if err != nil {
 		return nil, err
 	}
-	return verdict.CompileIntel(cfg, store.ThreatsBySource(threats)), nil
+	bySource := store.ThreatsBySource(threats)
+	for source, entries := range bySource {
+		bySource[source], _ = intel.Sanitize(entries, intel.Protected{Whitelist: cfg.WhitelistIPs})
+	}
+	return verdict.CompileIntel(cfg, bySource), nil
 }
