@@ -1,21 +1,25 @@
 package nft
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 )
 
-// The table's shape: its chains with their rule counts and its sets, as
-// text. Firewall records it after each change it makes, and Repair
-// compares it with the kernel's. Set elements are not part of it: Repair
-// reads them (setsIntact) only once the ruleset generation says somebody
-// else committed something, since dumping a hundred thousand of them at
-// every check would cost more than it guards.
+// The table's shape: its chains (hook, priority, policy) with a digest of
+// each rule, in order, and its sets, as text. Firewall records it after
+// each change it makes, and Repair compares it with the kernel's, so a
+// rule replaced by another (`nft replace rule … accept`) is caught like
+// one deleted. Set elements are not part of it: Repair reads them
+// (setsIntact) only once the ruleset generation says somebody else
+// committed something, since dumping a hundred thousand of them at every
+// check would cost more than it guards.
 func (fw *Firewall) shapeLocked() (string, error) {
 	t, err := fw.findTable()
 	if err != nil || t == nil {
@@ -34,7 +38,12 @@ func (fw *Firewall) shapeLocked() (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("read rules of chain %s: %w", c.Name, err)
 		}
-		parts = append(parts, "chain "+c.Name+" "+strconv.Itoa(len(rules)))
+		part := fmt.Sprintf("chain %s hook %s priority %s policy %s type %s rules %d:",
+			c.Name, orNone(c.Hooknum), orNone(c.Priority), orNone(c.Policy), c.Type, len(rules))
+		for _, r := range rules {
+			part += " " + ruleDigest(r)
+		}
+		parts = append(parts, part)
 	}
 	sets, err := fw.conn.GetSets(fw.table)
 	if err != nil {
@@ -47,6 +56,30 @@ func (fw *Firewall) shapeLocked() (string, error) {
 	}
 	slices.Sort(parts)
 	return strings.Join(parts, "\n"), nil
+}
+
+// ruleDigest identifies a rule by its comment and expressions, as the
+// kernel returned them (both shapes Repair compares are read back, so
+// decoding and encoding again is the same on both sides).
+func ruleDigest(r *nftables.Rule) string {
+	h := sha256.New()
+	h.Write(r.UserData)
+	for _, e := range r.Exprs {
+		b, err := expr.Marshal(byte(nftables.TableFamilyINet), e)
+		if err != nil {
+			fmt.Fprintf(h, "%T: %v", e, err)
+			continue
+		}
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+func orNone[T any](p *T) string {
+	if p == nil {
+		return "-"
+	}
+	return fmt.Sprint(*p)
 }
 
 // recordShape notes the table's shape after a change fw made (fw.mu held).

@@ -2,6 +2,7 @@ package nft
 
 import (
 	"net/netip"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -193,5 +194,36 @@ func TestDiscardSendsNothing(t *testing.T) {
 	}
 	if err := fw.UpdateSets(map[List][]netip.Prefix{Blacklist: prefixes("203.0.113.8")}); err != nil {
 		t.Fatalf("UpdateSets after a discard: %v", err)
+	}
+}
+
+// A rule replaced by another keeps the chain's rule count; Repair must
+// see it all the same (it compared only the counts, so a queue rule turned
+// into `accept` let everything pass while pfwd believed it decided it).
+// A chain's changed policy is caught too.
+func TestRepairUndoesReplacedRule(t *testing.T) {
+	ns := newNetNS(t)
+	fw := open(t, Config{NetNS: ns.fd, FailClosed: true})
+	before := normalizeRuleset(ns.run(t, "nft", "list", "table", "inet", DefaultTable))
+	handle := regexp.MustCompile(`comment "new flows queue to pfwd[^\n]*# handle (\d+)`)
+	m := handle.FindStringSubmatch(ns.run(t, "nft", "-a", "list", "chain", "inet", DefaultTable, "input"))
+	if m == nil {
+		t.Fatal("no queue rule with a handle in the input chain")
+	}
+	for _, tamper := range [][]string{
+		{"nft", "replace", "rule", "inet", DefaultTable, "input", "handle", m[1], "accept", "comment", `"tampered"`},
+		{"nft", "add", "chain", "inet", DefaultTable, "output", "{ type filter hook output priority 20; policy drop; }"},
+	} {
+		ns.run(t, tamper...)
+		if repaired, err := fw.Repair(); !repaired || err != nil {
+			t.Fatalf("Repair after %v = %v, %v; want the table put back", tamper, repaired, err)
+		}
+		if after := normalizeRuleset(ns.run(t, "nft", "list", "table", "inet", DefaultTable)); after != before {
+			t.Errorf("after %v and Repair the table differs:\n%s", tamper, after)
+		}
+		// The handles changed with the reinstall.
+		if m = handle.FindStringSubmatch(ns.run(t, "nft", "-a", "list", "chain", "inet", DefaultTable, "input")); m == nil {
+			t.Fatal("no queue rule after the repair")
+		}
 	}
 }
