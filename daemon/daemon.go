@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -44,9 +45,11 @@ type Daemon struct {
 	dbFallback string
 	dbTempDir  string // the temporary database's directory, removed at stop
 	dropsErr   string // why the kernel's drops go unlogged; set once at start
-	writer     *store.Writer
-	feeds      *intel.Manager
-	audit      *auditor
+	// instanceLock is held from start to the end of shutdown (instance.go).
+	instanceLock io.Closer
+	writer       *store.Writer
+	feeds        *intel.Manager
+	audit        *auditor
 
 	guard *guard
 
@@ -169,10 +172,11 @@ func (d *Daemon) start(ctx context.Context) error {
 	return nil
 }
 
-// listen makes the control socket and binds the metrics address, if any,
-// so that a second pfwd or a taken address fails the start before
-// anything touches the kernel. The control socket doubles as the
-// single-instance lock: Listen fails while another pfwd answers on it.
+// listen makes the control socket, takes the single-instance lock of the
+// network namespace and binds the metrics address, if any, so that a
+// second pfwd or a taken address fails the start before anything touches
+// the kernel. The control socket comes first: a second pfwd on the same
+// socket hears that another answers on it, which names the one to stop.
 func (d *Daemon) listen() (*controlSocket, net.Listener, error) {
 	sock, err := control.Listen(d.opts.Socket)
 	if err != nil {
@@ -180,6 +184,9 @@ func (d *Daemon) listen() (*controlSocket, net.Listener, error) {
 	}
 	ctl := newControlSocket(d.opts.Socket, sock, d.Status, d.log)
 	d.onStop(ctl.close)
+	if d.instanceLock, err = lockInstance(); err != nil {
+		return nil, nil, err
+	}
 	if d.opts.MetricsAddr == "" {
 		return ctl, nil, nil
 	}
@@ -401,6 +408,9 @@ func (d *Daemon) shutdown() {
 	}
 	if d.fw != nil {
 		d.log.Info("pfwd stopped")
+	}
+	if d.instanceLock != nil { // last: the next pfwd may start once the table is gone
+		d.instanceLock.Close()
 	}
 }
 

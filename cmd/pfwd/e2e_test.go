@@ -437,55 +437,69 @@ func TestRuleChangeCutsFlowsWhoseServerSpeaksNext(t *testing.T) {
 
 // A second pfwd in the same namespace, with its own socket, must not take
 // or duplicate the first one's table nor its queues: it fails at once with
-// one clear error (exit 1, no panic), and the first keeps filtering.
+// one clear error (exit 1, no panic), and the first keeps filtering. A
+// fail-closed first pfwd too, whose table the kernel does not tie to its
+// maker: a second one with its own queues used to take that table over,
+// and to leave it queueing to nobody when it stopped.
 func TestSecondPfwdRefused(t *testing.T) {
-	l := newLab(t)
-	l.writeConfig(l.configDoc("allow", `{"name": "Block Telnet", "action": "block", "protocol": "tcp", "ports": [23]}`, `"127.0.0.1"`, ``, 100))
-	l.serve([]int{22, 23}, nil)
-	l.startPfwd()
-	for i, tc := range []struct {
-		name  string
-		extra []string
-		want  string
-	}{
-		{"own queues", []string{"--queue", "40"}, "the table exists and belongs to a running process (another pfwd?)"},
-		{"same queues", nil, "another process reads this queue"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			second := func(name string) string { return filepath.Join(l.dir, fmt.Sprintf("second%d.%s", i, name)) }
-			cmd := exec.Command("ip", "netns", "exec", l.fw, l.pfwdBin, "--config", l.config(), "--db", second("db"),
-				"--socket", second("sock"), "--log-file", second("log"))
-			cmd.Args = append(cmd.Args, tc.extra...)
-			done := make(chan error, 1)
-			var out []byte
-			go func() {
-				var err error
-				out, err = cmd.CombinedOutput()
-				done <- err
-			}()
-			select {
-			case err := <-done:
-				var exit *exec.ExitError
-				if !errors.As(err, &exit) || exit.ExitCode() != 1 {
-					t.Fatalf("second pfwd: %v, want exit status 1\n%s", err, out)
+	for _, first := range []struct {
+		name string
+		args []string
+	}{{"fail-open", nil}, {"fail-closed", []string{"--fail-closed"}}} {
+		t.Run(first.name, func(t *testing.T) {
+			l := newLab(t)
+			l.writeConfig(l.configDoc("allow", `{"name": "Block Telnet", "action": "block", "protocol": "tcp", "ports": [23]}`, `"127.0.0.1"`, ``, 100))
+			l.serve([]int{22, 23}, nil)
+			l.startPfwd(first.args...)
+			const want = "another pfwd runs in this network namespace"
+			for i, extra := range [][]string{
+				{"--queue", "40"},
+				nil, // the same queues
+				{"--queue", "40", "--nflog-group", "98", "--fail-closed"},
+			} {
+				second := func(name string) string { return filepath.Join(l.dir, fmt.Sprintf("second%d.%s", i, name)) }
+				cmd := exec.Command("ip", "netns", "exec", l.fw, l.pfwdBin, "--config", l.config(), "--db", second("db"),
+					"--socket", second("sock"), "--log-file", second("log"))
+				cmd.Args = append(cmd.Args, extra...)
+				done := make(chan error, 1)
+				var out []byte
+				go func() {
+					var err error
+					out, err = cmd.CombinedOutput()
+					done <- err
+				}()
+				select {
+				case err := <-done:
+					var exit *exec.ExitError
+					if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+						t.Fatalf("second pfwd %v: %v, want exit status 1\n%s", extra, err, out)
+					}
+					if strings.Contains(string(out), "panic") || strings.Contains(string(out), "goroutine ") {
+						t.Errorf("second pfwd %v crashed instead of failing cleanly:\n%s", extra, out)
+					}
+					if !strings.Contains(string(out), want) {
+						t.Errorf("second pfwd %v: the error does not say %q:\n%s", extra, want, out)
+					}
+				case <-time.After(10 * time.Second):
+					cmd.Process.Kill()
+					t.Fatalf("a second pfwd %v that cannot start did not exit within 10 s", extra)
 				}
-				if strings.Contains(string(out), "panic") || strings.Contains(string(out), "goroutine ") {
-					t.Errorf("second pfwd crashed instead of failing cleanly:\n%s", out)
-				}
-				if !strings.Contains(string(out), tc.want) {
-					t.Errorf("second pfwd's error does not mention %q:\n%s", tc.want, out)
-				}
-			case <-time.After(10 * time.Second):
-				cmd.Process.Kill()
-				t.Fatalf("a second pfwd that cannot start did not exit within 10 s")
 			}
+			rs := l.ruleset()
+			if got := strings.Count(rs, "table inet personal_firewall"); got != 1 {
+				t.Errorf("%d personal_firewall tables, want 1", got)
+			}
+			table, err := l.in(l.fw, "nft", "list", "table", "inet", "personal_firewall")
+			if err != nil {
+				t.Fatalf("nft list table: %v\n%s", err, table)
+			}
+			if !strings.Contains(table, "NFQUEUE 0") || strings.Contains(table, "NFQUEUE 40") {
+				t.Errorf("the table no longer queues to the first pfwd's queues:\n%s", table)
+			}
+			l.expect("tcp", hostPort(l.fwIP, 23), false)
+			l.expect("tcp", hostPort(l.fwIP, 22), true)
 		})
 	}
-	if got := strings.Count(l.ruleset(), "table inet personal_firewall"); got != 1 {
-		t.Errorf("%d personal_firewall tables, want 1", got)
-	}
-	l.expect("tcp", hostPort(l.fwIP, 23), false)
-	l.expect("tcp", hostPort(l.fwIP, 22), true)
 }
 
 // --iface limits filtering to the interfaces named: traffic on others is
