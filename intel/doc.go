@@ -4,12 +4,13 @@
 //
 // Invariant: a feed's entries in force are only ever a list that passed
 // Sanitize, fetched (a complete list that parsed as a blocklist) or seeded
-// from the database, and none that what is protected now refuses: every
-// failure (network error, HTTP error, oversized body, an HTML page or binary
-// data, a Feodo list cut short, a list that empties itself at once) keeps the
-// previous entries in force, and every growth of what is protected drops the
-// entries in force it refuses at once. The package never logs: it reports
-// through callbacks and errors.
+// from the database, checked against what is protected now: every failure
+// (network error, HTTP error, oversized body, an HTML page or binary data, a
+// Feodo list cut short, a list that empties itself at once) keeps the
+// previous entries in force, every growth of what is protected drops the
+// entries in force it refuses at once, and every shrink puts back at once
+// the entries of that list refused only for the protection gone. The
+// package never logs: it reports through callbacks and errors.
 //
 // # Parsing
 //
@@ -97,6 +98,21 @@
 // price: whoever controls a feed's server, a plain-http path to it or
 // pfwd's DNS can make up to 64 addresses a fetch unblockable by feeds (not
 // by the config's blacklist), a lesser harm than a feed cut off for good.
+//
+// Protection that shrinks gives back just as fast. A feed keeps, beside
+// its entries in force, those of the same list refused for protection
+// alone (a whitelisted prefix, a host address, a server or resolver):
+// entries that would have been kept with nothing protected, typically a
+// handful, at most 4096 a feed (those beyond come back with the next
+// fetch, which is then made unconditional). When a whitelisted prefix or
+// a host address goes (or a server is forgotten to make room for newer
+// ones), those it alone refused go into force again at once, through
+// OnUpdate and an info "restored N entries refused for a protection now
+// gone: ...", without a fetch: the next one is usually a 304 confirming
+// the list as it was filtered, and would bring nothing back before the
+// feed's content changes. Entries refused for what protection cannot
+// change (0.0.0.0/0, a /4, loopback, multicast...) are never kept nor
+// given back.
 //
 // A seed from the database (Manager.Seed) is checked like a fetched list:
 // the database may predate a check or a change of the host's addresses, or

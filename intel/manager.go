@@ -69,7 +69,8 @@ type Options struct {
 	// feed after each accepted fetch, after a change of the feed's Level
 	// (same entries, new Feed), after entries in force were dropped
 	// because what is protected grew (SetHostAddrs, SetProtected, a server
-	// learned), and nil entries when the feed is removed.
+	// learned) or entries withheld came back because it shrank, and nil
+	// entries when the feed is removed.
 	// The slice is the callee's to keep.
 	OnUpdate func(feed Feed, entries []netip.Prefix)
 	// OnEvent receives what the daemon should log.
@@ -117,7 +118,8 @@ type Manager struct {
 
 // pendingSeed is a sanitized seed waiting for SetFeeds to name its feed.
 type pendingSeed struct {
-	entries []netip.Prefix
+	entries  []netip.Prefix
+	withheld withheld
 	// protectGen is Manager.protectGen when the seed was sanitized: the
 	// seed is checked again when it is installed under another.
 	protectGen uint64
@@ -128,6 +130,7 @@ type feed struct {
 	cfg        Feed
 	state      FeedState
 	entries    []netip.Prefix // in force: seeded or last accepted
+	withheld   withheld       // of the list that gave entries, for protection alone
 	validators Validators     // of the body that gave entries
 	format     string         // of the body that gave entries; "" for a seed
 	emptyOnce  bool           // the last body was empty and rejected by the shrink rule
@@ -332,7 +335,9 @@ func isLoopbackHost(host string) bool {
 // call OnUpdate, since the caller installs the returned entries itself;
 // but entries it kept that cover an address pfwd turns out to need (a
 // feed server, a resolver), or that protection added later refuses, are
-// dropped through OnUpdate as soon as the Manager knows. A seed for a
+// dropped through OnUpdate as soon as the Manager knows, and entries it
+// refused only for a protection (a whitelisted prefix, a host address)
+// come back through OnUpdate as soon as that protection goes. A seed for a
 // feed SetFeeds has not named yet is kept until it does (and checked again
 // then if the protection changed meanwhile); a seed for a feed that
 // already fetched successfully is ignored as older.
@@ -348,7 +353,7 @@ func (m *Manager) Seed(name string, entries []netip.Prefix) []netip.Prefix {
 	}
 	kept, skipped := m.sanitize(entries, m.protection())
 	m.reportSkipped(name, "from the database: ", skipped)
-	seed := pendingSeed{entries: kept, protectGen: m.protectGen}
+	seed := pendingSeed{entries: kept, withheld: withheldOf(skipped), protectGen: m.protectGen}
 	if !configured {
 		m.seeds[name] = seed
 		return slices.Clone(kept)
@@ -359,22 +364,29 @@ func (m *Manager) Seed(name string, entries []netip.Prefix) []netip.Prefix {
 
 // install puts a sanitized seed in force. When what is protected changed
 // since the seed was sanitized, the entries the protection now refuses
-// are dropped (through OnUpdate, since the caller installed the seed as
-// Seed returned it); m.mu is held.
+// are dropped and those withheld that it no longer refuses restored
+// (through OnUpdate, since the caller installed the seed as Seed returned
+// it); m.mu is held.
 func (m *Manager) install(f *feed, seed pendingSeed) {
 	f.entries = seed.entries
+	f.withheld = seed.withheld
 	f.state.Entries = len(seed.entries)
 	if seed.protectGen != m.protectGen {
-		m.dropRefused(f, newRefusal(m.protection()))
+		now := newRefusal(m.protection())
+		m.reprotect(f, now, now)
 	}
 }
 
 // SetProtected sets the prefixes no feed may block (the whitelist), applied by
-// Sanitize to every list from now on. Entries already in force that overlap
-// a prefix new to the whitelist are dropped at once from every feed, through
-// OnUpdate and a warning "dropped N entries in force: ...": they would
-// otherwise stay until their feed's next accepted fetch, an interval away.
-// Prefixes leaving the whitelist give nothing back before that fetch.
+// Sanitize to every list from now on, and to the lists in force at once.
+// Entries in force that overlap a prefix new to the whitelist are dropped
+// from every feed, through OnUpdate and a warning "dropped N entries in
+// force: ...": they would otherwise stay until their feed's next accepted
+// fetch, an interval away. Entries of the lists in force that were refused
+// only for a prefix leaving the whitelist (or for any protection since
+// gone) are restored, through OnUpdate and an info "restored N entries
+// ...": the next fetch, a 304 while the feed's content is unchanged, would
+// not bring them back.
 func (m *Manager) SetProtected(protect []netip.Prefix) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -382,17 +394,19 @@ func (m *Manager) SetProtected(protect []netip.Prefix) {
 		return
 	}
 	added := Protected{Whitelist: newcomers(m.protect, protect)}
+	shrank := len(newcomers(protect, m.protect)) > 0
 	m.protect = slices.Clone(protect)
 	m.protectGen++
-	m.dropRefusedEverywhere(added)
+	m.reprotectEverywhere(added, shrank)
 }
 
 // SetHostAddrs sets this host's own addresses: a feed entry covering one is
 // refused like one covering the whitelist, since it would cut the host off
 // its own network, gateway and resolver included; and a feed's redirect to
 // one is refused, as to loopback. Entries already in force that cover a new
-// address are dropped at once, as SetProtected does. The daemon refreshes
-// them as interfaces change.
+// address are dropped at once, and those refused only for an address the
+// host no longer has are restored at once, as SetProtected does. The
+// daemon refreshes them as interfaces change.
 func (m *Manager) SetHostAddrs(addrs []netip.Addr) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -400,9 +414,10 @@ func (m *Manager) SetHostAddrs(addrs []netip.Addr) {
 		return
 	}
 	added := Protected{Host: newcomers(m.host, addrs)}
+	shrank := len(newcomers(addrs, m.host)) > 0
 	m.host = slices.Clone(addrs)
 	m.protectGen++
-	m.dropRefusedEverywhere(added)
+	m.reprotectEverywhere(added, shrank)
 }
 
 // newcomers returns the elements of next missing from prev.
@@ -564,7 +579,11 @@ func (m *Manager) fetch(ctx context.Context, f *feed) {
 	case resp.NotModified:
 		// A 304 confirms the last accepted list, which was not empty-rejected.
 		f.emptyOnce = false
-		f.validators = resp.Validators
+		if f.validators == prev {
+			// Unless reprotect cleared them meanwhile to have the whole
+			// list again: the next fetch must stay unconditional.
+			f.validators = resp.Validators
+		}
 		m.succeed(f, now)
 		m.event(cfg.Name, slog.LevelDebug, "not modified: %s", entryCount(len(f.entries)))
 	default:
@@ -598,6 +617,7 @@ func (m *Manager) accept(ctx context.Context, f *feed, gen uint64, cfg Feed, res
 	f.emptyOnce = false
 	added, removed := diffCount(f.entries, kept)
 	f.entries = kept
+	f.withheld = withheldOf(skipped)
 	f.state.Entries = len(kept)
 	f.validators = resp.Validators
 	f.format = resp.Result.Format

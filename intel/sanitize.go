@@ -152,9 +152,10 @@ func Sanitize(entries []netip.Prefix, protect Protected) (kept []netip.Prefix, s
 }
 
 // refusal is what Sanitize checks each entry against, built once for a
-// list. The Manager checks the entries already in force against one too
-// when what it protects grows (dropRefused), so that an entry is refused
-// for the same reasons, in the same words, whenever it is refused.
+// list. The Manager checks entries against one too when what it protects
+// changes (reprotect: the entries in force when it grows, those it
+// withheld when it shrinks), so that an entry is refused for the same
+// reasons, in the same words, whenever it is refused.
 type refusal struct {
 	needed    addrIndex
 	whitelist []guarded
@@ -180,15 +181,8 @@ func newRefusal(protect Protected) *refusal {
 // reason says why p (valid and canonical) must not be blocked, or "" when
 // it may be.
 func (r *refusal) reason(p netip.Prefix) string {
-	family, minBits := "IPv4", MinBitsIPv4
-	if p.Addr().Is6() {
-		family, minBits = "IPv6", MinBitsIPv6
-	}
-	switch {
-	case p.Bits() == 0:
-		return "would block all " + family + " traffic"
-	case p.Bits() < minBits:
-		return fmt.Sprintf("%s prefix shorter than /%d", family, minBits)
+	if reason := tooWide(p); reason != "" {
+		return reason
 	}
 	if reason, ok := r.needed.covered(p); ok {
 		return reason
@@ -205,6 +199,35 @@ func (r *refusal) reason(p netip.Prefix) string {
 		}
 	}
 	return ""
+}
+
+// tooWide says why p (valid) blocks too much of the internet to be a
+// threat, or "".
+func tooWide(p netip.Prefix) string {
+	family, minBits := "IPv4", MinBitsIPv4
+	if p.Addr().Is6() {
+		family, minBits = "IPv6", MinBitsIPv6
+	}
+	switch {
+	case p.Bits() == 0:
+		return "would block all " + family + " traffic"
+	case p.Bits() < minBits:
+		return fmt.Sprintf("%s prefix shorter than /%d", family, minBits)
+	}
+	return ""
+}
+
+// refusedForProtection reports whether s, one of Sanitize's reports, is
+// an entry refused only because of what a Protected held: with nothing
+// protected it would have been kept. Such an entry is the feed's to block
+// again once that protection goes; the others (invalid, too wide, a range
+// every host needs) never are.
+func refusedForProtection(s Skipped) bool {
+	if s.Kept || !s.Prefix.IsValid() || tooWide(s.Prefix) != "" {
+		return false
+	}
+	_, always := overlapping(s.Prefix, unblockable)
+	return !always
 }
 
 func overlapping(p netip.Prefix, ranges []namedPrefix) (namedPrefix, bool) {

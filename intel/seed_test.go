@@ -282,7 +282,8 @@ func TestManagerProtectionChangeDropsEntriesInForce(t *testing.T) {
 			change:    func(m *Manager) { m.SetHostAddrs(addrs("10.99.0.1", "203.0.113.5")) },
 		},
 		{
-			// Leaving the protection gives nothing back before a fetch.
+			// The seeds had nothing refused for it: nothing comes back
+			// (see TestManagerProtectionShrinkRestores).
 			name:           "a whitelisted prefix removed",
 			startWhitelist: prefixes("203.0.113.0/24"),
 			change:         func(m *Manager) { m.SetProtected(nil) },

@@ -3,7 +3,6 @@ package intel
 import (
 	"bufio"
 	"io"
-	"log/slog"
 	"net/netip"
 	"net/url"
 	"os"
@@ -98,7 +97,8 @@ func (d *dialLog) list() []netip.Addr {
 // cover an address it did not know are dropped at once, in every feed (each
 // gets OnUpdate and a warning): they were accepted before the address was
 // known, and would keep the fetch that could take them back from ever
-// connecting. m.mu is held.
+// connecting. An address forgotten to make room (see maxNeeds) gives back
+// the entries it alone refused, as SetProtected does. m.mu is held.
 func (m *Manager) learn(feed string, addrs []netip.Addr, now time.Time) {
 	var fresh Protected
 	for _, a := range addrs {
@@ -117,14 +117,16 @@ func (m *Manager) learn(feed string, addrs []netip.Addr, now time.Time) {
 			fresh.FeedServers = append(fresh.FeedServers, FeedServer{Addr: a, Feed: feed})
 		}
 	}
+	forgot := false
 	for len(m.needs) > maxNeeds {
 		m.forgetOldestNeed()
+		forgot = true
 	}
 	if len(fresh.Resolvers)+len(fresh.FeedServers) == 0 {
 		return
 	}
 	m.protectGen++ // (an address is forgotten only when one is learned)
-	m.dropRefusedEverywhere(fresh)
+	m.reprotectEverywhere(fresh, forgot)
 }
 
 func (m *Manager) forgetOldestNeed() {
@@ -149,46 +151,4 @@ func (m *Manager) needed() Protected {
 		}
 	}
 	return p
-}
-
-// dropRefusedEverywhere drops from every feed's entries in force those
-// that added, a growth of what is protected, refuses (see dropRefused);
-// m.mu is held.
-func (m *Manager) dropRefusedEverywhere(added Protected) {
-	if len(added.Whitelist)+len(added.Host)+len(added.FeedServers)+len(added.Resolvers) == 0 {
-		return
-	}
-	r := newRefusal(added)
-	for _, name := range m.order {
-		m.dropRefused(m.feeds[name], r)
-	}
-}
-
-// dropRefused removes from f's entries in force those r refuses, telling
-// OnUpdate and the log: the entries were accepted before what refuses them
-// was known. Those entries passed Sanitize once (fetched or seeded), so
-// only what r protects beyond that can refuse one, for the reason Sanitize
-// would give. m.mu is held.
-func (m *Manager) dropRefused(f *feed, r *refusal) {
-	var kept []netip.Prefix
-	var dropped []Skipped
-	for i, p := range f.entries {
-		reason := r.reason(p)
-		if reason != "" && dropped == nil {
-			kept = append(make([]netip.Prefix, 0, len(f.entries)-1), f.entries[:i]...)
-		}
-		switch {
-		case reason != "":
-			dropped = append(dropped, Skipped{Prefix: p, Reason: reason})
-		case dropped != nil:
-			kept = append(kept, p)
-		}
-	}
-	if dropped == nil {
-		return
-	}
-	f.entries = kept
-	f.state.Entries = len(kept)
-	m.event(f.cfg.Name, slog.LevelWarn, "%s", describe("dropped %d %s in force", dropped, 5))
-	m.update(f.cfg, kept)
 }
