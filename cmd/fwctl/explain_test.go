@@ -203,3 +203,54 @@ func TestExplainErrors(t *testing.T) {
 		checkErrorLine(t, r, tt.msg)
 	}
 }
+
+// explain checks the database's threat entries as pfwd checks a seed
+// (intel.Sanitize with the config's whitelist): a row pfwd would refuse
+// blocks nothing here either. Before, a row ::/0 or 0.0.0.0/0 in a
+// database pfwd had not opened since made explain call every address a
+// threat, and a row overlapping the whitelist blocked the addresses beside
+// the whitelisted one, which pfwd does not.
+func TestExplainSanitizesThreatRows(t *testing.T) {
+	cfg := strings.Replace(testConfig, `"whitelist_ips": ["127.0.0.1", "::1"]`, `"whitelist_ips": ["127.0.0.1", "::1", "198.18.5.5"]`, 1)
+	if cfg == testConfig {
+		t.Fatal("the test config's whitelist changed: update this test")
+	}
+	e := newEnv(t, cfg)
+	addThreats(t, e.db, "Feodo Tracker", "high", time.Now(),
+		"0.0.0.0/0", "::/0", "198.0.0.0/7", "127.0.0.0/8", // refused whatever the whitelist
+		"198.18.5.0/24", // overlaps the whitelisted 198.18.5.5
+		"198.18.0.5")    // valid
+	defaultPolicy := func(remote string) explanation {
+		return explanation{Verdict: "allow", Reason: "Default policy", Step: "default_policy", StepNumber: 6, Remote: remote}
+	}
+	tests := []struct {
+		name string
+		args []string
+		want explanation
+	}{
+		{"a row 0.0.0.0/0", []string{"--src", "8.8.8.8"}, defaultPolicy("8.8.8.8")},
+		{"a row ::/0", []string{"--src", "2001:db8:99::1"}, defaultPolicy("2001:db8:99::1")},
+		{"a row shorter than /8", []string{"--src", "199.1.2.3"}, defaultPolicy("199.1.2.3")},
+		{"a row beside a whitelisted address", []string{"--src", "198.18.5.9"}, defaultPolicy("198.18.5.9")},
+		{"the whitelisted address", []string{"--src", "198.18.5.5"},
+			explanation{Verdict: "allow", Reason: "Whitelisted IP", Step: "whitelist", StepNumber: 1, Remote: "198.18.5.5"}},
+		{"a loopback row", []string{"--direction", "out", "--dst", "127.0.0.2"},
+			explanation{Verdict: "allow", Reason: "Default policy", Step: "default_policy", StepNumber: 6, Direction: "out", Remote: "127.0.0.2"}},
+		{"a valid row", []string{"--src", "198.18.0.5"},
+			explanation{Verdict: "block", Reason: "Threat intel: Feodo Tracker", Step: "threat_intel", StepNumber: 3, Remote: "198.18.0.5"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got explanation
+			decode(t, mustRun(t, append([]string{"explain", "--json"}, tt.args...)...), &got)
+			want := tt.want
+			if want.Direction == "" {
+				want.Direction = "in"
+			}
+			want.ThreatEntries = 1 // the valid row alone
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("explain %v (-want +got):\n%s", tt.args, diff)
+			}
+		})
+	}
+}
