@@ -17,6 +17,10 @@ type flagSpec struct {
 	// list flags take a comma-separated list, which is what a user who
 	// repeats one meant.
 	list bool
+	// global flags (--config, --db, --socket) may be given again, the
+	// last one counting, as with any Unix tool: a wrapper or an alias that
+	// names a default file can then be overridden on the command line.
+	global bool
 }
 
 // flagSpecs maps every flag name (and alias) defined anywhere in the
@@ -25,11 +29,15 @@ type flagSpec struct {
 // command a flag belongs to before it has seen the whole line.
 func flagSpecs(app *cli.App) map[string]flagSpec {
 	specs := map[string]flagSpec{"help": {name: "help"}, "h": {name: "help"}}
+	global := map[string]bool{}
+	for _, f := range globalFlags() {
+		global[f.Names()[0]] = true
+	}
 	var walk func(flags []cli.Flag, cmds []*cli.Command)
 	walk = func(flags []cli.Flag, cmds []*cli.Command) {
 		for _, f := range flags {
 			_, isBool := f.(*cli.BoolFlag)
-			spec := flagSpec{name: f.Names()[0], takesValue: !isBool}
+			spec := flagSpec{name: f.Names()[0], takesValue: !isBool, global: global[f.Names()[0]]}
 			if sf, ok := f.(cli.DocGenerationSliceFlag); ok {
 				spec.repeatable = sf.IsSliceFlag()
 			}
@@ -62,9 +70,10 @@ func flagSpecs(app *cli.App) map[string]flagSpec {
 // flags as usual. Unknown flags are moved too, so the command that
 // received them reports them.
 //
-// A flag that takes one value given twice is bad usage: urfave/cli would
-// keep the last value silently, and `add X block --ports 23 --ports 445`
-// would block 445 alone. Seeing the raw line, reorderArgs is the one place
+// A command's flag that takes one value given twice is bad usage:
+// urfave/cli would keep the last value silently, and `add X block --ports
+// 23 --ports 445` would block 445 alone (the global file flags are the
+// exception, see flagSpec.global). Seeing the raw line, reorderArgs is the one place
 // that can tell, whatever the spelling (--ports=23, -ports 23, an alias).
 func reorderArgs(app *cli.App, args []string) ([]string, error) {
 	specs := flagSpecs(app)
@@ -88,7 +97,7 @@ func reorderArgs(app *cli.App, args []string) ([]string, error) {
 			flags = append(flags, a)
 			name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
 			spec, known := specs[name]
-			if known && spec.takesValue && !spec.repeatable {
+			if known && spec.takesValue && !spec.repeatable && !spec.global {
 				if given[spec.name] && twice == nil {
 					twice = &spec
 				}

@@ -12,7 +12,7 @@
 // does not answer within a second (hung, stopped) gets a warning that
 // whether the change is in force is unknown. Exit status: 0 success, 1 an error (one line on stderr,
 // "fwctl: ..."), 2 bad usage: what the usage line alone shows to be wrong
-// (an unknown command or flag, a flag that takes a value given twice, a
+// (an unknown command or flag, a command flag that takes a value given twice, a
 // wrong number of arguments, a missing required flag, a word outside the
 // choices it lists such as allow|block, or a non-number where it says N). A well-formed request that cannot be
 // done — rule 9 of 5, a bad IP address or port, no daemon — is an error.
