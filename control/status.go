@@ -80,6 +80,8 @@ type FeedStatus struct {
 	NextFetch   time.Time `json:"next_fetch,omitzero"`
 	LastError   string    `json:"last_error,omitempty"`
 	Failures    int       `json:"failures"`
+	// FetchingSince is when the fetch under way began, while it runs.
+	FetchingSince time.Time `json:"fetching_since,omitzero"`
 	// ApplyingSince is when pfwd began putting the feed's new entries
 	// into the kernel, while it still is; until then the kernel (and
 	// sets) hold the previous ones.

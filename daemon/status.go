@@ -71,6 +71,7 @@ func (d *Daemon) Status() control.Status {
 		st.Feeds = append(st.Feeds, control.FeedStatus{
 			Name: fs.Name, URL: urls[fs.Name], Entries: fs.Entries, LastSuccess: fs.LastSuccess,
 			LastAttempt: fs.LastAttempt, NextFetch: fs.NextFetch, LastError: fs.LastError, Failures: fs.Failures,
+			FetchingSince: fs.FetchingSince,
 			ApplyingSince: shown.feedsApplying[fs.Name],
 		})
 	}

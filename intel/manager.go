@@ -51,6 +51,10 @@ type FeedState struct {
 	NextFetch   time.Time
 	LastError   string // of the last attempt; empty after a success
 	Failures    int    // consecutive failed or rejected attempts
+	// FetchingSince is when the fetch under way began (zero when none):
+	// a server that hangs holds one for up to the fetch timeout, with no
+	// failure to show yet.
+	FetchingSince time.Time
 }
 
 // Event is a line for the daemon's log; the Manager itself never logs.
@@ -555,6 +559,7 @@ func (m *Manager) fetch(ctx context.Context, f *feed) {
 	gen, cfg, prev, host := f.gen, f.cfg, f.validators, m.host
 	f.cancelFetch = cancel
 	f.state.LastAttempt = time.Now()
+	f.state.FetchingSince = f.state.LastAttempt
 	m.learn("", resolvers, f.state.LastAttempt)
 	if a, ok := urlAddr(cfg.URL); ok {
 		m.learn(cfg.Name, []netip.Addr{a}, f.state.LastAttempt)
@@ -568,6 +573,7 @@ func (m *Manager) fetch(ctx context.Context, f *feed) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	f.cancelFetch = nil
+	f.state.FetchingSince = time.Time{}
 	if m.moot(ctx, f, gen) {
 		return
 	}

@@ -676,3 +676,38 @@ func TestManagerAcceptsFeodoEmptyList(t *testing.T) {
 		t.Errorf("state after the empty list: %+v:%s", s, rec.dump())
 	}
 }
+
+// A fetch under way shows in the feed's state from its start to its
+// answer: a server that hangs holds it for up to the fetch timeout, with
+// no failure to show yet.
+func TestManagerStateShowsFetchUnderWay(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		fmt.Fprintln(w, "198.51.100.1")
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	m := NewManager(new(recorder).options())
+	if err := m.SetFeeds([]Feed{{Name: "A", URL: srv.URL, Interval: time.Hour}}); err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now()
+	run(t, m)
+	waitFor(t, 5*time.Second, "the fetch to start", func() bool { return !state(m, "A").FetchingSince.IsZero() })
+	if s := state(m, "A"); s.FetchingSince.Before(before) || s.Failures != 0 {
+		t.Errorf("state while the server hangs: %+v", s)
+	}
+	close(release)
+	waitFor(t, 5*time.Second, "the fetch to end", func() bool { return state(m, "A").Entries == 1 })
+	if s := state(m, "A"); !s.FetchingSince.IsZero() {
+		t.Errorf("FetchingSince = %v after the fetch ended", s.FetchingSince)
+	}
+}

@@ -113,7 +113,11 @@ func printStatus(w io.Writer, st control.Status, now time.Time) error {
 			if !f.ApplyingSince.IsZero() {
 				entries += " (updating)"
 			}
-			t.add(f.Name, entries, when(f.LastSuccess, now), when(f.NextFetch, now),
+			next := when(f.NextFetch, now)
+			if !f.FetchingSince.IsZero() {
+				next = fmt.Sprintf("fetching for %s", now.Sub(f.FetchingSince).Round(time.Second))
+			}
+			t.add(f.Name, entries, when(f.LastSuccess, now), next,
 				strconv.Itoa(f.Failures), orDash(f.LastError))
 		}
 		t.flush()

@@ -126,6 +126,21 @@ func TestPrintStatusFeedUpdating(t *testing.T) {
 	}
 }
 
+// A fetch under way shows in place of the next fetch's time, with how
+// long it has taken: a hanging server shows no failure for a while.
+func TestPrintStatusFeedFetching(t *testing.T) {
+	now := time.Date(2026, 11, 25, 15, 4, 5, 0, time.UTC)
+	st := sampleStatus(now)
+	st.Feeds[0].FetchingSince = now.Add(-35 * time.Second)
+	var b strings.Builder
+	if err := printStatus(&b, st, now); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "fetching for 35s") {
+		t.Errorf("status does not show the fetch under way:\n%s", b.String())
+	}
+}
+
 func TestStatusNotRunning(t *testing.T) {
 	e := newEnv(t, testConfig)
 	check := func(what string) {
