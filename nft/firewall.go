@@ -332,14 +332,20 @@ var abortTable = strings.Repeat("x", unix.NFT_TABLE_MAXNAMELEN)
 // discard empties fw.conn's queue without changing the kernel.
 // google/nftables empties it only by sending it, so the queued messages
 // go out behind one the kernel must refuse: a transaction is all or
-// nothing, so it aborts them all. It fails when the kernel did not answer
-// with that refusal (the queue may hold a serialization error, which
-// google/nftables keeps for good; or the socket failed).
+// nothing, so it aborts them all. Flush empties the queue whatever
+// happens, and no outcome commits anything (a batch too large for the
+// socket is not sent at all), so the question is only whether fw.conn
+// still works: if the first answer is not that refusal, the refusal alone
+// is sent once more. It fails when even that is not refused as it must
+// be: google/nftables keeps a serialization error for good, or the socket
+// failed.
 func (fw *Firewall) discard() error {
-	fw.conn.DelTable(&nftables.Table{Name: abortTable, Family: nftables.TableFamilyINet})
-	err := fw.conn.Flush()
-	if errors.Is(err, unix.ERANGE) {
-		return nil
+	var err error
+	for range 2 {
+		fw.conn.DelTable(&nftables.Table{Name: abortTable, Family: nftables.TableFamilyINet})
+		if err = fw.conn.Flush(); errors.Is(err, unix.ERANGE) {
+			return nil
+		}
 	}
 	if err == nil {
 		err = errors.New("the kernel took it") // cannot happen: the name is too long
@@ -448,11 +454,12 @@ func (fw *Firewall) UpdateSets(lists map[List][]netip.Prefix) error {
 	if n == 0 {
 		return nil
 	}
-	switched, err := fw.prepareListChange()
-	if err != nil {
+	// Before anything else can fail: a discarded batch goes out too.
+	if err := fw.growSendBuffer(n); err != nil {
 		return fw.fail(fmt.Errorf("nft: update sets: %w", err))
 	}
-	if err := fw.growSendBuffer(n); err != nil {
+	switched, err := fw.prepareListChange()
+	if err != nil {
 		return fw.fail(fmt.Errorf("nft: update sets: %w", err))
 	}
 	if err := fw.flush(); err != nil {

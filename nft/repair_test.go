@@ -3,6 +3,7 @@ package nft
 import (
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -210,10 +211,20 @@ func TestRepairUndoesReplacedRule(t *testing.T) {
 	if m == nil {
 		t.Fatal("no queue rule with a handle in the input chain")
 	}
+	comment := regexp.MustCompile(`comment ("new flows queue to pfwd[^"]*")`).FindStringSubmatch(before)
+	if comment == nil {
+		t.Fatal("no queue rule comment in the table")
+	}
 	for _, tamper := range [][]string{
-		{"nft", "replace", "rule", "inet", DefaultTable, "input", "handle", m[1], "accept", "comment", `"tampered"`},
+		// The same comment on another statement: only the expressions tell.
+		{"nft", "replace", "rule", "inet", DefaultTable, "input", "handle", m[1], "accept", "comment", comment[1]},
+		{"nft", "replace", "rule", "inet", DefaultTable, "input", "handle", "<queue>", "accept", "comment", `"tampered"`},
 		{"nft", "add", "chain", "inet", DefaultTable, "output", "{ type filter hook output priority 20; policy drop; }"},
 	} {
+		tamper = slices.Clone(tamper)
+		if i := slices.Index(tamper, "<queue>"); i >= 0 {
+			tamper[i] = m[1]
+		}
 		ns.run(t, tamper...)
 		if repaired, err := fw.Repair(); !repaired || err != nil {
 			t.Fatalf("Repair after %v = %v, %v; want the table put back", tamper, repaired, err)
@@ -226,4 +237,53 @@ func TestRepairUndoesReplacedRule(t *testing.T) {
 			t.Fatal("no queue rule after the repair")
 		}
 	}
+}
+
+// TestListChangeWhileTableGone with a change larger than the socket's
+// send buffer as it was: a feed's first fetch after an offline start.
+func TestLargeListChangeWhileTableGone(t *testing.T) {
+	ns := newNetNS(t)
+	fw := open(t, Config{NetNS: ns.fd, FailClosed: true, InitialSets: map[List][]netip.Prefix{Blacklist: prefixes("203.0.113.7")}})
+	ns.run(t, "nft", "flush", "ruleset")
+	change := map[List][]netip.Prefix{Intel: spreadPrefixes(20000)}
+	if err := fw.UpdateSets(change); err == nil {
+		t.Fatal("UpdateSets with the table gone succeeded")
+	}
+	if fw.broken != nil {
+		t.Fatalf("a failed large list change broke fw: %v", fw.broken)
+	}
+	if repaired, err := fw.Repair(); !repaired || err != nil {
+		t.Fatalf("Repair after the failed change = %v, %v; want the table back", repaired, err)
+	}
+	if err := fw.UpdateSets(change); err != nil {
+		t.Fatalf("the change tried again: %v", err)
+	}
+	if got := fw.SetSizes()["intel_v4"]; got != 20000 {
+		t.Errorf("intel_v4 holds %d ranges, want 20000", got)
+	}
+}
+
+// A half-built batch too large for the socket is not sent at all; discard
+// must see that fw.conn still works rather than give fw up.
+func TestDiscardBatchTooLargeToSend(t *testing.T) {
+	ns := newNetNS(t)
+	fw := open(t, Config{NetNS: ns.fd, FailClosed: true})
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	if _, err := fw.queueDiff(fw.ranges, map[string][]addrRange{"intel_v4": mergeRanges(spreadPrefixes(200000))}); err != nil {
+		t.Fatal(err)
+	}
+	if err := fw.discard(); err != nil {
+		t.Fatalf("discard of a batch too large to send: %v", err)
+	}
+}
+
+// spreadPrefixes returns n IPv4 /32s, none adjacent to another, so none
+// merge into a range.
+func spreadPrefixes(n int) []netip.Prefix {
+	out := make([]netip.Prefix, 0, n)
+	for i := range n {
+		out = append(out, netip.PrefixFrom(netip.AddrFrom4([4]byte{100, 64 + byte(i>>15), byte(i >> 7), byte(i << 1)}), 32))
+	}
+	return out
 }
