@@ -184,9 +184,14 @@ func (d *Daemon) listen() (*controlSocket, net.Listener, error) {
 	}
 	ctl := newControlSocket(d.opts.Socket, sock, d.Status, d.log)
 	d.onStop(ctl.close)
-	if d.instanceLock, err = lockInstance(); err != nil {
+	lock, warning, err := lockInstance()
+	if err != nil {
 		return nil, nil, err
 	}
+	if warning != "" {
+		d.log.Warn("Single-instance lock: " + warning)
+	}
+	d.instanceLock = lock
 	if d.opts.MetricsAddr == "" {
 		return ctl, nil, nil
 	}

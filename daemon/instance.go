@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 
 	"golang.org/x/sys/unix"
 
@@ -20,26 +21,69 @@ const instanceLockName = "@pfwd/inet " + nft.DefaultTable
 // start.
 var errAnotherPfwd = errors.New("another pfwd runs in this network namespace (pfw's table is one per namespace); stop it first (`fwctl status` with its --socket names it)")
 
-// lockInstance takes the lock, or fails with errAnotherPfwd. The control
-// socket alone cannot be the lock: a second pfwd given another --socket
-// (and --queue, --db) passed it, and with --fail-closed, whose table the
-// kernel does not tie to its maker, silently took over the first one's
-// table, which then queued to nobody once the second stopped.
-func lockInstance() (io.Closer, error) {
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("single-instance lock: socket: %w", err)
+// instanceLock holds the name: a listener that accepts and closes every
+// connection, so that a pfwd that finds the name taken can ask the kernel
+// who holds it (SO_PEERCRED) without filling a backlog.
+type instanceLock struct{ ln *net.UnixListener }
+
+func (l instanceLock) Close() error { return l.ln.Close() }
+
+// lockInstance takes the lock. The control socket alone cannot be the
+// lock: a second pfwd given another --socket (and --queue, --db) passed
+// it, and with --fail-closed, whose table the kernel does not tie to its
+// maker, silently took over the first one's table, which then queued to
+// nobody once the second stopped.
+//
+// Abstract names carry no permissions: any local user may bind this one
+// first. A holder running as root is taken for a pfwd (errAnotherPfwd);
+// anyone else cannot keep pfwd from starting: lockInstance then returns
+// no lock and, in warning, why pfwd runs without it.
+func lockInstance() (lock io.Closer, warning string, err error) {
+	addr := &net.UnixAddr{Name: instanceLockName, Net: "unix"}
+	ln, err := net.ListenUnix("unix", addr)
+	if err == nil {
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return // closed
+				}
+				c.Close()
+			}
+		}()
+		return instanceLock{ln}, "", nil
 	}
-	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: instanceLockName}); err != nil {
-		unix.Close(fd)
-		if errors.Is(err, unix.EADDRINUSE) {
-			return nil, errAnotherPfwd
-		}
-		return nil, fmt.Errorf("single-instance lock %q: %w", instanceLockName, err)
+	if !errors.Is(err, unix.EADDRINUSE) {
+		return nil, "", fmt.Errorf("single-instance lock %q: %w", instanceLockName, err)
 	}
-	return fdCloser(fd), nil
+	cred, err := lockHolder(addr)
+	switch {
+	case err != nil:
+		return nil, fmt.Sprintf("the single-instance lock %q is taken by a process that does not answer (%v): not a pfwd; running without the lock", instanceLockName, err), nil
+	case cred.Uid == 0:
+		return nil, "", fmt.Errorf("%w (pid %d)", errAnotherPfwd, cred.Pid)
+	default:
+		return nil, fmt.Sprintf("the single-instance lock %q is taken by pid %d, uid %d: not a pfwd (it runs as root); running without the lock", instanceLockName, cred.Pid, cred.Uid), nil
+	}
 }
 
-type fdCloser int
-
-func (fd fdCloser) Close() error { return unix.Close(int(fd)) }
+// lockHolder returns the credentials of the process listening on addr.
+func lockHolder(addr *net.UnixAddr) (*unix.Ucred, error) {
+	c, err := net.DialUnix("unix", nil, addr)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var cred *unix.Ucred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return nil, err
+	}
+	return cred, credErr
+}

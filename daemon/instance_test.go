@@ -1,0 +1,81 @@
+package daemon
+
+import (
+	"errors"
+	"net"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The lock refuses a second pfwd (a holder running as root), but a local
+// user who takes the name first, listening or not, cannot keep pfwd from
+// starting: pfwd runs without the lock and says why.
+func TestInstanceLock(t *testing.T) {
+	if !inFreshNetNS(t, 30*time.Second) {
+		return
+	}
+	first, warning, err := lockInstance()
+	if err != nil || warning != "" {
+		t.Fatalf("first lockInstance = %v, %q", err, warning)
+	}
+	if _, _, err := lockInstance(); !errors.Is(err, errAnotherPfwd) {
+		t.Errorf("second lockInstance while root holds the lock: %v, want errAnotherPfwd", err)
+	}
+	first.Close()
+	again, _, err := lockInstance()
+	if err != nil {
+		t.Fatalf("lockInstance after the holder closed it: %v", err)
+	}
+	again.Close()
+
+	squatter := listenAsNobody(t)
+	lock, warning, err := lockInstance()
+	if err != nil || lock != nil || !strings.Contains(warning, "uid 65534") {
+		t.Errorf("with a user's listener on the name: lock %v, warning %q, err %v; want no lock and a warning naming uid 65534", lock, warning, err)
+	}
+	squatter.Close()
+
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: instanceLockName}); err != nil {
+		t.Fatal(err)
+	}
+	lock, warning, err = lockInstance()
+	if err != nil || lock != nil || !strings.Contains(warning, "does not answer") {
+		t.Errorf("with the name bound by a socket that does not listen: lock %v, warning %q, err %v", lock, warning, err)
+	}
+}
+
+// listenAsNobody listens on the lock's name with the credentials of uid
+// 65534, as an unprivileged local user would. The thread that listens
+// changes its own credentials only (a raw setresuid, which Go does not
+// apply to the other threads) and ends with its goroutine, locked.
+func listenAsNobody(t *testing.T) *net.UnixListener {
+	t.Helper()
+	type result struct {
+		ln  *net.UnixListener
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread goes with the goroutine
+		if _, _, errno := unix.RawSyscall(unix.SYS_SETRESUID, 65534, 65534, 65534); errno != 0 {
+			done <- result{err: errno}
+			return
+		}
+		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: instanceLockName, Net: "unix"})
+		done <- result{ln, err}
+	}()
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("listen as uid 65534: %v", r.err)
+	}
+	return r.ln
+}
