@@ -80,6 +80,7 @@ func TestCutBlockedFlowsLeavesForwardedFlows(t *testing.T) {
 		{"a container's published port, DNAT to SMB", natTo(flow(unix.IPPROTO_TCP, client, 40002, host, 8445), addr("172.17.0.2"), 445), false},
 		{"a port redirected to the host's telnet", natTo(flow(unix.IPPROTO_TCP, client, 40003, host, 80), host, 23), true},
 		{"NetBIOS to the subnet's broadcast", flow(unix.IPPROTO_UDP, client, 137, addr("10.99.0.255"), 137), true},
+		{"this host's telnet to a stub resolver's address on lo", flow(unix.IPPROTO_TCP, host, 40004, addr("127.0.0.53"), 23), false},
 	}
 	for _, e := range entries {
 		if err := c.Create(e.flow); err != nil {
@@ -89,6 +90,7 @@ func TestCutBlockedFlowsLeavesForwardedFlows(t *testing.T) {
 
 	if err := rules.Save(cfgPath, parseConfig(t, `{"default_policy": "allow", "whitelist_ips": ["127.0.0.1", "::1"], "rules": [
 		{"name": "Block SMB and telnet", "action": "block", "protocol": "tcp", "ports": [23, 445]},
+		{"name": "No telnet out", "action": "block", "protocol": "tcp", "ports": [23], "direction": "out"},
 		{"name": "Block NetBIOS", "action": "block", "protocol": "udp", "ports": [137]}]}`)); err != nil {
 		t.Fatal(err)
 	}

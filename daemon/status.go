@@ -270,8 +270,8 @@ func (d *Daemon) cutBlockedFlows() {
 	n, err := d.fw.KillFlows(func(f nft.Flow) bool {
 		var dir rules.Direction
 		switch {
-		case dests.own[f.Src] && dests.own[f.Dst]:
-			return false // host-local traffic: loopback is not filtered
+		case dests.own[f.Src] && dests.own[f.Dst], f.Src.IsLoopback(), f.Dst.IsLoopback():
+			return false // host-local traffic (127.0.0.53 too): loopback is not filtered
 		case dests.own[f.Src]:
 			dir = rules.DirOut
 		case dests.forHost(f.Dst):

@@ -157,7 +157,9 @@ func TestListsDefaultPolicyAndLiveChanges(t *testing.T) {
 		if err != nil {
 			t.Fatalf("row timestamp %q: %v", r.Timestamp, err)
 		}
-		if late := at.Sub(sent.UTC().Truncate(time.Millisecond)); late < 0 || late > 500*time.Millisecond {
+		// The bound leaves room for the sender's start (a process in the
+		// client namespace) on a loaded machine; batching made it 1 s.
+		if late := at.Sub(sent.UTC().Truncate(time.Millisecond)); late < 0 || late > 800*time.Millisecond {
 			t.Errorf("the first blacklist drop's row is stamped %s, %v after its SYN was sent at %s", r.Timestamp, late, sent.UTC().Format("15:04:05.000"))
 		}
 		break
