@@ -90,6 +90,15 @@ func configMissing(g *globals, st control.Status) error {
 		"restore the file (pfwd applies it within a second), or stop pfwd to start over from the default config", g.config, st.PID)
 }
 
+// configMissingUnanswered is configMissing when something holds the
+// control socket but does not answer (a pfwd hung or stopped): it may run
+// on the missing file, and once it answers again it would apply a default
+// created now, so fwctl refuses as if it did.
+func configMissingUnanswered(g *globals) error {
+	return fmt.Errorf("%s is missing, and the pfwd on %s does not answer, so it may still enforce the config it last loaded from it; "+
+		"restore the file, or stop pfwd to start over from the default config", g.config, g.socket)
+}
+
 // confirm waits until pfwd applied the edit, saved as the config saved,
 // and warns on stderr when it did not: the file is changed either way (the
 // exit code says so), but the rules in force are not yet the file's.

@@ -299,3 +299,28 @@ func TestEditPfwdDoesNotAnswer(t *testing.T) {
 		})
 	}
 }
+
+// A missing config while something holds the control socket but does not
+// answer (a pfwd hung or stopped): that pfwd may run on the file, and
+// would apply a default created now once it answers again, so reads and
+// edits refuse and create nothing.
+func TestMissingConfigWhilePfwdDoesNotAnswer(t *testing.T) {
+	e := newEnv(t, testConfig)
+	l, err := net.Listen("unix", e.socket) // never accepted: queued by the kernel, never answered
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	if err := os.Remove(e.config); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"list"}, {"whitelist", "add", "10.9.9.9"}, {"add", "X", "block", "--ports", "5555"}} {
+		r := fwctl(t, args...)
+		if r.code != 1 || !strings.Contains(r.stderr, "does not answer, so it may still enforce the config") {
+			t.Errorf("fwctl %v: %v; want exit 1 and the refusal", args, r)
+		}
+		if _, err := os.Stat(e.config); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("fwctl %v created the missing config", args)
+		}
+	}
+}

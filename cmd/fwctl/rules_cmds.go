@@ -21,8 +21,10 @@ import (
 func loadConfig(g *globals) (*rules.Config, error) {
 	cfg, err := rules.Load(g.config)
 	if errors.Is(err, fs.ErrNotExist) {
-		if st, onConfig, _ := pfwdOnConfig(g); onConfig {
+		if st, onConfig, qerr := pfwdOnConfig(g); onConfig {
 			return nil, configMissing(g, st)
+		} else if noAnswer(qerr) {
+			return nil, configMissingUnanswered(g)
 		}
 		fmt.Fprintf(g.errOut, "fwctl: no config file at %s yet; using the default config (pfwd writes it on first start)\n", g.config)
 		return rules.Default(), nil
@@ -43,6 +45,9 @@ func editConfig(g *globals, edit func(*rules.Config) error) (*rules.Config, erro
 	w := watchPfwd(g)
 	if errors.Is(statErr, fs.ErrNotExist) && w.running {
 		return nil, configMissing(g, w.status)
+	}
+	if errors.Is(statErr, fs.ErrNotExist) && w.silent {
+		return nil, configMissingUnanswered(g)
 	}
 	cfg, err := rules.Update(g.config, edit)
 	if err != nil {
