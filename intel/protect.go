@@ -103,9 +103,11 @@ func (m *Manager) reprotect(f *feed, grown, now *refusal) {
 			}
 		}
 		f.withheld.entries = still
-		if f.withheld.cut {
+		if f.withheld.cut && f.validators != (Validators{}) {
 			// The entries forgotten may be free too: the next fetch must
-			// bring the whole list, not a 304.
+			// bring the whole list, not a 304. Once per fetch is enough:
+			// host addresses come and go (IPv6 temporary ones), and each
+			// shrink would log again for the same fetch.
 			f.validators = Validators{}
 			m.event(f.cfg.Name, slog.LevelInfo, "more than %d entries were refused for protection alone: any others it no longer refuses come back with the next fetch", maxWithheld)
 		}

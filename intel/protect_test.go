@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -398,5 +399,49 @@ func TestRefusedForProtection(t *testing.T) {
 	want := []string{"192.0.2.7/32", "10.1.0.0/16", "198.51.100.0/24", "203.0.113.53/32"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("refused for protection alone (-want +got):\n%s", diff)
+	}
+}
+
+// A feed whose withheld entries were cut clears its validators at the
+// first shrink of protection after a fetch, and says so once: host
+// addresses come and go (IPv6 temporary ones), and each shrink must not
+// log again, nor matter, until the full fetch it asked for.
+func TestWithheldCutClearsValidatorsOncePerFetch(t *testing.T) {
+	t.Parallel()
+	var rec recorder
+	m := NewManager(rec.options())
+	// A list that is not there: its fetch fails at once and touches
+	// neither the validators nor the withheld entries.
+	missing := "file://" + filepath.Join(t.TempDir(), "missing.txt")
+	if err := m.SetFeeds([]Feed{{Name: "A", URL: missing, Interval: time.Hour}}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, m)
+	m.mu.Lock()
+	f := m.feeds["A"]
+	f.withheld.cut, f.validators = true, Validators{ETag: `"v1"`}
+	for range 3 {
+		m.reprotect(f, nil, newRefusal(Protected{}))
+	}
+	cleared := f.validators == Validators{}
+	m.mu.Unlock()
+	if !cleared {
+		t.Error("the validators were kept: the next fetch would be a 304")
+	}
+	text := fmt.Sprintf("more than %d entries were refused for protection alone", maxWithheld)
+	if _, ok := rec.event("A", slog.LevelInfo, text); !ok {
+		t.Fatalf("no event:%s", rec.dump())
+	}
+	time.Sleep(50 * time.Millisecond) // the queue delivers in order; later ones would be here
+	rec.mu.Lock()
+	n := 0
+	for _, e := range rec.events {
+		if strings.Contains(e.Msg, text) {
+			n++
+		}
+	}
+	rec.mu.Unlock()
+	if n != 1 {
+		t.Errorf("%d events for three shrinks before a fetch, want 1:%s", n, rec.dump())
 	}
 }
