@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"context"
-	"log/slog"
 	"net/netip"
 	"os/exec"
 	"path/filepath"
@@ -39,20 +37,7 @@ func TestCutBlockedFlowsLeavesForwardedFlows(t *testing.T) {
 	if err := rules.Save(cfgPath, parseConfig(t, `{"default_policy": "allow", "whitelist_ips": ["127.0.0.1", "::1"]}`)); err != nil {
 		t.Fatal(err)
 	}
-	log := new(lockedBuffer)
-	opts := Options{ConfigPath: cfgPath, DBPath: filepath.Join(dir, "firewall.db"), Socket: filepath.Join(dir, "pfwd.sock"), Queues: 1}.withDefaults()
-	d := newDaemon(opts, slog.New(NewLineHandler(log, slog.LevelInfo, false)))
-	ctx, stop := context.WithCancel(context.Background())
-	t.Cleanup(func() {
-		stop()
-		d.shutdown()
-		if t.Failed() {
-			t.Logf("pfwd's log:\n%s", log.String())
-		}
-	})
-	if err := d.start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	d, _ := startedDaemon(t, Options{ConfigPath: cfgPath, DBPath: filepath.Join(dir, "firewall.db"), Socket: filepath.Join(dir, "pfwd.sock"), Queues: 1})
 
 	c, err := conntrack.Dial(&netlink.Config{})
 	if err != nil {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"os/exec"
 	"regexp"
@@ -57,4 +58,25 @@ func inFreshNetNS(t *testing.T, timeout time.Duration) bool {
 		t.Fatalf("the test in its own network namespace failed: %v", err)
 	}
 	return false
+}
+
+// startedDaemon starts a Daemon with opts (defaults filled in), for a test
+// that works with its insides, and shuts it down when the test ends,
+// showing its log if the test failed.
+func startedDaemon(t *testing.T, opts Options) (*Daemon, *lockedBuffer) {
+	t.Helper()
+	log := new(lockedBuffer)
+	d := newDaemon(opts.withDefaults(), slog.New(NewLineHandler(log, slog.LevelInfo, false)))
+	ctx, stop := context.WithCancel(context.Background())
+	t.Cleanup(func() {
+		stop()
+		d.shutdown()
+		if t.Failed() {
+			t.Logf("pfwd's log:\n%s", log.String())
+		}
+	})
+	if err := d.start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return d, log
 }

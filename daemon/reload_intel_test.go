@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"context"
-	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -38,21 +36,8 @@ func TestRuleEditKeepsThreatEntries(t *testing.T) {
 	}
 	save(`{"default_policy": "allow", "threat_feeds": [` + feed("First") + `]}`)
 
-	log := new(lockedBuffer)
-	opts := Options{ConfigPath: cfgPath, DBPath: filepath.Join(dir, "firewall.db"), Socket: filepath.Join(dir, "pfwd.sock"),
-		Queues: 1, FailClosed: true}.withDefaults()
-	d := newDaemon(opts, slog.New(NewLineHandler(log, slog.LevelInfo, false)))
-	ctx, stop := context.WithCancel(context.Background())
-	t.Cleanup(func() {
-		stop()
-		d.shutdown()
-		if t.Failed() {
-			t.Logf("pfwd's log:\n%s", log.String())
-		}
-	})
-	if err := d.start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	d, log := startedDaemon(t, Options{ConfigPath: cfgPath, DBPath: filepath.Join(dir, "firewall.db"), Socket: filepath.Join(dir, "pfwd.sock"),
+		Queues: 1, FailClosed: true})
 	blamed := func() string {
 		dec, ok := d.engine.Intel().Lookup(entry)
 		if !ok {
@@ -120,21 +105,8 @@ func TestRefusedFeedUpdateIsRetried(t *testing.T) {
 	if err := rules.Save(cfgPath, parseConfig(t, `{"default_policy": "allow", "threat_feeds": [`+feed("First")+`]}`)); err != nil {
 		t.Fatal(err)
 	}
-	log := new(lockedBuffer)
-	opts := Options{ConfigPath: cfgPath, DBPath: filepath.Join(dir, "firewall.db"), Socket: socket,
-		Queues: 1, FailClosed: true}.withDefaults()
-	d := newDaemon(opts, slog.New(NewLineHandler(log, slog.LevelInfo, false)))
-	ctx, stop := context.WithCancel(context.Background())
-	t.Cleanup(func() {
-		stop()
-		d.shutdown()
-		if t.Failed() {
-			t.Logf("pfwd's log:\n%s", log.String())
-		}
-	})
-	if err := d.start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	d, log := startedDaemon(t, Options{ConfigPath: cfgPath, DBPath: filepath.Join(dir, "firewall.db"), Socket: socket,
+		Queues: 1, FailClosed: true})
 	intelV4 := nft.SetName(nft.Intel, false)
 	waitStatus(t, socket, "the feed's entries in force", func(st control.Status) bool { return st.Sets[intelV4] == 1 })
 	if err := os.Remove(listPath); err != nil {

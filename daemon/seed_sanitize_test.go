@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"log/slog"
 	"net/netip"
 	"os/exec"
 	"path/filepath"
@@ -61,20 +60,7 @@ func TestSeedFromDatabaseIsSanitized(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	log := new(lockedBuffer)
-	opts := Options{ConfigPath: cfgPath, DBPath: dbPath, Socket: filepath.Join(dir, "pfwd.sock"), Queues: 1}.withDefaults()
-	d := newDaemon(opts, slog.New(NewLineHandler(log, slog.LevelInfo, false)))
-	ctx, stop := context.WithCancel(context.Background())
-	t.Cleanup(func() {
-		stop()
-		d.shutdown()
-		if t.Failed() {
-			t.Logf("pfwd's log:\n%s", log.String())
-		}
-	})
-	if err := d.start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	d, log := startedDaemon(t, Options{ConfigPath: cfgPath, DBPath: dbPath, Socket: filepath.Join(dir, "pfwd.sock"), Queues: 1})
 
 	intelV4, intelV6 := nft.SetName(nft.Intel, false), nft.SetName(nft.Intel, true)
 	addr := netip.MustParseAddr
