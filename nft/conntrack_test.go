@@ -14,11 +14,7 @@ import (
 func TestKillFlows(t *testing.T) {
 	ns := newNetNS(t)
 	fw := open(t, Config{NetNS: ns.fd})
-	c, err := conntrack.Dial(&netlink.Config{NetNS: ns.fd})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialConntrack(t, ns)
 	flows := []Flow{
 		{unix.IPPROTO_TCP, netip.MustParseAddr("10.99.0.2"), netip.MustParseAddr("10.99.0.1"), 40000, 23, false},
 		{unix.IPPROTO_TCP, netip.MustParseAddr("10.99.0.2"), netip.MustParseAddr("10.99.0.1"), 40001, 443, false},
@@ -66,11 +62,7 @@ func TestKillFlows(t *testing.T) {
 func TestKillFlowsSeesTheFastPathLabels(t *testing.T) {
 	ns := newNetNS(t)
 	fw := open(t, Config{NetNS: ns.fd}) // its label rules turn labels on in the namespace
-	c, err := conntrack.Dial(&netlink.Config{NetNS: ns.fd})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialConntrack(t, ns)
 	for i, bit := range []int{-1, labelBits[0], labelBits[1]} {
 		f := conntrack.NewFlow(unix.IPPROTO_TCP, 0, netip.MustParseAddr("10.99.0.2"), netip.MustParseAddr("10.99.0.1"), uint16(40000+i), 23, 120, 0)
 		if bit >= 0 {
@@ -103,11 +95,7 @@ func TestKillFlowsSeesTheFastPathLabels(t *testing.T) {
 func TestKillFlowsSeesTheDestinationAfterDNAT(t *testing.T) {
 	ns := newNetNS(t)
 	fw := open(t, Config{NetNS: ns.fd})
-	c, err := conntrack.Dial(&netlink.Config{NetNS: ns.fd})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialConntrack(t, ns)
 	client, host, inside := netip.MustParseAddr("10.99.0.2"), netip.MustParseAddr("10.99.0.1"), netip.MustParseAddr("10.99.1.50")
 	redirected := conntrack.NewFlow(unix.IPPROTO_TCP, 0, client, host, 40000, 80, 120, 0)
 	redirected.TupleReply.Proto.SourcePort = 8080 // REDIRECT to a local port
@@ -137,11 +125,7 @@ func TestKillFlowsSeesTheDestinationAfterDNAT(t *testing.T) {
 func TestKillFlowsManyEntries(t *testing.T) {
 	ns := newNetNS(t)
 	fw := open(t, Config{NetNS: ns.fd})
-	c, err := conntrack.Dial(&netlink.Config{NetNS: ns.fd})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialConntrack(t, ns)
 	const entries = 6000
 	for i := range entries {
 		src := netip.AddrFrom4([4]byte{10, 98, byte(i >> 8), byte(i)})
@@ -164,4 +148,16 @@ func TestKillFlowsManyEntries(t *testing.T) {
 	if len(left) != entries/2 {
 		t.Errorf("%d entries left, want %d", len(left), entries/2)
 	}
+}
+
+// dialConntrack opens a conntrack netlink connection in ns, closed when
+// the test ends.
+func dialConntrack(t *testing.T, ns *testNetNS) *conntrack.Conn {
+	t.Helper()
+	c, err := conntrack.Dial(&netlink.Config{NetNS: ns.fd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
