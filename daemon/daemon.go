@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -736,6 +737,7 @@ func (d *Daemon) apply(cfg *rules.Config, why string) error {
 	if reordered {
 		d.engine.SetIntel(d.compileIntel(cfg))
 	}
+	prev := d.cfg
 	d.cfg, d.cfgData = cfg, canon
 	d.shown.inForce(cfg, digest, time.Now())
 	d.mu.Unlock()
@@ -763,7 +765,11 @@ func (d *Daemon) apply(cfg *rules.Config, why string) error {
 	d.guard.policyChanged() // a new limit may let held sources in
 	d.feeds.SetProtected(cfg.WhitelistIPs)
 	d.feeds.SetHostAddrs(hostAddrs())
-	d.log.Info("Config reloaded", "why", why, "rules", len(cfg.Rules), "enabled", cfg.EnabledRules(),
+	changes := rules.Changes(prev, cfg)
+	if changes == nil {
+		changes = []string{"nothing in effect (the order of list entries)"} // all Changes leaves out
+	}
+	d.log.Info("Config reloaded: "+strings.Join(changes, "; "), "why", why, "rules", len(cfg.Rules), "enabled", cfg.EnabledRules(),
 		"whitelist", len(cfg.WhitelistIPs), "blacklist", len(cfg.BlacklistIPs), "feeds", len(cfg.ThreatFeeds))
 	d.cutBlockedFlows()
 	return nil

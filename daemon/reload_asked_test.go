@@ -84,4 +84,11 @@ func TestMendedConfigIsLogged(t *testing.T) {
 	if n := strings.Count(logBuf.String(), "Config file valid again"); n != 1 {
 		t.Errorf("%d lines \"Config file valid again\", want 1 (a touch is quiet):\n%s", n, logBuf.String())
 	}
+
+	// A reload says what changed.
+	if err := rules.Save(cfgPath, parseConfig(t, `{"default_policy": "allow", "whitelist_ips": ["127.0.0.1", "::1"],
+		"blacklist_ips": ["203.0.113.7"], "rules": [{"name": "SSH", "action": "allow", "protocol": "tcp", "ports": [22]}]}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitLog("reload", `INFO - Config reloaded: rule "SSH" added; blacklist +1 -0 (+203.0.113.7) why="file changed" rules=1`)
 }
