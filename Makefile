@@ -12,7 +12,8 @@ GOFLAGS  ?=
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X github.com/pfw/pfw/daemon.Version=$(VERSION) -X main.version=$(VERSION)
 
-export PATH := $(PATH):/usr/local/go/bin
+# Go from go.dev first: a distribution's older go in /usr/bin must not win.
+export PATH := /usr/local/go/bin:$(PATH)
 
 .PHONY: all build test test-short bench run clean fuzz vet
 

@@ -31,7 +31,8 @@ SURPRISES=0
 
 if [ -t 1 ]; then BOLD=$'\e[1m' GREEN=$'\e[32m' RED=$'\e[31m' OFF=$'\e[0m'; else BOLD="" GREEN="" RED="" OFF=""; fi
 say() { printf '\n%s==> %s%s\n' "$BOLD" "$*" "$OFF"; }
-run() { printf '%s$ %s%s\n' "$BOLD" "$*" "$OFF"; "$@"; }
+# The command is shown quoted as a shell reads it, so it can be pasted.
+run() { printf '%s$' "$BOLD"; printf ' %q' "$@"; printf '%s\n' "$OFF"; "$@"; }
 die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "needs root to create network namespaces and run pfwd; try: sudo make demo"

@@ -141,7 +141,7 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 			return t, nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("%q is neither a duration (1h, 30m, 2d) nor a time (2026-11-25 15:04:05, RFC 3339)", s)
+	return time.Time{}, fmt.Errorf("%q is neither a duration (1h, 30m, 2d; a century at most) nor a time (2026-11-25 15:04:05, RFC 3339)", s)
 }
 
 // maxAge bounds an age, all its parts together, so that their sum stays
