@@ -43,12 +43,6 @@ func reachable(fw, peer *testNetNS) map[string]bool {
 		{"in v4", peer, "10.99.0.1"}, {"in v6", peer, "fd99::1"},
 		{"out v4", fw, "10.99.0.2"}, {"out v6", fw, "fd99::2"},
 	}
-	// A neighbor listed a moment ago could not answer neighbor discovery
-	// (it comes after the lists): its cache entry may be failed, or
-	// waiting out a probe interval of a second. Start each check afresh.
-	for _, ns := range []*testNetNS{fw, peer} {
-		ns.try("ip", "-6", "neigh", "flush", "all")
-	}
 	got := make(map[string]bool)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
