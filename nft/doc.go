@@ -36,22 +36,21 @@
 //     "lo".
 //  2. iifname != "eth0" … accept: with Config.Ifaces, the other interfaces
 //     are not filtered.
-//  3. ct label 126 (or 127) accept: the fast path. A flow whose conntrack
+//  3. icmpv6 type { nd-router-solicit … nd-neighbor-advert } ip6 hoplimit
+//     255 accept: IPv6 cannot reach its neighbors without neighbor
+//     discovery, and hop limit 255 means the packet comes from this link
+//     (RFC 4861). ufw and firewalld accept it the same way. Off with
+//     Config.FilterNeighborDiscovery.
+//  4. ct label 126 (or 127) accept: the fast path. A flow whose conntrack
 //     entry carries the bit of the lists' current generation passed them
 //     since they last changed (fastpath.go says how the bit switches, so
 //     that listing an address still stops its open flows at once).
-//  4. remote address in @whitelist_v4 / @whitelist_v6: accept.
-//  5. in @blacklist_v4 / _v6: jump to the chain <hook>_blacklist, which logs
+//  5. remote address in @whitelist_v4 / @whitelist_v6: accept.
+//  6. in @blacklist_v4 / _v6: jump to the chain <hook>_blacklist, which logs
 //     (NFLOG group Config.LogGroup, prefix "pfw blacklist", at most
 //     Config.LogRate packets a second for both families) and drops. One set
 //     lookup per list and family, not one per rule.
-//  6. in @intel_v4 / _v6: the same through <hook>_intel, prefix "pfw intel".
-//  7. icmpv6 type { nd-router-solicit … nd-neighbor-advert } ip6 hoplimit
-//     255 accept: IPv6 cannot reach its neighbors without neighbor
-//     discovery, and hop limit 255 means the packet comes from this link
-//     (RFC 4861). ufw and firewalld accept it the same way, whatever the
-//     rules; after the lists, so a listed neighbor is dropped like its
-//     other packets. Off with Config.FilterNeighborDiscovery.
+//  7. in @intel_v4 / _v6: the same through <hook>_intel, prefix "pfw intel".
 //  8. ct state established,related ct label set 126 (or 127) accept: pfwd
 //     decides a flow once, by its first packets; the rest stays in the
 //     kernel. The list drops come before this rule, so listing an address

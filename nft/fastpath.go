@@ -192,7 +192,7 @@ func (fw *Firewall) switchRules(next int, insert bool) error {
 		chain := &nftables.Chain{Name: h.chain, Table: fw.table}
 		fr, er := fastRule(bit), establishedRule(bit)
 		if insert {
-			// Before the lists, after loopback and --iface,
+			// Before the lists, after loopback and neighbor discovery,
 			// which stay first as the ruleset's order says.
 			if found[whitelistComment] == nil {
 				return fmt.Errorf("nft: chain %s has no whitelist rule to put the fast path before", h.chain)

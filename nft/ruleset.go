@@ -158,6 +158,22 @@ func chainRules(cfg *Config, sets map[string]*nftables.Set, ndTypes *nftables.Se
 			exprs:   append(exprs, accept()),
 		})
 	}
+	if !cfg.FilterNeighborDiscovery {
+		rules = append(rules, rule{
+			comment: "IPv6 neighbor discovery (hop limit 255: from this link only) is never filtered",
+			exprs: []expr.Any{
+				&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV6}},
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMPV6}},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+				&expr.Lookup{SourceRegister: 1, SetName: ndTypes.Name, SetID: ndTypes.ID},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 7, Len: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{255}},
+				accept(),
+			},
+		})
+	}
 	for _, f := range families {
 		rules = append(rules, rule{
 			comment: "whitelisted remote address",
@@ -171,25 +187,6 @@ func chainRules(cfg *Config, sets map[string]*nftables.Set, ndTypes *nftables.Se
 				exprs:   append(remoteIn(h, f, sets[setName(l, f)]), &expr.Verdict{Kind: expr.VerdictJump, Chain: dropChain(h, l)}),
 			})
 		}
-	}
-	// After the lists, so a listed neighbor is dropped like its other
-	// packets (the pipeline's order); before everything that depends on
-	// conntrack or pfwd, so IPv6 reaches its neighbors whatever the rules.
-	if !cfg.FilterNeighborDiscovery {
-		rules = append(rules, rule{
-			comment: "IPv6 neighbor discovery (hop limit 255: from this link only) passes whatever the rules, unless listed",
-			exprs: []expr.Any{
-				&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV6}},
-				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMPV6}},
-				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
-				&expr.Lookup{SourceRegister: 1, SetName: ndTypes.Name, SetID: ndTypes.ID},
-				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 7, Len: 1},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{255}},
-				accept(),
-			},
-		})
 	}
 	rules = append(rules, establishedRule(label))
 	if !cfg.QueueUnreplied {

@@ -992,33 +992,3 @@ func TestNewFlowsDecidedWhileStopping(t *testing.T) {
 		t.Errorf("pfwd's exit: %v", err)
 	}
 }
-
-// IPv6 neighbor discovery passes whatever the rules (default policy block
-// here), but not from a listed neighbor: the lists come first, as in the
-// pipeline, so a blacklisted neighbor cannot even resolve this host.
-func TestNeighborDiscoveryAfterTheLists(t *testing.T) {
-	l := newLab(t)
-	l.writeConfig(l.configDoc("block", `{"name": "Ping", "action": "allow", "protocol": "icmpv6"}`, `"127.0.0.1", "::1"`, `"`+l.clientIP6+`"`, 100))
-	l.startPfwd()
-	resolves := func() (string, bool) {
-		t.Helper()
-		if out, err := l.in(l.client, "ip", "-6", "neigh", "flush", "all"); err != nil {
-			t.Fatalf("ip -6 neigh flush: %v\n%s", err, out)
-		}
-		l.in(l.client, "ping", "-6", "-c", "1", "-W", "2", l.fwIP6) // its answer does not matter
-		out, err := l.in(l.client, "ip", "-6", "neigh", "show", l.fwIP6)
-		if err != nil {
-			t.Fatalf("ip -6 neigh show: %v\n%s", err, out)
-		}
-		return out, strings.Contains(out, "lladdr")
-	}
-	if out, ok := resolves(); ok {
-		t.Errorf("the blacklisted client resolved this host's address: %q", out)
-	}
-	if out, err := l.fwctl("blacklist", "remove", l.clientIP6); err != nil {
-		t.Fatalf("fwctl blacklist remove: %v\n%s", err, out)
-	}
-	if out, ok := resolves(); !ok {
-		t.Errorf("under default policy block, the client no longer listed did not resolve this host's address: %q", out)
-	}
-}
