@@ -392,16 +392,7 @@ func (m *Manager) install(f *feed, seed pendingSeed) {
 // ...": the next fetch, a 304 while the feed's content is unchanged, would
 // not bring them back.
 func (m *Manager) SetProtected(protect []netip.Prefix) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if slices.Equal(m.protect, protect) {
-		return
-	}
-	added := Protected{Whitelist: newcomers(m.protect, protect)}
-	shrank := len(newcomers(protect, m.protect)) > 0
-	m.protect = slices.Clone(protect)
-	m.protectGen++
-	m.reprotectEverywhere(added, shrank)
+	setProtection(m, &m.protect, protect, func(p []netip.Prefix) Protected { return Protected{Whitelist: p} })
 }
 
 // SetHostAddrs sets this host's own addresses: a feed entry covering one is
@@ -412,14 +403,21 @@ func (m *Manager) SetProtected(protect []netip.Prefix) {
 // host no longer has are restored at once, as SetProtected does. The
 // daemon refreshes them as interfaces change.
 func (m *Manager) SetHostAddrs(addrs []netip.Addr) {
+	setProtection(m, &m.host, addrs, func(a []netip.Addr) Protected { return Protected{Host: a} })
+}
+
+// setProtection replaces one kind of protection, *field (guarded by m.mu),
+// with next, and applies the change to the entries in force at once:
+// grown makes the Protected of the newcomers (reprotectEverywhere).
+func setProtection[T comparable](m *Manager, field *[]T, next []T, grown func([]T) Protected) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if slices.Equal(m.host, addrs) {
+	if slices.Equal(*field, next) {
 		return
 	}
-	added := Protected{Host: newcomers(m.host, addrs)}
-	shrank := len(newcomers(addrs, m.host)) > 0
-	m.host = slices.Clone(addrs)
+	added := grown(newcomers(*field, next))
+	shrank := len(newcomers(next, *field)) > 0
+	*field = slices.Clone(next)
 	m.protectGen++
 	m.reprotectEverywhere(added, shrank)
 }

@@ -26,15 +26,7 @@ func addrs(ss ...string) []netip.Addr {
 // logged returns the messages of rec's Info and Warn events of feed, in
 // order.
 func (r *recorder) logged(feed string) []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []string
-	for _, e := range r.events {
-		if e.Feed == feed && e.Level >= slog.LevelInfo {
-			out = append(out, e.Msg)
-		}
-	}
-	return out
+	return r.messages(feed, func(l slog.Level) bool { return l >= slog.LevelInfo })
 }
 
 // forgetUpdates drops the updates recorded so far.

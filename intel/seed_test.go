@@ -20,11 +20,17 @@ func deliver(m *Manager) {
 
 // warnings returns the messages of rec's Warn events of feed.
 func (r *recorder) warnings(feed string) []string {
+	return r.messages(feed, func(l slog.Level) bool { return l == slog.LevelWarn })
+}
+
+// messages returns the messages of rec's events of feed whose level keep
+// accepts, in order.
+func (r *recorder) messages(feed string, keep func(slog.Level) bool) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []string
 	for _, e := range r.events {
-		if e.Feed == feed && e.Level == slog.LevelWarn {
+		if e.Feed == feed && keep(e.Level) {
 			out = append(out, e.Msg)
 		}
 	}

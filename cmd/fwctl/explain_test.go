@@ -118,16 +118,7 @@ func TestExplain(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var got explanation
-			decode(t, mustRun(t, append([]string{"explain", "--json"}, tt.args...)...), &got)
-			want := tt.want
-			if want.Direction == "" {
-				want.Direction = "in"
-			}
-			want.ThreatEntries = 4 // the removed feed's entry does not count
-			if diff := cmp.Diff(want, got); diff != "" {
-				t.Errorf("explain %v (-want +got):\n%s", tt.args, diff)
-			}
+			want := checkExplainJSON(t, tt.args, tt.want, 4) // the removed feed's entry does not count
 			// The text output says the same.
 			r := mustRun(t, append([]string{"explain"}, tt.args...)...)
 			for _, line := range []string{"Verdict:  " + want.Verdict + "\n", "Reason:   " + want.Reason + "\n"} {
@@ -241,16 +232,24 @@ func TestExplainSanitizesThreatRows(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var got explanation
-			decode(t, mustRun(t, append([]string{"explain", "--json"}, tt.args...)...), &got)
-			want := tt.want
-			if want.Direction == "" {
-				want.Direction = "in"
-			}
-			want.ThreatEntries = 1 // the valid row alone
-			if diff := cmp.Diff(want, got); diff != "" {
-				t.Errorf("explain %v (-want +got):\n%s", tt.args, diff)
-			}
+			checkExplainJSON(t, tt.args, tt.want, 1) // the valid row alone
 		})
 	}
+}
+
+// checkExplainJSON runs `explain --json` with args and compares its answer
+// with want, whose direction defaults to in and whose threat entry count
+// is entries; it returns the explanation it expected.
+func checkExplainJSON(t *testing.T, args []string, want explanation, entries int) explanation {
+	t.Helper()
+	var got explanation
+	decode(t, mustRun(t, append([]string{"explain", "--json"}, args...)...), &got)
+	if want.Direction == "" {
+		want.Direction = "in"
+	}
+	want.ThreatEntries = entries
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("explain %v (-want +got):\n%s", args, diff)
+	}
+	return want
 }
