@@ -769,11 +769,17 @@ func (d *Daemon) apply(cfg *rules.Config, why string) error {
 	if changes == nil {
 		changes = []string{"nothing in effect (the order of list entries)"} // all Changes leaves out
 	}
+	if len(changes) > maxLoggedChanges { // a generated file may change thousands of rules
+		changes = append(changes[:maxLoggedChanges], fmt.Sprintf("and %d more changes", len(changes)-maxLoggedChanges))
+	}
 	d.log.Info("Config reloaded: "+strings.Join(changes, "; "), "why", why, "rules", len(cfg.Rules), "enabled", cfg.EnabledRules(),
 		"whitelist", len(cfg.WhitelistIPs), "blacklist", len(cfg.BlacklistIPs), "feeds", len(cfg.ThreatFeeds))
 	d.cutBlockedFlows()
 	return nil
 }
+
+// maxLoggedChanges bounds the changes a reload's log line names.
+const maxLoggedChanges = 10
 
 // keepTable puts the fail-closed table back whenever something else
 // removed or changed it (nft.Firewall.Repair), checking every interval:

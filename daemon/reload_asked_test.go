@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,4 +92,14 @@ func TestMendedConfigIsLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitLog("reload", `INFO - Config reloaded: rule "SSH" added; blacklist +1 -0 (+203.0.113.7) why="file changed" rules=1`)
+
+	// A generated file that changes many rules gets a bounded line.
+	var many []string
+	for i := range 25 {
+		many = append(many, fmt.Sprintf(`{"name": "R%d", "action": "block", "protocol": "tcp", "ports": [%d]}`, i, 1000+i))
+	}
+	if err := rules.Save(cfgPath, parseConfig(t, `{"default_policy": "allow", "rules": [`+strings.Join(many, ",")+`]}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitLog("bounded reload", `rule "R9" added; and 18 more changes why="file changed" rules=25`) // 25 rules, SSH, the two lists
 }
