@@ -83,8 +83,16 @@ func namedChanges[T any](noun string, prev, next []T, name func(T) string, same 
 }
 
 // appendListChange appends "key +added -removed" when the lists differ,
-// naming the entries when there are few.
+// naming the entries when there are few. Lists past maxDiffedList entries
+// (a million-address blacklist) are only counted: their difference would
+// cost a map of them all, for a log line.
 func appendListChange(out []string, key string, prev, next []netip.Prefix) []string {
+	if len(prev)+len(next) > maxDiffedList {
+		if slices.Equal(prev, next) {
+			return out
+		}
+		return append(out, fmt.Sprintf("%s %d -> %d entries", key, len(prev), len(next)))
+	}
 	added, removed := missingFrom(prev, next), missingFrom(next, prev)
 	if len(added)+len(removed) == 0 {
 		return out
@@ -102,6 +110,8 @@ func appendListChange(out []string, key string, prev, next []netip.Prefix) []str
 	}
 	return append(out, s)
 }
+
+const maxDiffedList = 20000
 
 // missingFrom returns the prefixes of next that prev lacks.
 func missingFrom(prev, next []netip.Prefix) []netip.Prefix {

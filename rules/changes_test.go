@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -68,5 +69,19 @@ func TestChanges(t *testing.T) {
 				t.Errorf("Changes (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// Lists too long to diff for a log line are counted.
+func TestChangesOfLongLists(t *testing.T) {
+	prev, next := Default(), Default()
+	for i := range maxDiffedList + 1 {
+		next.BlacklistIPs = append(next.BlacklistIPs, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32))
+	}
+	if diff := cmp.Diff([]string{"blacklist 0 -> 20001 entries"}, Changes(prev, next)); diff != "" {
+		t.Errorf("Changes (-want +got):\n%s", diff)
+	}
+	if c := Changes(next, next.Clone()); c != nil {
+		t.Errorf("Changes of a long list and its copy: %q", c)
 	}
 }
