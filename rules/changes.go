@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"reflect"
@@ -40,46 +41,82 @@ func ruleChanges(prev, next []Rule) []string {
 	out := namedChanges("rule", prev, next, func(r Rule) string { return r.Name }, func(a, b Rule) bool {
 		return reflect.DeepEqual(a.ToFile(), b.ToFile())
 	})
-	// Moved: the rules both have, in another order among themselves.
-	kept := func(from, other []Rule) []string {
-		var names []string
-		for _, r := range from {
-			if slices.ContainsFunc(other, func(o Rule) bool { return o.Name == r.Name }) {
-				names = append(names, r.Name)
-			}
+	// Moved: the rules both have, in another order among themselves. The
+	// rules named are the fewest whose moves explain the new order: those
+	// off a longest run of rules that kept their order (a rule moved to the
+	// top is one move, not a shift of all the others).
+	inPrev, inNext := indexByName(prev, func(r Rule) string { return r.Name }), indexByName(next, func(r Rule) string { return r.Name })
+	var order []int // for each rule both have, in next's order: its place in prev
+	var names []string
+	for _, r := range next {
+		if i, ok := inPrev[r.Name]; ok {
+			order, names = append(order, i), append(names, r.Name)
 		}
-		return names
 	}
-	before, after := kept(prev, next), kept(next, prev)
-	for i, name := range after {
-		if before[i] != name {
-			out = append(out, fmt.Sprintf("rule %q moved to %d", name, slices.IndexFunc(next, func(r Rule) bool { return r.Name == name })+1))
-			before = slices.Delete(before, slices.Index(before, name), slices.Index(before, name)+1)
-			before = slices.Insert(before, i, name)
+	stayed := longestIncreasing(order)
+	for k, name := range names {
+		if !stayed[k] {
+			out = append(out, fmt.Sprintf("rule %q moved to %d", name, inNext[name]+1))
 		}
 	}
 	return out
+}
+
+// longestIncreasing marks the elements of a longest increasing
+// subsequence of xs (patience sorting, O(n log n)).
+func longestIncreasing(xs []int) []bool {
+	var tails []int              // tails[l]: index in xs of the smallest tail of a run of length l+1
+	prev := make([]int, len(xs)) // the element before each in its run
+	for i, x := range xs {
+		l, _ := slices.BinarySearchFunc(tails, x, func(t, x int) int { return cmp.Compare(xs[t], x) })
+		if l > 0 {
+			prev[i] = tails[l-1]
+		} else {
+			prev[i] = -1
+		}
+		if l == len(tails) {
+			tails = append(tails, i)
+		} else {
+			tails[l] = i
+		}
+	}
+	in := make([]bool, len(xs))
+	if len(tails) > 0 {
+		for i := tails[len(tails)-1]; i >= 0; i = prev[i] {
+			in[i] = true
+		}
+	}
+	return in
 }
 
 // namedChanges lists the elements added, removed and changed between prev
 // and next, matched by name, in next's order (removed ones in prev's).
 func namedChanges[T any](noun string, prev, next []T, name func(T) string, same func(a, b T) bool) []string {
 	var out []string
+	inPrev, inNext := indexByName(prev, name), indexByName(next, name)
 	for _, n := range next {
-		i := slices.IndexFunc(prev, func(p T) bool { return name(p) == name(n) })
+		i, ok := inPrev[name(n)]
 		switch {
-		case i < 0:
+		case !ok:
 			out = append(out, fmt.Sprintf("%s %q added", noun, name(n)))
 		case !same(prev[i], n):
 			out = append(out, fmt.Sprintf("%s %q changed", noun, name(n)))
 		}
 	}
 	for _, p := range prev {
-		if !slices.ContainsFunc(next, func(n T) bool { return name(n) == name(p) }) {
+		if _, ok := inNext[name(p)]; !ok {
 			out = append(out, fmt.Sprintf("%s %q removed", noun, name(p)))
 		}
 	}
 	return out
+}
+
+func indexByName[T any](xs []T, name func(T) string) map[string]int {
+	m := make(map[string]int, len(xs))
+	for i, x := range xs {
+		m[name(x)] = i
+	}
+	return m
 }
 
 // appendListChange appends "key +added -removed" when the lists differ,

@@ -85,3 +85,28 @@ func TestChangesOfLongLists(t *testing.T) {
 		t.Errorf("Changes of a long list and its copy: %q", c)
 	}
 }
+
+// A move names the fewest rules whose moves explain the new order.
+func TestChangesMoves(t *testing.T) {
+	config := func(names ...string) *Config {
+		c := Default()
+		c.Rules = nil
+		for _, n := range names {
+			c.Rules = append(c.Rules, Rule{Name: n, Action: ActionBlock, Protocol: ProtoTCP, Direction: DirIn, Enabled: true})
+		}
+		return c
+	}
+	for _, tt := range []struct {
+		prev, next []string
+		want       []string
+	}{
+		{[]string{"A", "B", "C", "D"}, []string{"D", "A", "B", "C"}, []string{`rule "D" moved to 1`}},
+		{[]string{"A", "B", "C", "D"}, []string{"B", "C", "D", "A"}, []string{`rule "A" moved to 4`}},
+		{[]string{"A", "B", "C", "D"}, []string{"B", "A", "D", "C"}, []string{`rule "B" moved to 1`, `rule "D" moved to 3`}},
+		{[]string{"A", "B", "C"}, []string{"C", "X", "A"}, []string{`rule "X" added`, `rule "B" removed`, `rule "C" moved to 1`}},
+	} {
+		if diff := cmp.Diff(tt.want, Changes(config(tt.prev...), config(tt.next...))); diff != "" {
+			t.Errorf("%v -> %v (-want +got):\n%s", tt.prev, tt.next, diff)
+		}
+	}
+}
