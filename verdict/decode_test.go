@@ -229,6 +229,21 @@ func TestDecode(t *testing.T) {
 			want: Packet{Version: 6, Proto: ProtoTCP, Src: s6, Dst: d6, SrcPort: 1, DstPort: 2, HasPorts: true, TCPFlags: TCPAck, Length: 68},
 		},
 		{
+			name: "ipv6 ipv4-mapped source",
+			in:   udp6("::ffff:192.0.2.1", dst6, 53, 5353),
+			want: Packet{Status: StatusMalformed, Version: 6, Proto: ProtoUDP, Src: netip.MustParseAddr("::ffff:192.0.2.1"), Dst: d6, SrcPort: 53, DstPort: 5353, HasPorts: true, Length: 52},
+		},
+		{
+			name: "ipv6 ipv4-mapped destination",
+			in:   tcp6(src6, "::ffff:192.0.2.1", 1, 2, TCPSyn),
+			want: Packet{Status: StatusMalformed, Version: 6, Proto: ProtoTCP, Src: s6, Dst: netip.MustParseAddr("::ffff:192.0.2.1"), SrcPort: 1, DstPort: 2, HasPorts: true, TCPFlags: TCPSyn, Length: 60},
+		},
+		{
+			name: "ipv6 ipv4-compatible source is an ordinary address",
+			in:   udp6("::192.0.2.1", dst6, 53, 5353),
+			want: Packet{Version: 6, Proto: ProtoUDP, Src: netip.MustParseAddr("::192.0.2.1"), Dst: d6, SrcPort: 53, DstPort: 5353, HasPorts: true, Length: 52},
+		},
+		{
 			name: "ipv6 payload length zero without hop-by-hop",
 			in:   edited(tcp6(src6, dst6, 1, 2, TCPAck), setLen6(0)),
 			want: Packet{Status: StatusTruncated, Version: 6, Proto: ProtoTCP, Src: s6, Dst: d6, Length: 60},

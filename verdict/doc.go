@@ -22,7 +22,9 @@
 // Reasons are the strings pfw logs: "Whitelisted IP", "Blacklisted IP",
 // "Threat intel: <feed>", "Rate limited", "Rule: <name>", "Default
 // policy", and "Malformed packet" for a TCP or UDP header cut before its
-// ports, or an IPv6 packet cut inside its extension headers. The remote
+// ports, an IPv6 packet cut inside its extension headers, or one carrying
+// an IPv4-mapped address (::ffff:a.b.c.d), which never belongs on the wire
+// and would reach a dual-stack socket as the IPv4 address. The remote
 // address is the source of an inbound packet and the destination of an
 // outbound one; the rate limit counts new inbound connections per source
 // in a sliding window never exceeded (see RateLimiter for how, and for

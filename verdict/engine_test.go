@@ -94,6 +94,12 @@ func TestPipeline(t *testing.T) {
 		// a protocol without ports (the Telnet rule would never see it).
 		{"ipv6 cut inside padded extension headers", paddedDstOpts6("fd00::2", host6, 248, tcpSegment(1000, 23, TCPSyn))[:256],
 			rules.DirIn, rules.ActionBlock, StepMalformed, "Malformed packet"},
+		// An IPv4-mapped address on the wire reaches a dual-stack socket as
+		// the IPv4 address: it must meet neither the IPv6 lists nor the
+		// defaults as a stranger, nor the IPv4 whitelist as loopback.
+		{"ipv4-mapped source of a blacklisted address", udp6("::ffff:203.0.113.7", host6, 1000, 53), rules.DirIn, rules.ActionBlock, StepMalformed, "Malformed packet"},
+		{"ipv4-mapped loopback is not whitelisted", udp6("::ffff:127.0.0.1", host6, 1000, 53), rules.DirIn, rules.ActionBlock, StepMalformed, "Malformed packet"},
+		{"ipv4-mapped destination outbound", tcp6(host6, "::ffff:198.18.0.5", 40000, 443, TCPSyn), rules.DirOut, rules.ActionBlock, StepMalformed, "Malformed packet"},
 		{"ipv6 padded extension headers, whole", paddedDstOpts6("fd00::2", host6, 248, tcpSegment(1000, 23, TCPSyn)),
 			rules.DirIn, rules.ActionBlock, StepRule, "Rule: Block Telnet and SMB"},
 	}

@@ -59,6 +59,14 @@ func (p *Packet) decode6(b []byte) {
 	if truncated && p.Status == StatusOK {
 		p.Status = StatusTruncated
 	}
+	if p.Src.Is4In6() || p.Dst.Is4In6() {
+		// An IPv4-mapped address (::ffff:192.0.2.1) never belongs on the
+		// wire (RFC 4291 2.5.5.2), yet Linux delivers such a datagram to
+		// a dual-stack socket as if it came from the IPv4 address, which
+		// the IPv4 lists and rules would not have judged. Refusing it
+		// keeps one address one verdict.
+		p.Status = StatusMalformed
+	}
 }
 
 // walk6 follows the extension header chain of the IPv6 packet pkt, whose

@@ -89,6 +89,9 @@ func FirstPacket(proto uint8, src, dst netip.Addr, sport, dport uint16) Packet {
 	if proto == ProtoTCP {
 		p.TCPFlags = TCPSyn
 	}
+	if src.Is4In6() || dst.Is4In6() {
+		p.Status = StatusMalformed // as Decode judges one on the wire
+	}
 	return p
 }
 

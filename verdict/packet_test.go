@@ -29,6 +29,8 @@ func TestFirstPacket(t *testing.T) {
 			Packet{Status: StatusOK, Version: 4, Proto: ProtoICMP, Src: v4a, Dst: v4b}},
 		{"icmpv6", ProtoICMPv6, v6a, v6b, 0, 0,
 			Packet{Status: StatusOK, Version: 6, Proto: ProtoICMPv6, Src: v6a, Dst: v6b}},
+		{"ipv4-mapped source: malformed, as decoded", ProtoUDP, netip.MustParseAddr("::ffff:198.51.100.7"), v6b, 53, 53,
+			Packet{Status: StatusMalformed, Version: 6, Proto: ProtoUDP, Src: netip.MustParseAddr("::ffff:198.51.100.7"), Dst: v6b, SrcPort: 53, DstPort: 53, HasPorts: true}},
 		{"another protocol (GRE)", 47, v6a, v6b, 1, 2,
 			Packet{Status: StatusOK, Version: 6, Proto: 47, Src: v6a, Dst: v6b}},
 	}

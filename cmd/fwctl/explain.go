@@ -144,6 +144,12 @@ func packetFromFlags(c *cli.Context) (verdict.Packet, error) {
 	if err != nil {
 		return p, badUsage(c, "explain: --protocol: %v", err)
 	}
+	switch v4 := src.Is4(); {
+	case proto == rules.ProtoICMP && !v4:
+		return p, fmt.Errorf("--protocol icmp is IPv4's ICMP, but the addresses are IPv6 (use --protocol icmpv6)")
+	case proto == rules.ProtoICMPv6 && v4:
+		return p, fmt.Errorf("--protocol icmpv6 is IPv6's ICMP, but the addresses are IPv4 (use --protocol icmp)")
+	}
 	var sport, dport uint16
 	if c.IsSet("dst-port") {
 		if !proto.HasPorts() {
@@ -185,8 +191,8 @@ func packetProto(p rules.Protocol) uint8 {
 }
 
 // addrFlag reads an address flag; the zero Addr when it is not set. An
-// IPv4-mapped address (::ffff:192.0.2.1) is the IPv4 address, as in the
-// config and in the packets pfwd decides.
+// IPv4-mapped address (::ffff:192.0.2.1) stays what it is: pfwd blocks an
+// IPv6 packet carrying one as malformed, and explain says so.
 func addrFlag(c *cli.Context, name string) (netip.Addr, error) {
 	if !c.IsSet(name) {
 		return netip.Addr{}, nil
@@ -196,7 +202,7 @@ func addrFlag(c *cli.Context, name string) (netip.Addr, error) {
 	if err != nil || a.Zone() != "" {
 		return netip.Addr{}, fmt.Errorf("--%s: %q is not an IP address", name, s)
 	}
-	return a.Unmap(), nil
+	return a, nil
 }
 
 func unspecified(like netip.Addr) netip.Addr {

@@ -71,10 +71,14 @@ func TestExplain(t *testing.T) {
 			explanation{Verdict: "allow", Reason: "Whitelisted IP", Step: "whitelist", StepNumber: 1, Remote: "::1"}},
 		{"blacklist v4 address", []string{"--src", "203.0.113.7", "--protocol", "udp"},
 			explanation{Verdict: "block", Reason: "Blacklisted IP", Step: "blacklist", StepNumber: 2, Remote: "203.0.113.7"}},
-		{"blacklist v4, IPv4-mapped", []string{"--src", "::ffff:203.0.113.7", "--protocol", "udp"},
-			explanation{Verdict: "block", Reason: "Blacklisted IP", Step: "blacklist", StepNumber: 2, Remote: "203.0.113.7"}},
+		// An IPv4-mapped address is only ever an IPv6 packet's, which pfwd
+		// blocks as malformed, whatever the lists say of the IPv4 address.
+		{"blacklisted v4, IPv4-mapped", []string{"--src", "::ffff:203.0.113.7", "--protocol", "udp"},
+			explanation{Verdict: "block", Reason: "Malformed packet", Step: "malformed", StepNumber: 7, Remote: "::ffff:203.0.113.7"}},
+		{"whitelisted loopback, IPv4-mapped", []string{"--src", "::ffff:127.0.0.1", "--protocol", "udp", "--dst-port", "69"},
+			explanation{Verdict: "block", Reason: "Malformed packet", Step: "malformed", StepNumber: 7, Remote: "::ffff:127.0.0.1"}},
 		{"rule v4, IPv4-mapped", []string{"--src", "::ffff:203.0.113.50", "--dst", "::ffff:192.168.1.2", "--dst-port", "445"},
-			explanation{Verdict: "block", Reason: "Rule: Block Telnet and SMB", Step: "rule", StepNumber: 5, Rule: 1, Remote: "203.0.113.50"}},
+			explanation{Verdict: "block", Reason: "Malformed packet", Step: "malformed", StepNumber: 7, Remote: "::ffff:203.0.113.50"}},
 		{"blacklist v4 CIDR", []string{"--src", "192.0.2.77", "--protocol", "icmp"},
 			explanation{Verdict: "block", Reason: "Blacklisted IP", Step: "blacklist", StepNumber: 2, Remote: "192.0.2.77"}},
 		{"blacklist v6", []string{"--src", "2001:db8:dead::9", "--dst", "2001:db8::2"},
@@ -182,6 +186,8 @@ func TestExplainErrors(t *testing.T) {
 		{[]string{"--src", "10.0.0.1", "--dst-port", "65536"}, 1, `--dst-port: 65536 is not a port (1-65535)`},
 		{[]string{"--src", "10.0.0.1", "--dst-port", "http"}, 2, `--dst-port "http" is not a number`},
 		{[]string{"--src", "10.0.0.1", "--protocol", "icmp", "--dst-port", "7"}, 1, "--dst-port: icmp has no ports"},
+		{[]string{"--src", "10.0.0.1", "--protocol", "icmpv6"}, 1, "--protocol icmpv6 is IPv6's ICMP, but the addresses are IPv4 (use --protocol icmp)"},
+		{[]string{"--direction", "out", "--dst", "2001:db8::1", "--protocol", "icmp"}, 1, "--protocol icmp is IPv4's ICMP, but the addresses are IPv6 (use --protocol icmpv6)"},
 		{[]string{"--src", "10.0.0.1", "--protocol", "gre"}, 2, `--protocol: "gre" is not a protocol`},
 		{[]string{"--src", "10.0.0.1", "--direction", "up"}, 2, `--direction: "up" is not a direction`},
 	}

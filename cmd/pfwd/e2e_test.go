@@ -767,6 +767,29 @@ func TestPaddedIPv6ExtensionHeadersDoNotBypassRules(t *testing.T) {
 	l.expect("tcp", hostPort(l.fwIP6, 22), true)
 }
 
+// An IPv6 datagram from an IPv4-mapped source (::ffff:a.b.c.d) reaches a
+// dual-stack server as if from the IPv4 address, which answers over IPv4.
+// The IPv6 lists never hold that form, so the IPv4 lists and rules would
+// not judge it: pfwd drops it as malformed, and explain says the same.
+func TestIPv4MappedSourceDropped(t *testing.T) {
+	l := newLab(t)
+	l.writeConfig(l.configDoc("allow", ``, `"127.0.0.1"`, ``, 100))
+	l.serve(nil, []int{5353})
+	l.startPfwd()
+	l.expect("udp", hostPort(l.fwIP6, 5353), true)
+	if n := l.send("udp-mapped6", l.clientIP, hostPort(l.fwIP6, 5353), 1, time.Second); n != 0 {
+		t.Errorf("a datagram from ::ffff:%s was let through and answered", l.clientIP)
+	}
+	mapped := "::ffff:" + l.clientIP
+	if _, ok := l.waitRow(func(r store.LogRow) bool { return r.Reason == "Malformed packet" && r.SrcIP == mapped }); !ok {
+		t.Errorf("no Malformed packet row from %s: %+v", mapped, l.rows("blocked"))
+	}
+	if out, _ := l.fwctl("explain", "--src", mapped, "--dst", l.fwIP6, "--protocol", "udp", "--dst-port", "5353"); !strings.Contains(out, "Malformed packet") {
+		t.Errorf("explain for %s does not say what pfwd did:\n%s", mapped, out)
+	}
+	l.expect("udp", hostPort(l.fwIP6, 5353), true)
+}
+
 // A one-way UDP flow (syslog, statsd: no reply ever) stays new to
 // conntrack. Its first datagram is decided; the rest must stay in the
 // kernel, not be queued one by one and counted as new connections until

@@ -10,11 +10,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -549,6 +551,8 @@ func sendMain() int {
 		switch proto {
 		case "tcp", "udp", "tcp-padded6", "tcp-padded6-long":
 			err = echo(proto, src, addr, timeout)
+		case "udp-mapped6":
+			err = echoMapped6(src, addr, timeout)
 		case "icmp":
 			var out []byte
 			out, err = exec.Command("ping", "-c", "1", "-W", strconv.Itoa(max(1, int(timeout.Seconds()))), addr).CombinedOutput()
@@ -666,6 +670,82 @@ func echo(proto, src, addr string, timeout time.Duration) error {
 		return fmt.Errorf("echo: got %q", buf[:n])
 	}
 	return nil
+}
+
+// echoMapped6 sends a UDP line to addr (an IPv6 host and port) in an IPv6
+// packet whose source is src4, an IPv4 address of this namespace, in its
+// IPv4-mapped form (::ffff:a.b.c.d). A dual-stack server takes the sender
+// for src4 and answers over IPv4, to the port this waits on.
+func echoMapped6(src4, addr string, timeout time.Duration) error {
+	src, err := netip.ParseAddr(src4)
+	if err != nil || !src.Is4() {
+		return fmt.Errorf("udp-mapped6: source %q is not IPv4", src4)
+	}
+	dst, err := netip.ParseAddrPort(addr)
+	if err != nil || !dst.Addr().Is6() {
+		return fmt.Errorf("udp-mapped6: destination %q is not IPv6", addr)
+	}
+	answer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: src.AsSlice()})
+	if err != nil {
+		return err
+	}
+	defer answer.Close()
+	sport := uint16(answer.LocalAddr().(*net.UDPAddr).Port)
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+	if err != nil {
+		return fmt.Errorf("udp-mapped6: raw socket: %w", err)
+	}
+	defer unix.Close(fd)
+	payload := []byte("pfw\n")
+	pkt := make([]byte, 40+8+len(payload))
+	pkt[0], pkt[6], pkt[7] = 0x60, unix.IPPROTO_UDP, 64
+	binary.BigEndian.PutUint16(pkt[4:], uint16(8+len(payload)))
+	mapped, d16 := netip.AddrFrom16(src.As16()).As16(), dst.Addr().As16()
+	copy(pkt[8:24], mapped[:])
+	copy(pkt[24:40], d16[:])
+	binary.BigEndian.PutUint16(pkt[40:], sport)
+	binary.BigEndian.PutUint16(pkt[42:], dst.Port())
+	binary.BigEndian.PutUint16(pkt[44:], uint16(8+len(payload)))
+	copy(pkt[48:], payload)
+	binary.BigEndian.PutUint16(pkt[46:], udp6Checksum(pkt))
+	if err := unix.Sendto(fd, pkt, 0, &unix.SockaddrInet6{Addr: d16}); err != nil {
+		return fmt.Errorf("udp-mapped6: send: %w", err)
+	}
+	answer.SetReadDeadline(time.Now().Add(timeout))
+	buf := make([]byte, 16)
+	n, err := answer.Read(buf)
+	if err != nil {
+		return err
+	}
+	if string(buf[:n]) != string(payload) {
+		return fmt.Errorf("udp-mapped6: got %q", buf[:n])
+	}
+	return nil
+}
+
+// udp6Checksum is the UDP checksum of the IPv6 packet p (no extension
+// headers), which IPv6 makes mandatory.
+func udp6Checksum(p []byte) uint16 {
+	seg := p[40:]
+	sum := uint32(unix.IPPROTO_UDP) + uint32(len(seg))
+	for i := 8; i < 40; i += 2 { // source and destination addresses
+		sum += uint32(binary.BigEndian.Uint16(p[i:]))
+	}
+	for i := 0; i+1 < len(seg); i += 2 {
+		if i != 6 { // the checksum field itself
+			sum += uint32(binary.BigEndian.Uint16(seg[i:]))
+		}
+	}
+	if len(seg)%2 == 1 {
+		sum += uint32(seg[len(seg)-1]) << 8
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	if c := ^uint16(sum); c != 0 {
+		return c
+	}
+	return 0xffff
 }
 
 // heldConn is a TCP connection kept open across a rule change.
