@@ -13,6 +13,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 	"unicode"
 
@@ -354,7 +355,9 @@ func (f *Fetcher) fetchHTTP(ctx context.Context, u *url.URL, prev Validators, o 
 // fetchFile reads a local feed. Its validator is the file's modification time
 // and size, so an untouched file is NotModified like an HTTP 304.
 func (f *Fetcher) fetchFile(path string, prev Validators) (Response, error) {
-	file, err := os.Open(path)
+	// O_NONBLOCK: opening a named pipe with no writer must not wait for
+	// one; it is refused below like any file that is not regular.
+	file, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return Response{}, err
 	}
@@ -375,7 +378,8 @@ func (f *Fetcher) fetchFile(path string, prev Validators) (Response, error) {
 		return Response{}, fmt.Errorf("%w: the file has %d bytes, over the limit of %s", ErrTooLarge, st.Size(), byteSize(maxBytes))
 	}
 	// The file may grow while it is read: parse enforces the caps again.
-	res, err := parse(file, maxBytes, maxEntries)
+	// Its lines are not quoted: see parseQuoting.
+	res, err := parseQuoting(file, maxBytes, maxEntries, false)
 	if err != nil {
 		return Response{}, err
 	}

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -346,5 +347,30 @@ func TestFetchFile(t *testing.T) {
 	}
 	if _, err := f.Fetch(t.Context(), "file://"+filepath.Dir(path), Validators{}); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Errorf("directory: error = %v", err)
+	}
+	// A file that is not a blocklist: the error names the line, but does
+	// not quote a local file's text into the log.
+	if err := os.WriteFile(path, []byte("root:$y$j9T$secret:20228:0:99999:7:::\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.MaxSize = 0
+	if _, err := f.Fetch(t.Context(), "file://"+path, Validators{}); !errors.Is(err, ErrNotBlocklist) || strings.Contains(err.Error(), "secret") || !strings.Contains(err.Error(), "line 1") {
+		t.Errorf("a local file that is not a blocklist: error = %v, want ErrNotBlocklist naming line 1 without its text", err)
+	}
+	// A named pipe with no writer: opening it must not wait for one, or
+	// the feed hangs for good and every stop waits on it.
+	fifo := filepath.Join(t.TempDir(), "fifo.txt")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := f.Fetch(t.Context(), "file://"+fifo, Validators{}); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("named pipe: error = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("fetching a named pipe still blocks after 5 s")
 	}
 }

@@ -85,7 +85,7 @@ type Result struct {
 	// (nor the CSV header). Invalid <= Lines always holds.
 	Lines int
 	// FirstInvalid is the first invalid data line as `line N: "text"`, for
-	// the log; empty when Invalid is 0.
+	// the log (only `line N` for a local file); empty when Invalid is 0.
 	FirstInvalid string
 }
 
@@ -117,6 +117,7 @@ type parser struct {
 	dstCol    int    // CSV column holding the address; 1 in Feodo's layout
 	longStart []byte // the start of the last over-long line, reused
 	sawData   bool
+	quoteText bool // quote shows the line's text, not just its number
 
 	// Markers seen so far; the format is decided from them at the end so that
 	// a footer or a late header does not depend on line order.
@@ -139,8 +140,16 @@ type parser struct {
 // buffer, entries are kept as 8-byte keys (IPv4) until the end, and reading
 // stops at whichever cap comes first.
 func parse(r io.Reader, maxBytes int64, maxEntries int) (Result, error) {
+	return parseQuoting(r, maxBytes, maxEntries, true)
+}
+
+// parseQuoting is parse, quoting the text of the lines its errors and
+// FirstInvalid name only if quoteText: a local file may hold anything
+// readable by root (a file:// URL pointing at /etc/shadow by mistake), and
+// the log and fwctl status reach more people than the file does.
+func parseQuoting(r io.Reader, maxBytes int64, maxEntries int, quoteText bool) (Result, error) {
 	br := bufio.NewReaderSize(newCapReader(r, maxBytes), maxLineLen)
-	p := parser{dstCol: 1, entries: entryKeys{max: maxEntries}}
+	p := parser{dstCol: 1, entries: entryKeys{max: maxEntries}, quoteText: quoteText}
 	for {
 		line, long, err := p.readLine(br)
 		if errors.Is(err, ErrTooLarge) {
@@ -418,8 +427,12 @@ func (p *parser) invalid(line []byte) {
 	}
 }
 
-// quote renders a line for the log: numbered, shortened, escaped.
+// quote renders a line for the log: numbered, shortened, escaped; only
+// numbered unless quoteText.
 func (p *parser) quote(line []byte) string {
+	if !p.quoteText {
+		return fmt.Sprintf("line %d", p.lineNo)
+	}
 	if len(line) > maxShownLen {
 		cut := maxShownLen
 		for cut > 0 && !utf8.RuneStart(line[cut]) {
