@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pfw/pfw/rules"
 )
 
 // LineHandler writes slog records as pfw's log lines:
@@ -170,9 +172,9 @@ func (l *LogFile) Reopen() error {
 	if err := os.MkdirAll(filepath.Dir(l.path), 0o750); err != nil {
 		return fmt.Errorf("log file: %w", err)
 	}
-	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	f, err := openLogFile(l.path)
 	if err != nil {
-		return fmt.Errorf("log file: %w", err)
+		return err
 	}
 	l.mu.Lock()
 	old := l.f
@@ -182,6 +184,48 @@ func (l *LogFile) Reopen() error {
 		old.Close()
 	}
 	return nil
+}
+
+// openLogFile opens path for appending, creating it. pfwd runs as root, so
+// what it opens matters: the file must be a regular one (a named pipe
+// would block the open, and with it start-up or every later SIGHUP; a
+// device may act on being opened), and a symbolic link is followed only
+// when root (or pfwd's own user) made it, since a link another user
+// planted in a directory they can write would have root append to
+// whatever file it names.
+func openLogFile(path string) (*os.File, error) {
+	const flags = os.O_WRONLY | os.O_APPEND | os.O_CREATE | syscall.O_NONBLOCK
+	f, err := os.OpenFile(path, flags|syscall.O_NOFOLLOW, 0o640)
+	if errors.Is(err, syscall.ELOOP) {
+		fi, lerr := os.Lstat(path)
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if lerr != nil || !ok || fi.Mode()&os.ModeSymlink == 0 {
+			return nil, fmt.Errorf("log file: %w", err)
+		}
+		if st.Uid != 0 && int(st.Uid) != os.Geteuid() {
+			return nil, fmt.Errorf("log file: %s is a symbolic link owned by uid %d; pfwd follows only root's", path, st.Uid)
+		}
+		f, err = os.OpenFile(path, flags, 0o640)
+	}
+	if errors.Is(err, syscall.ENXIO) {
+		// A named pipe nobody reads (or a device without its hardware)
+		// refuses a non-blocking open for writing: name what it is.
+		if fi, serr := os.Stat(path); serr == nil && !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("log file: %s: not a regular file (%s); --log-file \"\" runs without one", path, rules.FileKind(fi.Mode()))
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("log file: %w", err)
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("not a regular file (%s); --log-file \"\" runs without one", rules.FileKind(fi.Mode()))
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("log file: %s: %w", path, err)
+	}
+	return f, nil // O_NONBLOCK means nothing to a regular file's writes
 }
 
 func (l *LogFile) Write(p []byte) (int, error) {

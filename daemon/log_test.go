@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -315,6 +316,57 @@ func TestLogFileReopenFailureKeepsOldFile(t *testing.T) {
 	}
 	fmt.Fprintln(lf, "still logged")
 	assertLines(t, rotated, "still logged")
+}
+
+// pfwd runs as root: what sits at the log file's path must not make it
+// hang (a named pipe blocked the open, at start-up or on every SIGHUP) or
+// write where another user points it (a symbolic link they planted in a
+// directory they can write).
+func TestLogFileRefusesWhatRootMustNotOpen(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.log")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := OpenLogFile(fifo); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file (a named pipe)") {
+			t.Errorf("named pipe: err = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("opening a named pipe as the log file still blocks after 5 s")
+	}
+
+	victim := filepath.Join(dir, "victim")
+	planted := filepath.Join(dir, "planted.log")
+	if err := os.Symlink(victim, planted); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(planted, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenLogFile(planted); err == nil || !strings.Contains(err.Error(), "symbolic link owned by uid 65534") {
+		t.Errorf("a link another user owns: err = %v", err)
+	}
+	if _, err := os.Lstat(victim); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the planted link's target was created: %v", err)
+	}
+
+	// A link root made (an admin pointing the log elsewhere) is followed.
+	target := filepath.Join(dir, "elsewhere.log")
+	linked := filepath.Join(dir, "linked.log")
+	if err := os.Symlink(target, linked); err != nil {
+		t.Fatal(err)
+	}
+	lf, err := OpenLogFile(linked)
+	if err != nil {
+		t.Fatalf("a link of root's own: %v", err)
+	}
+	fmt.Fprintln(lf, "through the link")
+	lf.Close()
+	assertLines(t, target, "through the link")
 }
 
 func assertLines(t *testing.T, path string, want ...string) {

@@ -39,7 +39,7 @@ func ReadFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("read config %s: not a regular file (%s)", path, fileKind(fi.Mode()))
+		return nil, fmt.Errorf("read config %s: not a regular file (%s)", path, FileKind(fi.Mode()))
 	}
 	if fi.Size() > MaxFileSize {
 		return nil, fmt.Errorf("read config %s: %d bytes, over the %d MiB limit", path, fi.Size(), MaxFileSize>>20)
@@ -55,7 +55,9 @@ func ReadFile(path string) ([]byte, error) {
 	return data, nil
 }
 
-func fileKind(m fs.FileMode) string {
+// FileKind names the kind of a file that is not a regular one, for an
+// error saying why it was refused ("a named pipe").
+func FileKind(m fs.FileMode) string {
 	switch {
 	case m.IsDir():
 		return "a directory"
@@ -188,9 +190,23 @@ func lock(path string) (unlock func(), err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("lock config: %w", err)
 	}
-	f, err := os.OpenFile(filepath.Join(dir, "."+base+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	// The lock file is pfw's own and never a link: following one planted
+	// by a user who can write the directory would have root create or
+	// open whatever it names (a device acts on being opened), and
+	// O_NONBLOCK keeps a named pipe from blocking the open.
+	f, err := os.OpenFile(filepath.Join(dir, "."+base+".lock"), os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("lock config: %s is a symbolic link, which pfw's lock file never is: remove it", filepath.Join(dir, "."+base+".lock"))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("lock config: %w", err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		if err == nil {
+			err = fmt.Errorf("not a regular file (%s): remove it", FileKind(fi.Mode()))
+		}
+		return nil, fmt.Errorf("lock config %s: %w", f.Name(), err)
 	}
 	for {
 		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)

@@ -195,6 +195,47 @@ func TestReadFileRefusesWhatIsNotARegularFile(t *testing.T) {
 	}
 }
 
+// The lock file beside the config is pfw's own: a symbolic link planted
+// there (by a user who can write the config's directory) must not make
+// root create or open what it names, and a named pipe must not block.
+func TestLockRefusesALinkOrAPipe(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "firewall_rules.json")
+	if _, _, err := LoadOrCreate(path); err != nil {
+		t.Fatal(err)
+	}
+	lockPath := filepath.Join(dir, ".firewall_rules.json.lock")
+	victim := filepath.Join(dir, "victim")
+	os.Remove(lockPath)
+	if err := os.Symlink(victim, lockPath); err != nil {
+		t.Fatal(err)
+	}
+	addRule := func(c *Config) error { c.Rules = append(c.Rules, Rule{Name: "x", Action: ActionBlock}); return nil }
+	if _, err := Update(path, addRule); err == nil || !strings.Contains(err.Error(), "is a symbolic link") {
+		t.Errorf("Update with a link at the lock path: err = %v", err)
+	}
+	if _, err := os.Lstat(victim); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the link's target was created: %v", err)
+	}
+	os.Remove(lockPath)
+	if err := syscall.Mkfifo(lockPath, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := Update(path, addRule); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file (a named pipe)") {
+			t.Errorf("Update with a named pipe at the lock path: err = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Update with a named pipe at the lock path still blocked after 5 s")
+	}
+	if cfg, err := Load(path); err != nil || len(cfg.Rules) != len(Default().Rules) {
+		t.Errorf("the refused edits changed the file: %v", err)
+	}
+}
+
 func TestReadFileCapsTheSize(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "big.json")
 	f, err := os.Create(path)
