@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // DefaultSocket is where pfwd listens and fwctl asks unless told otherwise
@@ -156,7 +158,22 @@ func Query(ctx context.Context, path string) (Status, error) {
 		// the server's MaxConns slots until its idle timeout.
 		Transport: &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
+			c, err := d.DialContext(ctx, "unix", path)
+			if err != nil {
+				return nil, err
+			}
+			// pfwd runs as root: an answer from another user's process
+			// (one that took the path in a directory others can write)
+			// would be a status made up by that user.
+			cred, err := PeerCred(c.(*net.UnixConn))
+			if err == nil && cred.Uid != 0 && int(cred.Uid) != os.Geteuid() {
+				err = &notPfwdError{path: path, pid: cred.Pid, uid: cred.Uid}
+			}
+			if err != nil {
+				c.Close()
+				return nil, err
+			}
+			return c, nil
 		}},
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://pfwd/status", nil)
@@ -165,6 +182,9 @@ func Query(ctx context.Context, path string) (Status, error) {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
+		if np := (*notPfwdError)(nil); errors.As(err, &np) {
+			return Status{}, np
+		}
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
 			return Status{}, fmt.Errorf("%w (no daemon on %s)", ErrNotRunning, path)
 		}
@@ -186,4 +206,33 @@ func Query(ctx context.Context, path string) (Status, error) {
 		return Status{}, fmt.Errorf("query pfwd on %s: %w", path, err)
 	}
 	return st, nil
+}
+
+// notPfwdError is an answer on the control socket from a process that
+// cannot be pfwd: it runs as neither root nor the asking user.
+type notPfwdError struct {
+	path string
+	pid  int32
+	uid  uint32
+}
+
+func (e *notPfwdError) Error() string {
+	return fmt.Sprintf("control socket %s is held by pid %d, uid %d: not pfwd, which runs as root; its answer is not trusted", e.path, e.pid, e.uid)
+}
+
+// PeerCred returns the credentials of the process at the other end of c
+// (for a listening socket's clients, of the process that listened).
+func PeerCred(c *net.UnixConn) (*unix.Ucred, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var cred *unix.Ucred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return nil, err
+	}
+	return cred, credErr
 }

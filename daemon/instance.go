@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pfw/pfw/control"
 	"github.com/pfw/pfw/nft"
 )
 
@@ -74,16 +75,5 @@ func lockHolder(addr *net.UnixAddr) (*unix.Ucred, error) {
 		return nil, err
 	}
 	defer c.Close()
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	var cred *unix.Ucred
-	var credErr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return nil, err
-	}
-	return cred, credErr
+	return control.PeerCred(c)
 }
