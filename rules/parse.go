@@ -326,8 +326,27 @@ func CheckRuleName(name string) error {
 		return fmt.Errorf("%q is not valid UTF-8", name)
 	case strings.IndexFunc(name, unicode.IsControl) >= 0:
 		return fmt.Errorf("%q contains a control character", name)
+	case strings.IndexFunc(name, misleadingInText) >= 0:
+		return fmt.Errorf("%q contains a line separator or a text-direction control", name)
 	}
 	return nil
+}
+
+// misleadingInText reports the characters that are not control
+// characters yet change how the text around them reads where names are
+// shown (fwctl's tables, terminals): line and paragraph separators start a
+// new line, and the bidirectional controls reorder what follows them, so
+// a name could pass for another or for a log line of its own.
+func misleadingInText(r rune) bool {
+	switch {
+	case r == '\u2028' || r == '\u2029': // line, paragraph separator
+		return true
+	case r == '\u061c' || r == '\u200e' || r == '\u200f': // bidi marks
+		return true
+	case r >= '\u202a' && r <= '\u202e', r >= '\u2066' && r <= '\u2069': // embeddings, overrides, isolates
+		return true
+	}
+	return false
 }
 
 // unique reports names used twice in a list (the empty name is reported

@@ -197,6 +197,13 @@ func TestCheckRuleName(t *testing.T) {
 		{" ", "a rule name may not be empty"},
 		{strings.Repeat("x", MaxRuleName+1), `"` + strings.Repeat("x", 32) + `…" is longer than 128 bytes`},
 		{"new\nline", `"new\nline" contains a control character`},
+		// Not control characters, yet a name holding them reads as
+		// something else in fwctl's tables and in a terminal.
+		{"ls\u2028FAKE - ERROR - injected", `"ls\u2028FAKE - ERROR - injected" contains a line separator or a text-direction control`},
+		{"SSH\u202e", `"SSH\u202e" contains a line separator or a text-direction control`},
+		{"a\u2067b", `"a\u2067b" contains a line separator or a text-direction control`},
+		{"عربي", ""},             // right-to-left text itself is fine
+		{"👩\u200d💻 dev box", ""}, // and so is a joiner inside an emoji
 		// Found by FuzzCheckRuleName: accepted, then saved as "bad\uFFFD",
 		// so the rule fwctl add reported was not the rule in the file, and
 		// a second such name clashed with the first.
