@@ -82,8 +82,11 @@
 //
 // A feed must not block its own server, or another feed's: the fetch that
 // could take the entry back would never connect again. The Manager learns
-// the addresses it needs and remembers them (the last 1024 seen): literal
-// addresses in feed URLs (at SetFeeds and every fetch), the nameservers of
+// the addresses it needs and remembers them (the last 1024 seen, and a
+// server only while a feed in the config is fetched from its host: one
+// removed, or moved to another host, gives back at once the entries its
+// servers alone refused): literal addresses in feed URLs (at SetFeeds and
+// every fetch), the nameservers of
 // /etc/resolv.conf and /run/systemd/resolve/resolv.conf (read at every
 // fetch; a missing or odd file is no error), and the address of every
 // connection a fetch made or tried, redirects and proxies included (learned

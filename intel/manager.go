@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -215,15 +216,24 @@ func (m *Manager) reconfigure(feeds []Feed, now time.Time) {
 	for _, cfg := range feeds {
 		keep[cfg.Name] = true
 	}
+	// The servers a removed feed, or one moved to another host, no longer
+	// needs are forgotten now, and the entries they alone refused given
+	// back at the end, once what the new config needs is learned: an
+	// address still needed is never given back only to be refused again.
+	forgot := false
 	for _, name := range m.order {
 		if !keep[name] {
 			m.remove(name)
+			forgot = m.forgetServersOf(name) || forgot
 		}
 	}
 	m.order = m.order[:0]
 	for _, cfg := range feeds {
 		m.order = append(m.order, cfg.Name)
 		if f, ok := m.feeds[cfg.Name]; ok {
+			if !sameHost(f.cfg.URL, cfg.URL) {
+				forgot = m.forgetServersOf(cfg.Name) || forgot
+			}
 			m.change(f, cfg, now)
 		} else {
 			m.add(cfg, now)
@@ -235,11 +245,24 @@ func (m *Manager) reconfigure(feeds []Feed, now time.Time) {
 			m.learn(cfg.Name, []netip.Addr{a}, now)
 		}
 	}
+	if forgot {
+		m.protectGen++
+		m.reprotectEverywhere(Protected{}, true)
+	}
 }
 
-// change gives a feed already tracked its new settings: a new URL drops
-// what was learned from the old one and fetches now, a new Interval
-// reschedules, a new Level re-sends the entries; m.mu is held.
+// sameHost reports whether two feed URLs name the same host, whose
+// addresses a fetch of either would reach.
+func sameHost(a, b string) bool {
+	ua, errA := url.Parse(a)
+	ub, errB := url.Parse(b)
+	return errA == nil && errB == nil && strings.EqualFold(ua.Hostname(), ub.Hostname())
+}
+
+// change gives a feed already tracked its new settings: a new URL
+// fetches now, with fresh validators (reconfigure forgets the old host's
+// addresses), a new Interval reschedules, a new Level re-sends the
+// entries; m.mu is held.
 func (m *Manager) change(f *feed, cfg Feed, now time.Time) {
 	old := f.cfg
 	f.cfg = cfg

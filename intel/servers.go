@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -28,8 +29,10 @@ const (
 
 // need is an address pfwd must be able to reach.
 type need struct {
-	feed string // the feed it serves; "" for a DNS resolver
-	seen time.Time
+	// feeds are those it serves, the first learned first; "" stands for
+	// the DNS resolvers.
+	feeds []string
+	seen  time.Time
 }
 
 // readResolvers returns the nameserver addresses of the given resolv.conf
@@ -107,10 +110,13 @@ func (m *Manager) learn(feed string, addrs []netip.Addr, now time.Time) {
 		}
 		if n, known := m.needs[a]; known {
 			n.seen = now
+			if !slices.Contains(n.feeds, feed) {
+				n.feeds = append(n.feeds, feed)
+			}
 			m.needs[a] = n
 			continue
 		}
-		m.needs[a] = need{feed: feed, seen: now}
+		m.needs[a] = need{feeds: []string{feed}, seen: now}
 		if feed == "" {
 			fresh.Resolvers = append(fresh.Resolvers, a)
 		} else {
@@ -140,14 +146,38 @@ func (m *Manager) forgetOldestNeed() {
 	delete(m.needs, oldest)
 }
 
+// forgetServersOf drops feed from the feeds each learned address serves,
+// and forgets the addresses it alone needed: a feed removed from the
+// config, or one now fetched from another host, no longer needs its old
+// server, which another feed may then block. It reports whether an
+// address was forgotten; the caller gives back the entries that address
+// alone refused (reprotectEverywhere), once it has learned what the new
+// config needs. m.mu is held.
+func (m *Manager) forgetServersOf(feed string) (forgot bool) {
+	for a, n := range m.needs {
+		i := slices.Index(n.feeds, feed)
+		if i < 0 {
+			continue
+		}
+		if len(n.feeds) == 1 {
+			delete(m.needs, a)
+			forgot = true
+			continue
+		}
+		n.feeds = slices.Delete(slices.Clone(n.feeds), i, i+1)
+		m.needs[a] = n
+	}
+	return forgot
+}
+
 // needed returns the addresses learned so far, for Sanitize.
 func (m *Manager) needed() Protected {
 	var p Protected
 	for a, n := range m.needs {
-		if n.feed == "" {
+		if slices.Contains(n.feeds, "") {
 			p.Resolvers = append(p.Resolvers, a)
 		} else {
-			p.FeedServers = append(p.FeedServers, FeedServer{Addr: a, Feed: n.feed})
+			p.FeedServers = append(p.FeedServers, FeedServer{Addr: a, Feed: n.feeds[0]})
 		}
 	}
 	return p

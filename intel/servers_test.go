@@ -1,6 +1,7 @@
 package intel
 
 import (
+	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -207,5 +208,74 @@ func TestManagerForgetsOldestNeeds(t *testing.T) {
 	}
 	if _, ok := m.needs[netip.MustParseAddr("192.0.2.53")]; !ok {
 		t.Errorf("the resolver seen recently was forgotten")
+	}
+}
+
+// mapTransport answers each URL with its body from a map, 404 otherwise,
+// and dials nothing.
+type mapTransport map[string]string
+
+func (mt mapTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	body, ok := mt[req.URL.String()]
+	status := http.StatusOK
+	if !ok {
+		status = http.StatusNotFound
+	}
+	return &http.Response{StatusCode: status, Header: http.Header{}, Request: req, Body: io.NopCloser(strings.NewReader(body))}, nil
+}
+
+// TestManagerForgetsServersOfFeedsGone: a server is protected while a feed
+// in the config is fetched from it. Once the last such feed is removed, or
+// moved to another host, another feed may block it, at once, without
+// waiting for that feed's next fetch.
+func TestManagerForgetsServersOfFeedsGone(t *testing.T) {
+	const (
+		oldURL   = "http://198.51.100.40/old.txt"
+		otherURL = "http://198.51.100.40/other.txt" // the same server
+		movedURL = "http://feeds.example/other.txt"
+		newURL   = "http://feeds.example/new.txt"
+	)
+	var rec recorder
+	opts := rec.options()
+	opts.Fetcher = &Fetcher{Client: &http.Client{Transport: mapTransport{
+		oldURL: "203.0.113.1\n", otherURL: "203.0.113.2\n", movedURL: "203.0.113.2\n",
+		newURL: "198.51.100.40\n198.51.100.88\n",
+	}}}
+	m := NewManager(opts)
+	m.resolvConfs = resolvConf(t, "")
+	feedNew := Feed{Name: "New", URL: newURL, Interval: time.Hour}
+	feedOther := Feed{Name: "Other", URL: otherURL, Interval: time.Hour}
+	if err := m.SetFeeds([]Feed{{Name: "Old", URL: oldURL, Interval: time.Hour}, feedOther, feedNew}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, m)
+	waitFor(t, 5*time.Second, "New's update", func() bool { return len(rec.updatesOf("New")) == 1 })
+	entriesOfNew := func() []netip.Prefix { got, _ := m.Entries("New"); return got }
+	if diff := cmp.Diff(prefixes("198.51.100.88/32"), entriesOfNew(), cmpPrefix); diff != "" {
+		t.Fatalf("New's entries while two feeds use 198.51.100.40 (-want +got):\n%s", diff)
+	}
+
+	// Old goes, but Other still fetches from the same server.
+	if err := m.SetFeeds([]Feed{feedOther, feedNew}); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(prefixes("198.51.100.88/32"), entriesOfNew(), cmpPrefix); diff != "" {
+		t.Errorf("New's entries while Other still uses 198.51.100.40 (-want +got):\n%s", diff)
+	}
+
+	// Other moves to another host: nobody needs 198.51.100.40 any more.
+	feedOther.URL = movedURL
+	if err := m.SetFeeds([]Feed{feedOther, feedNew}); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(prefixes("198.51.100.40/32", "198.51.100.88/32"), entriesOfNew(), cmpPrefix); diff != "" {
+		t.Errorf("New's entries once no feed uses 198.51.100.40 (-want +got):\n%s", diff)
+	}
+	want := `restored 1 entry refused for a protection now gone: 198.51.100.40/32`
+	if _, ok := rec.event("New", slog.LevelInfo, want); !ok {
+		t.Errorf("no event %q:%s", want, rec.dump())
+	}
+	if ups := rec.updatesOf("New"); len(ups) != 2 {
+		t.Errorf("New was sent %d updates, want 2: the first fetch, then the restore", len(ups))
 	}
 }
