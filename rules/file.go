@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -168,6 +169,24 @@ func Save(path string, cfg *Config) error {
 	return writeAtomic(path, data)
 }
 
+// removeLeftovers removes the temporary files of saves killed before
+// their rename (SIGKILL, out of memory, power loss), each a whole copy of
+// the config that nothing else would ever remove. Every save runs under
+// the config's lock, so a temporary file that exists while the lock is
+// held is no other save's. Best effort: a leftover that stays costs only
+// space.
+func removeLeftovers(dir, prefix string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), prefix) && e.Type().IsRegular() {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
 // followLinks returns the file a symlinked config path points to, so a
 // save replaces the target and the link stays (a config kept in a git
 // checkout, or in a Kubernetes ..data directory), and writers through the
@@ -237,7 +256,9 @@ func writeAtomic(path string, data []byte) error {
 			uid, gid = int(st.Uid), int(st.Gid)
 		}
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	prefix := "." + filepath.Base(path) + ".tmp-"
+	removeLeftovers(dir, prefix)
+	tmp, err := os.CreateTemp(dir, prefix+"*")
 	if err != nil {
 		return fmt.Errorf("save config: %w", err)
 	}

@@ -309,3 +309,38 @@ func TestDefaultPath(t *testing.T) {
 		t.Errorf("DefaultPath = %q", DefaultPath)
 	}
 }
+
+// A save killed between creating its temporary file and the rename
+// (SIGKILL, out of memory) leaves a whole copy of the config beside it.
+// The next save, which holds the lock, removes it.
+func TestUpdateRemovesLeftoverTempFiles(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "firewall_rules.json")
+	if _, _, err := LoadOrCreate(path); err != nil {
+		t.Fatal(err)
+	}
+	leftovers := []string{".firewall_rules.json.tmp-123456", ".firewall_rules.json.tmp-987654"}
+	for _, name := range leftovers {
+		if err := os.WriteFile(filepath.Join(dir, name), DefaultJSON(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := filepath.Join(dir, ".other.json.tmp-1") // another file's: not ours to remove
+	if err := os.WriteFile(other, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Update(path, func(c *Config) error {
+		c.BlacklistIPs = append(c.BlacklistIPs, netip.MustParsePrefix("203.0.113.7/32"))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range leftovers {
+		if _, err := os.Lstat(filepath.Join(dir, name)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s is still there after a save: %v", name, err)
+		}
+	}
+	if _, err := os.Lstat(other); err != nil {
+		t.Errorf("another file's temporary file was removed: %v", err)
+	}
+}
