@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -178,6 +179,33 @@ func TestManagerFetchesThenRevalidates(t *testing.T) {
 	}
 	if got := state(m, "A").Entries; got != 3 {
 		t.Errorf("entries after a 304: %d, want 3", got)
+	}
+}
+
+// A server that sends no validators answers every fetch with the whole
+// list: the same list again is not applied again (it cost a second and
+// tens of MiB for 100,000 entries), any more than a 304 is.
+func TestManagerSameListWithoutValidatorsIsNotReapplied(t *testing.T) {
+	t.Parallel()
+	var fetches atomic.Int32
+	srv := listenOn(t, "127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		w.Write([]byte("192.0.2.1\n192.0.2.2\n"))
+	}))
+	var rec recorder
+	m := NewManager(rec.options())
+	if err := m.SetFeeds([]Feed{{Name: "A", URL: srv.URL, Interval: time.Second}}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, m)
+	waitFor(t, 5*time.Second, "the first update", func() bool { return len(rec.updatesOf("A")) == 1 })
+	first := state(m, "A").LastSuccess
+	waitFor(t, 5*time.Second, "two more fetches", func() bool { return fetches.Load() >= 3 && state(m, "A").LastSuccess.After(first) })
+	if n := len(rec.updatesOf("A")); n != 1 {
+		t.Errorf("%d updates for the same list fetched %d times, want 1", n, fetches.Load())
+	}
+	if s := state(m, "A"); s.Entries != 2 || s.Failures != 0 {
+		t.Errorf("state after unchanged fetches: %+v", s)
 	}
 }
 
