@@ -830,7 +830,7 @@ func (d *Daemon) onStoreReopen(err error) {
 		d.log.Error("The log database could not be used: moved it aside and started a new one",
 			"reason", d.store.MovedAsideReason(), "moved_to", moved, "path", d.store.Path())
 	} else {
-		d.log.Warn("The log database was deleted or replaced while pfwd ran: opened it again", "path", d.store.Path())
+		d.log.Warn("The log database was deleted, replaced or emptied while pfwd ran: opened it again", "path", d.store.Path())
 	}
 	d.goSave(d.resaveThreats)
 }

@@ -35,16 +35,28 @@ func identify(path string) dbFiles {
 }
 
 // Replaced reports whether the database file at the path is gone or is
-// another file than the one opened: pfwd reopens it (see Reopen), and a
-// reader that follows the log opens the new one.
+// another file than the one opened, was emptied in place (`: >
+// firewall.db`, `truncate -s0`, the usual ways to clear a log), or lost
+// the WAL file it had (`rm firewall.db-wal`, or SQLite itself: a reader
+// opening an emptied file deletes the WAL beside it). pfwd reopens it
+// (see Reopen), and a reader that follows the log opens the new one. In
+// the last two cases the file keeps its inode, yet the rows pfwd writes
+// would go where no reader looks.
 func (s *Store) Replaced() bool {
-	cur, err := idOf(s.path)
-	if err != nil {
+	var st syscall.Stat_t
+	if err := syscall.Stat(s.path, &st); err != nil {
 		// Unreadable for now (a permission change, an unmounted disk):
 		// keep the open file rather than guess.
 		return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
 	}
-	return cur != s.files.db
+	if (fileID{st.Dev, st.Ino}) != s.files.db || st.Size == 0 && s.files.db != (fileID{}) {
+		return true
+	}
+	if s.files.wal == (fileID{}) {
+		return false // no WAL when opened (a read-only view of a file pfwd never ran on)
+	}
+	wal, err := idOf(s.path + "-wal")
+	return errors.Is(err, fs.ErrNotExist) || err == nil && wal != s.files.wal
 }
 
 // Reopen opens the database again when its file was deleted or replaced
@@ -71,6 +83,16 @@ func (s *Store) Reopen() (bool, error) {
 // reopenLocked is Reopen's work: close the pools, remove the old file's
 // WAL files, open the path. s.mu must be held.
 func (s *Store) reopenLocked() error {
+	var st syscall.Stat_t
+	if syscall.Stat(s.path, &st) == nil && (fileID{st.Dev, st.Ino}) == s.files.db && st.Size == 0 {
+		// Emptied in place to clear the log: out of the way first, or the
+		// old connection's checkpoint at close would write its pages into
+		// the empty file, which is no database then. Its rows were meant
+		// to go.
+		if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("reopen store %s: remove the emptied file: %w", s.path, err)
+		}
+	}
 	closeErr := s.closePools()
 	for _, f := range []struct {
 		path string

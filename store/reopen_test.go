@@ -85,6 +85,61 @@ func TestWriterReopensADeletedDatabase(t *testing.T) {
 	}
 }
 
+// `: > firewall.db` or `truncate -s0` to clear the log keeps the file's
+// inode. A reader then opening the empty file (fwctl, sqlite3) has SQLite
+// delete the WAL beside it, the one pfwd writes to: rows went nowhere,
+// and every fwctl read failed, until pfwd restarted. The writer now
+// takes the emptied file for a new one.
+func TestWriterReopensAnEmptiedDatabase(t *testing.T) {
+	s := openTemp(t)
+	w, reopened := reopenWriter(t, s)
+	for range 5 {
+		w.Blocked(tcpRow(t0, "203.0.113.7", "10.0.0.1", "Rule: Telnet"))
+	}
+	flush(t, w)
+	if err := os.Truncate(s.Path(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := OpenReader(s.Path()); err == nil { // fwctl in the meantime, as likely as not
+		r.Close()
+	}
+	waitReopen(t, reopened)
+	w.Blocked(tcpRow(t0, "203.0.113.8", "10.0.0.1", "Rule: Telnet"))
+	flush(t, w)
+	if n := countIn(t, s.Path(), "blocked_packets"); n != 1 {
+		t.Errorf("the emptied database has %d rows, want the 1 written after it was emptied", n)
+	}
+	if st := w.Stats(); st.Lost != 0 || st.Errors != 0 {
+		t.Errorf("writer stats %+v: rows lost around the reopen", st)
+	}
+}
+
+// `rm firewall.db-wal` alone: pfwd's connection went on writing into the
+// deleted file, which no reader sees. The writer reopens, and its rows,
+// checkpointed from the deleted WAL as the old connection closes, stay.
+func TestWriterReopensAfterItsWALIsDeleted(t *testing.T) {
+	s := openTemp(t)
+	w, reopened := reopenWriter(t, s)
+	for range 5 {
+		w.Blocked(tcpRow(t0, "203.0.113.7", "10.0.0.1", "Rule: Telnet"))
+	}
+	flush(t, w)
+	if err := os.Remove(s.Path() + "-wal"); err != nil {
+		t.Fatal(err)
+	}
+	waitReopen(t, reopened)
+	w.Blocked(tcpRow(t0, "203.0.113.8", "10.0.0.1", "Rule: Telnet"))
+	flush(t, w)
+	if n := countIn(t, s.Path(), "blocked_packets"); n != 6 {
+		t.Errorf("the database has %d rows after its WAL was deleted, want all 6", n)
+	}
+	select {
+	case err := <-reopened:
+		t.Errorf("a second reopen (%v) with the files unchanged", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
 // The file replaced by another database (a backup restored with mv): the
 // writer opens that one and appends to it.
 func TestWriterReopensAReplacedDatabase(t *testing.T) {

@@ -795,7 +795,7 @@ func TestDatabaseDeletedWhileRunning(t *testing.T) {
 	if err := os.Remove(l.db()); err != nil {
 		t.Fatal(err)
 	}
-	l.waitLog("The log database was deleted or replaced while pfwd ran: opened it again")
+	l.waitLog("The log database was deleted, replaced or emptied while pfwd ran: opened it again")
 	l.waitLog("Threat feed: entries saved to the new database", `feed="`+v6+`"`, "entries=3")
 	if rows := l.threats(0); len(rows) != 3 {
 		t.Errorf("fwctl threats after the rm: %+v, want the feed's 3 entries", rows)
