@@ -39,6 +39,13 @@ func checkPath(path string) error {
 // wait in the listen backlog (fwctl asks one question per connection).
 const MaxConns = 16
 
+// idleTimeout closes a control connection that has sent no request for
+// that long. fwctl writes its request as soon as it connects, so a second
+// is plenty; a longer one let MaxConns connections that never send
+// anything (a leaking local tool) keep fwctl status from an answer within
+// its own 3 s.
+const idleTimeout = time.Second
+
 // Listen creates the control socket at path, mode 0600, replacing a stale
 // socket file but refusing to take over one that a live pfwd answers on,
 // and refusing to remove anything that is not a socket (a mistyped
@@ -99,7 +106,7 @@ func listen(path string, umask bool) (net.Listener, error) {
 }
 
 // Serve answers GET /status with status() until ctx is done, at most
-// MaxConns connections at once, each closed after 5 s idle. errorLog,
+// MaxConns connections at once, each closed after idleTimeout idle. errorLog,
 // when not nil, gets net/http's own errors (failed accepts, bad requests).
 func Serve(ctx context.Context, l net.Listener, status func() Status, errorLog *log.Logger) error {
 	mux := http.NewServeMux()
@@ -108,8 +115,8 @@ func Serve(ctx context.Context, l net.Listener, status func() Status, errorLog *
 		json.NewEncoder(w).Encode(status())
 	})
 	l = LimitListener(l, MaxConns)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
-		IdleTimeout: 5 * time.Second, ErrorLog: errorLog}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: idleTimeout, WriteTimeout: 5 * time.Second,
+		IdleTimeout: idleTimeout, ErrorLog: errorLog}
 	if err := ServeUntil(ctx, srv, l); err != nil {
 		return fmt.Errorf("control socket: %w", err)
 	}
