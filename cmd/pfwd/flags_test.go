@@ -180,3 +180,33 @@ func TestBinaryUsageStreams(t *testing.T) {
 		t.Errorf("pfwd --stats-every 0: stdout %q, stderr %q; want the error on stderr only", stdout.String(), stderr.String())
 	}
 }
+
+// A SIGHUP sent the moment pfwd exists (a logrotate postrotate, a reload
+// racing a restart) killed it while its dependencies initialized, before
+// main asked for the signal. Package sighup asks for it among the first
+// packages initialized: before the daemon's dependencies, whose
+// initialization is most of that time.
+func TestSIGHUPHeldFromEarlyInitialization(t *testing.T) {
+	pfwd, _ := binaries(t)
+	cmd := exec.Command(pfwd, "--version")
+	cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("pfwd --version: %v\n%s", err, out)
+	}
+	order := map[string]int{}
+	for i, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[0] == "init" {
+			order[f[1]] = i
+		}
+	}
+	held, ok := order["github.com/pfw/pfw/cmd/pfwd/internal/sighup"]
+	if !ok {
+		t.Fatalf("no init of package sighup in pfwd's init trace:\n%s", out)
+	}
+	for _, later := range []string{"github.com/mattn/go-sqlite3", "github.com/prometheus/client_golang/prometheus", "github.com/pfw/pfw/daemon"} {
+		if i, ok := order[later]; ok && i < held {
+			t.Errorf("%s initializes before SIGHUP is held", later)
+		}
+	}
+}

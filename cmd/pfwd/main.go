@@ -15,6 +15,7 @@ import (
 
 	sdnotify "github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/pfw/pfw/cmd/pfwd/internal/sighup"
 	"github.com/pfw/pfw/daemon"
 	"github.com/pfw/pfw/intel"
 )
@@ -31,13 +32,13 @@ func envOr(name, def string) string {
 }
 
 func run(args []string) int {
-	// First of all: SIGHUP's default action kills, and a script may send
-	// one (a reload) the moment pfwd exists. Held here, it is applied once
-	// the daemon has started. Ignored on the way out, when nothing reloads
-	// any more: restoring the default action would let a late one kill
-	// pfwd before it exits.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+	// SIGHUP's default action kills, and a script may send one (a reload)
+	// the moment pfwd exists: package sighup holds them from
+	// initialization on, and they are applied once the daemon has
+	// started. Ignored on the way out, when nothing reloads any more:
+	// restoring the default action would let a late one kill pfwd before
+	// it exits.
+	hup := sighup.C
 	defer signal.Ignore(syscall.SIGHUP)
 	cl, exit, ok := parseFlags(args, os.Stdout, os.Stderr)
 	if !ok {
