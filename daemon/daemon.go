@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pfw/pfw/control"
@@ -36,6 +37,9 @@ type Daemon struct {
 	opts    Options
 	log     *slog.Logger
 	started time.Time
+	// logFileLost is the log file's lost lines the statistics line last
+	// reported (logStats).
+	logFileLost atomic.Uint64
 
 	engine *verdict.Engine
 	fw     *nft.Firewall

@@ -153,9 +153,11 @@ func (h *LineHandler) WithGroup(name string) slog.Handler { return h } // pfw do
 // LogFile is the application log file, reopened on demand so logrotate
 // can move it away (pfwd reopens it on SIGHUP).
 type LogFile struct {
-	mu   sync.Mutex
-	path string
-	f    *os.File
+	mu      sync.Mutex
+	path    string
+	f       *os.File
+	lost    uint64 // lines a write failed to store (a full disk)
+	lastErr error  // the last such failure
 }
 
 // OpenLogFile opens (creating) the log file for appending.
@@ -231,7 +233,24 @@ func openLogFile(path string) (*os.File, error) {
 func (l *LogFile) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.f.Write(p)
+	n, err := l.f.Write(p)
+	if err == nil && n < len(p) {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		l.lost++
+		l.lastErr = err
+	}
+	return n, err
+}
+
+// Lost returns how many lines a write failed to store in the file so far,
+// and the last failure. The lines still reach stderr or the journal, which
+// is where pfwd reports them (Options.LogFile).
+func (l *LogFile) Lost() (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lost, l.lastErr
 }
 
 // Close closes the file.

@@ -49,6 +49,9 @@ type Options struct {
 	// sends on it for each SIGHUP. One sent before the daemon has started
 	// is applied once it has.
 	Reload <-chan struct{}
+	// LogFile, when pfwd writes one, has its lost lines (a full disk)
+	// reported with the statistics line, on the log's other destination.
+	LogFile *LogFile
 	// Ready is called once the table is in place and packets are being
 	// decided, and again when a reload asked for through Reload has ended
 	// (pfwd tells systemd: READY=1, after the RELOADING=1 it sent).

@@ -183,6 +183,15 @@ func (d *Daemon) logStats() {
 		d.log.Info("Log rows counted instead of written", "type", g.Type, "reason", g.Reason,
 			"count", g.Count, "total", g.Total)
 	}
+	if d.opts.LogFile != nil {
+		// The file cannot say it lost its own lines; this line reaches
+		// stderr or the journal, which has them all.
+		if lost, err := d.opts.LogFile.Lost(); lost > d.logFileLost.Load() {
+			d.log.Error("The log file could not store some lines (stderr or the journal has them)",
+				"lost", lost-d.logFileLost.Load(), "total", lost, "err", err)
+			d.logFileLost.Store(lost)
+		}
+	}
 }
 
 // suppressedLog remembers the suppressed-row counts the statistics line

@@ -64,6 +64,7 @@ func run(args []string) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	opts.LogFile = lf
 	opts.Ready = func() { sdnotify.SdNotify(false, sdnotify.SdNotifyReady+"\nMAINPID="+strconv.Itoa(os.Getpid())) }
 	reload := make(chan struct{}, 1)
 	opts.Reload = reload
