@@ -289,8 +289,13 @@ func (w *Writer) Run(ctx context.Context) error {
 	}()
 	defer func() { stopCheck(); <-checkDone }()
 
+	// The flush ticker runs only while rows or counts wait: an idle
+	// pfwd must not wake four times a second to commit nothing. Counts
+	// producers leave without a row (BlockedNotLogged, a full queue) are
+	// committed at the next check tick when it is stopped.
 	flushTick := time.NewTicker(w.cfg.FlushEvery)
 	defer flushTick.Stop()
+	flushing := true
 	checkTick := time.NewTicker(w.cfg.CheckEvery)
 	defer checkTick.Stop()
 	var pruneTick <-chan time.Time
@@ -313,12 +318,23 @@ func (w *Writer) Run(ctx context.Context) error {
 			if len(w.batch) >= w.cfg.MaxBatch {
 				w.report(w.commit(work))
 			}
+			if !flushing {
+				flushTick.Reset(w.cfg.FlushEvery)
+				flushing = true
+			}
 		case <-flushTick.C:
 			w.report(w.commit(work))
+			if !w.pending() {
+				flushTick.Stop()
+				flushing = false
+			}
 		case <-pruneTick:
 			w.prune(ctx)
 		case <-checkTick.C:
 			w.reopenIfReplaced()
+			if !flushing && w.pending() {
+				w.report(w.commit(work))
+			}
 		case d := <-damage:
 			if w.store.isOpen(d.file) {
 				w.recoverDamaged(d.err)
@@ -358,6 +374,16 @@ func (w *Writer) drain(n int) {
 }
 
 // accept applies the per-second cap and adds the row to the batch.
+// pending reports whether rows or suppression counts wait for a commit.
+func (w *Writer) pending() bool {
+	if len(w.batch) > 0 || len(w.capped) > 0 {
+		return true
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.pendingSupp) > 0
+}
+
 func (w *Writer) accept(e entry) {
 	now := w.now()
 	if e.row.Time.IsZero() {
