@@ -395,6 +395,13 @@ func (n *benchNet) measure(tb testing.TB, spec genSpec, tcp bool, fwctlBin strin
 			m.allowed = st1.Packets.Allowed - st0.Packets.Allowed
 		}
 	}
+	if spec.SrcNet != "" {
+		// The conntrack hash table is one for all namespaces: the flood's
+		// entries, left in place, would lengthen the chains the next
+		// pair's flood walks and evicts from, so each measurement would
+		// pay for the one before it.
+		n.flushConntrack(tb)
+	}
 	if spec.Kind == genTCPBulk {
 		m.received = m.received / (1 << 20) // MiB
 	}
