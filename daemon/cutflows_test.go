@@ -3,7 +3,6 @@ package daemon
 import (
 	"net/netip"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -32,12 +31,9 @@ func TestCutBlockedFlowsLeavesForwardedFlows(t *testing.T) {
 			t.Fatalf("ip %v: %v: %s", args, err, out)
 		}
 	}
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "firewall_rules.json")
-	if err := rules.Save(cfgPath, parseConfig(t, `{"default_policy": "allow", "whitelist_ips": ["127.0.0.1", "::1"]}`)); err != nil {
-		t.Fatal(err)
-	}
-	d, _ := startedDaemon(t, Options{ConfigPath: cfgPath, DBPath: filepath.Join(dir, "firewall.db"), Socket: filepath.Join(dir, "pfwd.sock"), Queues: 1})
+	opts := testOptions(t, `{"default_policy": "allow", "whitelist_ips": ["127.0.0.1", "::1"]}`)
+	cfgPath := opts.ConfigPath
+	d, _ := startedDaemon(t, opts)
 
 	c, err := conntrack.Dial(&netlink.Config{})
 	if err != nil {

@@ -3,12 +3,9 @@ package daemon
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/pfw/pfw/rules"
 )
 
 // On a full disk the log file loses lines without a word: the file cannot
@@ -24,13 +21,9 @@ func TestStatisticsReportLostLogFileLines(t *testing.T) {
 		t.Skipf("no /dev/full: %v", err)
 	}
 	lf := &LogFile{path: "/dev/full", f: full}
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "firewall_rules.json")
-	if err := rules.Save(cfgPath, parseConfig(t, `{"default_policy": "allow"}`)); err != nil {
-		t.Fatal(err)
-	}
-	d, log := startedDaemon(t, Options{ConfigPath: cfgPath, DBPath: filepath.Join(dir, "firewall.db"),
-		Socket: filepath.Join(dir, "pfwd.sock"), Queues: 1, LogFile: lf})
+	opts := testOptions(t, `{"default_policy": "allow"}`)
+	opts.LogFile = lf
+	d, log := startedDaemon(t, opts)
 	for range 3 {
 		fmt.Fprintln(lf, "a line the disk has no room for")
 	}

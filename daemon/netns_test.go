@@ -5,11 +5,14 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pfw/pfw/rules"
 )
 
 // netnsChildEnv names the test a child process runs in its own network
@@ -63,6 +66,20 @@ func inFreshNetNS(t *testing.T, timeout time.Duration) bool {
 // startedDaemon starts a Daemon with opts (defaults filled in), for a test
 // that works with its insides, and shuts it down when the test ends,
 // showing its log if the test failed.
+// testOptions writes config to a fresh directory and returns Options for a
+// daemon test: that file, a database and a control socket beside it, one
+// queue.
+func testOptions(t *testing.T, config string) Options {
+	t.Helper()
+	dir := t.TempDir()
+	opts := Options{ConfigPath: filepath.Join(dir, "firewall_rules.json"), DBPath: filepath.Join(dir, "firewall.db"),
+		Socket: filepath.Join(dir, "pfwd.sock"), Queues: 1}
+	if err := rules.Save(opts.ConfigPath, parseConfig(t, config)); err != nil {
+		t.Fatal(err)
+	}
+	return opts
+}
+
 func startedDaemon(t *testing.T, opts Options) (*Daemon, *lockedBuffer) {
 	t.Helper()
 	log := new(lockedBuffer)

@@ -3,7 +3,6 @@ package daemon
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,17 +18,12 @@ func TestReloadAsked(t *testing.T) {
 	if !inFreshNetNS(t, 60*time.Second) {
 		return
 	}
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "firewall_rules.json")
-	if err := rules.Save(cfgPath, parseConfig(t, `{"default_policy": "allow", "whitelist_ips": ["127.0.0.1", "::1"]}`)); err != nil {
-		t.Fatal(err)
-	}
+	opts := testOptions(t, `{"default_policy": "allow", "whitelist_ips": ["127.0.0.1", "::1"]}`)
 	reload := make(chan struct{}, 1)
 	reload <- struct{}{} // before the start
 	readyAgain := make(chan struct{}, 4)
-	logBuf := startTestDaemon(t, Options{ConfigPath: cfgPath, DBPath: filepath.Join(dir, "firewall.db"),
-		Socket: filepath.Join(dir, "pfwd.sock"), Queues: 1, Reload: reload,
-		Ready: func() { readyAgain <- struct{}{} }})
+	opts.Reload, opts.Ready = reload, func() { readyAgain <- struct{}{} }
+	logBuf := startTestDaemon(t, opts)
 
 	const line = " - INFO - Config unchanged: the rules in force stay why=SIGHUP"
 	for i := range 2 {
@@ -52,14 +46,10 @@ func TestMendedConfigIsLogged(t *testing.T) {
 	if !inFreshNetNS(t, 60*time.Second) {
 		return
 	}
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "firewall_rules.json")
+	opts := testOptions(t, `{"default_policy": "allow", "whitelist_ips": ["127.0.0.1", "::1"]}`)
+	cfgPath := opts.ConfigPath
 	good := parseConfig(t, `{"default_policy": "allow", "whitelist_ips": ["127.0.0.1", "::1"]}`)
-	if err := rules.Save(cfgPath, good); err != nil {
-		t.Fatal(err)
-	}
-	logBuf := startTestDaemon(t, Options{ConfigPath: cfgPath, DBPath: filepath.Join(dir, "firewall.db"),
-		Socket: filepath.Join(dir, "pfwd.sock"), Queues: 1})
+	logBuf := startTestDaemon(t, opts)
 	waitLog := func(what, text string) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
