@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -57,7 +58,14 @@ func lockInstance() (lock io.Closer, warning string, err error) {
 	if !errors.Is(err, unix.EADDRINUSE) {
 		return nil, "", fmt.Errorf("single-instance lock %q: %w", instanceLockName, err)
 	}
+	// A pfwd starting at the same moment holds the name between its bind
+	// and its listen, when a connection is refused: ask again for a
+	// moment before taking the holder for a squatter that does not answer.
 	cred, err := lockHolder(addr)
+	for try := 0; errors.Is(err, unix.ECONNREFUSED) && try < 10; try++ {
+		time.Sleep(20 * time.Millisecond)
+		cred, err = lockHolder(addr)
+	}
 	switch {
 	case err != nil:
 		return nil, fmt.Sprintf("the single-instance lock %q is taken by a process that does not answer (%v): not a pfwd; running without the lock", instanceLockName, err), nil

@@ -51,6 +51,17 @@ func TestInstanceLock(t *testing.T) {
 	if err != nil || lock != nil || !strings.Contains(warning, "does not answer") {
 		t.Errorf("with the name bound by a socket that does not listen: lock %v, warning %q, err %v", lock, warning, err)
 	}
+
+	// A pfwd starting at the same moment has bound the name but not yet
+	// listened: this one must wait for it, not take it for a squatter and
+	// run without the lock.
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		unix.Listen(fd, 8)
+	}()
+	if lock, warning, err := lockInstance(); !errors.Is(err, errAnotherPfwd) {
+		t.Errorf("with a root pfwd between its bind and its listen: lock %v, warning %q, err %v; want errAnotherPfwd", lock, warning, err)
+	}
 }
 
 // listenAsNobody listens on the lock's name with the credentials of uid
