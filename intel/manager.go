@@ -642,12 +642,15 @@ func (m *Manager) accept(ctx context.Context, f *feed, gen uint64, cfg Feed, res
 		}
 	}
 	f.emptyOnce = false
-	if f.entries != nil && slices.Equal(f.entries, kept) {
+	if f.format != "" && slices.Equal(f.entries, kept) {
 		// The same list again, from a server that sends no validators
 		// (or a file touched but not changed): like a 304, nothing to
 		// apply. Applying it would rebuild the kernel set's diff, the
 		// pipeline's intel and every database row for nothing, about a
-		// second and tens of MiB for 100,000 entries.
+		// second and tens of MiB for 100,000 entries. Only a list this
+		// run fetched counts (format is set): the first fetch after a
+		// Seed is applied whatever it holds, so the database takes the
+		// level and the time of the fetch after a restart.
 		f.withheld = withheldOf(skipped)
 		f.validators = resp.Validators
 		f.format = resp.Result.Format

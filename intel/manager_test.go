@@ -209,6 +209,31 @@ func TestManagerSameListWithoutValidatorsIsNotReapplied(t *testing.T) {
 	}
 }
 
+// The first fetch after a restart brings, as likely as not, the list the
+// database seeded. It is applied all the same: the level may have changed
+// in the config while pfwd was stopped, and the database takes the level
+// and the time of the fetch from the update.
+func TestManagerAppliesTheSeededListOnceFetched(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "feed.txt")
+	if err := os.WriteFile(path, []byte("192.0.2.1\n192.0.2.2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var rec recorder
+	m := NewManager(rec.options())
+	m.resolvConfs = resolvConf(t, "")
+	m.Seed("A", prefixes("192.0.2.1/32", "192.0.2.2/32"))
+	feed := Feed{Name: "A", URL: "file://" + path, Interval: time.Hour, Level: "critical"}
+	if err := m.SetFeeds([]Feed{feed}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, m)
+	waitFor(t, 5*time.Second, "the update of the first fetch", func() bool { return len(rec.updatesOf("A")) == 1 })
+	if got := rec.updatesOf("A")[0]; got.feed.Level != "critical" || len(got.entries) != 2 {
+		t.Errorf("update after the seeded list was fetched: %+v", got)
+	}
+}
+
 func TestManagerKeepsEntriesOnFailure(t *testing.T) {
 	t.Parallel()
 	fs := newFeedServer(t, "")
