@@ -200,8 +200,11 @@ func openLogFile(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, flags|syscall.O_NOFOLLOW, 0o640)
 	if errors.Is(err, syscall.ELOOP) {
 		fi, lerr := os.Lstat(path)
+		if lerr != nil || fi.Mode()&os.ModeSymlink == 0 { // gone or replaced meanwhile
+			return nil, fmt.Errorf("log file: %w", err)
+		}
 		st, ok := fi.Sys().(*syscall.Stat_t)
-		if lerr != nil || !ok || fi.Mode()&os.ModeSymlink == 0 {
+		if !ok {
 			return nil, fmt.Errorf("log file: %w", err)
 		}
 		if st.Uid != 0 && int(st.Uid) != os.Geteuid() {
