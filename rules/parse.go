@@ -335,13 +335,14 @@ func CheckRuleName(name string) error {
 // misleadingInText reports the characters that are not control
 // characters yet change how the text around them reads where names are
 // shown (fwctl's tables, terminals): line and paragraph separators start a
-// new line, and the bidirectional controls reorder what follows them, so
-// a name could pass for another or for a log line of its own.
+// new line, and the bidirectional embeddings, overrides and isolates
+// reorder everything that follows them, so a name could pass for another
+// or for a log line of its own. The plain direction marks (U+200E, U+200F,
+// U+061C) stay allowed: Hebrew and Arabic text carries them, and they move
+// no more than the neutral characters beside them.
 func misleadingInText(r rune) bool {
 	switch {
 	case r == '\u2028' || r == '\u2029': // line, paragraph separator
-		return true
-	case r == '\u061c' || r == '\u200e' || r == '\u200f': // bidi marks
 		return true
 	case r >= '\u202a' && r <= '\u202e', r >= '\u2066' && r <= '\u2069': // embeddings, overrides, isolates
 		return true

@@ -202,8 +202,9 @@ func TestCheckRuleName(t *testing.T) {
 		{"ls\u2028FAKE - ERROR - injected", `"ls\u2028FAKE - ERROR - injected" contains a line separator or a text-direction control`},
 		{"SSH\u202e", `"SSH\u202e" contains a line separator or a text-direction control`},
 		{"a\u2067b", `"a\u2067b" contains a line separator or a text-direction control`},
-		{"عربي", ""},             // right-to-left text itself is fine
-		{"👩\u200d💻 dev box", ""}, // and so is a joiner inside an emoji
+		{"عربي", ""},                // right-to-left text itself is fine
+		{"SSH \u200fשרת\u200f", ""}, // with the direction marks such text carries
+		{"👩\u200d💻 dev box", ""},    // and so is a joiner inside an emoji
 		// Found by FuzzCheckRuleName: accepted, then saved as "bad\uFFFD",
 		// so the rule fwctl add reported was not the rule in the file, and
 		// a second such name clashed with the first.
