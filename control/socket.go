@@ -40,11 +40,11 @@ func checkPath(path string) error {
 const MaxConns = 16
 
 // idleTimeout closes a control connection that has sent no request for
-// that long. fwctl writes its request as soon as it connects, so a second
-// is plenty; a longer one let MaxConns connections that never send
-// anything (a leaking local tool) keep fwctl status from an answer within
-// its own 3 s.
-const idleTimeout = time.Second
+// that long. fwctl writes its request as soon as it connects, so two
+// seconds leave room for a fwctl descheduled on a loaded machine; the 5 s
+// before let MaxConns connections that never send anything (a leaking
+// local tool) keep fwctl status from an answer within its own 3 s.
+const idleTimeout = 2 * time.Second
 
 // Listen creates the control socket at path, mode 0600, replacing a stale
 // socket file but refusing to take over one that a live pfwd answers on,
