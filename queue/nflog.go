@@ -38,11 +38,13 @@ type KernelDrops struct {
 // OpenKernelDrops binds NFLOG group.
 func OpenKernelDrops(group uint16, engine *verdict.Engine, obs Observer) (*KernelDrops, error) {
 	// Timeout 10 (1/100 s): the kernel hands logged drops over within
-	// 100 ms, in batches of up to QThresh. By default it batches them for
-	// up to a second, so a drop's row was stamped (and its reason looked
-	// up) up to a second late; one datagram per drop (QThresh 1), on the
-	// other hand, woke pfwd for each of the log rules' 50 a second, which
-	// under a blacklisted flood cost a quarter of its CPU time.
+	// 100 ms of the first one it holds, in one datagram of up to QThresh
+	// (fewer when its buffer, a few KiB, fills first). By default it
+	// batches them for up to a second, so a drop's row was stamped (and
+	// its reason looked up) up to a second late; one datagram per drop
+	// (QThresh 1), on the other hand, woke pfwd for each of the log rules'
+	// 50 a second, which under a blacklisted flood cost a quarter of its
+	// CPU time.
 	nl, err := nflog.Open(&nflog.Config{Group: group, Copymode: nflog.CopyPacket, Bufsize: 256, QThresh: 64, Timeout: 10})
 	if err != nil {
 		return nil, fmt.Errorf("open nflog group %d: %w", group, err)

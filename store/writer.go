@@ -373,7 +373,6 @@ func (w *Writer) drain(n int) {
 	}
 }
 
-// accept applies the per-second cap and adds the row to the batch.
 // pending reports whether rows or suppression counts wait for a commit.
 func (w *Writer) pending() bool {
 	if len(w.batch) > 0 || len(w.capped) > 0 {
@@ -384,6 +383,7 @@ func (w *Writer) pending() bool {
 	return len(w.pendingSupp) > 0
 }
 
+// accept applies the per-second cap and adds the row to the batch.
 func (w *Writer) accept(e entry) {
 	now := w.now()
 	if e.row.Time.IsZero() {
