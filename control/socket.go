@@ -215,13 +215,20 @@ func Query(ctx context.Context, path string) (Status, error) {
 	return st, nil
 }
 
-// notPfwdError is an answer on the control socket from a process that
-// cannot be pfwd: it runs as neither root nor the asking user.
+// ErrNotPfwd means the process holding the control socket cannot be pfwd:
+// it runs as neither root nor the asking user, so its answer is not
+// trusted. Something holds the socket all the same: for fwctl that is a
+// pfwd it cannot hear, as when one hangs.
+var ErrNotPfwd = errors.New("the control socket is not held by pfwd")
+
+// notPfwdError is ErrNotPfwd for one holder.
 type notPfwdError struct {
 	path string
 	pid  int32
 	uid  uint32
 }
+
+func (e *notPfwdError) Is(target error) bool { return target == ErrNotPfwd }
 
 func (e *notPfwdError) Error() string {
 	return fmt.Sprintf("control socket %s is held by pid %d, uid %d: not pfwd, which runs as root; its answer is not trusted", e.path, e.pid, e.uid)

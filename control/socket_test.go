@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pfw/pfw/internal/asuser"
 )
 
 func TestServeAndQuery(t *testing.T) {
@@ -349,40 +351,16 @@ func TestQueryTrustsOnlyRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "pfwd.sock")
-	l := listenAsUID(t, 65534, path)
+	l, err := asuser.ListenUnix(65534, path)
+	if err != nil {
+		t.Fatalf("listen as uid 65534: %v", err)
+	}
+	defer l.Close()
 	go http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprint(w, `{"version":"FAKE","pid":1}`)
 	}))
 	_, err = Query(t.Context(), path)
-	if err == nil || !strings.Contains(err.Error(), "uid 65534: not pfwd") {
-		t.Errorf("Query of a socket uid 65534 listens on = %v, want it refused", err)
+	if !errors.Is(err, ErrNotPfwd) || !strings.Contains(err.Error(), "uid 65534: not pfwd") {
+		t.Errorf("Query of a socket uid 65534 listens on = %v, want it refused (ErrNotPfwd)", err)
 	}
-}
-
-// listenAsUID listens on path as uid: with its effective uid changed on
-// one OS thread only (a raw setresuid, unlike syscall.Setresuid, leaves
-// the other threads alone), which exits with the goroutine.
-func listenAsUID(t *testing.T, uid int, path string) net.Listener {
-	t.Helper()
-	type result struct {
-		l   net.Listener
-		err error
-	}
-	done := make(chan result)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		keep := ^uintptr(0)    // -1: leave that id as it is
-		if _, _, e := syscall.RawSyscall(syscall.SYS_SETRESUID, keep, uintptr(uid), keep); e != 0 {
-			done <- result{err: e}
-			return
-		}
-		l, err := net.Listen("unix", path)
-		done <- result{l, err}
-	}()
-	r := <-done
-	if r.err != nil {
-		t.Fatalf("listen as uid %d: %v", uid, r.err)
-	}
-	t.Cleanup(func() { r.l.Close() })
-	return r.l
 }

@@ -2,13 +2,13 @@ package daemon
 
 import (
 	"errors"
-	"net"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pfw/pfw/internal/asuser"
 )
 
 // The lock refuses a second pfwd (a holder running as root), but a local
@@ -32,7 +32,10 @@ func TestInstanceLock(t *testing.T) {
 	}
 	again.Close()
 
-	squatter := listenAsNobody(t)
+	squatter, err := asuser.ListenUnix(65534, instanceLockName)
+	if err != nil {
+		t.Fatalf("listen as uid 65534: %v", err)
+	}
 	lock, warning, err := lockInstance()
 	if err != nil || lock != nil || !strings.Contains(warning, "uid 65534") {
 		t.Errorf("with a user's listener on the name: lock %v, warning %q, err %v; want no lock and a warning naming uid 65534", lock, warning, err)
@@ -62,31 +65,4 @@ func TestInstanceLock(t *testing.T) {
 	if lock, warning, err := lockInstance(); !errors.Is(err, errAnotherPfwd) {
 		t.Errorf("with a root pfwd between its bind and its listen: lock %v, warning %q, err %v; want errAnotherPfwd", lock, warning, err)
 	}
-}
-
-// listenAsNobody listens on the lock's name with the credentials of uid
-// 65534, as an unprivileged local user would. The thread that listens
-// changes its own credentials only (a raw setresuid, which Go does not
-// apply to the other threads) and ends with its goroutine, locked.
-func listenAsNobody(t *testing.T) *net.UnixListener {
-	t.Helper()
-	type result struct {
-		ln  *net.UnixListener
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread goes with the goroutine
-		if _, _, errno := unix.RawSyscall(unix.SYS_SETRESUID, 65534, 65534, 65534); errno != 0 {
-			done <- result{err: errno}
-			return
-		}
-		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: instanceLockName, Net: "unix"})
-		done <- result{ln, err}
-	}()
-	r := <-done
-	if r.err != nil {
-		t.Fatalf("listen as uid 65534: %v", r.err)
-	}
-	return r.ln
 }

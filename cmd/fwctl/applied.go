@@ -70,11 +70,13 @@ func pfwdOnConfig(g *globals) (st control.Status, onConfig bool, err error) {
 
 // noAnswer reports whether a failed status query met a socket that takes
 // connections but no answer in time: a pfwd that is hung or stopped
-// (kill -STOP; the kernel still queues connections for it). No socket
-// file or a refused connection is no pfwd at all (control.ErrNotRunning).
+// (kill -STOP; the kernel still queues connections for it), or no answer
+// fwctl can trust (control.ErrNotPfwd: another user's process took the
+// path, and a pfwd may still run behind it). No socket file or a refused
+// connection is no pfwd at all (control.ErrNotRunning).
 func noAnswer(err error) bool {
 	var ne net.Error
-	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) || errors.Is(err, control.ErrNotPfwd)
 }
 
 // configMissing is the refusal for a config file that is gone while a pfwd

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pfw/pfw/control"
+	"github.com/pfw/pfw/internal/asuser"
 	"github.com/pfw/pfw/rules"
 )
 
@@ -297,6 +301,48 @@ func TestEditPfwdDoesNotAnswer(t *testing.T) {
 				t.Errorf("a no-op edit: stderr = %q", r.stderr)
 			}
 		})
+	}
+}
+
+// A missing config while another user's process holds the control socket
+// (it took the path in a directory others can write): its answer is not
+// trusted, and a pfwd may still run behind it, so fwctl refuses as when
+// pfwd does not answer, and creates nothing.
+func TestMissingConfigWhileAnotherUserHoldsTheSocket(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the test listens as another user")
+	}
+	e := newEnv(t, testConfig)
+	// A directory others can write, which t.TempDir's parent is not.
+	dir, err := os.MkdirTemp("", "pfw-fwctl-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	e.socket = filepath.Join(dir, "pfwd.sock")
+	t.Setenv("PFW_SOCKET", e.socket)
+	l, err := asuser.ListenUnix(65534, e.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, `{"running":true,"pid":1,"version":"FAKE"}`)
+	}))
+	if r := fwctl(t, "status"); r.code != 1 || !strings.Contains(r.stderr, "uid 65534: not pfwd") {
+		t.Errorf("fwctl status with uid 65534 on the socket: %v; want exit 1 naming it", r)
+	}
+	if err := os.Remove(e.config); err != nil {
+		t.Fatal(err)
+	}
+	if r := fwctl(t, "whitelist", "add", "10.9.9.9"); r.code != 1 || !strings.Contains(r.stderr, "so it may still enforce the config") {
+		t.Errorf("fwctl whitelist add: %v; want exit 1 and the refusal", r)
+	}
+	if _, err := os.Stat(e.config); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal("fwctl created the missing config")
 	}
 }
 
