@@ -221,10 +221,19 @@ func (m *Manager) reconfigure(feeds []Feed, now time.Time) {
 	// back at the end, once what the new config needs is learned: an
 	// address still needed is never given back only to be refused again.
 	forgot := false
+	heir := func(name, oldURL string) string { // a feed of the new config on the same host
+		for _, cfg := range feeds {
+			if cfg.Name != name && sameHost(oldURL, cfg.URL) {
+				return cfg.Name
+			}
+		}
+		return ""
+	}
 	for _, name := range m.order {
 		if !keep[name] {
+			oldURL := m.feeds[name].cfg.URL
 			m.remove(name)
-			forgot = m.forgetServersOf(name) || forgot
+			forgot = m.forgetServersOf(name, heir(name, oldURL)) || forgot
 		}
 	}
 	m.order = m.order[:0]
@@ -232,7 +241,7 @@ func (m *Manager) reconfigure(feeds []Feed, now time.Time) {
 		m.order = append(m.order, cfg.Name)
 		if f, ok := m.feeds[cfg.Name]; ok {
 			if !sameHost(f.cfg.URL, cfg.URL) {
-				forgot = m.forgetServersOf(cfg.Name) || forgot
+				forgot = m.forgetServersOf(cfg.Name, heir(cfg.Name, f.cfg.URL)) || forgot
 			}
 			m.change(f, cfg, now)
 		} else {

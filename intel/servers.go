@@ -149,22 +149,29 @@ func (m *Manager) forgetOldestNeed() {
 // forgetServersOf drops feed from the feeds each learned address serves,
 // and forgets the addresses it alone needed: a feed removed from the
 // config, or one now fetched from another host, no longer needs its old
-// server, which another feed may then block. It reports whether an
-// address was forgotten; the caller gives back the entries that address
-// alone refused (reprotectEverywhere), once it has learned what the new
-// config needs. m.mu is held.
-func (m *Manager) forgetServersOf(feed string) (forgot bool) {
+// server, which another feed may then block. When heir is not "", a feed
+// of the new config fetched from the same host (the feed renamed, or a
+// new one beside it), the addresses pass to heir instead: its first fetch
+// would learn them again, too late to keep them protected meanwhile. It
+// reports whether an address was forgotten; the caller gives back the
+// entries that address alone refused (reprotectEverywhere), once it has
+// learned what the new config needs. m.mu is held.
+func (m *Manager) forgetServersOf(feed, heir string) (forgot bool) {
 	for a, n := range m.needs {
 		i := slices.Index(n.feeds, feed)
 		if i < 0 {
 			continue
 		}
-		if len(n.feeds) == 1 {
+		feeds := slices.Delete(slices.Clone(n.feeds), i, i+1)
+		if heir != "" && !slices.Contains(feeds, heir) {
+			feeds = slices.Insert(feeds, i, heir)
+		}
+		if len(feeds) == 0 {
 			delete(m.needs, a)
 			forgot = true
 			continue
 		}
-		n.feeds = slices.Delete(slices.Clone(n.feeds), i, i+1)
+		n.feeds = feeds
 		m.needs[a] = n
 	}
 	return forgot

@@ -279,3 +279,36 @@ func TestManagerForgetsServersOfFeedsGone(t *testing.T) {
 		t.Errorf("New was sent %d updates, want 2: the first fetch, then the restore", len(ups))
 	}
 }
+
+// A feed renamed, or replaced by another on the same host, hands the
+// servers it learned by dialing to its heir: they stay protected, where
+// forgetting them would give back entries that block them until the
+// heir's own fetch dials them again.
+func TestManagerServersPassToAFeedOnTheSameHost(t *testing.T) {
+	m := NewManager(Options{Fetcher: &Fetcher{Client: &http.Client{Transport: mapTransport{}}}})
+	m.resolvConfs = resolvConf(t, "")
+	server := netip.MustParseAddr("198.51.100.40")
+	if err := m.SetFeeds([]Feed{{Name: "Old", URL: "http://feeds.example/list.txt", Interval: time.Hour}}); err != nil {
+		t.Fatal(err)
+	}
+	m.mu.Lock()
+	m.learn("Old", []netip.Addr{server}, time.Now()) // as its fetch's dial would
+	m.mu.Unlock()
+	feedsOf := func() []string {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.needs[server].feeds
+	}
+	if err := m.SetFeeds([]Feed{{Name: "Renamed", URL: "http://FEEDS.example/other.txt", Interval: time.Hour}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := feedsOf(); !slices.Equal(got, []string{"Renamed"}) {
+		t.Errorf("after the rename, %s serves %v, want [Renamed]", server, got)
+	}
+	if err := m.SetFeeds([]Feed{{Name: "Renamed", URL: "http://elsewhere.example/list.txt", Interval: time.Hour}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := feedsOf(); got != nil {
+		t.Errorf("after the move to another host, %s still serves %v", server, got)
+	}
+}
