@@ -263,11 +263,10 @@ func queueDrops(first uint, n int) uint64 {
 // pfw's and are never cut.
 //
 // With --iface only flows through those interfaces are pfw's to cut, and
-// conntrack does not record interfaces; but the established rule of pfw's
-// chains labels every flow it keeps (the fast path), so the labelled ones
-// are those. Without the fast path (no conntrack labels) nothing is cut
-// under --iface, and a flow let through before its first reply carries no
-// label yet.
+// conntrack does not record interfaces; but pfw's chains label every flow
+// that passes them beyond the interface rule (nft's filteredBit, from its
+// first packet on), so the labelled ones are those. Without the fast path
+// (no conntrack labels) nothing is cut under --iface.
 func (d *Daemon) cutBlockedFlows() {
 	onlyLabelled := len(d.opts.Ifaces) > 0
 	if armed, _ := d.fw.FastPath(); onlyLabelled && !armed {

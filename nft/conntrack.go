@@ -21,9 +21,10 @@ type Flow struct {
 	Proto            uint8
 	Src, Dst         netip.Addr
 	SrcPort, DstPort uint16
-	// Labelled: the entry carries one of the fast path's label bits, so
-	// its packets met pfw's established rule: the flow passes through an
-	// interface pfw filters. (Only with the fast path; see fastpath.go.)
+	// Labelled: the entry carries filteredBit or one of the fast path's
+	// label bits, so its packets met pfw's chains past the interface
+	// rule: the flow passes through an interface pfw filters. (Only with
+	// conntrack labels; see fastpath.go.)
 	Labelled bool
 }
 
@@ -48,7 +49,7 @@ func killFlows(netns int, match func(Flow) bool) (int, error) {
 			Dst:      r.IP.SourceAddress,
 			SrcPort:  t.Proto.SourcePort,
 			DstPort:  r.Proto.SourcePort,
-			Labelled: hasLabel(f.Labels, labelBits[0]) || hasLabel(f.Labels, labelBits[1]),
+			Labelled: hasLabel(f.Labels, filteredBit) || hasLabel(f.Labels, labelBits[0]) || hasLabel(f.Labels, labelBits[1]),
 		}) {
 			return false, nil
 		}

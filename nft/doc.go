@@ -45,6 +45,9 @@
 //     entry carries the bit of the lists' current generation passed them
 //     since they last changed (fastpath.go says how the bit switches, so
 //     that listing an address still stops its open flows at once).
+//     With Config.Ifaces, then ct label set 125: every flow past the
+//     interface rule is labelled as filtered, for good, so that a rule
+//     change can tell the open flows it must cut (fastpath.go).
 //  5. remote address in @whitelist_v4 / @whitelist_v6: accept.
 //  6. in @blacklist_v4 / _v6: jump to the chain <hook>_blacklist, which logs
 //     (NFLOG group Config.LogGroup, prefix "pfw blacklist", at most

@@ -29,10 +29,20 @@ import (
 //     switch waits for the clear if it is still running.
 //
 // Whitelisted flows are accepted before the established rule and never
-// labelled. Open clears the bit it starts with before it arms the fast path,
+// get the fast path's bits (with --iface they do get filteredBit, below). Open clears the bit it starts with before it arms the fast path,
 // so entries labelled by an earlier pfwd never pass unchecked; a kernel
 // without conntrack labels gets the ruleset without the fast path.
 var labelBits = [2]int{126, 127}
+
+// filteredBit labels, with --iface, every flow that passes pfw's chains
+// beyond the interface rule, from its first packet on, and is never
+// cleared: conntrack does not record interfaces, and the fast path's bits
+// come and go (every list change clears the old one, and whitelisted
+// flows never get one), so without it a rule change could not tell the
+// flows through a filtered interface it must cut from the others. Open
+// clears it once, before anything relies on it, so a flow marked by an
+// earlier pfwd filtering other interfaces is not taken for one of ours.
+const filteredBit = 125
 
 // fastPath is the fast path's state; guarded by Firewall.mu, except
 // clearErr, written by the clearing goroutine before it closes clearing.
@@ -52,6 +62,7 @@ const (
 	plainEstComment    = "flows pfwd already let through stay in the kernel"
 	confirmedComment   = "flows pfwd let through before any reply (one-way UDP) stay in the kernel"
 	whitelistComment   = "whitelisted remote address"
+	filteredComment    = "flow through an interface --iface filters: labelled, so that a rule change can find it to cut it"
 	clearDelay         = 100 * time.Millisecond // a packet still running the old rules has long finished
 )
 
@@ -74,6 +85,15 @@ func fastRule(bit int) rule {
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 16, Mask: labelBytes(bit), Xor: make([]byte, 16)},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 16)},
 		accept(),
+	}}
+}
+
+// filteredRule labels the entry of every packet that reaches it with
+// filteredBit, and goes on to the next rule.
+func filteredRule() rule {
+	return rule{comment: filteredComment, exprs: []expr.Any{
+		&expr.Immediate{Register: 1, Data: labelBytes(filteredBit)},
+		&expr.Ct{Key: expr.CtKeyLABELS, Register: 1, SourceRegister: true},
 	}}
 }
 
@@ -132,6 +152,12 @@ func (fw *Firewall) arm(stale bool) {
 		time.Sleep(clearDelay) // the replaced table's rules may still be labelling
 	}
 	next := 1 - fw.fast.gen
+	if len(fw.cfg.Ifaces) > 0 {
+		if _, err := clearLabelFn(fw.cfg.NetNS, filteredBit); err != nil {
+			fw.fast.off = fmt.Errorf("fast path off: %w", err)
+			return
+		}
+	}
 	if _, err := clearLabel(fw.cfg.NetNS, labelBits[next]); err != nil {
 		fw.fast.off = fmt.Errorf("fast path off: %w", err)
 		return
@@ -192,12 +218,18 @@ func (fw *Firewall) switchRules(next int, insert bool) error {
 		chain := &nftables.Chain{Name: h.chain, Table: fw.table}
 		fr, er := fastRule(bit), establishedRule(bit)
 		if insert {
-			// Before the lists, after loopback and neighbor discovery,
-			// which stay first as the ruleset's order says.
-			if found[whitelistComment] == nil {
+			// Before the lists (and, with --iface, the rule labelling
+			// filtered flows, which a flow on the fast path already
+			// passed), after loopback and neighbor discovery, which stay
+			// first as the ruleset's order says.
+			before := found[filteredComment]
+			if before == nil {
+				before = found[whitelistComment]
+			}
+			if before == nil {
 				return fmt.Errorf("nft: chain %s has no whitelist rule to put the fast path before", h.chain)
 			}
-			fw.conn.InsertRule(&nftables.Rule{Table: fw.table, Chain: chain, Position: found[whitelistComment].Handle, Exprs: fr.exprs, UserData: comment(fr.comment)})
+			fw.conn.InsertRule(&nftables.Rule{Table: fw.table, Chain: chain, Position: before.Handle, Exprs: fr.exprs, UserData: comment(fr.comment)})
 		} else {
 			old := found[fastComment]
 			if old == nil {

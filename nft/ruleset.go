@@ -174,6 +174,9 @@ func chainRules(cfg *Config, sets map[string]*nftables.Set, ndTypes *nftables.Se
 			},
 		})
 	}
+	if len(cfg.Ifaces) > 0 && label >= 0 {
+		rules = append(rules, filteredRule())
+	}
 	for _, f := range families {
 		rules = append(rules, rule{
 			comment: "whitelisted remote address",

@@ -818,7 +818,7 @@ func TestOneWayUDPFlowIsOneConnection(t *testing.T) {
 }
 
 // With --iface, a new block rule cuts the open flows through the filtered
-// interface (pfw's established rule labelled them) and leaves those
+// interface (pfw labelled them as they passed its chains) and leaves those
 // through another interface, which pfw does not filter.
 func TestIfaceRuleChangeCutsOnlyFilteredFlows(t *testing.T) {
 	l := newLab(t)
@@ -836,11 +836,22 @@ func TestIfaceRuleChangeCutsOnlyFilteredFlows(t *testing.T) {
 	} {
 		mustRun(t, append([]string{"ip", "netns", "exec"}, c...)...)
 	}
-	l.writeConfig(l.configDoc("allow", ``, `"127.0.0.1"`, ``, 100))
+	// The client starts out whitelisted, and its connection then sits
+	// idle across an unrelated list change: neither leaves a fast-path
+	// label on its flow (the whitelist accepts before the labelling rule,
+	// and a list change clears the old label), yet it goes through eth0
+	// and must be cut like any other.
+	l.writeConfig(l.configDoc("allow", ``, `"127.0.0.1", "`+l.clientIP+`"`, ``, 100))
 	l.serve([]int{22}, nil)
 	l.startPfwd("--iface", "eth0")
 	filtered := l.hold(hostPort(l.fwIP, 22))
 	other := l.hold(hostPort(otherFw, 22))
+	for _, edit := range [][]string{{"blacklist", "add", "192.0.2.99"}, {"whitelist", "remove", l.clientIP}} {
+		if out, err := l.fwctl(edit...); err != nil {
+			t.Fatalf("fwctl %v: %v\n%s", edit, err, out)
+		}
+		time.Sleep(300 * time.Millisecond) // the old fast-path label is cleared 100 ms after a list change
+	}
 	if out, err := l.fwctl("add", "No SSH", "block", "--protocol", "tcp", "--ports", "22"); err != nil {
 		t.Fatalf("fwctl add: %v\n%s", err, out)
 	}
