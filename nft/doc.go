@@ -39,7 +39,11 @@
 //  3. icmpv6 type { nd-router-solicit … nd-neighbor-advert } ip6 hoplimit
 //     255 accept: IPv6 cannot reach its neighbors without neighbor
 //     discovery, and hop limit 255 means the packet comes from this link
-//     (RFC 4861). ufw and firewalld accept it the same way. Off with
+//     (RFC 4861). ufw and firewalld accept it the same way. Then the same
+//     for multicast listener discovery (RFC 3810: query, reports, done),
+//     hop limit 1 from a link-local or the unspecified source: without it
+//     a host drops out of its groups where switches snoop MLD, its
+//     solicited-node group among them. Off with
 //     Config.FilterNeighborDiscovery.
 //  4. ct label 126 (or 127) accept: the fast path. A flow whose conntrack
 //     entry carries the bit of the lists' current generation passed them

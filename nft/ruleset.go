@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"maps"
@@ -86,9 +87,18 @@ func addRuleset(c *nftables.Conn, cfg *Config, t *nftables.Table, sets map[strin
 	for _, h := range hooks {
 		// Anonymous sets live in the rules that use them: one per chain.
 		ndTypes := &nftables.Set{Table: t, Anonymous: true, Constant: true, KeyType: nftables.TypeICMP6Type}
+		var mldTypes [2]*nftables.Set // one per source rule: an anonymous set belongs to one rule
+		for i := range mldTypes {
+			mldTypes[i] = &nftables.Set{Table: t, Anonymous: true, Constant: true, KeyType: nftables.TypeICMP6Type}
+		}
 		if !cfg.FilterNeighborDiscovery {
 			if err := c.AddSet(ndTypes, neighborDiscoveryTypes); err != nil {
 				return fmt.Errorf("add neighbor discovery set: %w", err)
+			}
+			for _, set := range mldTypes {
+				if err := c.AddSet(set, listenerDiscoveryTypes); err != nil {
+					return fmt.Errorf("add multicast listener discovery set: %w", err)
+				}
 			}
 		}
 		for _, l := range []List{Blacklist, Intel} {
@@ -111,7 +121,7 @@ func addRuleset(c *nftables.Conn, cfg *Config, t *nftables.Table, sets map[strin
 			Priority: nftables.ChainPriorityRef(ChainPriority),
 			Policy:   accept,
 		})
-		for _, r := range chainRules(cfg, sets, ndTypes, h, queueMode, label) {
+		for _, r := range chainRules(cfg, sets, linkSets{nd: ndTypes, mld: mldTypes}, h, queueMode, label) {
 			c.AddRule(&nftables.Rule{
 				Table:    t,
 				Chain:    ch,
@@ -131,7 +141,14 @@ type rule struct {
 }
 
 // chainRules is the ruleset of one chain, in the order doc.go lists it.
-func chainRules(cfg *Config, sets map[string]*nftables.Set, ndTypes *nftables.Set, h hook, queueMode string, label int) []rule {
+// linkSets are a chain's anonymous sets of ICMPv6 types that keep IPv6
+// working on the link.
+type linkSets struct {
+	nd  *nftables.Set
+	mld [2]*nftables.Set // for the link-local and the unspecified source
+}
+
+func chainRules(cfg *Config, sets map[string]*nftables.Set, link linkSets, h hook, queueMode string, label int) []rule {
 	var rules []rule
 	if !cfg.filtersLoopback() {
 		rules = append(rules, rule{
@@ -167,12 +184,38 @@ func chainRules(cfg *Config, sets map[string]*nftables.Set, ndTypes *nftables.Se
 				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMPV6}},
 				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
-				&expr.Lookup{SourceRegister: 1, SetName: ndTypes.Name, SetID: ndTypes.ID},
+				&expr.Lookup{SourceRegister: 1, SetName: link.nd.Name, SetID: link.nd.ID},
 				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 7, Len: 1},
 				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{255}},
 				accept(),
 			},
 		})
+		// Multicast listener discovery (RFC 3810) goes with it: a host
+		// that neither answers the router's queries nor reports its own
+		// groups drops out of them where switches snoop MLD, its
+		// solicited-node group among them, and neighbor discovery to it
+		// fails. Its messages carry hop limit 1 and a link-local source,
+		// or the unspecified one while the host has no link-local address
+		// yet: no router forwards either, so they come from this link.
+		for i, src := range []struct{ mask, addr []byte }{linkLocal, unspecified6} {
+			rules = append(rules, rule{
+				comment: "IPv6 multicast listener discovery (hop limit 1, link-local or unspecified source: from this link only) is never filtered",
+				exprs: []expr.Any{
+					&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV6}},
+					&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMPV6}},
+					&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+					&expr.Lookup{SourceRegister: 1, SetName: link.mld[i].Name, SetID: link.mld[i].ID},
+					&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 7, Len: 1},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{1}},
+					&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 16},
+					&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 16, Mask: src.mask, Xor: make([]byte, 16)},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: src.addr},
+					accept(),
+				},
+			})
+		}
 	}
 	if len(cfg.Ifaces) > 0 && label >= 0 {
 		rules = append(rules, filteredRule())
@@ -208,6 +251,21 @@ func chainRules(cfg *Config, sets map[string]*nftables.Set, ndTypes *nftables.Se
 // neighbors and routers (RFC 4861): router solicitation and advertisement,
 // neighbor solicitation and advertisement. Redirect (137) is left to pfwd.
 var neighborDiscoveryTypes = []nftables.SetElement{{Key: []byte{133}}, {Key: []byte{134}}, {Key: []byte{135}}, {Key: []byte{136}}}
+
+// linkLocal is fe80::/10 as a mask and the masked address, so that nft
+// prints the match as `ip6 saddr fe80::/10`.
+var linkLocal = struct{ mask, addr []byte }{
+	mask: append([]byte{0xff, 0xc0}, make([]byte, 14)...),
+	addr: append([]byte{0xfe, 0x80}, make([]byte, 14)...),
+}
+
+// unspecified6 is :: alone, in linkLocal's form.
+var unspecified6 = struct{ mask, addr []byte }{mask: bytes.Repeat([]byte{0xff}, 16), addr: make([]byte, 16)}
+
+// listenerDiscoveryTypes are the ICMPv6 types of multicast listener
+// discovery (RFC 2710, RFC 3810): query, report, done, and the version 2
+// report.
+var listenerDiscoveryTypes = []nftables.SetElement{{Key: []byte{130}}, {Key: []byte{131}}, {Key: []byte{132}}, {Key: []byte{143}}}
 
 var listNoun = map[List]string{Blacklist: "blacklisted", Intel: "threat-listed"}
 

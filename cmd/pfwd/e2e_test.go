@@ -790,6 +790,29 @@ func TestIPv4MappedSourceDropped(t *testing.T) {
 	l.expect("udp", hostPort(l.fwIP6, 5353), true)
 }
 
+// Multicast listener discovery keeps a host in its multicast groups (its
+// solicited-node group among them, which neighbor discovery needs where
+// switches snoop MLD): with both default policies set to block, the
+// host's own reports must still leave. Turning IPv6 forwarding on makes
+// the host join the all-routers groups and report them.
+func TestMulticastListenerReportsPass(t *testing.T) {
+	l := newLab(t)
+	l.writeConfig(`{"default_policy": "block", "default_outbound_policy": "block", "rules": [],
+  "whitelist_ips": ["127.0.0.1", "::1"], "rate_limit": {"max_connections": 100, "window_seconds": 10}}`)
+	l.startPfwd()
+	before := l.status().Packets.Seen
+	if out, err := l.in(l.fw, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"); err != nil {
+		t.Fatalf("sysctl: %v\n%s", err, out)
+	}
+	isReport := func(r store.LogRow) bool { return r.Protocol == "icmpv6" && strings.HasPrefix(r.DstIP, "ff02::") }
+	if r, ok := l.waitRow(isReport); ok {
+		t.Errorf("a multicast listener report was blocked: %+v", r)
+	}
+	if seen := l.status().Packets.Seen - before; seen != 0 {
+		t.Errorf("pfwd decided %d packets; the reports should stay in the kernel", seen)
+	}
+}
+
 // A one-way UDP flow (syslog, statsd: no reply ever) stays new to
 // conntrack. Its first datagram is decided; the rest must stay in the
 // kernel, not be queued one by one and counted as new connections until
