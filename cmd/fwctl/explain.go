@@ -110,6 +110,8 @@ func explain(c *cli.Context) error {
 	// The notes matter only when the steps they qualify were reached.
 	if d.Step >= verdict.StepRule && !c.IsSet("protocol") {
 		fmt.Fprintln(g.out, "Note:     no --protocol given, so the packet is tcp; rules for udp or icmp are not tried.")
+	} else if d.Step >= verdict.StepRule && strings.EqualFold(strings.TrimSpace(c.String("protocol")), "any") {
+		fmt.Fprintln(g.out, "Note:     --protocol any is explained as a tcp packet; rules for udp or icmp are not tried.")
 	}
 	if d.Step >= verdict.StepRule && (pkt.Proto == verdict.ProtoTCP || pkt.Proto == verdict.ProtoUDP) && !pkt.HasPorts {
 		fmt.Fprintln(g.out, "Note:     no --dst-port given, so only rules without ports could match.")

@@ -155,6 +155,12 @@ Note:     the rate limit (step 4) depends on live traffic and is not evaluated h
 	if r.stderr != "" {
 		t.Errorf("stderr = %q: a missing database must be skipped silently", r.stderr)
 	}
+	// "any" is a packet of some protocol: tcp, and it says so, since a
+	// udp rule it does not try may decide udp otherwise.
+	r = mustRun(t, "explain", "--src", "203.0.113.50", "--dst-port", "27010", "--protocol", "any")
+	if !strings.Contains(r.stdout, "Note:     --protocol any is explained as a tcp packet") {
+		t.Errorf("explain --protocol any = %q, want the note that it is taken as tcp", r.stdout)
+	}
 }
 
 func TestExplainWithUnreadableDatabaseWarns(t *testing.T) {
