@@ -41,6 +41,7 @@ func (d *Daemon) Status() control.Status {
 		FastPath:       fastPathState(d.fw),
 		Queues:         queueRange(d.opts.QueueNum, d.opts.Queues),
 		FailClosed:     d.opts.FailClosed,
+		Interfaces:     d.opts.Ifaces,
 		Packets: control.PacketCounts{
 			Seen:           d.audit.seen.Load(),
 			Allowed:        d.audit.allowed.Load(),

@@ -74,6 +74,9 @@ func printStatus(w io.Writer, st control.Status, now time.Time) error {
 		failMode = "fail closed"
 	}
 	field("Queue", "%s, queues %s, %s", orDash(st.QueueMode), orDash(st.Queues), failMode)
+	if len(st.Interfaces) > 0 {
+		field("Interfaces", "only %s filtered (--iface); the others pass unchecked", strings.Join(st.Interfaces, ", "))
+	}
 	field("Fast path", "%s", orDash(st.FastPath))
 	p := st.Packets
 	field("Packets", "%d seen, %d allowed, %d blocked (%d in the kernel)", p.Seen, p.Allowed, p.Blocked, p.KernelBlocked)

@@ -93,6 +93,7 @@ Feeds:
 
 	st := sampleStatus(now)
 	st.ReloadError, st.FailClosed, st.Feeds, st.Version = "rules[0].action: \"drop\" is not an action", true, nil, ""
+	st.Interfaces = []string{"eth0", "wlan0"}
 	st.LogRows.Lost, st.LogRows.LastError = 12, "write 12 log rows to /var/lib/personal-firewall/firewall.db: disk I/O error"
 	st.Reload = control.ReloadState{InProgress: true, Since: now.Add(-4 * time.Second), Why: "SIGHUP"}
 	b.Reset()
@@ -102,6 +103,7 @@ Feeds:
 		"Reload:        IN PROGRESS (SIGHUP), began " + local(-4*time.Second) + " (4s ago); the figures below are the config in force until it ends\n",
 		"Reload error:  rules[0].action: \"drop\" is not an action (the previous config stays in force)\n",
 		", fail closed\n",
+		"Interfaces:    only eth0, wlan0 filtered (--iface); the others pass unchecked\n",
 		"Feeds:         none\n",
 		"Log errors:    12 rows lost; last error: write 12 log rows to /var/lib/personal-firewall/firewall.db: disk I/O error\n",
 	} {

@@ -519,6 +519,9 @@ func TestIfaceLimitsFiltering(t *testing.T) {
 	l.stopPfwd(syscall.SIGTERM)
 	l.startPfwd("--iface", "eth9", "--iface", "eth0")
 	l.expect("tcp", hostPort(l.fwIP, 23), false)
+	if got := l.status().Interfaces; !slices.Equal(got, []string{"eth9", "eth0"}) {
+		t.Errorf("fwctl status names the filtered interfaces %q, want [eth9 eth0]", got)
+	}
 }
 
 // Blacklisting an address cuts its open connections at once: the list
