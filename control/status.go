@@ -24,12 +24,12 @@ type Status struct {
 	// FastPath says whether established flows checked against the lists
 	// since they last changed skip them in the kernel (conntrack labels),
 	// and if not, why.
-	FastPath    string         `json:"fast_path"`
-	Queues      string         `json:"queues"` // e.g. "0-1"
-	FailClosed  bool           `json:"fail_closed"`
+	FastPath   string `json:"fast_path"`
+	Queues     string `json:"queues"` // e.g. "0-1"
+	FailClosed bool   `json:"fail_closed"`
 	// Interfaces are the only ones filtered (pfwd --iface); none means
 	// all but lo.
-	Interfaces []string `json:"interfaces,omitempty"`
+	Interfaces  []string       `json:"interfaces,omitempty"`
 	Packets     PacketCounts   `json:"packets"`
 	Sets        map[string]int `json:"sets"` // nft set name -> entries
 	LogRows     LogCounts      `json:"log_rows"`
