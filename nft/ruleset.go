@@ -178,17 +178,7 @@ func chainRules(cfg *Config, sets map[string]*nftables.Set, link linkSets, h hoo
 	if !cfg.FilterNeighborDiscovery {
 		rules = append(rules, rule{
 			comment: "IPv6 neighbor discovery (hop limit 255: from this link only) is never filtered",
-			exprs: []expr.Any{
-				&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV6}},
-				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMPV6}},
-				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
-				&expr.Lookup{SourceRegister: 1, SetName: link.nd.Name, SetID: link.nd.ID},
-				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 7, Len: 1},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{255}},
-				accept(),
-			},
+			exprs:   append(icmpv6OnLink(link.nd, 255), accept()),
 		})
 		// Multicast listener discovery (RFC 3810) goes with it: a host
 		// that neither answers the router's queries nor reports its own
@@ -200,20 +190,12 @@ func chainRules(cfg *Config, sets map[string]*nftables.Set, link linkSets, h hoo
 		for i, src := range []struct{ mask, addr []byte }{linkLocal, unspecified6} {
 			rules = append(rules, rule{
 				comment: "IPv6 multicast listener discovery (hop limit 1, link-local or unspecified source: from this link only) is never filtered",
-				exprs: []expr.Any{
-					&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
-					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV6}},
-					&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMPV6}},
-					&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
-					&expr.Lookup{SourceRegister: 1, SetName: link.mld[i].Name, SetID: link.mld[i].ID},
-					&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 7, Len: 1},
-					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{1}},
+				exprs: append(icmpv6OnLink(link.mld[i], 1),
 					&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 16},
 					&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 16, Mask: src.mask, Xor: make([]byte, 16)},
 					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: src.addr},
 					accept(),
-				},
+				),
 			})
 		}
 	}
@@ -251,6 +233,21 @@ func chainRules(cfg *Config, sets map[string]*nftables.Set, link linkSets, h hoo
 // neighbors and routers (RFC 4861): router solicitation and advertisement,
 // neighbor solicitation and advertisement. Redirect (137) is left to pfwd.
 var neighborDiscoveryTypes = []nftables.SetElement{{Key: []byte{133}}, {Key: []byte{134}}, {Key: []byte{135}}, {Key: []byte{136}}}
+
+// icmpv6OnLink matches ICMPv6 messages of a type in types with hop limit
+// hopLimit.
+func icmpv6OnLink(types *nftables.Set, hopLimit byte) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV6}},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMPV6}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+		&expr.Lookup{SourceRegister: 1, SetName: types.Name, SetID: types.ID},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 7, Len: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{hopLimit}},
+	}
+}
 
 // linkLocal is fe80::/10 as a mask and the masked address, so that nft
 // prints the match as `ip6 saddr fe80::/10`.
