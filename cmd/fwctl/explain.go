@@ -29,7 +29,7 @@ func explainCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "src", Usage: "source `IP` (the remote address for --direction in)"},
 			&cli.StringFlag{Name: "dst", Usage: "destination `IP` (the remote address for --direction out; default: unspecified)"},
-			&cli.StringFlag{Name: "protocol", Value: "tcp", Usage: "protocol `P` (tcp, udp, icmp, icmpv6, or any, taken as tcp)"},
+			&cli.StringFlag{Name: "protocol", Value: "tcp", Usage: "protocol `P` (tcp, udp, icmp, icmpv6, any, taken as tcp, or an IP protocol number such as 47)"},
 			&cli.StringFlag{Name: "dst-port", Usage: "destination `PORT` (without it only rules without ports can match)"},
 			&cli.StringFlag{Name: "direction", Value: "in", Usage: "direction `DIR` (in or out)"},
 		},
@@ -142,9 +142,9 @@ func packetFromFlags(c *cli.Context) (verdict.Packet, error) {
 	case !dst.IsValid():
 		dst = unspecified(src)
 	}
-	proto, err := rules.ParseProtocol(strings.ToLower(c.String("protocol")))
+	proto, number, err := protocolFlag(c)
 	if err != nil {
-		return p, badUsage(c, "explain: --protocol: %v", err)
+		return p, err
 	}
 	switch v4 := src.Is4(); {
 	case proto == rules.ProtoICMP && !v4:
@@ -154,6 +154,9 @@ func packetFromFlags(c *cli.Context) (verdict.Packet, error) {
 	}
 	var sport, dport uint16
 	if c.IsSet("dst-port") {
+		if number != 0 {
+			return p, fmt.Errorf("--dst-port: IP protocol %d has no ports pfw reads", number)
+		}
 		if !proto.HasPorts() {
 			return p, fmt.Errorf("--dst-port: %s has no ports", proto)
 		}
@@ -166,12 +169,45 @@ func packetFromFlags(c *cli.Context) (verdict.Packet, error) {
 		}
 		sport, dport = ephemeralPort, uint16(n)
 	}
-	p = verdict.FirstPacket(packetProto(proto), src, dst, sport, dport)
+	ipProto := packetProto(proto)
+	if number != 0 {
+		ipProto = number
+	}
+	p = verdict.FirstPacket(ipProto, src, dst, sport, dport)
 	// Without --dst-port the ports are unknown: rules with ports must not
 	// match, as they would a port 0.
 	p.HasPorts = p.HasPorts && c.IsSet("dst-port")
 	p.Length = 60 // a SYN with options; no step reads it
 	return p, nil
+}
+
+// protocolFlag reads --protocol: a name rules know, or an IP protocol
+// number, as the log shows protocols it has no name for ("47" for GRE).
+// A number with a name is taken as the name (6 is tcp); for another, the
+// name is rules.ProtoAny and number is the protocol.
+func protocolFlag(c *cli.Context) (proto rules.Protocol, number uint8, err error) {
+	s := strings.ToLower(strings.TrimSpace(c.String("protocol")))
+	if n, convErr := strconv.Atoi(s); convErr == nil {
+		switch {
+		case n < 0 || n > 255:
+			return proto, 0, fmt.Errorf("--protocol: %d is not an IP protocol number (0-255)", n)
+		case n == int(verdict.ProtoTCP):
+			return rules.ProtoTCP, 0, nil
+		case n == int(verdict.ProtoUDP):
+			return rules.ProtoUDP, 0, nil
+		case n == int(verdict.ProtoICMP):
+			return rules.ProtoICMP, 0, nil
+		case n == int(verdict.ProtoICMPv6):
+			return rules.ProtoICMPv6, 0, nil
+		case n == 0:
+			return proto, 0, fmt.Errorf("--protocol: 0 is IPv6's Hop-by-Hop header, not a protocol a packet ends in")
+		}
+		return rules.ProtoAny, uint8(n), nil
+	}
+	if proto, err = rules.ParseProtocol(s); err != nil {
+		return proto, 0, badUsage(c, "explain: --protocol: %v", err)
+	}
+	return proto, 0, nil
 }
 
 // ephemeralPort is the source port of explain's packet: the first of the

@@ -93,6 +93,13 @@ func TestExplain(t *testing.T) {
 			explanation{Verdict: "allow", Reason: "Default policy", Step: "default_policy", StepNumber: 6, Remote: "100.64.0.1"}},
 		{"rule v4", []string{"--src", "203.0.113.50", "--dst", "192.168.1.2", "--dst-port", "445"},
 			explanation{Verdict: "block", Reason: "Rule: Block Telnet and SMB", Step: "rule", StepNumber: 5, Rule: 1, Remote: "203.0.113.50"}},
+		// Protocols by number, as the log shows those without a name.
+		{"protocol 6 is tcp", []string{"--src", "203.0.113.50", "--protocol", "6", "--dst-port", "445"},
+			explanation{Verdict: "block", Reason: "Rule: Block Telnet and SMB", Step: "rule", StepNumber: 5, Rule: 1, Remote: "203.0.113.50"}},
+		{"GRE by number", []string{"--src", "203.0.113.50", "--protocol", "47"},
+			explanation{Verdict: "allow", Reason: "Default policy", Step: "default_policy", StepNumber: 6, Remote: "203.0.113.50"}},
+		{"GRE from a blacklisted address", []string{"--src", "203.0.113.7", "--protocol", "47"},
+			explanation{Verdict: "block", Reason: "Blacklisted IP", Step: "blacklist", StepNumber: 2, Remote: "203.0.113.7"}},
 		{"rule with sources v4", []string{"--src", "10.9.8.7", "--dst-port", "22"},
 			explanation{Verdict: "allow", Reason: "Rule: SSH from the lab", Step: "rule", StepNumber: 5, Rule: 3, Remote: "10.9.8.7"}},
 		{"rule with sources v6", []string{"--src", "2001:db8:1::5", "--dst-port", "22", "--protocol", "any"},
@@ -194,6 +201,9 @@ func TestExplainErrors(t *testing.T) {
 		{[]string{"--src", "10.0.0.1", "--protocol", "icmp", "--dst-port", "7"}, 1, "--dst-port: icmp has no ports"},
 		{[]string{"--src", "10.0.0.1", "--protocol", "icmpv6"}, 1, "--protocol icmpv6 is IPv6's ICMP, but the addresses are IPv4 (use --protocol icmp)"},
 		{[]string{"--direction", "out", "--dst", "2001:db8::1", "--protocol", "icmp"}, 1, "--protocol icmp is IPv4's ICMP, but the addresses are IPv6 (use --protocol icmpv6)"},
+		{[]string{"--src", "10.0.0.1", "--protocol", "300"}, 1, "--protocol: 300 is not an IP protocol number (0-255)"},
+		{[]string{"--src", "10.0.0.1", "--protocol", "47", "--dst-port", "5"}, 1, "--dst-port: IP protocol 47 has no ports pfw reads"},
+		{[]string{"--src", "::1", "--protocol", "1"}, 1, "--protocol icmp is IPv4's ICMP"},
 		{[]string{"--src", "10.0.0.1", "--protocol", "gre"}, 2, `--protocol: "gre" is not a protocol`},
 		{[]string{"--src", "10.0.0.1", "--direction", "up"}, 2, `--direction: "up" is not a direction`},
 	}
