@@ -46,26 +46,48 @@ func waitReopen(t *testing.T, ch <-chan error) {
 	}
 }
 
+// rowsAcrossReopen writes five rows, lets change do to the database's files
+// what an operator would, waits until the writer reopened, writes one row
+// more, and returns how many rows fwctl's view then holds.
+func rowsAcrossReopen(t *testing.T, s *Store, w *Writer, reopened <-chan error, change func(path string)) int64 {
+	t.Helper()
+	for range 5 {
+		w.Blocked(tcpRow(t0, "203.0.113.7", "10.0.0.1", "Rule: Telnet"))
+	}
+	flush(t, w)
+	change(s.Path())
+	waitReopen(t, reopened)
+	w.Blocked(tcpRow(t0, "203.0.113.8", "10.0.0.1", "Rule: Telnet"))
+	flush(t, w)
+	return countIn(t, s.Path(), "blocked_packets")
+}
+
+// noSecondReopen fails t when the writer reopens again with the files
+// left alone.
+func noSecondReopen(t *testing.T, reopened <-chan error) {
+	t.Helper()
+	select {
+	case err := <-reopened:
+		t.Errorf("a second reopen (%v) with the files unchanged", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
 // `rm firewall.db` while pfwd runs: the writer notices, creates a fresh
 // database (the old WAL is not replayed into it) and later rows land
 // where fwctl reads.
 func TestWriterReopensADeletedDatabase(t *testing.T) {
 	s := openTemp(t)
 	w, reopened := reopenWriter(t, s)
-	for range 5 {
-		w.Blocked(tcpRow(t0, "203.0.113.7", "10.0.0.1", "Rule: Telnet"))
-	}
-	flush(t, w)
-	if err := s.SetThreats(context.Background(), []FeedThreats{{Source: "Feodo", Level: "high", Entries: nil, Seen: t0}}, t0); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(s.Path()); err != nil { // -wal and -shm stay, as after a plain rm
-		t.Fatal(err)
-	}
-	waitReopen(t, reopened)
-	w.Blocked(tcpRow(t0, "203.0.113.8", "10.0.0.1", "Rule: Telnet"))
-	flush(t, w)
-	if n := countIn(t, s.Path(), "blocked_packets"); n != 1 {
+	n := rowsAcrossReopen(t, s, w, reopened, func(path string) {
+		if err := s.SetThreats(context.Background(), []FeedThreats{{Source: "Feodo", Level: "high", Entries: nil, Seen: t0}}, t0); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(path); err != nil { // -wal and -shm stay, as after a plain rm
+			t.Fatal(err)
+		}
+	})
+	if n != 1 {
 		t.Errorf("the new database has %d rows, want only the 1 written after the rm", n)
 	}
 	// Every method works on the new pools.
@@ -75,11 +97,7 @@ func TestWriterReopensADeletedDatabase(t *testing.T) {
 	if _, err := s.Prune(context.Background(), Retention{MaxRows: 10}, t0); err != nil {
 		t.Errorf("Prune after reopen: %v", err)
 	}
-	select {
-	case err := <-reopened:
-		t.Errorf("a second reopen (%v) with the file unchanged", err)
-	case <-time.After(100 * time.Millisecond):
-	}
+	noSecondReopen(t, reopened)
 	if st := w.Stats(); st.Lost != 0 || st.Errors != 0 {
 		t.Errorf("writer stats %+v: rows lost around the reopen", st)
 	}
@@ -93,20 +111,15 @@ func TestWriterReopensADeletedDatabase(t *testing.T) {
 func TestWriterReopensAnEmptiedDatabase(t *testing.T) {
 	s := openTemp(t)
 	w, reopened := reopenWriter(t, s)
-	for range 5 {
-		w.Blocked(tcpRow(t0, "203.0.113.7", "10.0.0.1", "Rule: Telnet"))
-	}
-	flush(t, w)
-	if err := os.Truncate(s.Path(), 0); err != nil {
-		t.Fatal(err)
-	}
-	if r, err := OpenReader(s.Path()); err == nil { // fwctl in the meantime, as likely as not
-		r.Close()
-	}
-	waitReopen(t, reopened)
-	w.Blocked(tcpRow(t0, "203.0.113.8", "10.0.0.1", "Rule: Telnet"))
-	flush(t, w)
-	if n := countIn(t, s.Path(), "blocked_packets"); n != 1 {
+	n := rowsAcrossReopen(t, s, w, reopened, func(path string) {
+		if err := os.Truncate(path, 0); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := OpenReader(path); err == nil { // fwctl in the meantime, as likely as not
+			r.Close()
+		}
+	})
+	if n != 1 {
 		t.Errorf("the emptied database has %d rows, want the 1 written after it was emptied", n)
 	}
 	if st := w.Stats(); st.Lost != 0 || st.Errors != 0 {
@@ -120,24 +133,15 @@ func TestWriterReopensAnEmptiedDatabase(t *testing.T) {
 func TestWriterReopensAfterItsWALIsDeleted(t *testing.T) {
 	s := openTemp(t)
 	w, reopened := reopenWriter(t, s)
-	for range 5 {
-		w.Blocked(tcpRow(t0, "203.0.113.7", "10.0.0.1", "Rule: Telnet"))
-	}
-	flush(t, w)
-	if err := os.Remove(s.Path() + "-wal"); err != nil {
-		t.Fatal(err)
-	}
-	waitReopen(t, reopened)
-	w.Blocked(tcpRow(t0, "203.0.113.8", "10.0.0.1", "Rule: Telnet"))
-	flush(t, w)
-	if n := countIn(t, s.Path(), "blocked_packets"); n != 6 {
+	n := rowsAcrossReopen(t, s, w, reopened, func(path string) {
+		if err := os.Remove(path + "-wal"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n != 6 {
 		t.Errorf("the database has %d rows after its WAL was deleted, want all 6", n)
 	}
-	select {
-	case err := <-reopened:
-		t.Errorf("a second reopen (%v) with the files unchanged", err)
-	case <-time.After(100 * time.Millisecond):
-	}
+	noSecondReopen(t, reopened)
 }
 
 // The file replaced by another database (a backup restored with mv): the
