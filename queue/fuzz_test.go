@@ -183,3 +183,37 @@ func ipv4UDP(src, dst [4]byte, sport, dport uint16) []byte {
 	b = binary.BigEndian.AppendUint16(b, dport)
 	return append(b, 0, 8, 0, 0)
 }
+
+// TestCollectDecidesCutPacket: recvmmsg cuts a message that outgrows its
+// buffer. The packet still waits in the kernel, and the next batch
+// verdict would answer it undecided, so the worker decides what arrived:
+// a cut after the headers is decided on them, a cut inside them drops.
+func TestCollectDecidesCutPacket(t *testing.T) {
+	engine := testEngine(t)
+	blocked := ipv4UDP([4]byte{198, 51, 100, 1}, [4]byte{192, 0, 2, 1}, 40000, testPortHigh)
+	blocked = append(blocked, make([]byte, 1400)...)
+	for _, tc := range []struct {
+		name   string
+		keep   int // bytes of the message that arrived
+		reason string
+	}{
+		{"after the headers", 120, "Rule: upper half"},
+		{"inside the IP header", 60, "Malformed packet"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := &Queues{cfg: Config{Batch: 4}, engine: engine}
+			w := newWorker(q, nil)
+			msg := nlmsg(typePacket, packetMsg(9, 1, blocked))
+			w.collect(msg[:tc.keep])
+			if w.n != 1 || w.ids[0] != 9 {
+				t.Fatalf("worker took %d packets (ids %v), want packet 9", w.n, w.ids[:w.n])
+			}
+			if d := w.decs[0]; d.Action != rules.ActionBlock || d.Reason != tc.reason {
+				t.Errorf("decision %v %q, want block %q", d.Action, d.Reason, tc.reason)
+			}
+			if got := q.C.ReadErrors.Load(); got != 1 {
+				t.Errorf("%d read errors, want 1 for the cut message", got)
+			}
+		})
+	}
+}

@@ -334,16 +334,40 @@ func (s *sock) exec(req []byte, timeout time.Duration, onPacket func([]byte)) er
 	}
 }
 
+// nextMsg splits the first netlink message off a datagram; ok is false
+// when none is left or its length is impossible. A message longer than
+// the datagram was cut by the read (recvmmsg truncates what outgrows its
+// buffer): m is then what arrived, cut is set and rest is empty. A cut
+// packet message still waits in the kernel for its verdict and must be
+// decided like any other, or a later batch verdict would answer it
+// undecided; its headers normally arrived whole, and a packet cut before
+// them decodes as malformed and is dropped.
+func nextMsg(b []byte) (typ uint16, m, rest []byte, cut, ok bool) {
+	if len(b) < nlmsgHdrLen {
+		return 0, nil, nil, false, false
+	}
+	l := int(binary.NativeEndian.Uint32(b))
+	if l < nlmsgHdrLen {
+		return 0, nil, nil, false, false
+	}
+	typ = binary.NativeEndian.Uint16(b[4:])
+	if l > len(b) {
+		return typ, b, nil, true, true
+	}
+	return typ, b[:l], b[min(nlaAlign(l), len(b)):], false, true
+}
+
 // forEachMsg calls fn with the type and bytes of each netlink message in a
-// datagram, stopping at one whose length is impossible.
+// datagram, a cut last one included (see nextMsg), stopping at one whose
+// length is impossible.
 func forEachMsg(b []byte, fn func(typ uint16, m []byte)) {
-	for len(b) >= nlmsgHdrLen {
-		l := int(binary.NativeEndian.Uint32(b))
-		if l < nlmsgHdrLen || l > len(b) {
+	for {
+		typ, m, rest, _, ok := nextMsg(b)
+		if !ok {
 			return
 		}
-		fn(binary.NativeEndian.Uint16(b[4:]), b[:l])
-		b = b[min(nlaAlign(l), len(b)):]
+		fn(typ, m)
+		b = rest
 	}
 }
 

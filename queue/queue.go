@@ -67,7 +67,7 @@ type Counters struct {
 	// VerdictErrors counts verdicts the kernel refused or that could not
 	// be sent (a packet the kernel then holds until the queue is closed).
 	VerdictErrors atomic.Uint64
-	ReadErrors    atomic.Uint64 // socket errors and messages without a packet id
+	ReadErrors    atomic.Uint64 // socket errors, messages without a packet id or cut by the read
 }
 
 // Queues are the open NFQUEUE sockets.
@@ -226,26 +226,29 @@ func (w *worker) run(ctx context.Context) {
 	}
 }
 
-// collect decides the packets of one datagram (one, in practice) and
-// counts the errors the kernel reports for earlier verdicts.
+// collect decides the packets of one datagram (one, in practice), a cut
+// one included, and counts the errors the kernel reports for earlier
+// verdicts.
 func (w *worker) collect(b []byte) {
 	for len(b) >= nlmsgHdrLen {
-		l := int(binary.NativeEndian.Uint32(b))
-		if l < nlmsgHdrLen || l > len(b) {
+		typ, m, rest, cut, ok := nextMsg(b)
+		if !ok || cut {
 			w.q.C.ReadErrors.Add(1)
+		}
+		if !ok {
 			return
 		}
-		switch binary.NativeEndian.Uint16(b[4:]) {
+		switch typ {
 		case typePacket:
-			w.add(b[nlmsgHdrLen:l])
+			w.add(m[nlmsgHdrLen:])
 		case unix.NLMSG_ERROR:
 			// Verdicts ask for no acknowledgement, so only refusals come
 			// back: a verdict for a packet the kernel no longer holds.
-			if l >= nlmsgHdrLen+4 && binary.NativeEndian.Uint32(b[nlmsgHdrLen:]) != 0 {
+			if len(m) >= nlmsgHdrLen+4 && binary.NativeEndian.Uint32(m[nlmsgHdrLen:]) != 0 {
 				w.q.C.VerdictErrors.Add(1)
 			}
 		}
-		b = b[min(nlaAlign(l), len(b)):]
+		b = rest
 	}
 }
 
