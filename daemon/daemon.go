@@ -62,8 +62,12 @@ type Daemon struct {
 	// context (threat saves) runs under it, and shutdown ends it
 	// d.grace after it began. stops are the stops of what start set
 	// going (lifecycle.go), called newest first by shutdown.
-	life     context.Context
-	endLife  context.CancelFunc
+	life    context.Context
+	endLife context.CancelFunc
+	// run is Run's context, done once pfwd is told to stop: work that a
+	// stop must not wait for (a walk through a conntrack table a flood
+	// filled) ends early with it.
+	run      context.Context
 	stops    []func()
 	grace    time.Duration // shutdownGrace; shorter in tests
 	stopWait time.Duration // stopWait; shorter in tests
@@ -102,6 +106,7 @@ func newDaemon(opts Options, log *slog.Logger) *Daemon {
 	d := &Daemon{opts: opts, log: log, limited: newLimitedLogger(log), started: time.Now(),
 		feedEntries: map[string][]netip.Prefix{}, grace: shutdownGrace, stopWait: stopWait}
 	d.life, d.endLife = context.WithCancel(context.Background())
+	d.run = context.Background()
 	return d
 }
 
@@ -112,6 +117,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 		return err
 	}
 	d := newDaemon(opts, log)
+	d.run = ctx
 	defer d.shutdown()
 	if err := d.start(ctx); err != nil {
 		return err

@@ -276,7 +276,7 @@ func (d *Daemon) cutBlockedFlows() {
 	dests := localDests()
 	var p verdict.Packet
 	unremembered := 0
-	n, err := d.fw.KillFlows(func(f nft.Flow) bool {
+	n, err := d.fw.KillFlows(d.run, func(f nft.Flow) bool {
 		var dir rules.Direction
 		switch {
 		case dests.own[f.Src] && dests.own[f.Dst], f.Src.IsLoopback(), f.Dst.IsLoopback():
@@ -306,7 +306,10 @@ func (d *Daemon) cutBlockedFlows() {
 		}
 		return true
 	})
-	if err != nil {
+	switch {
+	case err != nil && d.run.Err() != nil:
+		return // pfwd is stopping, and a stop does not wait for the walk
+	case err != nil:
 		d.log.Warn("Could not cut established flows that the new rules block", "err", err)
 		return
 	}

@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -28,20 +29,18 @@ type Flow struct {
 	Labelled bool
 }
 
-// KillFlows deletes the conntrack entries of the process's network namespace
-// for which match returns true, and returns how many it deleted. Flows are
+// KillFlows deletes the conntrack entries of fw's network namespace for
+// which match returns true, and returns how many it deleted. Flows are
 // decided once and then accepted by the `ct state established` rule (or,
 // before their first reply, `ct status confirmed`), so after a rule change
-// pfwd cuts the ones the new rules would block.
-func KillFlows(match func(Flow) bool) (int, error) { return killFlows(0, match) }
-
-// KillFlows is KillFlows in fw's network namespace.
-func (fw *Firewall) KillFlows(match func(Flow) bool) (int, error) {
-	return killFlows(fw.cfg.NetNS, match)
+// pfwd cuts the ones the new rules would block. A table a flood filled
+// takes a while to walk: ctx ends the walk early, with ctx's error.
+func (fw *Firewall) KillFlows(ctx context.Context, match func(Flow) bool) (int, error) {
+	return killFlows(ctx, fw.cfg.NetNS, match)
 }
 
-func killFlows(netns int, match func(Flow) bool) (int, error) {
-	return eachFlow(netns, "kill flows", func(c *conntrack.Conn, f conntrack.Flow) (bool, error) {
+func killFlows(ctx context.Context, netns int, match func(Flow) bool) (int, error) {
+	return eachFlow(ctx, netns, "kill flows", func(c *conntrack.Conn, f conntrack.Flow) (bool, error) {
 		t, r := f.TupleOrig, f.TupleReply
 		if !match(Flow{
 			Proto:    t.Proto.Protocol,
@@ -63,13 +62,15 @@ func killFlows(netns int, match func(Flow) bool) (int, error) {
 // eachFlow dumps the conntrack table of netns and calls do for every
 // entry; do says whether it acted on it and how that went. It returns how
 // many entries do acted on. An entry gone since the dump (ENOENT) is no
-// error; the others are gathered, ten at most, under what.
+// error; the others, and entries the dump could not be read for, are
+// gathered, ten at most, under what: one odd entry does not stop the walk.
+// ctx ends it between two entries.
 //
 // The dump is read as the kernel sends it, a datagram at a time, and each
 // entry is acted on before the next datagram is read: a table of 262,144
 // entries (a spoofed-source flood fills one within a second) would take
 // about 200 MB read whole, and remote peers decide its size.
-func eachFlow(netns int, what string, do func(*conntrack.Conn, conntrack.Flow) (bool, error)) (int, error) {
+func eachFlow(ctx context.Context, netns int, what string, do func(*conntrack.Conn, conntrack.Flow) (bool, error)) (int, error) {
 	c, err := conntrack.Dial(&netlink.Config{NetNS: netns})
 	if err != nil {
 		return 0, fmt.Errorf("nft: %s: conntrack netlink: %w", what, err)
@@ -83,15 +84,30 @@ func eachFlow(netns int, what string, do func(*conntrack.Conn, conntrack.Flow) (
 	if _, err := dump.Send(dumpRequest); err != nil {
 		return 0, fmt.Errorf("nft: %s: dump conntrack table: %w", what, err)
 	}
-	n, unlisted := 0, 0
+	n, seen, unlisted := 0, 0, 0
 	var errs []error
+	gather := func(err error) {
+		if len(errs) < 10 {
+			errs = append(errs, err)
+		} else {
+			unlisted++
+		}
+	}
 	for msg, err := range dump.ReceiveIter() {
 		if err != nil {
 			return n, fmt.Errorf("nft: %s: dump conntrack table: %w", what, errors.Join(append(errs, err)...))
 		}
+		if err := ctx.Err(); err != nil {
+			return n, fmt.Errorf("nft: %s: stopped after %d entries: %w", what, seen, err)
+		}
+		seen++
 		var ev conntrack.Event
 		if err := ev.Unmarshal(msg); err != nil || ev.Flow == nil {
-			return n, fmt.Errorf("nft: %s: dump conntrack table: entry %d: %w", what, n, err)
+			if err == nil {
+				err = errors.New("no flow in the message")
+			}
+			gather(fmt.Errorf("dump conntrack table: entry %d: %w", seen, err))
+			continue
 		}
 		f := *ev.Flow
 		acted, err := do(c, f)
@@ -100,12 +116,10 @@ func eachFlow(netns int, what string, do func(*conntrack.Conn, conntrack.Flow) (
 			// Not for do, or it ended (or was replaced) since the dump.
 		case err == nil:
 			n++
-		case len(errs) < 10:
-			t := f.TupleOrig
-			errs = append(errs, fmt.Errorf("%s %s:%d -> %s:%d: %w", protoName(t.Proto.Protocol),
-				t.IP.SourceAddress, t.Proto.SourcePort, t.IP.DestinationAddress, t.Proto.DestinationPort, err))
 		default:
-			unlisted++
+			t := f.TupleOrig
+			gather(fmt.Errorf("%s %s:%d -> %s:%d: %w", protoName(t.Proto.Protocol),
+				t.IP.SourceAddress, t.Proto.SourcePort, t.IP.DestinationAddress, t.Proto.DestinationPort, err))
 		}
 	}
 	switch {
@@ -145,8 +159,8 @@ func protoName(p uint8) string {
 
 // clearLabel clears bit from the labels of every conntrack entry of the
 // network namespace netns that has it, and returns how many it changed.
-func clearLabel(netns int, bit int) (int, error) {
-	return eachFlow(netns, fmt.Sprintf("clear conntrack label %d", bit), func(c *conntrack.Conn, f conntrack.Flow) (bool, error) {
+func clearLabel(ctx context.Context, netns int, bit int) (int, error) {
+	return eachFlow(ctx, netns, fmt.Sprintf("clear conntrack label %d", bit), func(c *conntrack.Conn, f conntrack.Flow) (bool, error) {
 		if !hasLabel(f.Labels, bit) {
 			return false, nil
 		}

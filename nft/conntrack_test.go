@@ -1,6 +1,8 @@
 package nft
 
 import (
+	"context"
+	"errors"
 	"net/netip"
 	"slices"
 	"testing"
@@ -29,7 +31,7 @@ func TestKillFlows(t *testing.T) {
 
 	// The flows a new "block tcp 23" rule would stop.
 	blockedTelnet := func(f Flow) bool { return f.Proto == unix.IPPROTO_TCP && f.DstPort == 23 }
-	n, err := fw.KillFlows(blockedTelnet)
+	n, err := fw.KillFlows(context.Background(), blockedTelnet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +53,7 @@ func TestKillFlows(t *testing.T) {
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("flows left (-want +got):\n%s", diff)
 	}
-	if n, err := fw.KillFlows(blockedTelnet); n != 0 || err != nil {
+	if n, err := fw.KillFlows(context.Background(), blockedTelnet); n != 0 || err != nil {
 		t.Errorf("second KillFlows = %d, %v; want 0, nil", n, err)
 	}
 }
@@ -73,7 +75,7 @@ func TestKillFlowsSeesTheFastPathLabels(t *testing.T) {
 		}
 	}
 	var seen []uint16
-	n, err := fw.KillFlows(func(f Flow) bool {
+	n, err := fw.KillFlows(context.Background(), func(f Flow) bool {
 		if f.Labelled {
 			seen = append(seen, f.SrcPort)
 		}
@@ -107,7 +109,7 @@ func TestKillFlowsSeesTheDestinationAfterDNAT(t *testing.T) {
 		}
 	}
 	var seen []Flow
-	if _, err := fw.KillFlows(func(f Flow) bool { seen = append(seen, f); return false }); err != nil {
+	if _, err := fw.KillFlows(context.Background(), func(f Flow) bool { seen = append(seen, f); return false }); err != nil {
 		t.Fatal(err)
 	}
 	slices.SortFunc(seen, func(a, b Flow) int { return int(a.SrcPort) - int(b.SrcPort) })
@@ -134,7 +136,7 @@ func TestKillFlowsManyEntries(t *testing.T) {
 		}
 	}
 	seen := 0
-	n, err := fw.KillFlows(func(f Flow) bool { seen++; return f.DstPort == 54 })
+	n, err := fw.KillFlows(context.Background(), func(f Flow) bool { seen++; return f.DstPort == 54 })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,4 +162,34 @@ func dialConntrack(t *testing.T, ns *testNetNS) *conntrack.Conn {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// A walk whose context ends stops before the next entry: a stop must not
+// wait for a table a flood filled.
+func TestKillFlowsStopsWithContext(t *testing.T) {
+	ns := newNetNS(t)
+	fw := open(t, Config{NetNS: ns.fd})
+	c := dialConntrack(t, ns)
+	const entries = 2000
+	for i := range entries {
+		src := netip.AddrFrom4([4]byte{10, 98, byte(i >> 8), byte(i)})
+		if err := c.Create(conntrack.NewFlow(unix.IPPROTO_UDP, 0, src, netip.MustParseAddr("10.99.0.1"), 5000, 53, 120, 0)); err != nil {
+			t.Fatalf("create conntrack entry %d: %v", i, err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	seen := 0
+	n, err := fw.KillFlows(ctx, func(Flow) bool {
+		seen++
+		if seen == 10 {
+			cancel()
+		}
+		return true
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("KillFlows with its context cancelled = %d, %v; want context.Canceled", n, err)
+	}
+	if seen != 10 || n != 10 {
+		t.Errorf("KillFlows saw %d entries and killed %d after its context ended at the 10th; want 10 and 10", seen, n)
+	}
 }

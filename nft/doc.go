@@ -13,7 +13,7 @@
 //	fw, err := nft.Open(nft.Config{QueueNum: 0, InitialSets: lists})
 //	...
 //	err = fw.UpdateSets(map[nft.List][]netip.Prefix{nft.Intel: feedEntries})
-//	n, err := fw.KillFlows(func(f nft.Flow) bool { return blocked(f) })
+//	n, err := fw.KillFlows(ctx, func(f nft.Flow) bool { return blocked(f) })
 //	err = fw.Close() // the table goes (default mode) or stays (FailClosed)
 //
 // A List (Whitelist, Blacklist, Intel) is held in two interval sets, one per
@@ -144,7 +144,9 @@
 // KillFlows dumps the conntrack table and deletes the entries the caller's
 // function picks, so a flow a new rule would block does not live on through
 // the ct state rule. The fast path clears its retired label bit the same
-// way, entry by entry.
+// way, entry by entry. Both walks read the table a datagram at a time and
+// end early when told to (KillFlows' context, Close for the clear), so a
+// table a flood filled holds up no stop.
 //
 // Everything here needs CAP_NET_ADMIN. The package never logs; errors name
 // the operation and the table or set.

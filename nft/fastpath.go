@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"time"
@@ -53,7 +54,8 @@ type fastPath struct {
 	off       error // why the fast path is off, when it is
 	clearing  chan struct{}
 	clearErr  error
-	dirty     error // the clear of the other bit failed: it must not be used
+	stopClear context.CancelFunc // ends a running clear early (Close)
+	dirty     error              // the clear of the other bit failed: it must not be used
 }
 
 const (
@@ -153,12 +155,12 @@ func (fw *Firewall) arm(stale bool) {
 	}
 	next := 1 - fw.fast.gen
 	if len(fw.cfg.Ifaces) > 0 {
-		if _, err := clearLabelFn(fw.cfg.NetNS, filteredBit); err != nil {
+		if _, err := clearLabelFn(context.Background(), fw.cfg.NetNS, filteredBit); err != nil {
 			fw.fast.off = fmt.Errorf("fast path off: %w", err)
 			return
 		}
 	}
-	if _, err := clearLabel(fw.cfg.NetNS, labelBits[next]); err != nil {
+	if _, err := clearLabel(context.Background(), fw.cfg.NetNS, labelBits[next]); err != nil {
 		fw.fast.off = fmt.Errorf("fast path off: %w", err)
 		return
 	}
@@ -281,21 +283,31 @@ func (fw *Firewall) findRules(chain string) (map[string]*nftables.Rule, error) {
 func (fw *Firewall) afterSwitch() {
 	old := labelBits[1-fw.fast.gen]
 	done := make(chan struct{})
-	fw.fast.clearing, fw.fast.clearErr = done, nil
+	ctx, stop := context.WithCancel(context.Background())
+	fw.fast.clearing, fw.fast.clearErr, fw.fast.stopClear = done, nil, stop
 	netns := fw.cfg.NetNS
 	clearFn := clearLabelFn // read here: a test may swap it while the clear runs
 	go func() {
 		defer close(done)
-		time.Sleep(clearDelay)
-		_, err := clearFn(netns, old)
+		defer stop()
+		select {
+		case <-time.After(clearDelay):
+		case <-ctx.Done():
+			fw.fast.clearErr = ctx.Err()
+			return
+		}
+		_, err := clearFn(ctx, netns, old)
 		fw.fast.clearErr = err
 	}()
 }
 
-// waitClear waits for a running clear; Close uses it so no goroutine
-// outlives the Firewall.
-func (fw *Firewall) waitClear() {
+// stopAndWaitClear ends a running clear and waits for it; Close uses it so
+// no goroutine outlives the Firewall, and a stop is not held up by a walk
+// through a conntrack table a flood filled. The bit left half cleared is
+// in no rule any more, and the next Open clears it before using it.
+func (fw *Firewall) stopAndWaitClear() {
 	if fw.fast.clearing != nil {
+		fw.fast.stopClear()
 		<-fw.fast.clearing
 	}
 }

@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"context"
 	"errors"
 	"net/netip"
 	"regexp"
@@ -172,7 +173,7 @@ func TestFastPathOffWhenClearFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fw.Remove()
-	clearLabelFn = func(int, int) (int, error) { return 0, errors.New("ctnetlink says no") }
+	clearLabelFn = func(context.Context, int, int) (int, error) { return 0, errors.New("ctnetlink says no") }
 	defer func() { clearLabelFn = clearLabel }()
 
 	// This change switches bits, and the clear of the retired one fails.
@@ -203,5 +204,39 @@ func TestFastPathOffWhenClearFails(t *testing.T) {
 		if !ok {
 			t.Errorf("unlisted: ping %s got no answer", dir)
 		}
+	}
+}
+
+// Close ends a running clear of the retired bit rather than waiting for
+// its walk through the conntrack table, and the clear is told why.
+func TestCloseStopsRunningClear(t *testing.T) {
+	fwNS := newNetNS(t)
+	fw, err := Open(Config{NetNS: fwNS.fd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	clearLabelFn = func(ctx context.Context, _, _ int) (int, error) {
+		close(started)
+		<-ctx.Done() // a walk that would take long, as through a table a flood filled
+		return 0, ctx.Err()
+	}
+	defer func() { clearLabelFn = clearLabel }()
+	if err := fw.UpdateSets(map[List][]netip.Prefix{Intel: prefixes("192.0.2.1")}); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	closed := make(chan error, 1)
+	go func() { closed <- fw.Remove() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Remove: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Remove waited for the running clear")
+	}
+	if !errors.Is(fw.fast.clearErr, context.Canceled) {
+		t.Errorf("the clear ended with %v, want context.Canceled", fw.fast.clearErr)
 	}
 }

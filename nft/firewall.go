@@ -545,7 +545,7 @@ func (fw *Firewall) deleteTable() error {
 
 func (fw *Firewall) shutdown() error {
 	fw.closed = true
-	fw.waitClear()
+	fw.stopAndWaitClear()
 	if fw.gen != nil {
 		fw.gen.close()
 	}
