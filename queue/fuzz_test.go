@@ -147,7 +147,7 @@ func FuzzKernelDropReason(f *testing.F) {
 				t.Fatalf("blacklist step with reason %q", d.Reason)
 			}
 		case verdict.StepThreatIntel:
-			if d.Reason != "Threat intel" && !strings.HasPrefix(d.Reason, "Threat intel: ") {
+			if !strings.HasPrefix(d.Reason, "Threat intel: ") || d.Reason == "Threat intel: " {
 				t.Fatalf("threat-intel step with reason %q", d.Reason)
 			}
 		default:

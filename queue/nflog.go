@@ -96,7 +96,7 @@ func (k *KernelDrops) Start(ctx context.Context) error {
 // feed; if an update raced the drop, the log prefix still names the set.
 func (k *KernelDrops) reason(p *verdict.Packet, dir rules.Direction, prefix string) verdict.Decision {
 	if strings.HasPrefix(prefix, PrefixRateLimit) {
-		return verdict.Decision{Action: rules.ActionBlock, Step: verdict.StepRateLimit, Reason: verdict.ReasonRateLimited, Rule: -1}
+		return verdict.RateLimited()
 	}
 	d := k.engine.Explain(p, dir)
 	if d.Step == verdict.StepBlacklist || d.Step == verdict.StepThreatIntel {
@@ -109,9 +109,9 @@ func (k *KernelDrops) reason(p *verdict.Packet, dir rules.Direction, prefix stri
 		if d, ok := k.engine.RecentIntel(p.Remote(dir)); ok {
 			return d
 		}
-		return verdict.Decision{Action: rules.ActionBlock, Step: verdict.StepThreatIntel, Reason: "Threat intel", Rule: -1}
+		return verdict.IntelWithdrawn()
 	}
-	return verdict.Decision{Action: rules.ActionBlock, Step: verdict.StepBlacklist, Reason: verdict.ReasonBlacklisted, Rule: -1}
+	return verdict.Blacklisted()
 }
 
 // Close stops the listener. The reader is cancelled first: go-nflog's

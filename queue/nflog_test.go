@@ -34,7 +34,7 @@ func TestKernelDropReason(t *testing.T) {
 	}{
 		{"intel, inbound, entry just replaced", pkt("198.51.100.66", "192.168.50.1"), rules.DirIn, PrefixIntel, "Threat intel: Feodo Tracker"},
 		{"intel, outbound, entry just replaced", pkt("192.168.50.1", "198.51.100.66"), rules.DirOut, PrefixIntel, "Threat intel: Feodo Tracker"},
-		{"intel, entry unknown", pkt("198.51.100.99", "192.168.50.1"), rules.DirIn, PrefixIntel, "Threat intel"},
+		{"intel, entry unknown", pkt("198.51.100.99", "192.168.50.1"), rules.DirIn, PrefixIntel, verdict.ReasonIntelWithdrawn},
 		{"blacklist", pkt("203.0.113.7", "192.168.50.1"), rules.DirIn, "pfw blacklist", "Blacklisted IP"},
 		{"rate-limit guard", pkt("198.51.100.1", "192.168.50.1"), rules.DirIn, PrefixRateLimit, "Rate limited"},
 	} {

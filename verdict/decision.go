@@ -45,6 +45,10 @@ const (
 	ReasonMalformed   = "Malformed packet"
 	reasonIntelPrefix = "Threat intel: "
 	reasonRulePrefix  = "Rule: "
+	// ReasonIntelWithdrawn names a drop by a threat entry that a feed
+	// update withdrew before the kernel reported the drop, once the feed
+	// that listed it can no longer be told (see Engine.RecentIntel).
+	ReasonIntelWithdrawn = reasonIntelPrefix + "(entry withdrawn by a feed update)"
 )
 
 // Decision is the pipeline's answer for one packet. Reason strings are
@@ -66,3 +70,11 @@ var (
 	decideRateLimited = Decision{Action: rules.ActionBlock, Step: StepRateLimit, Reason: ReasonRateLimited, Rule: -1}
 	decideMalformed   = Decision{Action: rules.ActionBlock, Step: StepMalformed, Reason: ReasonMalformed, Rule: -1}
 )
+
+// The decisions of the kernel's own drops (the lists, the rate-limit
+// guard), for naming them as the pipeline would.
+func Blacklisted() Decision { return decideBlacklisted }
+func RateLimited() Decision { return decideRateLimited }
+func IntelWithdrawn() Decision {
+	return Decision{Action: rules.ActionBlock, Step: StepThreatIntel, Reason: ReasonIntelWithdrawn, Rule: -1}
+}
