@@ -61,7 +61,7 @@ func (a *auditor) decided(p *verdict.Packet, dir rules.Direction, d verdict.Deci
 		if rate := a.engine.Policy().SampleRate(); rate > 0 && rand.Float64() < rate {
 			// The reason is not stored for allowed rows, but rows over the
 			// writer's cap are counted under it, as blocked ones are.
-			a.writer.Allowed(rowOf(p, dir, d.Reason, 0))
+			a.writer.Allowed(rowOf(p, dir, d.Reason, 0, time.Now()))
 		}
 		return
 	}
@@ -71,8 +71,11 @@ func (a *auditor) decided(p *verdict.Packet, dir rules.Direction, d verdict.Deci
 			g.note(p.Src)
 		}
 	}
-	a.writer.Blocked(rowOf(p, dir, d.Reason, packetHash(payload)))
-	if ok, missed := a.blockLines.allow(d.Reason, time.Now()); ok {
+	// Stamped now, not when the writer takes the row: under load its
+	// queue holds rows for a while.
+	now := time.Now()
+	a.writer.Blocked(rowOf(p, dir, d.Reason, packetHash(payload), now))
+	if ok, missed := a.blockLines.allow(d.Reason, now); ok {
 		args := []any{"reason", d.Reason, "proto", store.ProtoName(p.Proto), "src", endpoint(p, true), "dst", endpoint(p, false), "dir", dir.String()}
 		if missed > 0 {
 			args = append(args, "similar_not_logged", missed)
@@ -154,9 +157,9 @@ func (k kernelAudit) Decided(p *verdict.Packet, dir rules.Direction, d verdict.D
 	k.auditor.decided(p, dir, d, payload, false)
 }
 
-func rowOf(p *verdict.Packet, dir rules.Direction, reason string, hash uint64) store.Row {
+func rowOf(p *verdict.Packet, dir rules.Direction, reason string, hash uint64, at time.Time) store.Row {
 	return store.Row{
-		Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort, HasPorts: p.HasPorts,
+		Time: at, Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort, HasPorts: p.HasPorts,
 		Proto: p.Proto, Reason: reason, Hash: hash, Outbound: dir == rules.DirOut,
 	}
 }

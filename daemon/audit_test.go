@@ -1,11 +1,13 @@
 package daemon
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/netip"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/pfw/pfw/nft"
 	"github.com/pfw/pfw/queue"
@@ -61,5 +63,47 @@ func TestAuditorDoesNotAllocate(t *testing.T) {
 		if allocs := testing.AllocsPerRun(200, func() { a.Decided(&p, rules.DirIn, d, payload) }); allocs != 0 {
 			t.Errorf("auditor, %s: %v allocs per packet, want 0", d.Reason, allocs)
 		}
+	}
+}
+
+// A row is stamped when its packet was decided, not when the writer
+// takes it off its queue, which under load holds rows for a while.
+func TestAuditorStampsRowsWhenDecided(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "fw.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cfg, err := rules.Parse([]byte(`{"rules": [{"name": "telnet", "action": "block", "protocol": "tcp", "ports": [23]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := verdict.NewEngine(verdict.Compile(cfg))
+	w := st.NewWriter(store.WriterConfig{Buffer: 16})
+	a := newAuditor(e, w, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	p := verdict.Packet{Status: verdict.StatusOK, Version: 4, Proto: verdict.ProtoTCP, HasPorts: true,
+		Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("192.0.2.2"), SrcPort: 40000, DstPort: 23, TCPFlags: verdict.TCPSyn}
+	before := time.Now().UTC().Truncate(time.Millisecond)
+	a.Decided(&p, rules.DirIn, e.Decide(&p, rules.DirIn), make([]byte, 40))
+	decided := time.Now()
+	time.Sleep(500 * time.Millisecond) // the writer is busy elsewhere
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.Run(ctx)
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := st.Logs(ctx, store.LogQuery{Table: "blocked"})
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("Logs = %v, %v; want one row", rows, err)
+	}
+	stamp, err := time.Parse("2006-01-02 15:04:05.000", rows[0].Timestamp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stamp.Before(before) || stamp.After(decided.Add(100*time.Millisecond)) {
+		t.Errorf("row stamped %s; the packet was decided between %s and %s", rows[0].Timestamp,
+			before.Format(time.StampMilli), decided.UTC().Format(time.StampMilli))
 	}
 }
