@@ -3,6 +3,7 @@ package daemon
 import (
 	"cmp"
 	"fmt"
+	"path/filepath"
 	"runtime"
 	"time"
 
@@ -85,7 +86,23 @@ func (o Options) withDefaults() Options {
 	o.Queues = cmp.Or(o.Queues, def.Queues)
 	o.LogGroup = cmp.Or(o.LogGroup, def.LogGroup)
 	o.StatsEvery = cmp.Or(o.StatsEvery, def.StatsEvery)
+	// Relative paths are made absolute: pfwd reports them (fwctl status),
+	// and fwctl, run from another directory, compares the config path it
+	// is given with the one pfwd enforces before it edits or recreates it.
+	o.ConfigPath, o.DBPath, o.Socket = absPath(o.ConfigPath), absPath(o.DBPath), absPath(o.Socket)
 	return o
+}
+
+// absPath is path made absolute against the working directory; an empty
+// path, or one the working directory cannot be found for, is left as is.
+func absPath(path string) string {
+	if path == "" {
+		return path
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return path
 }
 
 // Validate reports the first option out of its range, naming the pfwd

@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"log/slog"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -77,5 +79,21 @@ func TestParseLevel(t *testing.T) {
 		if _, err := ParseLevel(bad); err == nil || !strings.Contains(err.Error(), "want debug, info, warning or error") {
 			t.Errorf("ParseLevel(%q): %v; want an error naming the levels", bad, err)
 		}
+	}
+}
+
+// pfwd started with relative paths reports them absolute: fwctl, run from
+// another directory, compares the config path pfwd enforces with its own
+// before it edits the file or recreates a missing one.
+func TestOptionsPathsMadeAbsolute(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	got := Options{ConfigPath: "cfg.json", DBPath: "db/fw.db", Socket: "./pfwd.sock"}.withDefaults()
+	want := []string{filepath.Join(dir, "cfg.json"), filepath.Join(dir, "db/fw.db"), filepath.Join(dir, "pfwd.sock")}
+	if have := []string{got.ConfigPath, got.DBPath, got.Socket}; !slices.Equal(have, want) {
+		t.Errorf("paths %q, want %q", have, want)
+	}
+	if abs := (Options{ConfigPath: "/etc/pfw.json"}).withDefaults(); abs.ConfigPath != "/etc/pfw.json" || abs.DBPath != "" {
+		t.Errorf("absolute or empty paths changed: %+v", abs)
 	}
 }
