@@ -169,11 +169,14 @@ func (l *addressList) remove(c *cli.Context) error {
 		res = listRemoved{Removed: []string{}}
 		list := l.entries(cfg)
 		for _, p := range ps {
-			i := slices.Index(*list, p)
-			if i < 0 {
-				return fmt.Errorf("%s is not in the %s (nothing was removed)", rules.FormatPrefix(p), l.name)
+			// Every copy goes: a hand-edited file may list one entry in
+			// several spellings (10.0.0.1, 10.0.0.1/32, ::ffff:10.0.0.1),
+			// and one left behind would keep it in force.
+			n := len(*list)
+			*list = slices.DeleteFunc(*list, func(q netip.Prefix) bool { return q == p })
+			if len(*list) == n {
+				return notListedError(p, *list, l.name)
 			}
-			*list = slices.Delete(*list, i, i+1)
 			res.Removed = append(res.Removed, rules.FormatPrefix(p))
 		}
 		return nil
@@ -189,6 +192,18 @@ func (l *addressList) remove(c *cli.Context) error {
 		fmt.Fprintf(g.out, "Removed %s from the %s.\n", s, l.name)
 	}
 	return nil
+}
+
+// notListedError says p is not an entry of the list, and which entry
+// covers it if one does: removing an address does not carve it out of a
+// listed network.
+func notListedError(p netip.Prefix, list []netip.Prefix, name string) error {
+	i := slices.IndexFunc(list, func(q netip.Prefix) bool { return q.Bits() < p.Bits() && q.Contains(p.Addr()) })
+	if i < 0 {
+		return fmt.Errorf("%s is not in the %s (nothing was removed)", rules.FormatPrefix(p), name)
+	}
+	return fmt.Errorf("%s is not an entry of the %s, but lies within its entry %s (nothing was removed)",
+		rules.FormatPrefix(p), name, rules.FormatPrefix(list[i]))
 }
 
 func (l *addressList) list(c *cli.Context) error {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -154,4 +155,27 @@ func TestListEntryEdges(t *testing.T) {
 	if r := mustRun(t, "blacklist", "add", "198.51.100.0/24", "203.0.113.5"); r.stderr != "" {
 		t.Errorf("stderr = %q for entries without host bits, want nothing", r.stderr)
 	}
+}
+
+// A hand-edited file may list one entry in several spellings; removing
+// it removes them all, or it would stay in force. An address inside a
+// listed network is named as such.
+func TestListRemoveEveryCopy(t *testing.T) {
+	e := newEnv(t, `{"blacklist_ips": ["10.99.16.2", "192.0.2.0/24", "10.99.16.2/32", "::ffff:10.99.16.2", "10.99.16.2"]}`)
+	r := mustRun(t, "blacklist", "remove", "10.99.16.2")
+	if r.stdout != "Removed 10.99.16.2 from the blacklist.\n" {
+		t.Errorf("remove = %q", r.stdout)
+	}
+	cfg, err := rules.Load(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rules.FormatPrefixes(cfg.BlacklistIPs); !slices.Equal(got, []string{"192.0.2.0/24"}) {
+		t.Errorf("blacklist after remove: %q, want only 192.0.2.0/24", got)
+	}
+	r = fwctl(t, "blacklist", "remove", "192.0.2.9")
+	if r.code != 1 {
+		t.Errorf("remove of an address inside a listed network: %v, want exit 1", r)
+	}
+	checkErrorLine(t, r, "192.0.2.9 is not an entry of the blacklist, but lies within its entry 192.0.2.0/24 (nothing was removed)")
 }
