@@ -16,6 +16,7 @@ import (
 	"github.com/pfw/pfw/rules"
 	"github.com/pfw/pfw/store"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 )
 
 // followInterval is how often `logs --follow` asks for new rows.
@@ -63,7 +64,7 @@ func logs(c *cli.Context) error {
 		ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		slices.Reverse(rows) // tail prints the newest last
-		return follow(ctx, s, q, rows, newLogPrinter(g, q.Table), func() (*store.Store, error) { return store.OpenReader(g.db) })
+		return follow(ctx, s, q, rows, newLogPrinter(g, q.Table), func() (*store.Store, error) { return store.OpenReader(g.db) }, readerGone(g.out))
 	}
 	s.Close()
 	if g.json {
@@ -265,13 +266,14 @@ func newLogPrinter(g *globals, typ string) logPrinter {
 }
 
 // follow prints first, then every followInterval the rows logged after the
-// last one printed, until ctx ends; it closes s. Ids only grow
+// last one printed, until ctx ends or gone says nobody reads the output
+// any more; it closes s. Ids only grow
 // (AUTOINCREMENT), so "id greater than the last" never skips nor repeats a
 // row. When the database file is deleted or replaced (someone cleared the
 // log, and pfwd made a new one), follow opens the new file with reopen and
 // goes on from its first row.
 func follow(ctx context.Context, s *store.Store, q store.LogQuery, first []store.LogRow, print logPrinter,
-	reopen func() (*store.Store, error)) error {
+	reopen func() (*store.Store, error), gone func() bool) error {
 	defer func() { s.Close() }()
 	if err := print(first); err != nil {
 		return err
@@ -298,6 +300,9 @@ func follow(ctx context.Context, s *store.Store, q store.LogQuery, first []store
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+		}
+		if gone() {
+			return nil
 		}
 		if s.Replaced() {
 			n, err := reopen()
@@ -328,5 +333,30 @@ func follow(ctx context.Context, s *store.Store, q store.LogQuery, first []store
 				break
 			}
 		}
+	}
+}
+
+// readerGone returns a function reporting whether w is a pipe or socket
+// whose reading end has closed (`fwctl logs --follow | head -3`). follow
+// writes only when rows arrive, so without asking it would learn of it
+// from the next row, on a quiet host never; `tail -f` asks the same way.
+func readerGone(w io.Writer) func() bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return func() bool { return false }
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return func() bool { return false }
+	}
+	return func() bool {
+		gone := false
+		rc.Control(func(fd uintptr) {
+			fds := []unix.PollFd{{Fd: int32(fd)}}
+			if n, err := unix.Poll(fds, 0); err == nil && n > 0 {
+				gone = fds[0].Revents&(unix.POLLERR|unix.POLLHUP) != 0
+			}
+		})
+		return gone
 	}
 }

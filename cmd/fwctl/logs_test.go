@@ -372,3 +372,32 @@ func TestParseSince(t *testing.T) {
 		}
 	}
 }
+
+// `fwctl logs --follow | head -3`: once the reader is gone, follow ends
+// within a tick, though no new row comes to fail a write.
+func TestLogsFollowEndsWhenReaderGone(t *testing.T) {
+	e := newEnv(t, testConfig)
+	seedLogs(t, e, time.Now())
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	done := make(chan int, 1)
+	var stderr syncBuffer
+	go func() {
+		done <- runContext(context.Background(), []string{"logs", "--follow", "--limit", "1"}, w, &stderr)
+	}()
+	if _, err := r.Read(make([]byte, 1)); err != nil { // the first rows are out
+		t.Fatal(err)
+	}
+	r.Close()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit %d, stderr %q; want 0", code, stderr.String())
+		}
+	case <-time.After(5 * followInterval):
+		t.Fatal("logs --follow still runs after its reader went away")
+	}
+}
