@@ -1,9 +1,11 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -100,6 +102,26 @@ func TestRuleNamedLikeACommand(t *testing.T) {
 	for _, name := range []string{`"name": "help"`, `"name": "list"`, `"name": "--odd name"`} {
 		if !strings.Contains(r.stdout, name) {
 			t.Errorf("no rule %s in %s", name, e.config)
+		}
+	}
+}
+
+// A refused permission hints at sudo only when fwctl is not root: root
+// meets EPERM too (an immutable file), and sudo would not help it.
+func TestRootHint(t *testing.T) {
+	eperm := fmt.Errorf("lock config: open /etc/x.lock: %w", syscall.EPERM)
+	for _, tc := range []struct {
+		err  error
+		euid int
+		want string
+	}{
+		{eperm, 1000, eperm.Error() + " (run fwctl as root, e.g. with sudo)"},
+		{eperm, 0, eperm.Error()},
+		{fmt.Errorf("open: %w", syscall.ENOENT), 1000, "open: no such file or directory"},
+		{fmt.Errorf("the control socket is root only: %w", syscall.EACCES), 1000, "the control socket is root only: permission denied"},
+	} {
+		if got := withRootHint(tc.err.Error(), tc.err, tc.euid); got != tc.want {
+			t.Errorf("withRootHint(%q, euid %d) = %q, want %q", tc.err, tc.euid, got, tc.want)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"strings"
 	"unicode/utf8"
 
@@ -81,12 +82,19 @@ func exitCode(err error, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "fwctl: %s\n", oneLine(err.Error()))
 		return 2
 	}
-	msg := oneLine(err.Error())
-	if errors.Is(err, fs.ErrPermission) && !strings.Contains(msg, "root") {
-		msg += " (run fwctl as root, e.g. with sudo)"
-	}
-	fmt.Fprintf(stderr, "fwctl: %s\n", msg)
+	fmt.Fprintf(stderr, "fwctl: %s\n", withRootHint(oneLine(err.Error()), err, os.Geteuid()))
 	return 1
+}
+
+// withRootHint adds to msg that fwctl wants root when err is a refused
+// permission and fwctl (effective uid euid) does not run as root. Root
+// meets EPERM too (an immutable file, a read-only mount), and telling it
+// to become root would send it the wrong way.
+func withRootHint(msg string, err error, euid int) string {
+	if euid == 0 || !errors.Is(err, fs.ErrPermission) || strings.Contains(msg, "root") {
+		return msg
+	}
+	return msg + " (run fwctl as root, e.g. with sudo)"
 }
 
 // oneLine keeps an error to the one line the contract promises.
