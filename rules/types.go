@@ -199,3 +199,15 @@ func (c *Config) Clone() *Config {
 	n.ThreatFeeds = append([]Feed(nil), c.ThreatFeeds...)
 	return &n
 }
+
+// Family is the one IP version p exists in: 4 for icmp, 6 for icmpv6, 0
+// for the protocols of both.
+func (p Protocol) Family() int {
+	switch p {
+	case ProtoICMP:
+		return 4
+	case ProtoICMPv6:
+		return 6
+	}
+	return 0
+}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 
 	"github.com/pfw/pfw/rules"
 	"github.com/urfave/cli/v2"
@@ -92,13 +91,7 @@ func (l *addressList) args(c *cli.Context) ([]netip.Prefix, error) {
 	if err != nil {
 		return nil, err
 	}
-	for i, s := range c.Args().Slice() {
-		// 192.0.2.9/24 is listed as 192.0.2.0/24: say so, in case the
-		// address was meant (192.0.2.9, or /32).
-		if typed, err := netip.ParsePrefix(strings.TrimSpace(s)); err == nil && typed.Addr().Unmap() != ps[i].Addr() {
-			fmt.Fprintf(globalsOf(c).errOut, "fwctl: note: %s has host bits set: it means the network %s\n", s, rules.FormatPrefix(ps[i]))
-		}
-	}
+	noteHostBits(globalsOf(c).errOut, c.Args().Slice(), ps)
 	var uniq []netip.Prefix
 	for _, p := range ps {
 		if !slices.Contains(uniq, p) {

@@ -3,9 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -242,7 +244,30 @@ func ruleFromFlags(c *cli.Context) (rules.Rule, error) {
 	if r.SrcIPs, err = parsePrefixes("--src-ips", srcs); err != nil {
 		return r, err
 	}
+	if fam := r.Protocol.Family(); fam != 0 && len(r.SrcIPs) > 0 &&
+		!slices.ContainsFunc(r.SrcIPs, func(p netip.Prefix) bool { return familyOf(p) == fam }) {
+		return r, fmt.Errorf("--src-ips: %s is IPv%d only, and every address given is IPv%d: the rule could never match", r.Protocol, fam, 10-fam)
+	}
+	noteHostBits(globalsOf(c).errOut, srcs, r.SrcIPs)
 	return r, nil
+}
+
+func familyOf(p netip.Prefix) int {
+	if p.Addr().Is4() {
+		return 4
+	}
+	return 6
+}
+
+// noteHostBits says which of the typed prefixes had host bits set, which
+// parsing cleared (192.0.2.9/24 is the network 192.0.2.0/24), in case the
+// address was meant (192.0.2.9, or /32).
+func noteHostBits(w io.Writer, typed []string, parsed []netip.Prefix) {
+	for i, s := range typed {
+		if p, err := netip.ParsePrefix(strings.TrimSpace(s)); err == nil && p.Addr().Unmap() != parsed[i].Addr() {
+			fmt.Fprintf(w, "fwctl: note: %s has host bits set: it means the network %s\n", s, rules.FormatPrefix(parsed[i]))
+		}
+	}
 }
 
 // splitList reads a comma-separated list flag. Left out, or given as

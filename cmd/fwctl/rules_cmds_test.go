@@ -421,3 +421,29 @@ func TestPermissionDenied(t *testing.T) {
 	}
 	checkErrorLine(t, r, "root")
 }
+
+// add says when --src-ips had host bits set, as blacklist add does, and
+// refuses an icmp or icmpv6 rule whose sources are all of the other IP
+// version: it could never match (ufw refuses it too).
+func TestAddSourceNotes(t *testing.T) {
+	e := newEnv(t, testConfig)
+	r := mustRun(t, "add", "Lab", "allow", "--protocol", "tcp", "--src-ips", "10.0.0.1/8,192.0.2.7")
+	if want := "fwctl: note: 10.0.0.1/8 has host bits set: it means the network 10.0.0.0/8\n"; r.stderr != want {
+		t.Errorf("stderr = %q, want %q", r.stderr, want)
+	}
+	before, _ := os.ReadFile(e.config)
+	for _, tc := range []struct{ proto, srcs, want string }{
+		{"icmp", "fd00::/8", "--src-ips: icmp is IPv4 only, and every address given is IPv6: the rule could never match"},
+		{"icmpv6", "10.0.0.0/8,192.0.2.1", "--src-ips: icmpv6 is IPv6 only, and every address given is IPv4: the rule could never match"},
+	} {
+		r := fwctl(t, "add", "Never", "block", "--protocol", tc.proto, "--src-ips", tc.srcs)
+		if r.code != 1 {
+			t.Errorf("add --protocol %s --src-ips %s: %v, want exit 1", tc.proto, tc.srcs, r)
+		}
+		checkErrorLine(t, r, tc.want)
+	}
+	if now, _ := os.ReadFile(e.config); string(now) != string(before) {
+		t.Error("a refused rule changed the file")
+	}
+	mustRun(t, "add", "Mixed", "block", "--protocol", "icmp", "--src-ips", "fd00::/8,10.0.0.0/8")
+}
