@@ -136,8 +136,9 @@ type Writer struct {
 	// Owned by Run's goroutine.
 	batch    []entry
 	capped   map[suppressKey]uint64 // over the cap, not yet in pendingSupp
-	window   int64                  // the Unix second the cap counts
-	inWindow int                    // rows accepted in window
+	window   int64                  // the newest Unix second the cap counts
+	inWindow int                    // rows stamped in window accepted
+	inPrev   int                    // rows stamped in the second before window accepted
 	inserts  [2]*sql.Stmt           // by logType
 	// No damaged file is moved aside before recoverAfter; recoverWait is
 	// the pause after the last one (see recoverDamaged).
@@ -390,14 +391,26 @@ func (w *Writer) accept(e entry) {
 		e.row.Time = now
 	}
 	if limit := w.cfg.MaxRowsPerSecond; limit > 0 {
-		if sec := now.Unix(); sec != w.window {
-			w.window, w.inWindow = sec, 0
+		// The cap counts by the rows' stamps, the second their packets
+		// were decided: rows come off the queue a little late and a
+		// little out of order, so the second before the newest is
+		// counted too. A stamp further back (a clock stepped back)
+		// starts the count over.
+		in := &w.inWindow
+		switch sec := e.row.Time.Unix(); {
+		case sec == w.window:
+		case sec == w.window-1:
+			in = &w.inPrev
+		case sec == w.window+1:
+			w.window, w.inPrev, w.inWindow = sec, w.inWindow, 0
+		default:
+			w.window, w.inPrev, w.inWindow = sec, 0, 0
 		}
-		if w.inWindow >= limit {
+		if *in >= limit {
 			w.capped[suppressKey{e.log, e.row.Reason}]++
 			return
 		}
-		w.inWindow++
+		*in++
 	}
 	w.batch = append(w.batch, e)
 }

@@ -29,9 +29,10 @@ func TestWriterCapCountsExcessPerReason(t *testing.T) {
 		t.Errorf("after 6 rows in one second with a cap of 3: %d blocked and %d allowed rows written, want 3 and 0", b, a)
 	}
 
-	// The next second has room again.
+	// The next second has room again. (The cap counts by the rows'
+	// stamps, the second their packets were decided.)
 	clock.add(time.Second)
-	w.Allowed(tcpRow(t0, "198.51.100.1", "10.0.0.1", "Default policy"))
+	w.Allowed(tcpRow(t0.Add(time.Second), "198.51.100.1", "10.0.0.1", "Default policy"))
 	flush(t, w)
 	if a := count(t, s, "allowed_packets"); a != 1 {
 		t.Errorf("next second: %d allowed rows, want 1", a)
@@ -320,5 +321,26 @@ func BenchmarkWriterRows(b *testing.B) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "rows/s")
 	if st := w.Stats(); st.Errors != 0 || st.Suppressed != 0 {
 		b.Fatalf("writer stats %+v", st)
+	}
+}
+
+// The cap counts rows by their stamps, the second their packets were
+// decided, however late the writer takes them: a late row of a second
+// already full is suppressed; a stamp far behind (a clock stepped back)
+// starts the count over rather than being suppressed for good.
+func TestWriterCapCountsByStamp(t *testing.T) {
+	s := openTemp(t)
+	clock := newFakeClock(t0)
+	w := startWriter(t, s, WriterConfig{MaxRowsPerSecond: 2, FlushEvery: time.Hour}, clock)
+	next := t0.Add(time.Second)
+	for _, at := range []time.Time{t0, t0, next, t0, next, next, t0.Add(-time.Hour), t0.Add(-time.Hour)} {
+		w.Blocked(tcpRow(at, "203.0.113.7", "10.0.0.1", "Rule: Telnet"))
+	}
+	flush(t, w)
+	if b := count(t, s, "blocked_packets"); b != 6 {
+		t.Errorf("%d rows written, want 6: two of each second, the late one and the third of the next suppressed", b)
+	}
+	if st := w.Stats(); st.Suppressed != 2 {
+		t.Errorf("%d rows suppressed, want 2", st.Suppressed)
 	}
 }
