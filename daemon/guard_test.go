@@ -76,7 +76,8 @@ func TestGuard(t *testing.T) {
 	t0 := time.Now()
 	syn := verdict.Packet{Status: verdict.StatusOK, Version: 4, Proto: verdict.ProtoUDP, Src: src, Dst: netip.MustParseAddr("192.0.2.9"), HasPorts: true, DstPort: 53}
 	var refused verdict.Decision
-	for range 11 {
+	for i := range 11 {
+		syn.SrcPort = uint16(40000 + i) // a new flow each: one flow counts once
 		refused = e.DecideAt(&syn, rules.DirIn, t0.UnixNano())
 		a.Decided(&syn, rules.DirIn, refused, nil)
 	}
@@ -129,7 +130,8 @@ func TestGuard(t *testing.T) {
 	src2 := netip.MustParseAddr("192.0.2.3")
 	p2 := syn
 	p2.Src = src2
-	for range 11 {
+	for i := range 11 {
+		p2.SrcPort = uint16(41000 + i)
 		e.DecideAt(&p2, rules.DirIn, time.Now().UnixNano())
 	}
 	g.hold([]netip.Addr{src2})
@@ -146,7 +148,8 @@ func TestGuard(t *testing.T) {
 	// A kernel that refuses: the source is not recorded as held.
 	k.fail = errors.New("no room")
 	e.SetPolicy(verdict.Compile(cfg))
-	for range 11 {
+	for i := range 11 {
+		p2.SrcPort = uint16(42000 + i)
 		e.DecideAt(&p2, rules.DirIn, time.Now().UnixNano())
 	}
 	g.hold([]netip.Addr{src2})

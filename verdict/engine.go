@@ -21,6 +21,7 @@ type Engine struct {
 	replaced atomic.Pointer[Intel]
 	grace    time.Duration // ReplacedIntelGrace; shorter in tests
 	limiter  *RateLimiter
+	counted  *countedFlows // the flows the limiter counted in the last window
 	now      func() time.Time
 	cut      cutFlows // flows a rule change cut (cut.go)
 }
@@ -28,7 +29,8 @@ type Engine struct {
 // NewEngine returns an engine deciding by p, with a rate limiter tracking
 // DefaultLimiterSources sources and no threat entries.
 func NewEngine(p *Policy) *Engine {
-	e := &Engine{limiter: NewRateLimiter(DefaultLimiterSources), now: time.Now, grace: ReplacedIntelGrace}
+	e := &Engine{limiter: NewRateLimiter(DefaultLimiterSources), counted: newCountedFlows(DefaultCountedFlows),
+		now: time.Now, grace: ReplacedIntelGrace}
 	e.policy.Store(p)
 	return e
 }
@@ -123,8 +125,15 @@ func (e *Engine) decide(p *Packet, dir rules.Direction, count bool, now int64) D
 		if now == 0 {
 			now = e.now().UnixNano()
 		}
-		if !e.limiter.Allow(remote, now, pol.rateMax, pol.rateWindow) {
-			return decideRateLimited
+		// A flow the limiter let in counts once: if the rules block it,
+		// its packets all come back as new (countedFlows). A refused
+		// flow is not remembered, so each retry of it counts again, as
+		// a flooding source's attempts must.
+		if h, seen := e.counted.seen(p, now, pol.rateWindow); !seen {
+			if !e.limiter.Allow(remote, now, pol.rateMax, pol.rateWindow) {
+				return decideRateLimited
+			}
+			e.counted.remember(h, now)
 		}
 	}
 	t := &pol.tables[dir]
@@ -145,8 +154,9 @@ func (e *Engine) decide(p *Packet, dir rules.Direction, count bool, now int64) D
 }
 
 // opensConnection reports whether p starts a new flow. Only packets that
-// conntrack saw as new reach the queue, so every non-TCP packet counts;
-// for TCP only a SYN without ACK opens a connection.
+// conntrack saw as new reach the queue, so every non-TCP packet may; for
+// TCP only a SYN without ACK opens a connection. (A flow counts once all
+// the same: see countedFlows.)
 func opensConnection(p *Packet) bool {
 	if p.Proto != ProtoTCP {
 		return true

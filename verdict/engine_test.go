@@ -1,6 +1,7 @@
 package verdict
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"testing"
@@ -137,13 +138,14 @@ func TestRateLimitInPipeline(t *testing.T) {
 	e := mustEngine(t, testConfig)
 	clock := time.Unix(1_800_000_000, 0)
 	e.now = func() time.Time { return clock }
-	syn := decoded(tcp4("192.0.2.200", "192.168.50.1", 1000, 22, TCPSyn))
+	synFrom := func(port uint16) *Packet { return decoded(tcp4("192.0.2.200", "192.168.50.1", port, 22, TCPSyn)) }
 	for i := 1; i <= 100; i++ {
-		if d := e.Decide(syn, rules.DirIn); d.Blocked() {
+		if d := e.Decide(synFrom(uint16(1000+i)), rules.DirIn); d.Blocked() {
 			t.Fatalf("connection %d blocked: %+v", i, d)
 		}
 		clock = clock.Add(10 * time.Millisecond)
 	}
+	syn := synFrom(1101)
 	if d := e.Decide(syn, rules.DirIn); d.Step != StepRateLimit || d.Reason != "Rate limited" {
 		t.Fatalf("101st connection: %+v, want Rate limited", d)
 	}
@@ -171,6 +173,81 @@ func TestRateLimitInPipeline(t *testing.T) {
 	clock = clock.Add(25 * time.Second)
 	if d := e.Decide(syn, rules.DirIn); d.Blocked() {
 		t.Errorf("after two quiet windows the source is allowed again, got %+v", d)
+	}
+}
+
+// A flow counts once against the rate limit, however many of its packets
+// come to be decided: a flow the rules block is never confirmed, so each
+// of its packets reaches the pipeline as new. A device streaming to a
+// blocked port must not be locked out of the ports it may use.
+func TestRateLimitCountsAFlowOnce(t *testing.T) {
+	e := mustEngine(t, `{"rate_limit": {"max_connections": 3, "window_seconds": 10},
+		"rules": [{"name": "syslog", "action": "block", "protocol": "udp", "ports": [514]}]}`)
+	clock := time.Unix(1_800_000_000, 0)
+	e.now = func() time.Time { return clock }
+	const src, dst = "192.0.2.7", "192.168.50.1"
+	stream := decoded(udp4(src, dst, 5140, 514))
+	retried := decoded(tcp4(src, dst, 40000, 23, TCPSyn))
+	for i := range 200 { // 20 s of a syslog stream, and SYN retries
+		if d := e.Decide(stream, rules.DirIn); d.Reason != "Rule: syslog" {
+			t.Fatalf("stream packet %d: %+v, want Rule: syslog", i, d)
+		}
+		if i < 5 {
+			e.Decide(retried, rules.DirIn)
+		}
+		clock = clock.Add(100 * time.Millisecond)
+	}
+	// The stream counts once a window (at 0 s and 10 s), the SYN retries
+	// once (at 0 s): at 20 s, the last window holds one count, so the
+	// source may open two more connections.
+	allowed := 0
+	for port := uint16(40001); port < 40010; port++ {
+		if e.Decide(decoded(tcp4(src, dst, port, 22, TCPSyn)), rules.DirIn).Blocked() {
+			break
+		}
+		allowed++
+	}
+	if allowed != 2 {
+		t.Errorf("%d new connections let in after the stream, want 2 (the limit of 3, less the stream)", allowed)
+	}
+	// The stream was let in by the limiter: its packets stay the rule's.
+	// (The kernel's guard, once it holds the source, drops them before
+	// they reach the pipeline.)
+	if d := e.Decide(stream, rules.DirIn); d.Reason != "Rule: syslog" {
+		t.Errorf("the stream while its source is over the limit: %+v, want Rule: syslog", d)
+	}
+	// A refused flow is not remembered: each retry is refused and counts.
+	refused := decoded(tcp4(src, dst, 40003, 22, TCPSyn))
+	for range 3 {
+		if d := e.Decide(refused, rules.DirIn); d.Reason != "Rate limited" {
+			t.Errorf("a refused connection's retry: %+v, want Rate limited", d)
+		}
+	}
+	// Distinct flows each count: a flood of new flows is still one.
+	e2 := mustEngine(t, `{"rate_limit": {"max_connections": 3, "window_seconds": 10}}`)
+	e2.now = e.now
+	for port := uint16(1); port <= 3; port++ {
+		if d := e2.Decide(decoded(udp4(src, dst, port, 53)), rules.DirIn); d.Blocked() {
+			t.Fatalf("flow %d: %+v", port, d)
+		}
+	}
+	if d := e2.Decide(decoded(udp4(src, dst, 4, 53)), rules.DirIn); d.Reason != "Rate limited" {
+		t.Errorf("fourth new flow: %+v, want Rate limited", d)
+	}
+	ping := func(id uint16) *Packet {
+		b := icmp4(src, dst, 8, 0)
+		binary.BigEndian.PutUint16(b[20+4:], id) // the echo identifier
+		p := decoded(b)
+		if p.ICMPID != id {
+			t.Fatalf("echo identifier decoded as %d, want %d", p.ICMPID, id)
+		}
+		return p
+	}
+	e3 := mustEngine(t, `{"rate_limit": {"max_connections": 1, "window_seconds": 10}}`)
+	e3.now = e.now
+	e3.Decide(ping(1), rules.DirIn)
+	if d := e3.Decide(ping(2), rules.DirIn); d.Reason != "Rate limited" {
+		t.Errorf("a second echo identifier is a second flow: %+v, want Rate limited", d)
 	}
 }
 

@@ -68,7 +68,8 @@ type Packet struct {
 	TCPFlags   uint8 // valid when Proto is ProtoTCP and HasPorts
 	ICMPType   uint8 // valid for ICMP and ICMPv6 when Status is StatusOK
 	ICMPCode   uint8
-	Length     int // bytes in the buffer handed to Decode
+	ICMPID     uint16 // an echo's identifier (bytes 4-5 of any ICMP header that has them)
+	Length     int    // bytes in the buffer handed to Decode
 }
 
 // FirstPacket is the first packet of a flow as NFQUEUE would hand it to

@@ -70,5 +70,8 @@ func (p *Packet) decodeTransport(seg []byte) {
 	case ProtoICMP, ProtoICMPv6:
 		p.ICMPType = seg[0]
 		p.ICMPCode = seg[1]
+		if len(seg) >= 6 {
+			p.ICMPID = binary.BigEndian.Uint16(seg[4:6])
+		}
 	}
 }

@@ -258,6 +258,32 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
+// A device streaming to a blocked port (syslog ten times a second) opens
+// one connection, though every datagram of a blocked flow reaches pfwd as
+// conntrack-new: it must not put its source over the rate limit and lock
+// it out of the ports it may use.
+func TestRateLimitCountsABlockedStreamOnce(t *testing.T) {
+	l := newLab(t)
+	l.writeConfig(l.configDoc("allow", `{"name": "Block syslog", "action": "block", "protocol": "udp", "ports": [514]}`,
+		`"127.0.0.1", "::1"`, ``, 20))
+	l.serve([]int{22}, nil)
+	l.startPfwd()
+	if n := l.send("udp-oneway", l.clientIP, hostPort(l.fwIP, 514), 150, time.Second); n != 150 {
+		t.Fatalf("sent %d of 150 datagrams", n)
+	}
+	if n := l.send("tcp", l.clientIP, hostPort(l.fwIP, 22), 5, 2*time.Second); n != 5 {
+		t.Errorf("%d of 5 connections to an allowed port got through after a blocked stream of 150 datagrams, want all", n)
+	}
+	if !eventually(3*time.Second, func() bool { return len(l.rows("blocked")) >= 150 }) {
+		t.Fatalf("%d blocked rows, want one per datagram", len(l.rows("blocked")))
+	}
+	for _, r := range l.rows("blocked") {
+		if r.Reason != "Rule: Block syslog" {
+			t.Fatalf("a blocked row with reason %q, want every one Rule: Block syslog", r.Reason)
+		}
+	}
+}
+
 func TestLifecycle(t *testing.T) {
 	l := newLab(t)
 	l.writeConfig(l.configDoc("allow", `{"name": "Block Telnet", "action": "block", "protocol": "tcp", "ports": [23]}`, `"127.0.0.1"`, ``, 100))
