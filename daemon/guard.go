@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"log/slog"
-	"math"
 	"net/netip"
 	"slices"
 	"sync/atomic"
@@ -130,7 +129,7 @@ func (g *guard) pace(started time.Time) {
 // limiter still refuses (a note can be late).
 func (g *guard) hold(batch []netip.Addr) {
 	max, window := g.engine.Policy().RateLimit()
-	now := time.Now().UnixNano()
+	now := g.engine.Clock()
 	var add []netip.Addr
 	for _, a := range batch {
 		a = a.Unmap()
@@ -162,7 +161,7 @@ func (g *guard) hold(batch []netip.Addr) {
 // the limiter would accept again.
 func (g *guard) sync(now time.Time) {
 	max, window := g.engine.Policy().RateLimit()
-	at := now.UnixNano()
+	at := g.engine.ClockAt(now)
 	var counts map[netip.Addr]uint64
 	if len(g.held) > 0 {
 		var err error
@@ -181,7 +180,6 @@ func (g *guard) sync(now time.Time) {
 			continue
 		}
 		if n > seen {
-			lim.Refused(a, uint32(min(n-seen, math.MaxUint32)), at, max, window)
 			total += n - seen
 			g.held[a] = n
 		}

@@ -78,7 +78,7 @@ func TestGuard(t *testing.T) {
 	var refused verdict.Decision
 	for i := range 11 {
 		syn.SrcPort = uint16(40000 + i) // a new flow each: one flow counts once
-		refused = e.DecideAt(&syn, rules.DirIn, t0.UnixNano())
+		refused = e.DecideAt(&syn, rules.DirIn, e.ClockAt(t0))
 		a.Decided(&syn, rules.DirIn, refused, nil)
 	}
 	if refused.Step != verdict.StepRateLimit {
@@ -116,7 +116,7 @@ func TestGuard(t *testing.T) {
 	if _, ok := k.counts[src]; ok || g.size.Load() != 0 {
 		t.Fatalf("still held once the window slid past its attempts: %v", k.counts)
 	}
-	if d := e.DecideAt(&syn, rules.DirIn, t0.Add(12*time.Second).UnixNano()); d.Blocked() {
+	if d := e.DecideAt(&syn, rules.DirIn, e.ClockAt(t0.Add(12*time.Second))); d.Blocked() {
 		t.Errorf("released, but the pipeline refuses it: %+v", d)
 	}
 
@@ -132,7 +132,7 @@ func TestGuard(t *testing.T) {
 	p2.Src = src2
 	for i := range 11 {
 		p2.SrcPort = uint16(41000 + i)
-		e.DecideAt(&p2, rules.DirIn, time.Now().UnixNano())
+		e.DecideAt(&p2, rules.DirIn, e.Clock())
 	}
 	g.hold([]netip.Addr{src2})
 	if _, ok := k.counts[src2]; !ok {
@@ -150,7 +150,7 @@ func TestGuard(t *testing.T) {
 	e.SetPolicy(verdict.Compile(cfg))
 	for i := range 11 {
 		p2.SrcPort = uint16(42000 + i)
-		e.DecideAt(&p2, rules.DirIn, time.Now().UnixNano())
+		e.DecideAt(&p2, rules.DirIn, e.Clock())
 	}
 	g.hold([]netip.Addr{src2})
 	if len(g.held) != 0 {

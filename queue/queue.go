@@ -188,7 +188,7 @@ type worker struct {
 	dirs     []rules.Direction
 	ids      []uint32
 	payloads [][]byte
-	now      int64 // unix ns when the batch was read; 0 lets the engine read the clock
+	now      int64 // the engine's Clock when the batch was read; 0 lets the engine read it
 
 	out   []byte // verdict messages of the batch
 	retry []byte // verdicts a failed write did not deliver, sent before the next ones
@@ -218,7 +218,7 @@ func (w *worker) run(ctx context.Context) {
 			time.Sleep(time.Millisecond) // a lasting error must not spin a core
 			continue
 		}
-		w.now = time.Now().UnixNano() // once per batch: the clock costs as much as a decision
+		w.now = w.q.engine.Clock() // once per batch: the clock costs as much as a decision
 		for i := range n {
 			w.collect(w.s.datagram(i))
 		}

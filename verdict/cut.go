@@ -52,7 +52,7 @@ func (k flowKey) reverse() flowKey {
 
 type cutFlow struct {
 	dir     rules.Direction // of the original flow
-	expires atomic.Int64    // unix ns; pushed back by each packet, under the read lock
+	expires atomic.Int64    // engine Clock; pushed back by each packet, under the read lock
 }
 
 // cutFlows maps the reply direction of each cut flow to the original's
@@ -62,7 +62,7 @@ type cutFlow struct {
 // path is back to one atomic load.
 type cutFlows struct {
 	n      atomic.Int32
-	latest atomic.Int64 // unix ns
+	latest atomic.Int64 // engine Clock
 	mu     sync.RWMutex
 	m      map[flowKey]*cutFlow
 }
@@ -76,7 +76,7 @@ func (e *Engine) CutFlow(p *Packet, dir rules.Direction) bool {
 	if !ok {
 		return false
 	}
-	now := e.now().UnixNano()
+	now := e.Clock()
 	c := &e.cut
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -170,8 +170,8 @@ func TestCutFlowsAllocateNothing(t *testing.T) {
 	}
 	e.CutFlow(decoded(tcp4("10.66.0.2", "10.66.0.1", 46421, 7000, TCPSyn)), rules.DirIn)
 	if n := testing.AllocsPerRun(100, func() {
-		e.DecideAt(reply, rules.DirOut, time.Now().UnixNano())
-		e.DecideAt(other, rules.DirOut, time.Now().UnixNano())
+		e.DecideAt(reply, rules.DirOut, e.Clock())
+		e.DecideAt(other, rules.DirOut, e.Clock())
 	}); n != 0 {
 		t.Errorf("%v allocations per packet with a cut flow", n)
 	}

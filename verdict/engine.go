@@ -23,14 +23,15 @@ type Engine struct {
 	limiter  *RateLimiter
 	counted  *countedFlows // the flows the limiter counted in the last window
 	now      func() time.Time
-	cut      cutFlows // flows a rule change cut (cut.go)
+	epoch    time.Time // Clock's zero, with a monotonic reading
+	cut      cutFlows  // flows a rule change cut (cut.go)
 }
 
 // NewEngine returns an engine deciding by p, with a rate limiter tracking
 // DefaultLimiterSources sources and no threat entries.
 func NewEngine(p *Policy) *Engine {
 	e := &Engine{limiter: NewRateLimiter(DefaultLimiterSources), counted: newCountedFlows(DefaultCountedFlows),
-		now: time.Now, grace: ReplacedIntelGrace}
+		now: time.Now, epoch: time.Now(), grace: ReplacedIntelGrace}
 	e.policy.Store(p)
 	return e
 }
@@ -78,7 +79,17 @@ func (e *Engine) Decide(p *Packet, dir rules.Direction) Decision {
 	return e.decide(p, dir, true, 0)
 }
 
-// DecideAt is Decide at a time the caller read (unix ns), for a worker
+// Clock is the engine's time, in ns since it was made, for DecideAt and
+// the limiter. It is monotonic: a wall clock stepped back by NTP or an RTC
+// would stretch every source's window of the rate limit, and the life of
+// cut flows, by the size of the step; one stepped forward would forget them.
+func (e *Engine) Clock() int64 { return e.ClockAt(e.now()) }
+
+// ClockAt is t on the engine's clock; t should come from time.Now, whose
+// monotonic reading it uses.
+func (e *Engine) ClockAt(t time.Time) int64 { return int64(t.Sub(e.epoch)) }
+
+// DecideAt is Decide at a time the caller read (Clock), for a worker
 // deciding a batch of packets that arrived together: reading the clock
 // costs about as much as deciding a packet, so it is read once per batch.
 func (e *Engine) DecideAt(p *Packet, dir rules.Direction, now int64) Decision {
@@ -96,7 +107,7 @@ func (e *Engine) Explain(p *Packet, dir rules.Direction) Decision {
 func (e *Engine) decide(p *Packet, dir rules.Direction, count bool, now int64) Decision {
 	if count && e.cut.n.Load() > 0 {
 		if now == 0 {
-			now = e.now().UnixNano()
+			now = e.Clock()
 		}
 		if orig, ok := e.cut.reply(p, now); ok {
 			if d, ok := e.decideCut(p, orig); ok {
@@ -123,7 +134,7 @@ func (e *Engine) decide(p *Packet, dir rules.Direction, count bool, now int64) D
 	}
 	if count && dir == rules.DirIn && pol.rateWindow > 0 && opensConnection(p) {
 		if now == 0 {
-			now = e.now().UnixNano()
+			now = e.Clock()
 		}
 		// A flow the limiter let in counts once: if the rules block it,
 		// its packets all come back as new (countedFlows). A refused

@@ -347,7 +347,7 @@ func BenchmarkDecide(b *testing.B) {
 			i := 0
 			for b.Loop() {
 				if i%64 == 0 {
-					now = time.Now().UnixNano()
+					now = e.Clock()
 				}
 				i++
 				p.Decode(c.pkt)

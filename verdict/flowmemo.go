@@ -48,7 +48,7 @@ func newCountedFlows(n int) *countedFlows {
 }
 
 // seen reports whether p's flow was counted, and let in, in the window
-// before now (unix ns); h is the flow's hash, for remember.
+// before now (the engine's Clock); h is the flow's hash, for remember.
 func (c *countedFlows) seen(p *Packet, now, window int64) (h uint64, ok bool) {
 	h = c.hash(p)
 	v := c.slots[h&c.mask].Load()

@@ -37,6 +37,16 @@ const (
 // source (an estimate that weighted the oldest part, as a two-window
 // approximation does, let through up to half as many again), and a source
 // is let back in at most a slice after its burst left the window.
+//
+// Only connections let in are counted. Counting refused attempts too kept
+// a source that tried again locked out for as long as it tried: one
+// whose steady rate was just under the limit, refused once when the
+// whole-counted oldest slice tipped it over, was then refused for good.
+// A flooding source gets max connections a window, as the limit says.
+//
+// Times are the caller's clock in ns, which should be monotonic (see
+// Engine.Clock). A change of the window's length starts a source's count
+// over: its slices were of the old length.
 type RateLimiter struct {
 	seed    uint64
 	mask    uint64 // buckets-1
@@ -52,8 +62,9 @@ type stripe struct {
 
 type limiterEntry struct {
 	key      u128
-	anchor   int64 // start of slice 0, unix ns: the source's first connection
-	lastSeen int64 // unix ns; 0 = free
+	anchor   int64 // start of slice 0: the source's first connection
+	slice    int64 // the slices' length, a tenth of the window they count
+	lastSeen int64 // 0 = free
 	head     int64 // the newest slice counted
 	// slices holds the counts of slices head-limiterSlices … head, slice
 	// i at i % len: a window overlaps limiterSlices+1 of them.
@@ -98,31 +109,21 @@ func (l *RateLimiter) bucket(k u128) uint64 {
 	return h & l.mask
 }
 
-// Allow counts one new connection from src at now (unix ns) and reports
-// whether it stays within max per window. Refused attempts count too, so a
-// source that keeps flooding stays refused until its rate drops.
-func (l *RateLimiter) Allow(src netip.Addr, now int64, max int, window int64) bool {
-	return l.touch(src, now, max, window, 1)
-}
-
-// Refused counts n attempts from src at now that were refused elsewhere:
-// by the kernel's guard, which drops a source's new connections while it
-// stays over the limit. They count as Allow's refused attempts do.
-func (l *RateLimiter) Refused(src netip.Addr, n uint32, now int64, max int, window int64) {
-	if n > 0 {
-		l.touch(src, now, max, window, n)
-	}
+// Allow reports whether one more connection from src at now stays within
+// limit per window, and if so counts it.
+func (l *RateLimiter) Allow(src netip.Addr, now int64, limit int, window int64) bool {
+	return l.touch(src, now, limit, window, true)
 }
 
 // Exceeded reports whether one more connection from src would be refused,
 // without counting it.
-func (l *RateLimiter) Exceeded(src netip.Addr, now int64, max int, window int64) bool {
-	return !l.touch(src, now, max, window, 0)
+func (l *RateLimiter) Exceeded(src netip.Addr, now int64, limit int, window int64) bool {
+	return !l.touch(src, now, limit, window, false)
 }
 
-// touch answers whether one more connection from src stays within max,
-// and counts n attempts (0: only asks).
-func (l *RateLimiter) touch(src netip.Addr, now int64, max int, window int64, n uint32) bool {
+// touch answers whether one more connection from src stays within limit,
+// and counts it if it does and count is set.
+func (l *RateLimiter) touch(src netip.Addr, now int64, limit int, window int64, count bool) bool {
 	if window <= 0 {
 		return true
 	}
@@ -143,19 +144,20 @@ func (l *RateLimiter) touch(src netip.Addr, now int64, max int, window int64, n 
 			victim = i
 		}
 	}
+	slice := max(window/limiterSlices, 1)
 	if e == nil {
-		if n == 0 {
-			return 1 <= max
+		if !count {
+			return 1 <= limit
 		}
 		e = &ways[victim]
 		if e.lastSeen == 0 {
 			l.tracked.Add(1)
 		}
-		*e = limiterEntry{key: k, anchor: now}
-	}
-	slice := window / limiterSlices
-	if slice < 1 {
-		slice = 1
+		*e = limiterEntry{key: k, anchor: now, slice: slice}
+	} else if e.slice != slice {
+		// The window changed: the counts are in slices of the old
+		// length, which cannot be mapped onto the new ones.
+		*e = limiterEntry{key: k, anchor: now, slice: slice, lastSeen: e.lastSeen}
 	}
 	idx := e.head // the clock stepped back: keep counting in the newest slice
 	if now >= e.anchor {
@@ -168,15 +170,16 @@ func (l *RateLimiter) touch(src netip.Addr, now int64, max int, window int64, n 
 		}
 		e.head = idx
 	}
-	var count uint64
+	var sum uint64
 	for _, c := range e.slices {
-		count += uint64(c)
+		sum += uint64(c)
 	}
-	allowed := count+1 <= uint64(max)
-	if n > 0 {
-		c := &e.slices[e.head%int64(len(e.slices))]
-		*c += min(n, ^uint32(0)-*c) // saturating
-		e.lastSeen = now
+	allowed := sum+1 <= uint64(limit)
+	if count {
+		if allowed {
+			e.slices[e.head%int64(len(e.slices))]++ // at most limit: no overflow
+		}
+		e.lastSeen = now // a source still trying stays tracked
 	}
 	return allowed
 }
