@@ -454,7 +454,9 @@ func feedsOf(cfg *rules.Config) []intel.Feed {
 // so the two agree with it; what it refuses it logs when the feeds start,
 // and the database loses too, so that fwctl reads what pfwd holds.
 func (d *Daemon) seedThreats(ctx context.Context, cfg *rules.Config) {
-	d.feeds.SetProtected(cfg.WhitelistIPs)
+	// The whitelist is not handed to the feeds as protected: it is checked
+	// before them, in the kernel and the pipeline alike, so a feed's
+	// network around a whitelisted address blocks the rest of it.
 	d.feeds.SetHostAddrs(hostAddrs())
 	threats, err := d.store.LoadThreats(ctx)
 	if err != nil {
@@ -773,7 +775,6 @@ func (d *Daemon) apply(cfg *rules.Config, why string) error {
 		})
 	}
 	d.guard.policyChanged() // a new limit may let held sources in
-	d.feeds.SetProtected(cfg.WhitelistIPs)
 	d.feeds.SetHostAddrs(hostAddrs())
 	changes := rules.Changes(prev, cfg)
 	if changes == nil {

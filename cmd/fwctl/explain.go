@@ -267,10 +267,10 @@ func describePacket(p *verdict.Packet, dir rules.Direction) string {
 // way pfwd loads them (verdict.CompileIntel): one group per configured
 // feed, in file order (the first listed names an entry two feeds share).
 // Entries of feeds the config no longer lists are ignored, as pfwd drops
-// them. Each feed's entries go through intel.Sanitize with the config's
-// whitelist, as pfwd's do at start: a row pfwd would refuse (::/0, a /4,
-// loopback, a whitelisted range) blocks nothing here either, even in a
-// database pfwd has not opened since it was written. The checks against
+// them. Each feed's entries go through intel.Sanitize, as pfwd's do at
+// start: a row pfwd would refuse (::/0, a /4, loopback) blocks nothing
+// here either, even in a database pfwd has not opened since it was
+// written. (The whitelist is no reason to refuse one: it is checked first.) The checks against
 // the addresses of a running pfwd's host and servers are pfwd's alone;
 // it removes the rows they refuse from the database when it starts.
 // No database is no entries; a database that cannot be read is an error
@@ -290,7 +290,7 @@ func loadIntel(ctx context.Context, path string, cfg *rules.Config) (*verdict.In
 	}
 	bySource := store.ThreatsBySource(threats)
 	for source, entries := range bySource {
-		bySource[source], _ = intel.Sanitize(entries, intel.Protected{Whitelist: cfg.WhitelistIPs})
+		bySource[source], _ = intel.Sanitize(entries, intel.Protected{})
 	}
 	return verdict.CompileIntel(cfg, bySource), nil
 }

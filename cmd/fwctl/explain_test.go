@@ -218,11 +218,11 @@ func TestExplainErrors(t *testing.T) {
 }
 
 // explain checks the database's threat entries as pfwd checks a seed
-// (intel.Sanitize with the config's whitelist): a row pfwd would refuse
-// blocks nothing here either. Before, a row ::/0 or 0.0.0.0/0 in a
-// database pfwd had not opened since made explain call every address a
-// threat, and a row overlapping the whitelist blocked the addresses beside
-// the whitelisted one, which pfwd does not.
+// (intel.Sanitize): a row pfwd would refuse blocks nothing here either.
+// Before, a row ::/0 or 0.0.0.0/0 in a database pfwd had not opened since
+// made explain call every address a threat. A row around a whitelisted
+// address is kept, as pfwd keeps it: the whitelisted address is allowed
+// at step 1, the ones beside it blocked at step 3.
 func TestExplainSanitizesThreatRows(t *testing.T) {
 	cfg := strings.Replace(testConfig, `"whitelist_ips": ["127.0.0.1", "::1"]`, `"whitelist_ips": ["127.0.0.1", "::1", "198.18.5.5"]`, 1)
 	if cfg == testConfig {
@@ -231,7 +231,7 @@ func TestExplainSanitizesThreatRows(t *testing.T) {
 	e := newEnv(t, cfg)
 	addThreats(t, e.db, "Feodo Tracker", "high", time.Now(),
 		"0.0.0.0/0", "::/0", "198.0.0.0/7", "127.0.0.0/8", // refused whatever the whitelist
-		"198.18.5.0/24", // overlaps the whitelisted 198.18.5.5
+		"198.18.5.0/24", // around the whitelisted 198.18.5.5: valid
 		"198.18.0.5")    // valid
 	defaultPolicy := func(remote string) explanation {
 		return explanation{Verdict: "allow", Reason: "Default policy", Step: "default_policy", StepNumber: 6, Remote: remote}
@@ -244,7 +244,8 @@ func TestExplainSanitizesThreatRows(t *testing.T) {
 		{"a row 0.0.0.0/0", []string{"--src", "8.8.8.8"}, defaultPolicy("8.8.8.8")},
 		{"a row ::/0", []string{"--src", "2001:db8:99::1"}, defaultPolicy("2001:db8:99::1")},
 		{"a row shorter than /8", []string{"--src", "199.1.2.3"}, defaultPolicy("199.1.2.3")},
-		{"a row beside a whitelisted address", []string{"--src", "198.18.5.9"}, defaultPolicy("198.18.5.9")},
+		{"a row beside a whitelisted address", []string{"--src", "198.18.5.9"},
+			explanation{Verdict: "block", Reason: "Threat intel: Feodo Tracker", Step: "threat_intel", StepNumber: 3, Remote: "198.18.5.9"}},
 		{"the whitelisted address", []string{"--src", "198.18.5.5"},
 			explanation{Verdict: "allow", Reason: "Whitelisted IP", Step: "whitelist", StepNumber: 1, Remote: "198.18.5.5"}},
 		{"a loopback row", []string{"--direction", "out", "--dst", "127.0.0.2"},
@@ -254,7 +255,7 @@ func TestExplainSanitizesThreatRows(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			checkExplainJSON(t, tt.args, tt.want, 1) // the valid row alone
+			checkExplainJSON(t, tt.args, tt.want, 2) // the two valid rows
 		})
 	}
 }

@@ -366,6 +366,32 @@ func isIntelRow(reason, src, dst, proto string) func(store.LogRow) bool {
 	}
 }
 
+// A whitelisted address inside a feed's network is let in, and the rest
+// of the network stays blocked: the whitelist is checked first, in the
+// kernel and the pipeline, so the feed's entry need not be dropped for it
+// (it used to be, unblocking the whole network for one address).
+func TestThreatFeedAroundAWhitelistedAddress(t *testing.T) {
+	l := newLab(t)
+	fs := l.startFeedServer()
+	network := netip.PrefixFrom(netip.MustParseAddr(l.clientIP), 31).Masked() // the client's two addresses, not the host's
+	fs.put("list.txt", []byte(network.String()+"\n"))
+	const name = "Network list"
+	doc := l.intelConfig(feedConf{Name: name, URL: fs.url("list.txt"), Interval: "1h", Level: "high"})
+	doc = strings.Replace(doc, `"whitelist_ips": ["127.0.0.1", "::1"]`, `"whitelist_ips": ["127.0.0.1", "::1", "`+l.clientIP+`"]`, 1)
+	l.writeConfig(doc)
+	l.serve([]int{22}, nil)
+	l.startPfwd()
+	l.waitThreat(network.String(), true)
+	l.expectFrom(l.client, "tcp", l.clientIP, hostPort(l.fwIP, 22), true)
+	l.expectFrom(l.client, "tcp", l.clientIP2, hostPort(l.fwIP, 22), false)
+	if ex := l.explainJSON("--src", l.clientIP2); ex.Verdict != "block" || ex.Reason != "Threat intel: "+name {
+		t.Errorf("fwctl explain --src %s = %+v, want block / Threat intel: %s", l.clientIP2, ex, name)
+	}
+	if log := l.logText(); strings.Contains(log, "overlaps whitelisted") {
+		t.Errorf("the feed's entry was skipped for the whitelist:\n%s", log)
+	}
+}
+
 func TestThreatFeedBlocksInbound(t *testing.T) {
 	l, _ := startFeodoLab(t)
 
