@@ -3,6 +3,7 @@ package daemon
 import (
 	"net/netip"
 	"os/exec"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -87,4 +88,67 @@ func TestCutBlockedFlowsLeavesForwardedFlows(t *testing.T) {
 			t.Errorf("%s: cut %v, want %v", e.what, !kept, e.cut)
 		}
 	}
+}
+
+// Status shows a change in force, which is what fwctl waits for, only once
+// the open flows it blocks are cut: a packet sent right after fwctl
+// returned used to find its flow still open now and then.
+func TestStatusShowsAChangeOnceItsFlowsAreCut(t *testing.T) {
+	if !inFreshNetNS(t, 60*time.Second) {
+		return
+	}
+	for _, args := range [][]string{
+		{"link", "add", "pfwcut0", "type", "veth", "peer", "name", "pfwcut1"},
+		{"addr", "add", "10.99.0.1/24", "dev", "pfwcut0"},
+		{"link", "set", "pfwcut0", "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	opts := testOptions(t, `{"default_policy": "allow", "whitelist_ips": ["127.0.0.1", "::1"]}`)
+	d, _ := startedDaemon(t, opts)
+	c, err := conntrack.Dial(&netlink.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Many flows, so that the cut takes a while.
+	const flows = 3000
+	for i := range flows {
+		f := conntrack.NewFlow(unix.IPPROTO_UDP, 0, netip.AddrFrom4([4]byte{10, 99, 0, byte(2 + i%200)}), netip.MustParseAddr("10.99.0.1"),
+			uint16(20000+i), 9000, 120, 0)
+		if err := c.Create(f); err != nil {
+			t.Fatalf("create conntrack entry %d: %v", i, err)
+		}
+	}
+	cfg := parseConfig(t, `{"default_policy": "allow", "whitelist_ips": ["127.0.0.1", "::1"],
+		"rules": [{"name": "Block 9000", "action": "block", "protocol": "udp", "ports": [9000]}]}`)
+	if err := rules.Save(opts.ConfigPath, cfg); err != nil {
+		t.Fatal(err)
+	}
+	want := rules.Digest(cfg)
+	done := make(chan struct{})
+	go func() { defer close(done); d.Reload(reloadSIGHUP) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for d.shown.snapshot().digest != want {
+		if time.Now().After(deadline) {
+			t.Fatal("the change never showed in status")
+		}
+		runtime.Gosched()
+	}
+	left, err := c.Dump(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := 0
+	for _, f := range left {
+		if f.TupleOrig.Proto.DestinationPort == 9000 {
+			open++
+		}
+	}
+	if open > 0 {
+		t.Errorf("status showed the change with %d of %d flows it blocks still open", open, flows)
+	}
+	<-done
 }

@@ -711,10 +711,11 @@ const (
 	reloadRetry       = "retry"        // a reload that failed for a reason other than the file's content
 )
 
-// apply puts cfg in force: kernel sets, then pipeline, then what Status
-// reports, so fwctl never sees a digest the kernel does not have yet, and
-// then the threat feeds, so a config the kernel refuses leaves every feed
-// as it was. Caller holds reloadMu.
+// apply puts cfg in force: kernel sets, then pipeline, then the threat
+// feeds, so a config the kernel refuses leaves every feed as it was, then
+// the cut of the open flows the new rules block, and only then what Status
+// reports: fwctl, which waits for the new digest there, returns once no
+// packet of a flow the change blocks gets through. Caller holds reloadMu.
 func (d *Daemon) apply(cfg *rules.Config, why string) error {
 	canon, _ := rules.Marshal(cfg)
 	if string(canon) == string(d.cfgData) {
@@ -751,7 +752,7 @@ func (d *Daemon) apply(cfg *rules.Config, why string) error {
 	}
 	prev := d.cfg
 	d.cfg, d.cfgData = cfg, canon
-	d.shown.inForce(cfg, digest, time.Now())
+	appliedAt := time.Now()
 	d.mu.Unlock()
 	// The feeds follow only a config in force: the manager drops a removed
 	// feed's entries (onFeedUpdate, which takes mu) at once, and a refused
@@ -786,6 +787,7 @@ func (d *Daemon) apply(cfg *rules.Config, why string) error {
 	d.log.Info("Config reloaded: "+strings.Join(changes, "; "), "why", why, "rules", len(cfg.Rules), "enabled", cfg.EnabledRules(),
 		"whitelist", len(cfg.WhitelistIPs), "blacklist", len(cfg.BlacklistIPs), "feeds", len(cfg.ThreatFeeds))
 	d.cutBlockedFlows()
+	d.shown.inForce(cfg, digest, appliedAt)
 	return nil
 }
 
