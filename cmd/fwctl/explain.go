@@ -16,12 +16,18 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
+// The two forms of explain's synopsis: the remote address is --src for an
+// inbound packet, --dst for an outbound one.
+const (
+	explainUsage    = "fwctl explain --src IP [--dst IP] [--protocol tcp|udp|icmp|icmpv6|any] [--dst-port N] [--direction in|out]"
+	explainOutUsage = "fwctl explain --direction out --dst IP [--src IP] [--protocol P] [--dst-port N]"
+)
+
 func explainCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "explain",
 		Usage: "show which pipeline step decides a packet, and why (no daemon needed)",
-		UsageText: "fwctl explain --src IP [--dst IP] [--protocol tcp|udp|icmp|icmpv6|any] [--dst-port N] [--direction in|out]\n" +
-			"   fwctl explain --direction out --dst IP [--src IP] ...",
+		UsageText: explainUsage + "\n" + explainOutUsage,
 		Description: "explain runs the config (and the threat entries in the database, if there is one) over\n" +
 			"one made-up packet, the way pfwd decides a new connection. The remote address is --src for\n" +
 			"inbound packets and --dst for outbound ones. The rate limit depends on live traffic and is\n" +
@@ -65,7 +71,11 @@ func explain(c *cli.Context) error {
 		remoteFlag = "dst"
 	}
 	if !c.IsSet(remoteFlag) {
-		return badUsage(c, "explain: --%s IP is required for --direction %s (it is the remote address)", remoteFlag, dir)
+		err := badUsage(c, "explain: --%s IP is required for --direction %s (it is the remote address)", remoteFlag, dir)
+		if dir == rules.DirOut {
+			err.(*usageError).usage = explainOutUsage // the synopsis of this form, not the inbound one
+		}
+		return err
 	}
 	pkt, err := packetFromFlags(c)
 	if err != nil {

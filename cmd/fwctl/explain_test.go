@@ -215,6 +215,12 @@ func TestExplainErrors(t *testing.T) {
 		}
 		checkErrorLine(t, r, tt.msg)
 	}
+	// An outbound explain without --dst shows the outbound synopsis, where
+	// --dst is not optional.
+	r := fwctl(t, "explain", "--direction", "out", "--src", "10.0.0.1")
+	if !strings.Contains(r.stderr, "\nusage: fwctl explain --direction out --dst IP [--src IP]") {
+		t.Errorf("explain --direction out without --dst: stderr %q, want the outbound synopsis", r.stderr)
+	}
 }
 
 // explain checks the database's threat entries as pfwd checks a seed
