@@ -66,8 +66,11 @@ fuzz:
 # Build and run the daemon in the foreground with the default paths (the
 # default config is written on first start). Needs root: it installs an
 # nftables table and reads packets from NFQUEUE. Ctrl-C removes the table.
+# Under sudo, bin/ is handed back to the user who ran it, so that a later
+# `make test` or `make build` without sudo can write it.
 run: build
 	@if [ "$$(id -u)" != 0 ]; then echo "make run: pfwd needs root (netfilter); try: sudo make run" >&2; exit 1; fi
+	@if [ -n "$$SUDO_UID" ]; then chown -R "$$SUDO_UID:$${SUDO_GID:-$$SUDO_UID}" bin; fi
 	./bin/pfwd
 
 clean:

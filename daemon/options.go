@@ -2,9 +2,12 @@ package daemon
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"time"
 
 	"github.com/pfw/pfw/control"
@@ -125,8 +128,33 @@ func (o Options) Validate() error {
 			return fmt.Errorf("--iface: %w", err)
 		}
 	}
+	if o.MetricsAddr != "" {
+		if err := checkListenAddr(o.MetricsAddr); err != nil {
+			return fmt.Errorf("--metrics %q: %v (for example 127.0.0.1:9477)", o.MetricsAddr, err)
+		}
+	}
 	if o.StatsEvery < MinStatsEvery {
 		return fmt.Errorf("--stats-every %v: want an interval of at least %v (for example 30s or 5m)", o.StatsEvery, MinStatsEvery)
+	}
+	return nil
+}
+
+// checkListenAddr says why addr cannot be a TCP address to listen on, or
+// nil: a usage error at start rather than a failed start after the
+// netfilter set-up.
+func checkListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want HOST:PORT")
+	}
+	if n, err := strconv.Atoi(port); err == nil {
+		if n < 0 || n > 65535 {
+			return fmt.Errorf("%d is not a port (0-65535)", n)
+		}
+		return nil
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("%q is not a port", port)
 	}
 	return nil
 }

@@ -40,6 +40,10 @@ func TestOptionsValidate(t *testing.T) {
 		{"NFLOG group too big", func(o *Options) { o.LogGroup = 65536 }, "--nflog-group 65536"},
 		{"interface name", func(o *Options) { o.Ifaces = []string{"eth0", "a b"} }, `--iface: "a b" is not an interface name`},
 		{"statistics too often", func(o *Options) { o.StatsEvery = time.Millisecond }, "--stats-every 1ms: want an interval of at least 1s"},
+		{"metrics address", func(o *Options) { o.MetricsAddr = "127.0.0.1:9477" }, ""},
+		{"metrics on every address", func(o *Options) { o.MetricsAddr = ":9477" }, ""},
+		{"metrics without a port", func(o *Options) { o.MetricsAddr = "nonsense" }, `--metrics "nonsense": want HOST:PORT`},
+		{"metrics port too big", func(o *Options) { o.MetricsAddr = "127.0.0.1:99999" }, `--metrics "127.0.0.1:99999": 99999 is not a port (0-65535)`},
 		{"statistics interval negative", func(o *Options) { o.StatsEvery = -time.Second }, "--stats-every -1s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -10,7 +10,7 @@
 // are bound without the fail-open flag: when a queue overflows the kernel
 // drops, it never lets a flood through undecided.
 //
-// One batch: kernel (nft rule `queue num 0-1 fanout`) → recvmmsg of up to
+// One batch: kernel (nft rule `queue flags bypass,fanout to 0-1`) → recvmmsg of up to
 // Config.Batch packet messages → per packet Packet.Decode and
 // Engine.Decide → one write of the verdicts, each run of packets sharing a
 // verdict answered by one batch verdict (NFQNL_MSG_VERDICT_BATCH) →

@@ -117,16 +117,19 @@ func explain(c *cli.Context) error {
 	fmt.Fprintf(g.out, "Reason:   %s\n", ex.Reason)
 	fmt.Fprintf(g.out, "Step:     %s\n", step)
 	fmt.Fprintf(g.out, "Packet:   %s\n", describePacket(&pkt, dir))
-	// The notes matter only when the steps they qualify were reached.
-	if d.Step >= verdict.StepRule && !c.IsSet("protocol") {
+	// The notes matter only when the steps they qualify were reached: the
+	// rules and the default policy (not a malformed packet, which is
+	// blocked after the address checks).
+	reachedRules := d.Step == verdict.StepRule || d.Step == verdict.StepDefault
+	if reachedRules && !c.IsSet("protocol") {
 		fmt.Fprintln(g.out, "Note:     no --protocol given, so the packet is tcp; rules for udp or icmp are not tried.")
-	} else if d.Step >= verdict.StepRule && strings.EqualFold(strings.TrimSpace(c.String("protocol")), "any") {
+	} else if reachedRules && strings.EqualFold(strings.TrimSpace(c.String("protocol")), "any") {
 		fmt.Fprintln(g.out, "Note:     --protocol any is explained as a tcp packet; rules for udp or icmp are not tried.")
 	}
-	if d.Step >= verdict.StepRule && (pkt.Proto == verdict.ProtoTCP || pkt.Proto == verdict.ProtoUDP) && !pkt.HasPorts {
+	if reachedRules && (pkt.Proto == verdict.ProtoTCP || pkt.Proto == verdict.ProtoUDP) && !pkt.HasPorts {
 		fmt.Fprintln(g.out, "Note:     no --dst-port given, so only rules without ports could match.")
 	}
-	if dir == rules.DirIn && d.Step > verdict.StepRateLimit {
+	if dir == rules.DirIn && reachedRules {
 		fmt.Fprintln(g.out, "Note:     the rate limit (step 4) depends on live traffic and is not evaluated here.")
 	}
 	return nil

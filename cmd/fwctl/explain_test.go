@@ -168,6 +168,12 @@ Note:     the rate limit (step 4) depends on live traffic and is not evaluated h
 	if !strings.Contains(r.stdout, "Note:     --protocol any is explained as a tcp packet") {
 		t.Errorf("explain --protocol any = %q, want the note that it is taken as tcp", r.stdout)
 	}
+	// A malformed packet is decided before the rate limit and the rules:
+	// no note about either.
+	r = mustRun(t, "explain", "--src", "::ffff:203.0.113.50")
+	if strings.Contains(r.stdout, "Note:") {
+		t.Errorf("explain of a malformed packet = %q, want no note", r.stdout)
+	}
 }
 
 func TestExplainWithUnreadableDatabaseWarns(t *testing.T) {

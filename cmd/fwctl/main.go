@@ -123,6 +123,9 @@ USAGE:
 
 COMMANDS:{{range .VisibleCommands}}
    {{join .Names ", "}}{{"\t"}}{{.Usage}}{{end}}
+
+OPTIONS:{{range .VisibleFlags}}
+   {{.}}{{end}}
 `
 
 // globalFlags are the contract's paths, defaults shared with pfwd, each

@@ -21,7 +21,7 @@ func TestHelp(t *testing.T) {
 		{[]string{"add", "--help"}, []string{"fwctl add NAME allow|block"}},
 		{[]string{"add", "X", "block", "--help"}, []string{"fwctl add NAME allow|block"}},
 		{[]string{"help", "blacklist"}, []string{"add", "remove", "list"}},
-		{[]string{"blacklist", "--help"}, []string{"add", "remove", "list"}},
+		{[]string{"blacklist", "--help"}, []string{"add", "remove", "list", "OPTIONS:", "--config FILE", "--json"}},
 		{[]string{"blacklist", "add", "--help"}, []string{"fwctl blacklist add IP|CIDR..."}},
 		{[]string{"logs", "-h"}, []string{"--follow", "--since"}},
 		{[]string{"--version"}, []string{"fwctl " + version + "\n"}},

@@ -146,7 +146,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (cl commandLine, exit i
 	fs.StringVar(&cl.logFile, "log-file", envOr("PFW_LOG_FILE", daemon.DefaultLogFile), "application log file, besides stderr or the journal (env PFW_LOG_FILE); \"\" for none")
 	fs.StringVar(&opts.Socket, "socket", envOr("PFW_SOCKET", opts.Socket), "control socket for fwctl (env PFW_SOCKET)")
 	fs.UintVar(&opts.QueueNum, "queue", opts.QueueNum, "first NFQUEUE number")
-	fs.IntVar(&queues, "queues", 0, fmt.Sprintf("number of NFQUEUEs, one worker each, 1-%d (default: one per CPU)", daemon.MaxQueues))
+	fs.IntVar(&queues, "queues", 0, fmt.Sprintf("number of NFQUEUEs, one worker each, 1-%d (0, the default: one per CPU)", daemon.MaxQueues))
 	fs.UintVar(&opts.LogGroup, "nflog-group", opts.LogGroup, "NFLOG group through which the kernel reports the drops it makes itself (1-65535)")
 	fs.Func("iface", "filter only this interface (repeatable; default: all but lo)", func(s string) error {
 		opts.Ifaces = append(opts.Ifaces, s)
