@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"time"
 
@@ -93,6 +94,14 @@ func (o Options) withDefaults() Options {
 	// and fwctl, run from another directory, compares the config path it
 	// is given with the one pfwd enforces before it edits or recreates it.
 	o.ConfigPath, o.DBPath, o.Socket = absPath(o.ConfigPath), absPath(o.DBPath), absPath(o.Socket)
+	// --iface eth0 --iface eth0 is one interface: one match in the rule.
+	var ifaces []string
+	for _, name := range o.Ifaces {
+		if !slices.Contains(ifaces, name) {
+			ifaces = append(ifaces, name)
+		}
+	}
+	o.Ifaces = ifaces
 	return o
 }
 

@@ -97,6 +97,9 @@ func TestOptionsPathsMadeAbsolute(t *testing.T) {
 	if have := []string{got.ConfigPath, got.DBPath, got.Socket}; !slices.Equal(have, want) {
 		t.Errorf("paths %q, want %q", have, want)
 	}
+	if ifaces := (Options{Ifaces: []string{"eth0", "wlan0", "eth0"}}).withDefaults().Ifaces; !slices.Equal(ifaces, []string{"eth0", "wlan0"}) {
+		t.Errorf("--iface eth0 --iface wlan0 --iface eth0 gave %q, want each once", ifaces)
+	}
 	if abs := (Options{ConfigPath: "/etc/pfw.json"}).withDefaults(); abs.ConfigPath != "/etc/pfw.json" || abs.DBPath != "" {
 		t.Errorf("absolute or empty paths changed: %+v", abs)
 	}

@@ -30,6 +30,10 @@ var ThreatLevels = []string{"low", "medium", "high", "critical"}
 // *SyntaxError for malformed JSON and a *ValidationError listing every
 // problem otherwise; the Config is nil whenever the error is not.
 func Parse(data []byte) (*Config, error) {
+	// A byte order mark, which editors on Windows write, is read past, as
+	// RFC 8259 lets a parser do: encoding/json would call it an invalid
+	// character 'ï'.
+	data = bytes.TrimPrefix(data, []byte("\uFEFF"))
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var doc any

@@ -281,3 +281,15 @@ func TestDuplicateKeysOnlyWithinOneObject(t *testing.T) {
 		t.Fatalf("Parse: %v", err)
 	}
 }
+
+// A file saved with a byte order mark (Notepad) parses like one without;
+// a syntax error in it still gets the line and column of the text.
+func TestParseByteOrderMark(t *testing.T) {
+	cfg, err := Parse([]byte("\uFEFF{\"default_policy\": \"block\"}"))
+	if err != nil || cfg.DefaultPolicy != ActionBlock {
+		t.Errorf("Parse with a BOM = %+v, %v; want default_policy block", cfg, err)
+	}
+	if _, err := Parse([]byte("\uFEFF{\n  \"rules\": [,]\n}")); err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("a syntax error after a BOM: %v, want it placed on line 2", err)
+	}
+}

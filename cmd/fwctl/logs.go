@@ -198,8 +198,12 @@ func filterNote(c *cli.Context) string {
 	if c.IsSet("ip") {
 		parts = append(parts, "for "+c.String("ip"))
 	}
-	if c.IsSet("since") {
-		parts = append(parts, "since "+c.String("since"))
+	if since := strings.TrimSpace(c.String("since")); c.IsSet("since") {
+		if _, age := parseAge(since); age {
+			parts = append(parts, "in the last "+since) // "since 30s" reads as a time
+		} else {
+			parts = append(parts, "since "+since)
+		}
 	}
 	if len(parts) == 0 {
 		return ""

@@ -202,6 +202,12 @@ func TestLogsJSONAndFilters(t *testing.T) {
 	if r := mustRun(t, "logs", "--ip", "10.0.0.1"); r.stdout != "No blocked packets logged for 10.0.0.1.\n" {
 		t.Errorf("no rows = %q", r.stdout)
 	}
+	if r := mustRun(t, "logs", "--ip", "10.0.0.1", "--since", "30s"); r.stdout != "No blocked packets logged for 10.0.0.1 in the last 30s.\n" {
+		t.Errorf("no rows in an age = %q", r.stdout)
+	}
+	if r := mustRun(t, "logs", "--ip", "10.0.0.1", "--since", "2026-01-02"); r.stdout != "No blocked packets logged for 10.0.0.1 since 2026-01-02.\n" {
+		t.Errorf("no rows since a date = %q", r.stdout)
+	}
 }
 
 func TestLogsErrors(t *testing.T) {
