@@ -616,7 +616,7 @@ func (d *Daemon) retryFeed(feed intel.Feed, entries []netip.Prefix, retry *feedR
 	if d.feedsStopped {
 		return
 	}
-	r.delay = min(max(2*r.delay, time.Second), 30*time.Second)
+	r.delay = nextRetry(r.delay)
 	r.timer = time.AfterFunc(r.delay, func() { d.applyFeed(feed, entries, r) })
 	if d.feedRetries == nil {
 		d.feedRetries = map[string]*feedRetry{}
@@ -689,7 +689,7 @@ func (d *Daemon) Reload(why string) {
 		d.retryDelay = 0
 		return
 	}
-	d.retryDelay = min(max(2*d.retryDelay, time.Second), 30*time.Second)
+	d.retryDelay = nextRetry(d.retryDelay)
 	d.retry = time.AfterFunc(d.retryDelay, func() { d.Reload(reloadRetry) })
 }
 
@@ -922,4 +922,10 @@ func (d *Daemon) logWriterError(err error) {
 func (d *Daemon) logPruned(p store.Pruned) {
 	d.log.Info("Log rows deleted: the oldest beyond the newest 1,000,000 kept per table",
 		"blocked", p.Blocked, "allowed", p.Allowed)
+}
+
+// nextRetry is the delay before the next try of something the kernel or
+// the disk refused, after one of prev: 1 s, doubling, at most 30 s.
+func nextRetry(prev time.Duration) time.Duration {
+	return min(max(2*prev, time.Second), 30*time.Second)
 }

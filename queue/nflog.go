@@ -66,8 +66,8 @@ func (k *KernelDrops) Start(ctx context.Context) error {
 		}
 		k.Received.Add(1)
 		dir := rules.DirIn
-		if a.Hook != nil && (*a.Hook == hookLocalOut || *a.Hook == hookPostRouting) {
-			dir = rules.DirOut
+		if a.Hook != nil {
+			dir = dirOfHook(*a.Hook)
 		}
 		prefix := ""
 		if a.Prefix != nil {

@@ -264,10 +264,7 @@ func (w *worker) add(m []byte) {
 	}
 	i := w.n
 	w.n++
-	dir := rules.DirIn
-	if qp.hook == hookLocalOut || qp.hook == hookPostRouting {
-		dir = rules.DirOut
-	}
+	dir := dirOfHook(qp.hook)
 	w.pkts[i].Decode(qp.payload)
 	w.decs[i] = w.q.engine.DecideAt(&w.pkts[i], dir, w.now)
 	w.dirs[i], w.ids[i], w.payloads[i] = dir, qp.id, qp.payload
@@ -351,4 +348,13 @@ func verdictOf(d verdict.Decision) uint32 {
 		return nfDrop
 	}
 	return nfAccept
+}
+
+// dirOfHook is the direction of a packet met at netfilter hook h: the
+// output and postrouting hooks see outbound packets, the others inbound.
+func dirOfHook(h uint8) rules.Direction {
+	if h == hookLocalOut || h == hookPostRouting {
+		return rules.DirOut
+	}
+	return rules.DirIn
 }

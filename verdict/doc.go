@@ -3,9 +3,11 @@
 // policy — the first match decides, in that order.
 //
 // Invariant: the per-packet path allocates nothing and takes no lock but
-// the rate limiter's per-bucket one, and, only while flows a rule change
-// cut are remembered (below), the cut flows' read lock. Packet.Decode fills a caller-owned
-// struct and never fails (bad input becomes a Status); the config is
+// the rate limiter's per-bucket one and, only while flows a rule change
+// cut are remembered (below), the cut flows' lock: its read side, and its
+// write side for the packet that finds them all expired or a cut flow the
+// rules now allow. Packet.Decode fills a caller-owned struct and never
+// fails (bad input becomes a Status); the config is
 // compiled once (Compile, CompileIntel) into immutable prefix sets and port
 // indexes that an Engine swaps in atomically, so a packet sees one whole
 // config, old or new, and reloads never pause the workers.
