@@ -3,6 +3,7 @@ package daemon
 import (
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"sort"
 	"sync"
@@ -24,10 +25,16 @@ type auditor struct {
 	log        *slog.Logger
 	blockLines *sampler // spaces out the "Blocked packet" lines
 
-	seen, allowed, blocked, kernelBlocked atomic.Uint64
+	// Seen is allowed plus blocked (seen()): one shared counter fewer for
+	// the workers to bump on every packet.
+	allowed, blocked, kernelBlocked atomic.Uint64
 
-	mu       sync.RWMutex
-	byReason map[reasonKey]*atomic.Uint64
+	// byReason maps a verdict and reason to its counter. The workers read
+	// it on every packet without a lock; a reason seen for the first time
+	// replaces the map with a copy that has it (under mu), which happens
+	// once per reason.
+	mu       sync.Mutex
+	byReason atomic.Pointer[map[reasonKey]*atomic.Uint64]
 
 	guard atomic.Pointer[guard] // set once the kernel's table exists; told of rate-limit refusals
 }
@@ -38,11 +45,9 @@ type reasonKey struct {
 }
 
 func newAuditor(e *verdict.Engine, w *store.Writer, log *slog.Logger) *auditor {
-	return &auditor{
-		engine: e, writer: w, log: log,
-		blockLines: newSampler(time.Second, 5),
-		byReason:   map[reasonKey]*atomic.Uint64{},
-	}
+	a := &auditor{engine: e, writer: w, log: log, blockLines: newSampler(time.Second, 5)}
+	a.byReason.Store(&map[reasonKey]*atomic.Uint64{})
+	return a
 }
 
 // Decided implements queue.Observer.
@@ -54,7 +59,6 @@ func (a *auditor) Decided(p *verdict.Packet, dir rules.Direction, d verdict.Deci
 // own (not a drop the kernel reported), which alone tells the guard of a
 // refused source.
 func (a *auditor) decided(p *verdict.Packet, dir rules.Direction, d verdict.Decision, payload []byte, queued bool) {
-	a.seen.Add(1)
 	a.reasonCounter(d).Add(1)
 	if !d.Blocked() {
 		a.allowed.Add(1)
@@ -87,12 +91,14 @@ func (a *auditor) decided(p *verdict.Packet, dir rules.Direction, d verdict.Deci
 // unlogged counts n packets the kernel dropped for reason without logging
 // them (its log rule is rate-limited): blocked, and their rows suppressed.
 func (a *auditor) unlogged(reason string, n uint64) {
-	a.seen.Add(n)
 	a.blocked.Add(n)
 	a.kernelBlocked.Add(n)
 	a.reasonCounter(verdict.Decision{Action: rules.ActionBlock, Reason: reason}).Add(n)
 	a.writer.BlockedNotLogged(reason, n)
 }
+
+// seen is how many packets were decided, the kernel's drops included.
+func (a *auditor) seen() uint64 { return a.allowed.Load() + a.blocked.Load() }
 
 func (a *auditor) setGuard(g *guard) { a.guard.Store(g) }
 
@@ -100,18 +106,20 @@ func (a *auditor) guardRef() *guard { return a.guard.Load() }
 
 func (a *auditor) reasonCounter(d verdict.Decision) *atomic.Uint64 {
 	k := reasonKey{d.Blocked(), d.Reason}
-	a.mu.RLock()
-	c := a.byReason[k]
-	a.mu.RUnlock()
-	if c != nil {
+	if c := (*a.byReason.Load())[k]; c != nil {
 		return c
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if c = a.byReason[k]; c == nil {
-		c = new(atomic.Uint64)
-		a.byReason[k] = c
+	old := *a.byReason.Load()
+	if c := old[k]; c != nil {
+		return c
 	}
+	m := make(map[reasonKey]*atomic.Uint64, len(old)+1)
+	maps.Copy(m, old)
+	c := new(atomic.Uint64)
+	m[k] = c
+	a.byReason.Store(&m)
 	return c
 }
 
@@ -124,10 +132,9 @@ type reasonCount struct {
 
 // reasons returns the per-reason counts, sorted.
 func (a *auditor) reasons() []reasonCount {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
-	out := make([]reasonCount, 0, len(a.byReason))
-	for k, c := range a.byReason {
+	byReason := *a.byReason.Load()
+	out := make([]reasonCount, 0, len(byReason))
+	for k, c := range byReason {
 		v := "allow"
 		if k.blocked {
 			v = "block"

@@ -107,3 +107,25 @@ func TestAuditorStampsRowsWhenDecided(t *testing.T) {
 			before.Format(time.StampMilli), decided.UTC().Format(time.StampMilli))
 	}
 }
+
+// BenchmarkAuditorParallel is the auditor on every worker at once, as under
+// a flood of allowed new flows: what the workers share is what costs.
+func BenchmarkAuditorParallel(b *testing.B) {
+	st, err := store.Open(filepath.Join(b.TempDir(), "fw.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	e := verdict.NewEngine(verdict.Compile(&rules.Config{DefaultPolicy: rules.ActionAllow}))
+	a := newAuditor(e, st.NewWriter(store.WriterConfig{Buffer: 16}), slog.New(slog.DiscardHandler))
+	p := verdict.Packet{Status: verdict.StatusOK, Version: 4, Proto: verdict.ProtoUDP, HasPorts: true,
+		Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("192.0.2.2"), SrcPort: 40000, DstPort: 53}
+	d := e.Decide(&p, rules.DirIn)
+	payload := make([]byte, 60)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			a.Decided(&p, rules.DirIn, d, payload)
+		}
+	})
+}

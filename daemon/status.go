@@ -43,7 +43,7 @@ func (d *Daemon) Status() control.Status {
 		FailClosed:     d.opts.FailClosed,
 		Interfaces:     d.opts.Ifaces,
 		Packets: control.PacketCounts{
-			Seen:           d.audit.seen.Load(),
+			Seen:           d.audit.seen(),
 			Allowed:        d.audit.allowed.Load(),
 			Blocked:        d.audit.blocked.Load(),
 			KernelBlocked:  d.audit.kernelBlocked.Load(),
@@ -174,7 +174,7 @@ func (s *shownState) feedRefused(feed, why string) {
 func (d *Daemon) logStats() {
 	ws := d.writer.Stats()
 	d.log.Info("Statistics",
-		"seen", d.audit.seen.Load(), "allowed", d.audit.allowed.Load(), "blocked", d.audit.blocked.Load(),
+		"seen", d.audit.seen(), "allowed", d.audit.allowed.Load(), "blocked", d.audit.blocked.Load(),
 		"kernel_blocked", d.audit.kernelBlocked.Load(),
 		"queue_drops", queueDrops(d.opts.QueueNum, d.opts.Queues),
 		"verdict_errors", d.queues.C.VerdictErrors.Load(),
