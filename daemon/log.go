@@ -412,3 +412,35 @@ func (l *limitedLogger) log(key string, level slog.Level, msg string, args ...an
 	}
 	l.out.Log(context.Background(), level, msg, args...)
 }
+
+// ForwardHUP answers each SIGHUP on hup until the returned stop is called,
+// which waits for it: it calls reloading (pfwd tells systemd a reload
+// began), reopens lf (logrotate moved the file away; nil for none), then
+// asks the daemon to reload on reload, so the reload's lines go to the new
+// file. A reload already pending stands for this one too: it reads the
+// file as it is now.
+func ForwardHUP(hup <-chan os.Signal, lf *LogFile, reload chan<- struct{}, reloading func(), log *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			reloading()
+			if lf != nil {
+				if err := lf.Reopen(); err != nil {
+					log.Error("Could not reopen the log file", "err", err)
+				}
+			}
+			select {
+			case reload <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}

@@ -68,7 +68,7 @@ func run(args []string) int {
 	opts.Ready = func() { sdnotify.SdNotify(false, sdnotify.SdNotifyReady+"\nMAINPID="+strconv.Itoa(os.Getpid())) }
 	reload := make(chan struct{}, 1)
 	opts.Reload = reload
-	stopHUP := forwardHUP(hup, lf, reload, log)
+	stopHUP := daemon.ForwardHUP(hup, lf, reload, func() { sdnotify.SdNotify(false, sdnotify.SdNotifyReloading) }, log)
 
 	err := daemon.Run(ctx, opts, log)
 	stopHUP() // before lf.Close: a SIGHUP reopens the log file
@@ -78,37 +78,6 @@ func run(args []string) int {
 	}
 	sdnotify.SdNotify(false, sdnotify.SdNotifyStopping)
 	return 0
-}
-
-// forwardHUP answers each SIGHUP on hup until the returned stop is
-// called, which waits for it: it tells systemd a reload began, reopens
-// the log file (logrotate moved it away), then asks the daemon to reload,
-// so the reload's lines go to the new file. A reload already pending
-// stands for this one too: it reads the file as it is now.
-func forwardHUP(hup <-chan os.Signal, lf *daemon.LogFile, reload chan<- struct{}, log *slog.Logger) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-			}
-			sdnotify.SdNotify(false, sdnotify.SdNotifyReloading)
-			if lf != nil {
-				if err := lf.Reopen(); err != nil {
-					log.Error("Could not reopen the log file", "err", err)
-				}
-			}
-			select {
-			case reload <- struct{}{}:
-			default:
-			}
-		}
-	}()
-	return func() { cancel(); <-done }
 }
 
 // commandLine is what pfwd's flags ask for.
