@@ -2,6 +2,7 @@ package queue
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -217,3 +218,75 @@ func TestCollectDecidesCutPacket(t *testing.T) {
 		})
 	}
 }
+
+// The worker's whole path for a batch allocates nothing: recvmmsg of the
+// queued messages, decode and decide, the verdicts' write, the Observer.
+// It runs over a socket pair standing in for the netlink socket, so it
+// needs no root; queue_test.go's kernel test covers the real socket.
+func TestWorkerPathDoesNotAllocate(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := fds[1]
+	defer unix.Close(peer)
+	const batch = 8
+	s, err := newSock(fds[0], 0, batch, 1024+1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	// The rate limit on, so its memo of counted flows and its table are
+	// on the path too.
+	cfg, err := rules.Parse([]byte(fmt.Sprintf(`{"rules": [{"name": "upper half", "action": "block", "protocol": "udp", "ports": ["%d-%d"]}],
+		"rate_limit": {"max_connections": 1000000, "window_seconds": 10}}`, testPortLow+batch/2, testPortHigh)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &Queues{cfg: Config{Batch: batch}, engine: verdict.NewEngine(verdict.Compile(cfg)), obs: nopObserver{}}
+	w := newWorker(q, s)
+	var msgs [][]byte
+	for i := range batch {
+		port := uint16(testPortLow + i) // half allowed, half blocked by the test policy
+		msgs = append(msgs, nlmsg(typePacket, packetMsg(uint32(i+1), 1, ipv4UDP([4]byte{198, 51, 100, 1}, [4]byte{192, 0, 2, 1}, 40000, port))))
+	}
+	out := make([]byte, 64<<10)
+	// Each round from new source ports: new flows, which the rate limit
+	// counts (the UDP source port sits after the netlink and nfgenmsg
+	// headers, two attributes, the payload attribute's header and the IP
+	// header).
+	const sportAt = nlmsgHdrLen + nfgenmsgLen + 12 + 8 + nlaHdrLen + 20
+	round := uint16(0)
+	one := func() {
+		round++
+		for _, m := range msgs {
+			binary.BigEndian.PutUint16(m[sportAt:], 1024+round)
+			if _, err := unix.Write(peer, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n, err := s.receive()
+		if err != nil || n != batch {
+			t.Fatalf("receive = %d, %v; want %d messages", n, err, batch)
+		}
+		w.now = q.engine.Clock()
+		for i := range n {
+			w.collect(s.datagram(i))
+		}
+		w.finish()
+		if _, err := unix.Read(peer, out); err != nil {
+			t.Fatalf("no verdicts written: %v", err)
+		}
+	}
+	one()
+	if got := q.C.Seen.Load(); got != batch || w.pkts[0].SrcPort != 1025 {
+		t.Fatalf("%d packets decided, the first from port %d; want %d, from 1025", got, w.pkts[0].SrcPort, batch)
+	}
+	if allocs := testing.AllocsPerRun(200, one); allocs != 0 {
+		t.Errorf("%v allocations per batch of %d packets, want 0", allocs, batch)
+	}
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Decided(*verdict.Packet, rules.Direction, verdict.Decision, []byte) {}

@@ -223,7 +223,15 @@ func openSock(num uint16, batch, msgSize, readBuffer int) (*sock, error) {
 	if err := unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_NO_ENOBUFS, 1); err != nil {
 		return fail("set NETLINK_NO_ENOBUFS", err)
 	}
+	return newSock(fd, num, batch, msgSize)
+}
+
+// newSock makes a sock of the non-blocking datagram socket fd, which it
+// takes over (closes on failure): a netlink one, or in tests one end of a
+// socket pair.
+func newSock(fd int, num uint16, batch, msgSize int) (*sock, error) {
 	s := &sock{num: num, file: os.NewFile(uintptr(fd), fmt.Sprintf("nfqueue-%d", num)), size: msgSize}
+	var err error
 	if s.raw, err = s.file.SyscallConn(); err != nil {
 		s.file.Close()
 		return nil, fmt.Errorf("netlink socket: %w", err)
