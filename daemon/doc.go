@@ -31,8 +31,8 @@
 //
 // The rate-limit guard (guard.go) extends the rate limit into the kernel:
 // a source the limiter refuses is held in nft's ratelimit sets, the
-// kernel's drops from it are counted back into the limiter every 100 ms,
-// and it is released as soon as the limiter would accept it again.
+// kernel's drops from it are read every 100 ms (for the counts and the
+// log), and it is released as soon as the limiter would accept it again.
 //
 // The audit log never keeps pfwd from filtering: store moves an unusable
 // database aside, and one that cannot be opened at all is replaced by a

@@ -23,8 +23,9 @@ type guardKernel interface {
 // limiter refused, so their further connection attempts are dropped before
 // the queue instead of costing a verdict each. The verdicts stay the
 // pipeline's: every tick it reads how many attempts the kernel dropped per
-// source, counts them in the limiter as refusals, and lets a source back
-// into the queue as soon as the limiter would accept it. The kernel may so
+// source (for the counts and the log; refused attempts do not count in the
+// limiter), and lets a source back into the queue as soon as the limiter
+// would accept it. The kernel may so
 // refuse a source up to one tick longer than the pipeline would (longer
 // when thousands of sources are held: see pace).
 type guard struct {

@@ -150,7 +150,7 @@
 //		OnEvent:  func(e intel.Event) { logger.Log(ctx, e.Level, e.Msg, "feed", e.Feed) },
 //	})
 //	if err := m.SetFeeds(feeds); err != nil { ... }
-//	m.SetProtected(whitelist)
+//	m.SetProtected(neverBlock)                       // optional; pfwd passes none (its whitelist is checked before the feeds)
 //	m.SetHostAddrs(hostAddrs)                         // before Seed: it checks against them
 //	inForce := m.Seed("Feodo Tracker", entriesFromDB) // before Run: an offline boot stays protected
 //	/* put inForce, not entriesFromDB, in the kernel sets and the pipeline */

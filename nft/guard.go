@@ -16,8 +16,7 @@ import (
 // queue (one set lookup) instead of costing pfwd a verdict each. pfwd adds
 // a source when its limiter refuses it and deletes it once the limiter
 // would let it in again; each element's counter tells pfwd how many
-// attempts the kernel dropped meanwhile, which its limiter counts as its
-// own refusals. The sets are plain hash sets (one address each), not
+// attempts the kernel dropped meanwhile, which it counts and logs. The sets are plain hash sets (one address each), not
 // lists: they hold no configuration.
 
 // GuardSetName is the name of the guard set of one family (v6 false: IPv4).

@@ -132,21 +132,33 @@ func (e *Engine) decide(p *Packet, dir rules.Direction, count bool, now int64) D
 	if !p.Decidable() {
 		return decideMalformed
 	}
+	d := pol.ruleDecision(p, dir, remote)
 	if count && dir == rules.DirIn && pol.rateWindow > 0 && opensConnection(p) {
 		if now == 0 {
 			now = e.Clock()
 		}
-		// A flow the limiter let in counts once: if the rules block it,
-		// its packets all come back as new (countedFlows). A refused
-		// flow is not remembered, so each retry of it counts again, as
-		// a flooding source's attempts must.
-		if h, seen := e.counted.seen(p, now, pol.rateWindow); !seen {
+		// Every new connection counts, once. A flow the rules allow is
+		// confirmed in conntrack and never comes back; one they block
+		// is not, and all its packets come back as new: those are
+		// remembered (countedFlows) and count once a window. The rules
+		// are looked up first for that, but the rate limit, step 4,
+		// still decides before them.
+		h, seen := e.counted.seen(p, now, pol.rateWindow)
+		if !seen || !d.Blocked() {
 			if !e.limiter.Allow(remote, now, pol.rateMax, pol.rateWindow) {
 				return decideRateLimited
 			}
-			e.counted.remember(h, now)
+			if d.Blocked() {
+				e.counted.remember(h, now)
+			}
 		}
 	}
+	return d
+}
+
+// ruleDecision is steps 5 and 6: the first enabled rule of dir that
+// matches, or the default policy.
+func (pol *Policy) ruleDecision(p *Packet, dir rules.Direction, remote netip.Addr) Decision {
 	t := &pol.tables[dir]
 	class := classOf(p.Proto)
 	var cands []int32

@@ -182,24 +182,27 @@ func TestRateLimitInPipeline(t *testing.T) {
 // blocked port must not be locked out of the ports it may use.
 func TestRateLimitCountsAFlowOnce(t *testing.T) {
 	e := mustEngine(t, `{"rate_limit": {"max_connections": 3, "window_seconds": 10},
-		"rules": [{"name": "syslog", "action": "block", "protocol": "udp", "ports": [514]}]}`)
+		"rules": [{"name": "syslog", "action": "block", "protocol": "udp", "ports": [514]},
+		          {"name": "telnet", "action": "block", "protocol": "tcp", "ports": [23]}]}`)
 	clock := time.Unix(1_800_000_000, 0)
 	e.now = func() time.Time { return clock }
 	const src, dst = "192.0.2.7", "192.168.50.1"
 	stream := decoded(udp4(src, dst, 5140, 514))
 	retried := decoded(tcp4(src, dst, 40000, 23, TCPSyn))
-	for i := range 200 { // 20 s of a syslog stream, and SYN retries
+	for i := range 150 { // 15 s of a syslog stream, and SYN retries of a blocked connection
 		if d := e.Decide(stream, rules.DirIn); d.Reason != "Rule: syslog" {
 			t.Fatalf("stream packet %d: %+v, want Rule: syslog", i, d)
 		}
 		if i < 5 {
-			e.Decide(retried, rules.DirIn)
+			if d := e.Decide(retried, rules.DirIn); d.Reason != "Rule: telnet" {
+				t.Fatalf("SYN retry %d: %+v, want Rule: telnet", i, d)
+			}
 		}
 		clock = clock.Add(100 * time.Millisecond)
 	}
-	// The stream counts once a window (at 0 s and 10 s), the SYN retries
-	// once (at 0 s): at 20 s, the last window holds one count, so the
-	// source may open two more connections.
+	// The stream counts once a window (at 0 s and just before 10 s), the
+	// SYN retries once (at 0 s): at 15 s, the last window holds one count,
+	// so the source may open two more connections.
 	allowed := 0
 	for port := uint16(40001); port < 40010; port++ {
 		if e.Decide(decoded(tcp4(src, dst, port, 22, TCPSyn)), rules.DirIn).Blocked() {
@@ -216,12 +219,27 @@ func TestRateLimitCountsAFlowOnce(t *testing.T) {
 	if d := e.Decide(stream, rules.DirIn); d.Reason != "Rule: syslog" {
 		t.Errorf("the stream while its source is over the limit: %+v, want Rule: syslog", d)
 	}
-	// A refused flow is not remembered: each retry is refused and counts.
+	// A refused flow is not remembered: each retry is refused (and, being
+	// refused, not counted).
 	refused := decoded(tcp4(src, dst, 40003, 22, TCPSyn))
 	for range 3 {
 		if d := e.Decide(refused, rules.DirIn); d.Reason != "Rate limited" {
 			t.Errorf("a refused connection's retry: %+v, want Rate limited", d)
 		}
+	}
+	// A flow the rules allow is not remembered: conntrack confirms it, so
+	// the same tuple back in the queue is a new connection (a TCP
+	// connection closed and reopened from the same port), and counts.
+	e4 := mustEngine(t, `{"rate_limit": {"max_connections": 3, "window_seconds": 10}}`)
+	e4.now = e.now
+	reopened := decoded(tcp4(src, dst, 40000, 22, TCPSyn))
+	for i := range 3 {
+		if d := e4.Decide(reopened, rules.DirIn); d.Blocked() {
+			t.Fatalf("connection %d from one port: %+v", i+1, d)
+		}
+	}
+	if d := e4.Decide(reopened, rules.DirIn); d.Reason != "Rate limited" {
+		t.Errorf("the fourth connection from one reused port: %+v, want Rate limited", d)
 	}
 	// Distinct flows each count: a flood of new flows is still one.
 	e2 := mustEngine(t, `{"rate_limit": {"max_connections": 3, "window_seconds": 10}}`)
