@@ -384,6 +384,10 @@ func (w *Writer) pending() bool {
 	return len(w.pendingSupp) > 0
 }
 
+// lateRows is how many seconds late a row may come and still be counted
+// with the second before the newest; one later still restarts the count.
+const lateRows = 60
+
 // accept applies the per-second cap and adds the row to the batch.
 func (w *Writer) accept(e entry) {
 	now := w.now()
@@ -394,12 +398,13 @@ func (w *Writer) accept(e entry) {
 		// The cap counts by the rows' stamps, the second their packets
 		// were decided: rows come off the queue a little late and a
 		// little out of order, so the second before the newest is
-		// counted too. A stamp further back (a clock stepped back)
-		// starts the count over.
+		// counted too, and rows later still share its count (they
+		// must not start one of their own each). Only a stamp a
+		// minute back (a clock stepped back) starts the count over.
 		in := &w.inWindow
 		switch sec := e.row.Time.Unix(); {
 		case sec == w.window:
-		case sec == w.window-1:
+		case sec < w.window && sec >= w.window-lateRows:
 			in = &w.inPrev
 		case sec == w.window+1:
 			w.window, w.inPrev, w.inWindow = sec, w.inWindow, 0
