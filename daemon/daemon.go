@@ -399,6 +399,9 @@ func (d *Daemon) shutdown() {
 	grace := time.AfterFunc(d.grace, d.endLife)
 	defer grace.Stop()
 	defer d.endLife()
+	if d.fw != nil {
+		d.fw.Stop() // a reload or feed update waiting for a conntrack walk goes on, so the stops below are not held up
+	}
 	d.stopReloads()
 	d.stopFeedRetries()
 	d.runStops()

@@ -155,12 +155,12 @@ func (fw *Firewall) arm(stale bool) {
 	}
 	next := 1 - fw.fast.gen
 	if len(fw.cfg.Ifaces) > 0 {
-		if _, err := clearLabelFn(context.Background(), fw.cfg.NetNS, filteredBit); err != nil {
+		if _, err := clearLabelFn(fw.life, fw.cfg.NetNS, filteredBit); err != nil {
 			fw.fast.off = fmt.Errorf("fast path off: %w", err)
 			return
 		}
 	}
-	if _, err := clearLabel(context.Background(), fw.cfg.NetNS, labelBits[next]); err != nil {
+	if _, err := clearLabel(fw.life, fw.cfg.NetNS, labelBits[next]); err != nil {
 		fw.fast.off = fmt.Errorf("fast path off: %w", err)
 		return
 	}
@@ -283,7 +283,7 @@ func (fw *Firewall) findRules(chain string) (map[string]*nftables.Rule, error) {
 func (fw *Firewall) afterSwitch() {
 	old := labelBits[1-fw.fast.gen]
 	done := make(chan struct{})
-	ctx, stop := context.WithCancel(context.Background())
+	ctx, stop := context.WithCancel(fw.life)
 	fw.fast.clearing, fw.fast.clearErr, fw.fast.stopClear = done, nil, stop
 	netns := fw.cfg.NetNS
 	clearFn := clearLabelFn // read here: a test may swap it while the clear runs

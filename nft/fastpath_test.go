@@ -240,3 +240,46 @@ func TestCloseStopsRunningClear(t *testing.T) {
 		t.Errorf("the clear ended with %v, want context.Canceled", fw.fast.clearErr)
 	}
 }
+
+// Stop, which takes no lock, ends a clear that a list change waits for
+// under fw's lock: a stop is not held up by a reload or feed update stuck
+// behind a walk through a table a flood filled. The change goes on, with
+// the fast path off since the clear did not finish.
+func TestStopEndsAListChangeWaitingForTheClear(t *testing.T) {
+	fwNS := newNetNS(t)
+	fw, err := Open(Config{NetNS: fwNS.fd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fw.Remove()
+	started := make(chan struct{}, 1)
+	clearLabelFn = func(ctx context.Context, _, _ int) (int, error) {
+		started <- struct{}{}
+		<-ctx.Done()
+		return 0, ctx.Err()
+	}
+	defer func() { clearLabelFn = clearLabel }()
+	if err := fw.UpdateSets(map[List][]netip.Prefix{Intel: prefixes("192.0.2.1")}); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	second := make(chan error, 1)
+	go func() { second <- fw.UpdateSets(map[List][]netip.Prefix{Intel: prefixes("192.0.2.2")}) }()
+	select {
+	case err := <-second:
+		t.Fatalf("the second change did not wait for the running clear: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	fw.Stop()
+	select {
+	case err := <-second:
+		if err != nil {
+			t.Errorf("the change after Stop: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the change still waits for the clear after Stop")
+	}
+	if on, why := fw.FastPath(); on || why == nil {
+		t.Errorf("FastPath() = %v, %v; want off, the clear being unfinished", on, why)
+	}
+}

@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -131,10 +132,14 @@ type Firewall struct {
 	broken     error // set when a batch could not be built: nothing more is sent
 	closed     bool
 	fast       fastPath
-	shape      string            // the table as fw last left it (FailClosed only; see Repair)
-	gen        *generationReader // FailClosed only; nil when the kernel would not answer
-	genID      uint32            // the ruleset generation after fw's last commit
-	genKnown   bool              // genID is the one fw's own last commit made
+	shape      string // the table as fw last left it (FailClosed only; see Repair)
+	// life ends with Stop (or Close): the walks through the conntrack
+	// table that fw runs, or waits for under mu, end with it.
+	life     context.Context
+	endLife  context.CancelFunc
+	gen      *generationReader // FailClosed only; nil when the kernel would not answer
+	genID    uint32            // the ruleset generation after fw's last commit
+	genKnown bool              // genID is the one fw's own last commit made
 
 	// shown is what QueueMode, SetSizes and FastPath report: copied under
 	// mu at the end of every change (publish), read without it, so a
@@ -173,6 +178,7 @@ func Open(cfg Config) (*Firewall, error) {
 		return nil, fmt.Errorf("nft: open: %w", err)
 	}
 	fw := &Firewall{cfg: cfg, ranges: make(map[string][]addrRange)}
+	fw.life, fw.endLife = context.WithCancel(context.Background())
 	want, err := wantedRanges(cfg.InitialSets)
 	if err != nil {
 		return nil, fmt.Errorf("nft: open: initial sets: %w", err)
@@ -508,6 +514,14 @@ func (fw *Firewall) SetSizes() map[string]int {
 	return maps.Clone(fw.shown.Load().sizes)
 }
 
+// Stop ends the walks through the conntrack table fw is running (the fast
+// path's clear of its retired label bit), without waiting for fw's lock:
+// a list change waiting for such a walk under that lock then goes on at
+// once, so a stop is not held up by a table a flood filled. fw stays
+// usable; its fast path goes off at the next list change, the clear being
+// unfinished. Close, which a stop calls next, does the rest.
+func (fw *Firewall) Stop() { fw.endLife() }
+
 // Close ends pfwd's hold on the kernel. In the default mode it deletes the
 // table (closing the socket would too: the table is owned by it). With
 // FailClosed the table and its queue rule stay, so traffic that needs pfwd
@@ -545,6 +559,7 @@ func (fw *Firewall) deleteTable() error {
 
 func (fw *Firewall) shutdown() error {
 	fw.closed = true
+	fw.endLife()
 	fw.stopAndWaitClear()
 	if fw.gen != nil {
 		fw.gen.close()
