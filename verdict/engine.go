@@ -143,14 +143,18 @@ func (e *Engine) decide(p *Packet, dir rules.Direction, count bool, now int64) D
 		// remembered (countedFlows) and count once a window. The rules
 		// are looked up first for that, but the rate limit, step 4,
 		// still decides before them.
-		h, seen := e.counted.seen(p, now, pol.rateWindow)
-		if !seen || !d.Blocked() {
-			if !e.limiter.Allow(remote, now, pol.rateMax, pol.rateWindow) {
-				return decideRateLimited
+		var h uint64
+		if d.Blocked() {
+			var seen bool
+			if h, seen = e.counted.seen(p, now, pol.rateWindow); seen {
+				return d
 			}
-			if d.Blocked() {
-				e.counted.remember(h, now)
-			}
+		}
+		if !e.limiter.Allow(remote, now, pol.rateMax, pol.rateWindow) {
+			return decideRateLimited
+		}
+		if d.Blocked() {
+			e.counted.remember(h, now)
 		}
 	}
 	return d
