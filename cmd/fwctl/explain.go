@@ -25,8 +25,8 @@ const (
 
 func explainCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "explain",
-		Usage: "show which pipeline step decides a packet, and why (no daemon needed)",
+		Name:      "explain",
+		Usage:     "show which pipeline step decides a packet, and why (no daemon needed)",
 		UsageText: explainUsage + "\n" + explainOutUsage,
 		Description: "explain runs the config (and the threat entries in the database, if there is one) over\n" +
 			"one made-up packet, the way pfwd decides a new connection. The remote address is --src for\n" +

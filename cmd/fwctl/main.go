@@ -42,6 +42,9 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	return exitCode(err, stderr)
 }
 
+// stdin is what `check -` reads; tests replace it.
+var stdin io.Reader = os.Stdin
+
 // newApp builds the command tree. It is built afresh for every run:
 // urfave/cli keeps parse state in its flag values.
 func newApp(stdout, stderr io.Writer) *cli.App {
@@ -69,6 +72,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		Flags:        globalFlags(),
 		Version:      version,
+		Reader:       stdin,
 		Writer:       stdout,
 		ErrWriter:    stderr,
 		OnUsageError: onUsageError,

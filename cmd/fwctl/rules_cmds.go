@@ -387,9 +387,9 @@ func toggleCommand() *cli.Command {
 func checkCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "check",
-		Usage:     "validate a config file without applying it (default: --config)",
+		Usage:     "validate a config file without applying it (default: --config; - reads standard input)",
 		ArgsUsage: "[FILE]",
-		UsageText: "fwctl check [FILE]",
+		UsageText: "fwctl check [FILE|-]",
 		Action: func(c *cli.Context) error {
 			if err := wantArgs(c, 0, 1, ""); err != nil {
 				return err
@@ -399,7 +399,16 @@ func checkCommand() *cli.Command {
 			if c.NArg() == 1 {
 				path = c.Args().First()
 			}
-			cfg, err := rules.Load(path)
+			var cfg *rules.Config
+			var err error
+			if path == "-" {
+				// A script's generated config, checked before it is
+				// written anywhere: `gen | fwctl check -`.
+				path = "(standard input)"
+				cfg, err = checkStdin(c.App.Reader)
+			} else {
+				cfg, err = rules.Load(path)
+			}
 			if errors.Is(err, fs.ErrNotExist) && c.NArg() == 0 {
 				if st, onConfig, _ := pfwdOnConfig(g); onConfig {
 					err = configMissing(g, st)
@@ -425,6 +434,22 @@ func checkCommand() *cli.Command {
 			return err
 		},
 	}
+}
+
+// checkStdin parses a config read from r, capped as a file is.
+func checkStdin(r io.Reader) (*rules.Config, error) {
+	data, err := io.ReadAll(io.LimitReader(r, rules.MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read standard input: %w", err)
+	}
+	if len(data) > rules.MaxFileSize {
+		return nil, fmt.Errorf("standard input: over the %d MiB limit", rules.MaxFileSize>>20)
+	}
+	cfg, err := rules.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("(standard input): %w", err)
+	}
+	return cfg, nil
 }
 
 type checkResult struct {

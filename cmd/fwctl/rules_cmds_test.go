@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -446,4 +447,20 @@ func TestAddSourceNotes(t *testing.T) {
 		t.Error("a refused rule changed the file")
 	}
 	mustRun(t, "add", "Mixed", "block", "--protocol", "icmp", "--src-ips", "fd00::/8,10.0.0.0/8")
+}
+
+// `gen | fwctl check -` validates a generated config without a file.
+func TestCheckStandardInput(t *testing.T) {
+	newEnv(t, testConfig)
+	defer func(r io.Reader) { stdin = r }(stdin)
+	stdin = strings.NewReader(`{"rules": [{"name": "x", "action": "block", "ports": [70000]}]}`)
+	r := fwctl(t, "check", "-")
+	if r.code != 1 {
+		t.Errorf("check - of a bad config: %v, want exit 1", r)
+	}
+	checkErrorLine(t, r, "(standard input): rules[0].ports[0]: 70000 is not a port (1-65535)")
+	stdin = strings.NewReader(`{"default_policy": "block"}`)
+	if r := mustRun(t, "check", "-"); !strings.HasPrefix(r.stdout, "(standard input): OK") {
+		t.Errorf("check - of a good config = %q", r.stdout)
+	}
 }
