@@ -582,10 +582,10 @@ func (p *parser) feed(path string, v any) Feed {
 	}
 	if v, ok := m["interval"]; ok {
 		if s, ok := p.str(join(path, "interval"), v); ok {
-			d, err := time.ParseDuration(s)
+			d, ok := ParseDuration(s)
 			switch {
-			case err != nil:
-				p.fail(join(path, "interval"), "%q is not a duration (like 30m, 1h, 6h)", s)
+			case !ok:
+				p.fail(join(path, "interval"), "%q is not a duration (like 30m, 1h, 6h, 1d)", s)
 			case d < MinFeedInterval:
 				p.fail(join(path, "interval"), "%q is shorter than %v", s, MinFeedInterval)
 			default:

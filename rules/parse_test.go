@@ -293,3 +293,13 @@ func TestParseByteOrderMark(t *testing.T) {
 		t.Errorf("a syntax error after a BOM: %v, want it placed on line 2", err)
 	}
 }
+
+// A feed's interval takes days and weeks, as fwctl logs --since does.
+func TestFeedIntervalInDays(t *testing.T) {
+	for in, want := range map[string]time.Duration{"1d": 24 * time.Hour, "1w": 7 * 24 * time.Hour, "1d12h": 36 * time.Hour, "90m": 90 * time.Minute} {
+		cfg, err := Parse([]byte(`{"threat_feeds":[{"name":"f","url":"http://127.0.0.1/x","interval":"` + in + `"}]}`))
+		if err != nil || cfg.ThreatFeeds[0].Interval != want {
+			t.Errorf("interval %q: %v, %v; want %v", in, cfg, err, want)
+		}
+	}
+}
