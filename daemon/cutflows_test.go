@@ -23,15 +23,7 @@ func TestCutBlockedFlowsLeavesForwardedFlows(t *testing.T) {
 	if !inFreshNetNS(t, 60*time.Second) {
 		return
 	}
-	for _, args := range [][]string{
-		{"link", "add", "pfwcut0", "type", "veth", "peer", "name", "pfwcut1"},
-		{"addr", "add", "10.99.0.1/24", "dev", "pfwcut0"},
-		{"link", "set", "pfwcut0", "up"},
-	} {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v: %s", args, err, out)
-		}
-	}
+	hostAddress(t) // 10.99.0.1/24
 	opts := testOptions(t, `{"default_policy": "allow", "whitelist_ips": ["127.0.0.1", "::1"]}`)
 	cfgPath := opts.ConfigPath
 	d, _ := startedDaemon(t, opts)
@@ -97,15 +89,7 @@ func TestStatusShowsAChangeOnceItsFlowsAreCut(t *testing.T) {
 	if !inFreshNetNS(t, 60*time.Second) {
 		return
 	}
-	for _, args := range [][]string{
-		{"link", "add", "pfwcut0", "type", "veth", "peer", "name", "pfwcut1"},
-		{"addr", "add", "10.99.0.1/24", "dev", "pfwcut0"},
-		{"link", "set", "pfwcut0", "up"},
-	} {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v: %s", args, err, out)
-		}
-	}
+	hostAddress(t) // 10.99.0.1/24
 	opts := testOptions(t, `{"default_policy": "allow", "whitelist_ips": ["127.0.0.1", "::1"]}`)
 	d, _ := startedDaemon(t, opts)
 	c, err := conntrack.Dial(&netlink.Config{})
@@ -151,4 +135,19 @@ func TestStatusShowsAChangeOnceItsFlowsAreCut(t *testing.T) {
 		t.Errorf("status showed the change with %d of %d flows it blocks still open", open, flows)
 	}
 	<-done
+}
+
+// hostAddress gives the fresh namespace the host address the flows in
+// these tests go to, 10.99.0.1/24, on a veth.
+func hostAddress(t *testing.T) {
+	t.Helper()
+	for _, args := range [][]string{
+		{"link", "add", "pfwcut0", "type", "veth", "peer", "name", "pfwcut1"},
+		{"addr", "add", "10.99.0.1/24", "dev", "pfwcut0"},
+		{"link", "set", "pfwcut0", "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
 }

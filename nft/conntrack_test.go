@@ -129,12 +129,7 @@ func TestKillFlowsManyEntries(t *testing.T) {
 	fw := open(t, Config{NetNS: ns.fd})
 	c := dialConntrack(t, ns)
 	const entries = 6000
-	for i := range entries {
-		src := netip.AddrFrom4([4]byte{10, 98, byte(i >> 8), byte(i)})
-		if err := c.Create(conntrack.NewFlow(unix.IPPROTO_UDP, 0, src, netip.MustParseAddr("10.99.0.1"), 5000, uint16(53+i%2), 120, 0)); err != nil {
-			t.Fatalf("create conntrack entry %d: %v", i, err)
-		}
-	}
+	createFlows(t, c, entries, func(i int) uint16 { return uint16(53 + i%2) })
 	seen := 0
 	n, err := fw.KillFlows(context.Background(), func(f Flow) bool { seen++; return f.DstPort == 54 })
 	if err != nil {
@@ -170,13 +165,7 @@ func TestKillFlowsStopsWithContext(t *testing.T) {
 	ns := newNetNS(t)
 	fw := open(t, Config{NetNS: ns.fd})
 	c := dialConntrack(t, ns)
-	const entries = 2000
-	for i := range entries {
-		src := netip.AddrFrom4([4]byte{10, 98, byte(i >> 8), byte(i)})
-		if err := c.Create(conntrack.NewFlow(unix.IPPROTO_UDP, 0, src, netip.MustParseAddr("10.99.0.1"), 5000, 53, 120, 0)); err != nil {
-			t.Fatalf("create conntrack entry %d: %v", i, err)
-		}
-	}
+	createFlows(t, c, 2000, func(int) uint16 { return 53 })
 	ctx, cancel := context.WithCancel(context.Background())
 	seen := 0
 	n, err := fw.KillFlows(ctx, func(Flow) bool {
@@ -191,5 +180,17 @@ func TestKillFlowsStopsWithContext(t *testing.T) {
 	}
 	if seen != 10 || n != 10 {
 		t.Errorf("KillFlows saw %d entries and killed %d after its context ended at the 10th; want 10 and 10", seen, n)
+	}
+}
+
+// createFlows makes n UDP conntrack entries from 10.98.x.y port 5000 to
+// 10.99.0.1, entry i to port dport(i).
+func createFlows(t *testing.T, c *conntrack.Conn, n int, dport func(int) uint16) {
+	t.Helper()
+	for i := range n {
+		src := netip.AddrFrom4([4]byte{10, 98, byte(i >> 8), byte(i)})
+		if err := c.Create(conntrack.NewFlow(unix.IPPROTO_UDP, 0, src, netip.MustParseAddr("10.99.0.1"), 5000, dport(i), 120, 0)); err != nil {
+			t.Fatalf("create conntrack entry %d: %v", i, err)
+		}
 	}
 }

@@ -210,22 +210,7 @@ func TestFastPathOffWhenClearFails(t *testing.T) {
 // Close ends a running clear of the retired bit rather than waiting for
 // its walk through the conntrack table, and the clear is told why.
 func TestCloseStopsRunningClear(t *testing.T) {
-	fwNS := newNetNS(t)
-	fw, err := Open(Config{NetNS: fwNS.fd})
-	if err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	clearLabelFn = func(ctx context.Context, _, _ int) (int, error) {
-		close(started)
-		<-ctx.Done() // a walk that would take long, as through a table a flood filled
-		return 0, ctx.Err()
-	}
-	defer func() { clearLabelFn = clearLabel }()
-	if err := fw.UpdateSets(map[List][]netip.Prefix{Intel: prefixes("192.0.2.1")}); err != nil {
-		t.Fatal(err)
-	}
-	<-started
+	fw := openWithEndlessClear(t)
 	closed := make(chan error, 1)
 	go func() { closed <- fw.Remove() }()
 	select {
@@ -246,23 +231,8 @@ func TestCloseStopsRunningClear(t *testing.T) {
 // behind a walk through a table a flood filled. The change goes on, with
 // the fast path off since the clear did not finish.
 func TestStopEndsAListChangeWaitingForTheClear(t *testing.T) {
-	fwNS := newNetNS(t)
-	fw, err := Open(Config{NetNS: fwNS.fd})
-	if err != nil {
-		t.Fatal(err)
-	}
+	fw := openWithEndlessClear(t)
 	defer fw.Remove()
-	started := make(chan struct{}, 1)
-	clearLabelFn = func(ctx context.Context, _, _ int) (int, error) {
-		started <- struct{}{}
-		<-ctx.Done()
-		return 0, ctx.Err()
-	}
-	defer func() { clearLabelFn = clearLabel }()
-	if err := fw.UpdateSets(map[List][]netip.Prefix{Intel: prefixes("192.0.2.1")}); err != nil {
-		t.Fatal(err)
-	}
-	<-started
 	second := make(chan error, 1)
 	go func() { second <- fw.UpdateSets(map[List][]netip.Prefix{Intel: prefixes("192.0.2.2")}) }()
 	select {
@@ -282,4 +252,28 @@ func TestStopEndsAListChangeWaitingForTheClear(t *testing.T) {
 	if on, why := fw.FastPath(); on || why == nil {
 		t.Errorf("FastPath() = %v, %v; want off, the clear being unfinished", on, why)
 	}
+}
+
+// openWithEndlessClear opens a Firewall whose clears of a retired label
+// bit run until their context ends, as a walk through a table a flood
+// filled would, and makes a list change that starts one; it returns once
+// the clear runs.
+func openWithEndlessClear(t *testing.T) *Firewall {
+	t.Helper()
+	fw, err := Open(Config{NetNS: newNetNS(t).fd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{}, 1)
+	clearLabelFn = func(ctx context.Context, _, _ int) (int, error) {
+		started <- struct{}{}
+		<-ctx.Done()
+		return 0, ctx.Err()
+	}
+	t.Cleanup(func() { clearLabelFn = clearLabel })
+	if err := fw.UpdateSets(map[List][]netip.Prefix{Intel: prefixes("192.0.2.1")}); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	return fw
 }
