@@ -121,6 +121,39 @@ func (l *RateLimiter) Exceeded(src netip.Addr, now int64, limit int, window int6
 	return !l.touch(src, now, limit, window, false)
 }
 
+// victimOf picks the entry of a bucket that a new source takes: a free
+// one, else the stalest of those whose source is under its limit or idle
+// for a window (a spoofed flood, each source seen once, evicts its own
+// kind), else the stalest of all. Evicting a source at its limit would
+// give it a fresh count: one held by the kernel's guard, whose attempts
+// no longer reach the limiter, was let back in with max new connections
+// by a spoofed flood churning its bucket. The sum is of every slice kept,
+// some perhaps past the window: it can only take a source for one at its
+// limit, which keeps it.
+func victimOf(ways []limiterEntry, now, window int64, limit int) int {
+	under, any := -1, 0
+	for i := range ways {
+		w := &ways[i]
+		if w.lastSeen == 0 {
+			return i
+		}
+		if w.lastSeen < ways[any].lastSeen {
+			any = i
+		}
+		var sum uint64
+		for _, c := range w.slices {
+			sum += uint64(c)
+		}
+		if (now-w.lastSeen > window || sum < uint64(limit)) && (under < 0 || w.lastSeen < ways[under].lastSeen) {
+			under = i
+		}
+	}
+	if under >= 0 {
+		return under
+	}
+	return any
+}
+
 // touch answers whether one more connection from src stays within limit,
 // and counts it if it does and count is set.
 func (l *RateLimiter) touch(src netip.Addr, now int64, limit int, window int64, count bool) bool {
@@ -134,14 +167,10 @@ func (l *RateLimiter) touch(src netip.Addr, now int64, limit int, window int64, 
 	defer st.Unlock()
 	ways := l.entries[b*limiterWays : (b+1)*limiterWays]
 	var e *limiterEntry
-	victim := 0
 	for i := range ways {
 		if ways[i].lastSeen != 0 && ways[i].key == k {
 			e = &ways[i]
 			break
-		}
-		if ways[i].lastSeen < ways[victim].lastSeen {
-			victim = i
 		}
 	}
 	slice := max(window/limiterSlices, 1)
@@ -149,7 +178,7 @@ func (l *RateLimiter) touch(src netip.Addr, now int64, limit int, window int64, 
 		if !count {
 			return 1 <= limit
 		}
-		e = &ways[victim]
+		e = &ways[victimOf(ways, now, window, limit)]
 		if e.lastSeen == 0 {
 			l.tracked.Add(1)
 		}

@@ -215,3 +215,30 @@ func maxInt(a, b int) int {
 	}
 	return b
 }
+
+// A source at its limit keeps its count while a flood of spoofed sources
+// churns its bucket: evicted, it got max fresh connections (the audit's
+// case: 1,400 in 5 s against 100 per 10 s, the kernel's guard holding it
+// so that its own attempts no longer refreshed it).
+func TestRateLimiterKeepsALimitedSourceUnderASpoofedFlood(t *testing.T) {
+	l := NewRateLimiter(64) // 8 buckets: every bucket churns
+	w := int64(10 * time.Second)
+	base := int64(1_000_000_000_000)
+	src := netip.MustParseAddr("192.0.2.1")
+	for i := range 100 {
+		l.Allow(src, base+int64(i), 100, w)
+	}
+	if !l.Exceeded(src, base+int64(time.Millisecond), 100, w) {
+		t.Fatal("100 connections under 100 per 10 s: want the source at its limit")
+	}
+	for i := range 100_000 { // spoofed, each seen once, over 5 s
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		l.Allow(a, base+int64(i)*int64(50*time.Microsecond), 100, w)
+	}
+	if !l.Exceeded(src, base+int64(5*time.Second), 100, w) {
+		t.Error("the limited source was evicted by the flood and got a fresh count")
+	}
+	if l.Tracked() > l.Capacity() {
+		t.Errorf("tracked %d sources, capacity %d", l.Tracked(), l.Capacity())
+	}
+}
