@@ -137,14 +137,16 @@ func (e *Engine) decide(p *Packet, dir rules.Direction, count bool, now int64) D
 		if now == 0 {
 			now = e.Clock()
 		}
-		// Every new connection counts, once. A flow the rules allow is
-		// confirmed in conntrack and never comes back; one they block
-		// is not, and all its packets come back as new: those are
-		// remembered (countedFlows) and count once a window. The rules
-		// are looked up first for that, but the rate limit, step 4,
-		// still decides before them.
+		// Every new connection counts, once. A flow the rules block
+		// is never confirmed in conntrack, and all its packets come
+		// back as new: it is remembered (countedFlows) and counts once
+		// a window. One they allow is confirmed, and only its UDP or
+		// ICMP packets queued before that come back: it is remembered
+		// for AllowedFlowMemory. The rules are looked up first for
+		// that, but the rate limit, step 4, still decides before them.
+		memo := d.Blocked() || mergedByConntrack(p)
 		var h uint64
-		if d.Blocked() {
+		if memo {
 			var seen bool
 			if h, seen = e.counted.seen(p, now, pol.rateWindow); seen {
 				return d
@@ -153,8 +155,11 @@ func (e *Engine) decide(p *Packet, dir rules.Direction, count bool, now int64) D
 		if !e.limiter.Allow(remote, now, pol.rateMax, pol.rateWindow) {
 			return decideRateLimited
 		}
-		if d.Blocked() {
+		switch {
+		case d.Blocked():
 			e.counted.remember(h, now)
+		case memo:
+			e.counted.remember(h, now-max(pol.rateWindow-int64(AllowedFlowMemory), 0))
 		}
 	}
 	return d

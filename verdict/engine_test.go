@@ -405,3 +405,50 @@ func TestRecentIntel(t *testing.T) {
 		t.Errorf("RecentIntel after the grace = %+v; want nothing", d)
 	}
 }
+
+// The packets of an allowed UDP or ICMP flow queued before its first
+// verdict confirmed it each reach the pipeline as new; they count once
+// (a burst to an allowed port at a device's boot must not put it over
+// the limit). The same tuple after AllowedFlowMemory is a new flow.
+func TestRateLimitCountsAnAllowedBurstOnce(t *testing.T) {
+	e := mustEngine(t, `{"rate_limit": {"max_connections": 3, "window_seconds": 10}}`)
+	clock := time.Unix(1_800_000_000, 0)
+	e.now = func() time.Time { return clock }
+	const src, dst = "192.0.2.7", "192.168.50.1"
+	burst := decoded(udp4(src, dst, 5140, 514))
+	for i := range 5 {
+		if d := e.Decide(burst, rules.DirIn); d.Blocked() {
+			t.Fatalf("packet %d of one allowed flow: %+v", i+1, d)
+		}
+	}
+	for port := uint16(1); port <= 2; port++ { // the limit of 3, less the burst's one
+		if d := e.Decide(decoded(udp4(src, dst, port, 53)), rules.DirIn); d.Blocked() {
+			t.Fatalf("new flow %d after the burst: %+v", port, d)
+		}
+	}
+	if d := e.Decide(decoded(udp4(src, dst, 3, 53)), rules.DirIn); d.Reason != "Rate limited" {
+		t.Errorf("the fourth flow: %+v, want Rate limited", d)
+	}
+	clock = clock.Add(AllowedFlowMemory + time.Millisecond)
+	if d := e.Decide(burst, rules.DirIn); d.Reason != "Rate limited" {
+		t.Errorf("the burst's tuple %v later, with the source at its limit: %+v, want it counted (Rate limited)", AllowedFlowMemory, d)
+	}
+}
+
+// A blocked flow counts again only once its window is over, to the
+// millisecond, for a window of a second as for ten.
+func TestRateLimitBlockedFlowRecountedAfterTheWindow(t *testing.T) {
+	for _, window := range []int{1, 10} {
+		e := mustEngine(t, fmt.Sprintf(`{"rate_limit": {"max_connections": 1, "window_seconds": %d},
+			"rules": [{"name": "syslog", "action": "block", "protocol": "udp", "ports": [514]}]}`, window))
+		clock := time.Unix(1_800_000_000, 0)
+		e.now = func() time.Time { return clock }
+		stream := decoded(udp4("192.0.2.7", "192.168.50.1", 5140, 514))
+		e.Decide(stream, rules.DirIn) // counted: the source is at its limit of 1
+		w := time.Duration(window) * time.Second
+		clock = clock.Add(w - 5*time.Millisecond)
+		if d := e.Decide(stream, rules.DirIn); d.Reason != "Rule: syslog" {
+			t.Errorf("window %v: the blocked stream %v later: %+v, want it still counted (Rule: syslog)", w, w-5*time.Millisecond, d)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	crand "crypto/rand"
 	"encoding/binary"
 	"sync/atomic"
+	"time"
 )
 
 // DefaultCountedFlows is how many flows the rate limit remembers having
@@ -18,16 +19,23 @@ const DefaultCountedFlows = 1 << 16
 // to a blocked port ten times a second), and every retransmitted SYN of a
 // blocked connection, comes back as new. Counted each, they put the source
 // over the limit within seconds, and from then on it was refused
-// everything, allowed ports included. A flow the rules allow is confirmed
-// and never comes back while it lives, so it is not remembered: the same
-// tuple opened again (a TCP connection closed and reopened from the same
-// port) is a new connection and counts.
+// everything, allowed ports included.
 //
-// It is a direct-mapped table of atomic words, each a 40-bit fingerprint
-// of a flow and the window, and the 24-bit coarse time it was counted:
-// lock-free, fixed in size, allocation-free. Two flows that share a slot
-// evict each other, so a spoofed flood that churns the table makes flows
-// count again: the error only ever counts more, never less.
+// A flow the rules allow is confirmed and does not come back while it
+// lives: the same tuple opened again (a TCP connection closed and reopened
+// from the same port) is a new connection and counts. Only the packets of
+// a UDP or ICMP flow queued before its first verdict confirmed it come
+// back, each with a conntrack entry of its own that conntrack then merges
+// into the first: such a flow is remembered for AllowedFlowMemory, so that
+// a burst to an allowed port counts once (a confirmed UDP or ICMP entry
+// lives 30 s, so its tuple back within that time is such a packet).
+//
+// It is a direct-mapped table of atomic words, each a 32-bit fingerprint
+// of a flow and the window, and the 32-bit time it was counted in units of
+// about a millisecond: lock-free, fixed in size, allocation-free. Two
+// flows that share a slot evict each other, so a spoofed flood that
+// churns the table makes flows count again: the error only ever counts
+// more, never less.
 type countedFlows struct {
 	seed  uint64
 	mask  uint64
@@ -35,10 +43,14 @@ type countedFlows struct {
 }
 
 const (
-	flowTimeShift = 27 // time unit: 2^27 ns, about 134 ms
-	flowTimeBits  = 24 // 2^24 units: about 26 days before a stamp wraps
+	flowTimeShift = 20 // time unit: 2^20 ns, about a millisecond
+	flowTimeBits  = 32 // 2^32 units: about 52 days before a stamp wraps
 	flowTimeMask  = 1<<flowTimeBits - 1
 )
+
+// AllowedFlowMemory is how long an allowed UDP or ICMP flow is remembered
+// as counted (see countedFlows).
+const AllowedFlowMemory = 2 * time.Second
 
 func newCountedFlows(n int) *countedFlows {
 	size := 1
@@ -60,16 +72,32 @@ func (c *countedFlows) seen(p *Packet, now, window int64) (h uint64, ok bool) {
 	if v>>flowTimeBits != h>>flowTimeBits {
 		return h, false
 	}
-	// Strictly less than the window, in whole units, so that a flow is
-	// never taken as seen past it. An age that wrapped (the time field
-	// runs out after 26 days) only makes it count again.
+	// Less than the window, in whole units of a millisecond. An age
+	// that wrapped (the time field runs out after 52 days) only makes it
+	// count again.
 	age := (uint64(now>>flowTimeShift) - v) & flowTimeMask
 	return h, age < uint64(window>>flowTimeShift)
 }
 
-// remember records the flow of hash h as counted and let in at now.
+// remember records the flow of hash h as counted and let in at now; a
+// flow remembered at a time before now is forgotten that much sooner.
 func (c *countedFlows) remember(h uint64, now int64) {
 	c.slots[h&c.mask].Store(h>>flowTimeBits<<flowTimeBits | uint64(now>>flowTimeShift)&flowTimeMask)
+}
+
+// mergedByConntrack reports whether p's flow is one whose packets queued
+// before its first verdict each reach the pipeline as new: UDP with its
+// ports, ICMP and ICMPv6 (with an echo identifier when it has one). Not
+// TCP, whose later packets are no SYNs, nor protocols pfw reads no ports
+// of, whose flows it cannot tell apart.
+func mergedByConntrack(p *Packet) bool {
+	switch p.Proto {
+	case ProtoUDP:
+		return p.HasPorts
+	case ProtoICMP, ProtoICMPv6:
+		return true
+	}
+	return false
 }
 
 // hash mixes what tells one flow from another as conntrack does (the
