@@ -76,6 +76,7 @@ func newFakeClock(t time.Time) *fakeClock {
 
 func (c *fakeClock) now() time.Time      { return time.Unix(0, c.ns.Load()) }
 func (c *fakeClock) add(d time.Duration) { c.ns.Add(int64(d)) }
+func (c *fakeClock) set(t time.Time)     { c.ns.Store(t.UnixNano()) }
 
 // count returns the number of rows in a table.
 func count(t testing.TB, s *Store, table string) int64 {

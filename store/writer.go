@@ -399,9 +399,15 @@ func (w *Writer) accept(e entry) {
 		// were decided: rows come off the queue a little late and a
 		// little out of order, so the second before the newest is
 		// counted too, and rows later still share its count (they
-		// must not start one of their own each). Only a stamp a
-		// minute back (a clock stepped back) starts the count over.
+		// must not start one of their own each). A clock stepped back
+		// starts the count over: the writer's own clock says so (rows
+		// stamped before the step would otherwise all share the count
+		// of one second until the clock caught up), or a stamp a minute
+		// back.
 		in := &w.inWindow
+		if now.Unix() < w.window-1 {
+			w.window, w.inPrev, w.inWindow = e.row.Time.Unix(), 0, 0
+		}
 		switch sec := e.row.Time.Unix(); {
 		case sec == w.window:
 		case sec < w.window && sec >= w.window-lateRows:

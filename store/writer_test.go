@@ -348,3 +348,27 @@ func TestWriterCapCountsByStamp(t *testing.T) {
 		t.Errorf("%d rows suppressed, want 5", st.Suppressed)
 	}
 }
+
+// A wall clock stepped back a few seconds (an RTC set right at boot while
+// pfwd runs) starts the count over: the rows after it are capped per
+// second again, not all together under one late second's count.
+func TestWriterCapAfterAClockStepBack(t *testing.T) {
+	s := openTemp(t)
+	clock := newFakeClock(t0)
+	w := startWriter(t, s, WriterConfig{MaxRowsPerSecond: 2, FlushEvery: time.Hour}, clock)
+	w.Blocked(tcpRow(t0, "203.0.113.7", "10.0.0.1", "Rule: Telnet"))
+	flush(t, w)
+	back := t0.Add(-30 * time.Second)
+	clock.set(back)
+	for sec := range 5 {
+		at := back.Add(time.Duration(sec) * time.Second)
+		clock.set(at)
+		for range 3 {
+			w.Blocked(tcpRow(at, "203.0.113.7", "10.0.0.1", "Rule: Telnet"))
+		}
+	}
+	flush(t, w)
+	if b := count(t, s, "blocked_packets"); b != 1+5*2 {
+		t.Errorf("%d rows written, want 11: the first, then two of each of the 5 seconds after the step", b)
+	}
+}
