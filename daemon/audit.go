@@ -25,8 +25,8 @@ type auditor struct {
 	log        *slog.Logger
 	blockLines *sampler // spaces out the "Blocked packet" lines
 
-	// Seen is allowed plus blocked (seen()): one shared counter fewer for
-	// the workers to bump on every packet.
+	// Seen is allowed plus blocked (Status, logStats): one shared counter
+	// fewer for the workers to bump on every packet.
 	allowed, blocked, kernelBlocked atomic.Uint64
 
 	// byReason maps a verdict and reason to its counter. The workers read
@@ -96,9 +96,6 @@ func (a *auditor) unlogged(reason string, n uint64) {
 	a.reasonCounter(verdict.Decision{Action: rules.ActionBlock, Reason: reason}).Add(n)
 	a.writer.BlockedNotLogged(reason, n)
 }
-
-// seen is how many packets were decided, the kernel's drops included.
-func (a *auditor) seen() uint64 { return a.allowed.Load() + a.blocked.Load() }
 
 func (a *auditor) setGuard(g *guard) { a.guard.Store(g) }
 

@@ -98,7 +98,7 @@ type Daemon struct {
 	cfg         *rules.Config // in force in the kernel and the pipeline
 	feedEntries map[string][]netip.Prefix
 
-	shown shownState // what Status reports; published under mu, read without it
+	shown shownState // what Status reports; published by apply, read without mu
 }
 
 // newDaemon returns a Daemon with nothing started.
@@ -304,7 +304,7 @@ func (d *Daemon) openTable(cfg *rules.Config) error {
 		}
 	}
 	var err error
-	d.fw, err = nft.Open(nft.Config{
+	d.fw, err = nft.OpenContext(d.run, nft.Config{
 		QueueNum: uint16(d.opts.QueueNum), QueueCount: uint16(d.opts.Queues), Ifaces: d.opts.Ifaces,
 		FailClosed: d.opts.FailClosed, LogGroup: uint16(d.opts.LogGroup),
 		InitialSets: d.kernelLists(cfg, true),

@@ -158,8 +158,9 @@ func (g *guard) hold(batch []netip.Addr) {
 	g.log.Debug("Holding sources over the rate limit in the kernel", "sources", len(add))
 }
 
-// sync counts the kernel's drops in the limiter and releases the sources
-// the limiter would accept again.
+// sync reads the kernel's drops from the held sources (counted for the
+// status and the log, not in the limiter) and releases the sources the
+// limiter would accept again.
 func (g *guard) sync(now time.Time) {
 	max, window := g.engine.Policy().RateLimit()
 	at := g.engine.ClockAt(now)

@@ -24,6 +24,7 @@ func (d *Daemon) Status() control.Status {
 	shown := d.shown.snapshot()
 	cfg := shown.cfg
 	ws := d.writer.Stats()
+	allowed, blocked := d.audit.allowed.Load(), d.audit.blocked.Load()
 	st := control.Status{
 		Running:        true,
 		PID:            os.Getpid(),
@@ -43,9 +44,9 @@ func (d *Daemon) Status() control.Status {
 		FailClosed:     d.opts.FailClosed,
 		Interfaces:     d.opts.Ifaces,
 		Packets: control.PacketCounts{
-			Seen:           d.audit.seen(),
-			Allowed:        d.audit.allowed.Load(),
-			Blocked:        d.audit.blocked.Load(),
+			Seen:           allowed + blocked, // one reading of each, so that the three agree
+			Allowed:        allowed,
+			Blocked:        blocked,
 			KernelBlocked:  d.audit.kernelBlocked.Load(),
 			KernelUnlogged: d.dropsErr,
 			VerdictErrors:  d.queues.C.VerdictErrors.Load(),
@@ -82,9 +83,10 @@ func (d *Daemon) Status() control.Status {
 // shownState is what Status reports of the config in force and of the
 // changes under way. Its lock is held only to copy these fields, never
 // across kernel or database work, so a status request answers at once
-// while a large reload is being applied. The config is published under
-// d.mu once the kernel and the pipeline have it (Daemon.apply), so the
-// digest fwctl waits for never names a config the kernel lacks yet.
+// while a large reload is being applied. The config is published once the
+// kernel and the pipeline have it and the open flows it blocks are cut
+// (Daemon.apply), so the digest fwctl waits for never names a config the
+// kernel lacks yet, nor one whose blocked flows still pass.
 type shownState struct {
 	mu sync.Mutex
 	v  shownView
@@ -173,8 +175,9 @@ func (s *shownState) feedRefused(feed, why string) {
 
 func (d *Daemon) logStats() {
 	ws := d.writer.Stats()
+	allowed, blocked := d.audit.allowed.Load(), d.audit.blocked.Load()
 	d.log.Info("Statistics",
-		"seen", d.audit.seen(), "allowed", d.audit.allowed.Load(), "blocked", d.audit.blocked.Load(),
+		"seen", allowed+blocked, "allowed", allowed, "blocked", blocked,
 		"kernel_blocked", d.audit.kernelBlocked.Load(),
 		"queue_drops", queueDrops(d.opts.QueueNum, d.opts.Queues),
 		"verdict_errors", d.queues.C.VerdictErrors.Load(),

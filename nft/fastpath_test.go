@@ -277,3 +277,36 @@ func openWithEndlessClear(t *testing.T) *Firewall {
 	<-started
 	return fw
 }
+
+// OpenContext's context ends the walks of Open itself: a stop during the
+// start does not wait for the first clear. The table is installed, with
+// the fast path off.
+func TestOpenContextEndsTheFirstClear(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	clearLabelFn = func(ctx context.Context, _, _ int) (int, error) {
+		<-ctx.Done() // a walk through a table a flood filled
+		return 0, ctx.Err()
+	}
+	defer func() { clearLabelFn = clearLabel }()
+	ns := newNetNS(t)
+	opened := make(chan error, 1)
+	var fw *Firewall
+	go func() {
+		var err error
+		fw, err = OpenContext(ctx, Config{NetNS: ns.fd, Ifaces: []string{"pfwx0"}})
+		opened <- err
+	}()
+	select {
+	case err := <-opened:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("OpenContext waited for its clear after its context ended")
+	}
+	defer fw.Remove()
+	if on, why := fw.FastPath(); on || why == nil {
+		t.Errorf("FastPath() = %v, %v; want off, its first clear unfinished", on, why)
+	}
+}

@@ -172,13 +172,19 @@ func (fw *Firewall) publish() {
 // table of the same name (left by a fail-closed pfwd) is deleted in the
 // transaction that creates the new one; a table owned by a live process is
 // an error; every other table is left alone.
-func Open(cfg Config) (*Firewall, error) {
+func Open(cfg Config) (*Firewall, error) { return OpenContext(context.Background(), cfg) }
+
+// OpenContext is Open whose walks through the conntrack table, Open's own
+// (the fast path's first clear) and those after it, end with ctx as with
+// Stop: a stop asked for during the start is not held up by a table a
+// flood filled.
+func OpenContext(ctx context.Context, cfg Config) (*Firewall, error) {
 	cfg.Ifaces = slices.Clone(cfg.Ifaces)
 	if err := cfg.setDefaults(); err != nil {
 		return nil, fmt.Errorf("nft: open: %w", err)
 	}
 	fw := &Firewall{cfg: cfg, ranges: make(map[string][]addrRange)}
-	fw.life, fw.endLife = context.WithCancel(context.Background())
+	fw.life, fw.endLife = context.WithCancel(ctx)
 	want, err := wantedRanges(cfg.InitialSets)
 	if err != nil {
 		return nil, fmt.Errorf("nft: open: initial sets: %w", err)

@@ -219,10 +219,12 @@ func TestCollectDecidesCutPacket(t *testing.T) {
 	}
 }
 
-// The worker's whole path for a batch allocates nothing: recvmmsg of the
-// queued messages, decode and decide, the verdicts' write, the Observer.
-// It runs over a socket pair standing in for the netlink socket, so it
-// needs no root; queue_test.go's kernel test covers the real socket.
+// The worker's path for a batch allocates nothing: recvmmsg of the queued
+// messages, decode and decide (the rate limit on), the verdicts' write,
+// and the call of the Observer (a no-op here; pfwd's auditor is
+// daemon's TestAuditorDoesNotAllocate). It runs run's loop body over a
+// socket pair standing in for the netlink socket, so it needs no root;
+// queue_test.go's kernel test covers the real socket.
 func TestWorkerPathDoesNotAllocate(t *testing.T) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
