@@ -284,6 +284,22 @@ func TestRateLimitCountsABlockedStreamOnce(t *testing.T) {
 	}
 }
 
+// A connection reopened on the same tuple (connect, reset, connect again
+// from one source port) is a new connection each time: a flow the rules
+// allow is not one the rate limit remembers. (A first version of the
+// per-flow count let 3,442 such connections through in 10 s.)
+func TestRateLimitCountsAReopenedTuple(t *testing.T) {
+	l := newLab(t)
+	l.writeConfig(l.configDoc("allow", ``, `"127.0.0.1", "::1"`, ``, 10))
+	l.serve([]int{22}, nil)
+	l.startPfwd()
+	// 15 attempts, the refused ones timing out after 300 ms: all within
+	// one window.
+	if n := l.send("tcp-sameport", l.clientIP, hostPort(l.fwIP, 22), 15, 300*time.Millisecond); n != 10 {
+		t.Errorf("%d of 15 connections from one reused source port got through under 10 per 10 s, want 10", n)
+	}
+}
+
 func TestLifecycle(t *testing.T) {
 	l := newLab(t)
 	l.writeConfig(l.configDoc("allow", `{"name": "Block Telnet", "action": "block", "protocol": "tcp", "ports": [23]}`, `"127.0.0.1"`, ``, 100))

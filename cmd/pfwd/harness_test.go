@@ -549,7 +549,7 @@ func sendMain() int {
 	for range count {
 		var err error
 		switch proto {
-		case "tcp", "udp", "tcp-padded6", "tcp-padded6-long":
+		case "tcp", "udp", "tcp-padded6", "tcp-padded6-long", "tcp-sameport":
 			err = echo(proto, src, addr, timeout)
 		case "udp-mapped6":
 			err = echoMapped6(src, addr, timeout)
@@ -642,10 +642,24 @@ func echo(proto, src, addr string, timeout time.Duration) error {
 			return serr
 		}
 	}
-	if src != "" {
+	// tcp-sameport: every connection from source port 41000, closed with
+	// a reset, so the next reuses the tuple at once (conntrack drops the
+	// closed entry and sees the next SYN as new).
+	sameport := proto == "tcp-sameport"
+	if sameport {
+		proto = "tcp"
+		d.Control = func(_, _ string, c syscall.RawConn) error {
+			return c.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1) })
+		}
+	}
+	if src != "" || sameport {
 		ip := net.ParseIP(src)
+		port := 0
+		if sameport {
+			port = 41000
+		}
 		if strings.HasPrefix(proto, "tcp") {
-			d.LocalAddr = &net.TCPAddr{IP: ip}
+			d.LocalAddr = &net.TCPAddr{IP: ip, Port: port}
 		} else {
 			d.LocalAddr = &net.UDPAddr{IP: ip}
 		}
@@ -655,6 +669,9 @@ func echo(proto, src, addr string, timeout time.Duration) error {
 	c, err := d.DialContext(ctx, proto, addr)
 	if err != nil {
 		return err
+	}
+	if sameport {
+		c.(*net.TCPConn).SetLinger(0) // close with a reset
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(timeout))
