@@ -45,6 +45,12 @@
 //     a host drops out of its groups where switches snoop MLD, its
 //     solicited-node group among them. Off with
 //     Config.FilterNeighborDiscovery.
+//     Input only, then: a bare TCP SYN whose conntrack entry is
+//     established jumps to input_reopened, which holds the guard's rules
+//     (9) and the queue (10). Conntrack starts a new entry for a SYN on an
+//     old tuple only after a FIN, or a reset from the SYN's side; such a
+//     SYN reopens the tuple all the same, and the rules below would accept
+//     it uncounted by the rate limit (guard.go, reopenRule).
 //  4. ct label 126 (or 127) accept: the fast path. A flow whose conntrack
 //     entry carries the bit of the lists' current generation passed them
 //     since they last changed (fastpath.go says how the bit switches, so

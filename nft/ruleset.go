@@ -112,6 +112,10 @@ func addRuleset(c *nftables.Conn, cfg *Config, t *nftables.Table, sets map[strin
 			for _, r := range guardDropRules(cfg) {
 				c.AddRule(&nftables.Rule{Table: t, Chain: gc, Exprs: r.exprs, UserData: userdata.AppendString(nil, userdata.TypeComment, r.comment)})
 			}
+			rc := c.AddChain(&nftables.Chain{Name: reopenChain, Table: t})
+			for _, r := range append(guardRules(h, sets), queueRule(cfg, queueMode)) {
+				c.AddRule(&nftables.Rule{Table: t, Chain: rc, Exprs: r.exprs, UserData: userdata.AppendString(nil, userdata.TypeComment, r.comment)})
+			}
 		}
 		ch := c.AddChain(&nftables.Chain{
 			Name:     h.chain,
@@ -199,6 +203,9 @@ func chainRules(cfg *Config, sets map[string]*nftables.Set, link linkSets, h hoo
 			})
 		}
 	}
+	if h.remoteIsSource {
+		rules = append(rules, reopenRule())
+	}
 	if len(cfg.Ifaces) > 0 && label >= 0 {
 		rules = append(rules, filteredRule())
 	}
@@ -221,12 +228,15 @@ func chainRules(cfg *Config, sets map[string]*nftables.Set, link linkSets, h hoo
 		rules = append(rules, confirmedRule())
 	}
 	rules = append(rules, guardRules(h, sets)...)
-	rules = append(rules,
-		rule{
-			comment: queueComment(cfg.QueueNum, cfg.QueueCount, cfg.FailClosed),
-			exprs:   []expr.Any{queueExpr(queueMode, cfg.QueueNum, cfg.QueueCount, !cfg.FailClosed)},
-		})
-	return rules
+	return append(rules, queueRule(cfg, queueMode))
+}
+
+// queueRule hands the packet to pfwd's queues.
+func queueRule(cfg *Config, queueMode string) rule {
+	return rule{
+		comment: queueComment(cfg.QueueNum, cfg.QueueCount, cfg.FailClosed),
+		exprs:   []expr.Any{queueExpr(queueMode, cfg.QueueNum, cfg.QueueCount, !cfg.FailClosed)},
+	}
 }
 
 // neighborDiscoveryTypes are the ICMPv6 types IPv6 needs to reach its

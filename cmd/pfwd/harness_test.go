@@ -443,6 +443,16 @@ func serveMain() int {
 			return 1
 		}
 	}
+	// Abort servers reset each connection they accept (SO_LINGER 0): a
+	// server that aborts, which leaves the client's tuple reusable in
+	// conntrack's old entry.
+	for _, p := range splitInts(os.Getenv("PFW_ABORT_TCP")) {
+		err := serveTCP(p, func(c net.Conn) { c.(*net.TCPConn).SetLinger(0) })
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
 	// Push servers speak on their own: a byte every 50 ms to each TCP
 	// client, a datagram every 50 ms (for a minute) to each UDP sender.
 	for _, p := range splitInts(os.Getenv("PFW_PUSH_TCP")) {
@@ -537,6 +547,23 @@ func serveTCP(port int, handle func(net.Conn)) error {
 	return nil
 }
 
+// connectFromOnePort connects from source port 41000 and waits for the
+// server to end the connection (an abort server resets it at once).
+func connectFromOnePort(src, addr string, timeout time.Duration) error {
+	d := net.Dialer{Timeout: timeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src), Port: 41000},
+		Control: func(_, _ string, c syscall.RawConn) error {
+			return c.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1) })
+		}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(timeout))
+	c.Read(make([]byte, 1)) // the reset
+	return nil
+}
+
 func sendMain() int {
 	proto, src, addr := os.Getenv("PFW_PROTO"), os.Getenv("PFW_SRC"), os.Getenv("PFW_ADDR")
 	count, _ := strconv.Atoi(os.Getenv("PFW_COUNT"))
@@ -551,6 +578,8 @@ func sendMain() int {
 		switch proto {
 		case "tcp", "udp", "tcp-padded6", "tcp-padded6-long", "tcp-sameport":
 			err = echo(proto, src, addr, timeout)
+		case "tcp-sameport-connect":
+			err = connectFromOnePort(src, addr, timeout)
 		case "udp-mapped6":
 			err = echoMapped6(src, addr, timeout)
 		case "icmp":
