@@ -35,6 +35,11 @@ type guard struct {
 	log     *slog.Logger
 	limited *limitedLogger // its errors recur every tick while the kernel refuses
 	every   time.Duration
+	// countEvery is how often the kernel's counters are read while no
+	// held source is due for release: a read is a netlink dump per family,
+	// about a percent of a core at every tick.
+	countEvery time.Duration
+	lastRead   time.Time // the loop's own
 
 	notes chan netip.Addr // sources the pipeline refused, from the workers
 	kick  chan struct{}   // the policy changed: look again now
@@ -49,7 +54,7 @@ type guard struct {
 
 func newGuard(k guardKernel, e *verdict.Engine, a *auditor, log *slog.Logger, limited *limitedLogger) *guard {
 	return &guard{
-		kernel: k, engine: e, audit: a, log: log, limited: limited, every: 100 * time.Millisecond,
+		kernel: k, engine: e, audit: a, log: log, limited: limited, every: 100 * time.Millisecond, countEvery: time.Second,
 		notes: make(chan netip.Addr, 1024), kick: make(chan struct{}, 1),
 		held: make(map[netip.Addr]uint64),
 	}
@@ -158,12 +163,27 @@ func (g *guard) hold(batch []netip.Addr) {
 	g.log.Debug("Holding sources over the rate limit in the kernel", "sources", len(add))
 }
 
-// sync reads the kernel's drops from the held sources (counted for the
-// status and the log, not in the limiter) and releases the sources the
-// limiter would accept again.
+// sync releases the sources the limiter would accept again, and reads the
+// kernel's drops from the held sources (counted for the status and the
+// log, not in the limiter). The limiter alone says whether one is due, so
+// the counters are read only then (its last drops count before its
+// element goes), when nothing is held (drops NFLOG reported after the
+// last release), or every countEvery.
 func (g *guard) sync(now time.Time) {
 	max, window := g.engine.Policy().RateLimit()
 	at := g.engine.ClockAt(now)
+	lim := g.engine.Limiter()
+	due := len(g.held) == 0 || now.Sub(g.lastRead) >= g.countEvery
+	for a := range g.held {
+		if due {
+			break
+		}
+		due = window == 0 || !lim.Exceeded(a, at, max, window)
+	}
+	if !due {
+		return
+	}
+	g.lastRead = now
 	var counts map[netip.Addr]uint64
 	if len(g.held) > 0 {
 		var err error
@@ -174,7 +194,6 @@ func (g *guard) sync(now time.Time) {
 	}
 	var total uint64
 	var release []netip.Addr
-	lim := g.engine.Limiter()
 	for a, seen := range g.held {
 		n, ok := counts[a]
 		if !ok { // gone from the kernel: nothing to release

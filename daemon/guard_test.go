@@ -20,6 +20,7 @@ import (
 type fakeGuardKernel struct {
 	counts map[netip.Addr]uint64
 	fail   error
+	reads  int // GuardCounts calls
 }
 
 func (k *fakeGuardKernel) Guard(addrs []netip.Addr) error {
@@ -47,6 +48,7 @@ func (k *fakeGuardKernel) Unguard(addrs []netip.Addr) error {
 }
 
 func (k *fakeGuardKernel) GuardCounts() (map[netip.Addr]uint64, error) {
+	k.reads++
 	return maps.Clone(k.counts), nil
 }
 
@@ -185,5 +187,49 @@ func TestGuardPace(t *testing.T) {
 	g.pace(quick)
 	if wait := g.next.Sub(quick); wait != g.every {
 		t.Errorf("an instant sync: next one in %v, want the tick, %v", wait, g.every)
+	}
+}
+
+// While a held source is not due for release, the kernel's counters are
+// read once a second, not at every tick (a netlink dump per family, about
+// a percent of a core at ten a second); a source due for release has its
+// counters read at once, so that its last drops are counted before its
+// element goes.
+func TestGuardReadsCountersOnlyWhenNeeded(t *testing.T) {
+	cfg, err := rules.Parse([]byte(`{"rate_limit": {"max_connections": 1, "window_seconds": 10}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := verdict.NewEngine(verdict.Compile(cfg))
+	log := slog.New(slog.DiscardHandler)
+	st, err := store.Open(filepath.Join(t.TempDir(), "fw.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	a := newAuditor(e, st.NewWriter(store.WriterConfig{}), log)
+	k := &fakeGuardKernel{counts: map[netip.Addr]uint64{}}
+	g := newGuard(k, e, a, log, newLimitedLogger(log))
+	src := netip.MustParseAddr("192.0.2.1")
+	t0 := time.Now()
+	e.Limiter().Allow(src, e.ClockAt(t0), 1, int64(10*time.Second)) // at its limit
+	g.hold([]netip.Addr{src})
+	g.sync(t0) // the first sync reads
+	for tick := 1; tick < 10; tick++ {
+		k.counts[src] += 100
+		g.sync(t0.Add(time.Duration(tick) * 100 * time.Millisecond))
+	}
+	if k.reads != 1 {
+		t.Errorf("%d counter reads in the first second of a held source, want 1", k.reads)
+	}
+	g.sync(t0.Add(time.Second))
+	if k.reads != 2 || g.dropped.Load() != 900 {
+		t.Errorf("after a second: %d reads, %d drops counted; want 2 and 900", k.reads, g.dropped.Load())
+	}
+	g.sync(t0.Add(10*time.Second + 900*time.Millisecond)) // a read, still held
+	k.counts[src] += 50
+	g.sync(t0.Add(11*time.Second + 150*time.Millisecond)) // 250 ms on, due: the window slid past its connection
+	if _, held := k.counts[src]; held || g.dropped.Load() != 950 || k.reads != 4 {
+		t.Errorf("due for release: held %v, %d drops counted; want released with its last 50 counted", held, g.dropped.Load())
 	}
 }
