@@ -155,7 +155,13 @@ func (n *benchNet) respec(spec genSpec, to *benchNet) genSpec {
 	return spec
 }
 
-func (n *benchNet) config() string { return filepath.Join(n.dir, "firewall_rules.json") }
+// The config has a directory of its own, as by default (/etc/personal-
+// firewall, the database in /var/lib/personal-firewall): pfwd watches the
+// config's directory, and the database's writes beside it woke the
+// watcher, a tenth of pfwd's CPU in the rate-limited flood, which a
+// default install does not pay.
+func (n *benchNet) config() string { return filepath.Join(n.dir, "etc", "firewall_rules.json") }
+func (n *benchNet) db() string     { return filepath.Join(n.dir, "firewall.db") }
 func (n *benchNet) socket() string { return filepath.Join(n.dir, "pfwd.sock") }
 
 // startPfwd runs pfwd with the default shape of config (allow by default,
@@ -170,7 +176,7 @@ func (n *benchNet) startPfwd(tb testing.TB, pfwdBin, fwctlBin string) {
 		tb.Fatal(err)
 	}
 	n.writeConfig(tb, real, 0)
-	cmd := exec.Command("ip", "netns", "exec", n.fw, pfwdBin, "--config", n.config(), "--db", filepath.Join(n.dir, "firewall.db"),
+	cmd := exec.Command("ip", "netns", "exec", n.fw, pfwdBin, "--config", n.config(), "--db", n.db(),
 		"--socket", n.socket(), "--log-file", filepath.Join(n.dir, "firewall.log"))
 	cmd.Env = append(os.Environ(), "JOURNAL_STREAM=")
 	if err := cmd.Start(); err != nil {
@@ -195,6 +201,9 @@ func (n *benchNet) writeConfig(tb testing.TB, feed string, maxConn int) {
   "allowed_sample_rate": 0.01,
   "threat_feeds": [{"name": "Bench feed", "url": "file://%s", "interval": "1h", "threat_level": "high"}]
 }`, n.clientIP2, maxConn, feed)
+	if err := os.MkdirAll(filepath.Dir(n.config()), 0o755); err != nil {
+		tb.Fatal(err)
+	}
 	tmp := n.config() + ".tmp"
 	if err := os.WriteFile(tmp, []byte(cfg), 0o644); err != nil {
 		tb.Fatal(err)
@@ -275,7 +284,7 @@ func (n *benchNet) waitFeed(tb testing.TB, fwctlBin string, entries int) {
 // savedThreats is how many threat entries pfwd's database holds (-1 when
 // it cannot be read).
 func (n *benchNet) savedThreats() int {
-	s, err := store.OpenReader(filepath.Join(n.dir, "firewall.db"))
+	s, err := store.OpenReader(n.db())
 	if err != nil {
 		return -1
 	}
