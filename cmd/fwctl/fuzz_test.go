@@ -15,9 +15,9 @@ import (
 )
 
 // FuzzParseSince feeds parseSince what a user may give --since: an age
-// (parseAge) or a time. An age never comes out with the other sign than
+// (rules.ParseDuration) or a time. An age never comes out with the other sign than
 // it was written with, whatever its size (a Duration overflows at 292
-// years), and stays within maxAge; so an accepted age points at most a
+// years), and stays within rules.MaxDuration; so an accepted age points at most a
 // century into the past, never into the future. A time or an error, never
 // both; the error quotes what was typed.
 func FuzzParseSince(f *testing.F) {
@@ -31,12 +31,12 @@ func FuzzParseSince(f *testing.F) {
 	}
 	now := time.Date(2026, 11, 25, 15, 4, 5, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, s string) {
-		if d, ok := parseAge(strings.TrimSpace(s)); ok {
+		if d, ok := rules.ParseDuration(strings.TrimSpace(s)); ok {
 			if neg := strings.HasPrefix(strings.TrimSpace(s), "-"); (neg && d > 0) || (!neg && d < 0) {
-				t.Fatalf("parseAge(%q) = %v: the sign changed", s, d)
+				t.Fatalf("ParseDuration(%q) = %v: the sign changed", s, d)
 			}
-			if d > maxAge || d < -maxAge {
-				t.Fatalf("parseAge(%q) = %v, beyond %v", s, d, maxAge)
+			if d > rules.MaxDuration || d < -rules.MaxDuration {
+				t.Fatalf("ParseDuration(%q) = %v, beyond %v", s, d, rules.MaxDuration)
 			}
 		}
 		got, err := parseSince(s, now)
@@ -49,8 +49,8 @@ func FuzzParseSince(f *testing.F) {
 			}
 			return
 		}
-		if d, ok := parseAge(strings.TrimSpace(s)); ok {
-			if got.After(now) || got.Before(now.Add(-maxAge)) || !got.Equal(now.Add(-d)) {
+		if d, ok := rules.ParseDuration(strings.TrimSpace(s)); ok {
+			if got.After(now) || got.Before(now.Add(-rules.MaxDuration)) || !got.Equal(now.Add(-d)) {
 				t.Fatalf("parseSince(%q) = %v: not %v before %v", s, got, d, now)
 			}
 		}

@@ -128,7 +128,7 @@ var sinceLayouts = []string{
 // point in time.
 func parseSince(s string, now time.Time) (time.Time, error) {
 	s = strings.TrimSpace(s)
-	if d, ok := parseAge(s); ok {
+	if d, ok := rules.ParseDuration(s); ok {
 		if d < 0 {
 			return time.Time{}, fmt.Errorf("%q is a negative duration", s)
 		}
@@ -145,19 +145,13 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%q is neither a duration (1h, 30m, 2d; a century at most) nor a time (2026-11-25 15:04:05, RFC 3339)", s)
 }
 
-// maxAge bounds an age (rules.MaxDuration).
-const maxAge = rules.MaxDuration
-
-// parseAge is rules.ParseDuration: Go's durations plus d and w.
-func parseAge(s string) (time.Duration, bool) { return rules.ParseDuration(s) }
-
 func filterNote(c *cli.Context) string {
 	var parts []string
 	if c.IsSet("ip") {
 		parts = append(parts, "for "+c.String("ip"))
 	}
 	if since := strings.TrimSpace(c.String("since")); c.IsSet("since") {
-		if _, age := parseAge(since); age {
+		if _, age := rules.ParseDuration(since); age {
 			parts = append(parts, "in the last "+since) // "since 30s" reads as a time
 		} else {
 			parts = append(parts, "since "+since)
