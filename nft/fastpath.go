@@ -1,7 +1,6 @@
 package nft
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"time"
@@ -54,8 +53,7 @@ type fastPath struct {
 	off       error // why the fast path is off, when it is
 	clearing  chan struct{}
 	clearErr  error
-	stopClear context.CancelFunc // ends a running clear early (Close)
-	dirty     error              // the clear of the other bit failed: it must not be used
+	dirty     error // the clear of the other bit failed: it must not be used
 }
 
 const (
@@ -283,13 +281,12 @@ func (fw *Firewall) findRules(chain string) (map[string]*nftables.Rule, error) {
 func (fw *Firewall) afterSwitch() {
 	old := labelBits[1-fw.fast.gen]
 	done := make(chan struct{})
-	ctx, stop := context.WithCancel(fw.life)
-	fw.fast.clearing, fw.fast.clearErr, fw.fast.stopClear = done, nil, stop
+	ctx := fw.life // Stop and Close end it
+	fw.fast.clearing, fw.fast.clearErr = done, nil
 	netns := fw.cfg.NetNS
 	clearFn := clearLabelFn // read here: a test may swap it while the clear runs
 	go func() {
 		defer close(done)
-		defer stop()
 		select {
 		case <-time.After(clearDelay):
 		case <-ctx.Done():
@@ -301,13 +298,13 @@ func (fw *Firewall) afterSwitch() {
 	}()
 }
 
-// stopAndWaitClear ends a running clear and waits for it; Close uses it so
-// no goroutine outlives the Firewall, and a stop is not held up by a walk
-// through a conntrack table a flood filled. The bit left half cleared is
-// in no rule any more, and the next Open clears it before using it.
-func (fw *Firewall) stopAndWaitClear() {
+// waitClear waits for a running clear; Close ends fw's lifetime first,
+// which ends the clear, so no goroutine outlives the Firewall and a stop
+// is not held up by a walk through a conntrack table a flood filled. The
+// bit left half cleared is in no rule any more, and the next Open clears
+// it before using it.
+func (fw *Firewall) waitClear() {
 	if fw.fast.clearing != nil {
-		fw.fast.stopClear()
 		<-fw.fast.clearing
 	}
 }

@@ -566,7 +566,7 @@ func (fw *Firewall) deleteTable() error {
 func (fw *Firewall) shutdown() error {
 	fw.closed = true
 	fw.endLife()
-	fw.stopAndWaitClear()
+	fw.waitClear()
 	if fw.gen != nil {
 		fw.gen.close()
 	}
