@@ -547,9 +547,13 @@ func serveTCP(port int, handle func(net.Conn)) error {
 	return nil
 }
 
-// connectFromOnePort connects from source port 41000 and waits for the
-// server to end the connection (an abort server resets it at once).
-func connectFromOnePort(src, addr string, timeout time.Duration) error {
+// connectFromOnePort connects over TCP from source port 41000, so that
+// every connection reuses one tuple. With echo it checks an echo, then
+// closes with a reset, so the next connection reuses the tuple at once
+// (conntrack drops the closed entry and sees the next SYN as new);
+// without, it waits for the server to end the connection (an abort
+// server resets it at once, leaving the tuple in its established entry).
+func connectFromOnePort(src, addr string, timeout time.Duration, echo bool) error {
 	d := net.Dialer{Timeout: timeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src), Port: 41000},
 		Control: func(_, _ string, c syscall.RawConn) error {
 			return c.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1) })
@@ -557,6 +561,10 @@ func connectFromOnePort(src, addr string, timeout time.Duration) error {
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		return err
+	}
+	if echo {
+		c.(*net.TCPConn).SetLinger(0) // close with a reset
+		return echoOn(c, timeout)
 	}
 	defer c.Close()
 	c.SetReadDeadline(time.Now().Add(timeout))
@@ -576,10 +584,10 @@ func sendMain() int {
 	for range count {
 		var err error
 		switch proto {
-		case "tcp", "udp", "tcp-padded6", "tcp-padded6-long", "tcp-sameport":
+		case "tcp", "udp", "tcp-padded6", "tcp-padded6-long":
 			err = echo(proto, src, addr, timeout)
-		case "tcp-sameport-connect":
-			err = connectFromOnePort(src, addr, timeout)
+		case "tcp-sameport", "tcp-sameport-connect":
+			err = connectFromOnePort(src, addr, timeout, proto == "tcp-sameport")
 		case "udp-mapped6":
 			err = echoMapped6(src, addr, timeout)
 		case "icmp":
@@ -671,24 +679,10 @@ func echo(proto, src, addr string, timeout time.Duration) error {
 			return serr
 		}
 	}
-	// tcp-sameport: every connection from source port 41000, closed with
-	// a reset, so the next reuses the tuple at once (conntrack drops the
-	// closed entry and sees the next SYN as new).
-	sameport := proto == "tcp-sameport"
-	if sameport {
-		proto = "tcp"
-		d.Control = func(_, _ string, c syscall.RawConn) error {
-			return c.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1) })
-		}
-	}
-	if src != "" || sameport {
+	if src != "" {
 		ip := net.ParseIP(src)
-		port := 0
-		if sameport {
-			port = 41000
-		}
 		if strings.HasPrefix(proto, "tcp") {
-			d.LocalAddr = &net.TCPAddr{IP: ip, Port: port}
+			d.LocalAddr = &net.TCPAddr{IP: ip}
 		} else {
 			d.LocalAddr = &net.UDPAddr{IP: ip}
 		}
@@ -699,9 +693,11 @@ func echo(proto, src, addr string, timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	if sameport {
-		c.(*net.TCPConn).SetLinger(0) // close with a reset
-	}
+	return echoOn(c, timeout)
+}
+
+// echoOn sends a line on c and checks it comes back, then closes c.
+func echoOn(c net.Conn, timeout time.Duration) error {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(timeout))
 	if _, err := c.Write([]byte("pfw\n")); err != nil {
