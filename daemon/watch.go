@@ -99,9 +99,14 @@ func (w *watcher) run(ctx context.Context, debounce, poll time.Duration, changed
 			name := filepath.Clean(ev.Name)
 			_, isDir := w.dirs[name]
 			if !w.names[name] && !isDir {
-				// Something else in a watched directory. A renamed
-				// symlink hop (..data) shows up here: look at the file.
-				if fingerprint(w.path) == w.seen {
+				// Something else in a watched directory. A database
+				// or log kept beside the config writes there all the
+				// time, and a write or chmod of another file says
+				// nothing about this one: skip it without a stat. A
+				// renamed symlink hop (..data) comes as a create or
+				// rename: look at the file.
+				if !ev.Has(fsnotify.Create) && !ev.Has(fsnotify.Rename) && !ev.Has(fsnotify.Remove) ||
+					fingerprint(w.path) == w.seen {
 					continue
 				}
 			}
