@@ -164,8 +164,10 @@
 // list that comes back empty where ShrinkThreshold (10) or more entries were
 // in force (fetched or seeded), or where any entries of a list of another
 // format were (an empty or half-written file:// copy of a Feodo list reads as
-// an empty plain or firehol list), is rejected once and accepted only if the
-// next fetch is empty too. SetFeeds applies a config reload: unchanged feeds keep
+// an empty plain or firehol list), is rejected as a failure (retried with
+// that backoff, which soon reads a rewritten file) and accepted only once the
+// feed has stayed empty for a whole Interval: empty answers for a minute lift
+// no entry. SetFeeds applies a config reload: unchanged feeds keep
 // their entries, state and timer; removed feeds get OnUpdate(feed, nil). An
 // https feed with an interval under PoliteInterval (5 min), and a plain http
 // feed not on loopback, draw a warning event. States reports each feed for

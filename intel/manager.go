@@ -138,7 +138,7 @@ type feed struct {
 	withheld   withheld       // of the list that gave entries, for protection alone
 	validators Validators     // of the body that gave entries
 	format     string         // of the body that gave entries; "" for a seed
-	emptyOnce  bool           // the last body was empty and rejected by the shrink rule
+	emptySince time.Time      // the first of the empty bodies rejected since the last accepted one
 
 	// gen changes with the URL so that the result of a fetch of the old URL,
 	// still in flight, is dropped.
@@ -280,7 +280,7 @@ func (m *Manager) change(f *feed, cfg Feed, now time.Time) {
 		f.gen++
 		f.validators = Validators{}
 		f.format = ""
-		f.emptyOnce = false
+		f.emptySince = time.Time{}
 		f.state.Failures, f.state.LastError = 0, ""
 		f.state.NextFetch = now
 		if f.cancelFetch != nil {
@@ -614,7 +614,7 @@ func (m *Manager) fetch(ctx context.Context, f *feed) {
 		m.fail(f, now, err.Error())
 	case resp.NotModified:
 		// A 304 confirms the last accepted list, which was not empty-rejected.
-		f.emptyOnce = false
+		f.emptySince = time.Time{}
 		if f.validators == prev {
 			// Unless reprotect cleared them meanwhile to have the whole
 			// list again: the next fetch must stay unconditional.
@@ -643,14 +643,23 @@ func (m *Manager) accept(ctx context.Context, f *feed, gen uint64, cfg Feed, res
 	if !ok {
 		return
 	}
-	if len(kept) == 0 && !f.emptyOnce {
+	if len(kept) == 0 {
 		if why := distrustEmpty(f, resp.Result.Format); why != "" {
-			f.emptyOnce = true
-			m.fail(f, now, why+": it is accepted if the next fetch is empty too")
-			return
+			if f.emptySince.IsZero() {
+				f.emptySince = now
+			}
+			// Retried with the usual backoff, which soon reads a
+			// rewritten file:// copy, but accepted only once the feed
+			// has been empty for a whole interval: a provider's or a
+			// CDN's empty answers for a minute must not lift every
+			// entry with the first retry.
+			if until := f.emptySince.Add(cfg.Interval); now.Before(until) {
+				m.fail(f, now, fmt.Sprintf("%s: it is accepted if the feed is still empty after %v", why, cfg.Interval))
+				return
+			}
 		}
 	}
-	f.emptyOnce = false
+	f.emptySince = time.Time{}
 	if f.format != "" && slices.Equal(f.entries, kept) {
 		// The same list again, from a server that sends no validators
 		// (or a file touched but not changed): like a 304, nothing to

@@ -309,7 +309,7 @@ func TestManagerShrinkToZero(t *testing.T) {
 		seed         int
 		wantRejected bool
 	}{
-		{name: "from 12 entries: rejected once, accepted on the second empty fetch", seed: 12, wantRejected: true},
+		{name: "from 12 entries: rejected, accepted once empty for an interval", seed: 12, wantRejected: true},
 		{name: "from 9 entries: accepted at once", seed: 9},
 	}
 	for _, tt := range tests {
@@ -326,7 +326,7 @@ func TestManagerShrinkToZero(t *testing.T) {
 			run(t, m)
 
 			waitFor(t, 5*time.Second, "the empty list to be accepted", func() bool { return len(rec.updatesOf("A")) == 1 })
-			rejection := fmt.Sprintf("fetch failed (1 in a row): rejected an empty list in place of %d entries: it is accepted if the next fetch is empty too; keeping %d entries", tt.seed, tt.seed)
+			rejection := fmt.Sprintf("fetch failed (1 in a row): rejected an empty list in place of %d entries: it is accepted if the feed is still empty after 1s; keeping %d entries", tt.seed, tt.seed)
 			if _, ok := rec.event("A", slog.LevelWarn, rejection); ok != tt.wantRejected {
 				t.Errorf("rejection event present = %v, want %v:%s", ok, tt.wantRejected, rec.dump())
 			}
@@ -340,6 +340,37 @@ func TestManagerShrinkToZero(t *testing.T) {
 				t.Errorf("%d requests, want at least %d", fs.count(), want)
 			}
 		})
+	}
+}
+
+// TestManagerEmptyAnswersForLessThanAnInterval: a server that answers an
+// empty list for a while (a CDN's or a provider's accident) and then the
+// list again lifts no entry, however often it was asked meanwhile: the
+// retries after the first rejection are rejected too, until the feed has
+// been empty for a whole interval.
+func TestManagerEmptyAnswersForLessThanAnInterval(t *testing.T) {
+	t.Parallel()
+	fs := newFeedServer(t, "# DstIP\n# END 0 entries\n")
+	var rec recorder
+	m := NewManager(rec.options())
+	const interval = 4 * time.Second // retries after 1 s, then 2 s: two empty answers within it
+	if err := m.SetFeeds([]Feed{{Name: "A", URL: fs.URL, Interval: interval}}); err != nil {
+		t.Fatal(err)
+	}
+	list, seed := docList(12)
+	m.Seed("A", seed)
+	run(t, m)
+
+	waitFor(t, 5*time.Second, "a second empty answer", func() bool { return state(m, "A").Failures >= 2 })
+	fs.set(list, 0)
+	waitFor(t, 10*time.Second, "the list back", func() bool { return len(rec.updatesOf("A")) >= 1 })
+	for i, u := range rec.updatesOf("A") {
+		if len(u.entries) != 12 {
+			t.Errorf("update %d has %d entries, want the 12 the feed lists again:%s", i, len(u.entries), rec.dump())
+		}
+	}
+	if s := state(m, "A"); s.Entries != 12 || s.Failures != 0 {
+		t.Errorf("state with the list back: %+v", s)
 	}
 }
 
@@ -699,7 +730,7 @@ func TestManagerDistrustsEmptyListOfAnotherFormat(t *testing.T) {
 			if tt.rewritten {
 				write(feodoList("203.0.113.7"))
 			}
-			if _, ok := rec.event("A", slog.LevelWarn, "list in place of a feodo list of 2 entries: it is accepted if the next fetch is empty too; keeping 2 entries"); !ok {
+			if _, ok := rec.event("A", slog.LevelWarn, "list in place of a feodo list of 2 entries: it is accepted if the feed is still empty after 2s; keeping 2 entries"); !ok {
 				t.Errorf("no rejection event:%s", rec.dump())
 			}
 			waitFor(t, 5*time.Second, "the second update", func() bool { return len(rec.updatesOf("A")) == 2 })
