@@ -50,6 +50,12 @@ type Daemon struct {
 	dbFallback string
 	dbTempDir  string // the temporary database's directory, removed at stop
 	dropsErr   string // why the kernel's drops go unlogged; set once at start
+	// cutFile keeps the flows a rule change cut across a restart
+	// (cutmemory.go); cutSaveMu orders its writes and guards cutSaved,
+	// whether the file holds any.
+	cutFile   string
+	cutSaveMu sync.Mutex
+	cutSaved  bool
 	// instanceLock is held from start to the end of shutdown (instance.go).
 	instanceLock io.Closer
 	writer       *store.Writer
@@ -153,6 +159,8 @@ func (d *Daemon) start(ctx context.Context) error {
 
 	d.engine = verdict.NewEngine(verdict.Compile(cfg))
 	d.engine.SetIntel(d.compileIntel(cfg))
+	d.cutFile = cutFilePath(d.opts.DBPath)
+	d.restoreCutFlows()
 	d.writer = d.store.NewWriter(store.WriterConfig{OnError: d.logWriterError, OnReopen: d.onStoreReopen, OnPrune: d.logPruned})
 	d.audit = newAuditor(d.engine, d.writer, d.log)
 	// The writer outlives ctx: it must flush after the queues stop.
@@ -172,6 +180,10 @@ func (d *Daemon) start(ctx context.Context) error {
 	if err := d.openTable(cfg); err != nil {
 		return err
 	}
+	// Flows opened while no pfwd ran (fail-open, or under another table's
+	// conntrack) were never judged, and the rules may have changed
+	// meanwhile: those the rules block now are cut, as by a reload.
+	d.cutBlockedFlows()
 	loaded()
 	d.log.Info("pfwd started", "version", Version, "config", d.opts.ConfigPath, "rules", len(cfg.Rules),
 		"queues", queueRange(d.opts.QueueNum, d.opts.Queues), "queue_mode", d.fw.QueueMode(), "fast_path", fastPathState(d.fw),
@@ -361,6 +373,8 @@ func (d *Daemon) loop(ctx context.Context) {
 	// an hour.
 	addrs := time.NewTicker(hostAddrsEvery)
 	defer addrs.Stop()
+	cuts := time.NewTicker(cutSaveEvery)
+	defer cuts.Stop()
 	reload := d.opts.Reload
 	for {
 		select {
@@ -383,6 +397,8 @@ func (d *Daemon) loop(ctx context.Context) {
 			d.logStats()
 		case <-addrs.C:
 			d.feeds.SetHostAddrs(hostAddrs())
+		case <-cuts.C:
+			d.saveCutFlows()
 		}
 	}
 }
@@ -405,6 +421,9 @@ func (d *Daemon) shutdown() {
 	d.stopReloads()
 	d.stopFeedRetries()
 	d.runStops()
+	if d.engine != nil {
+		d.saveCutFlows() // the queues have stopped: the packets' last pushes are in
+	}
 	d.waitSaves() // they use the database; the writer, which may start one, has stopped
 	if d.fw != nil {
 		switch err := d.fw.Close(); {

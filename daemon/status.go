@@ -317,7 +317,8 @@ func (d *Daemon) cutBlockedFlows() {
 		return
 	}
 	if n > 0 {
-		d.log.Info("Cut established flows that the new rules block", "flows", n)
+		d.log.Info("Cut established flows that the rules in force block", "flows", n)
+		d.saveCutFlows()
 	}
 	if unremembered > 0 {
 		d.log.Warn("Too many flows cut at once to remember them all: the replies of some may start over as new flows",

@@ -80,6 +80,12 @@ func (e *Engine) CutFlow(p *Packet, dir rules.Direction) bool {
 	c := &e.cut
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.add(k, dir, now, now+int64(CutFlowTTL))
+}
+
+// add remembers the cut flow k, opened in dir, until expires. Caller holds
+// mu for writing.
+func (c *cutFlows) add(k flowKey, dir rules.Direction, now, expires int64) bool {
 	if c.m == nil {
 		c.m = make(map[flowKey]*cutFlow)
 	}
@@ -90,11 +96,62 @@ func (e *Engine) CutFlow(p *Packet, dir rules.Direction) bool {
 		}
 	}
 	f := &cutFlow{dir: dir}
-	f.expires.Store(now + int64(CutFlowTTL))
+	f.expires.Store(expires)
 	c.m[k.reverse()] = f
-	c.later(f.expires.Load())
+	c.later(expires)
 	c.n.Store(int32(len(c.m)))
 	return true
+}
+
+// CutRecord is a remembered cut flow, for keeping the memory across a
+// restart: the flow's packets come back to the next pfwd as new flows, and
+// one that forgot the cut would let the flow live on facing the other way.
+type CutRecord struct {
+	Proto            uint8 // ProtoTCP or ProtoUDP
+	Src, Dst         netip.Addr
+	SrcPort, DstPort uint16 // the original flow's, as CutFlow got it
+	Dir              rules.Direction
+	Left             time.Duration // until it is forgotten, unless a packet comes first
+}
+
+// CutRecords lists the cut flows remembered now, leaving out expired ones.
+func (e *Engine) CutRecords() []CutRecord {
+	c := &e.cut
+	if c.n.Load() == 0 {
+		return nil
+	}
+	now := e.Clock()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]CutRecord, 0, len(c.m))
+	for k, f := range c.m {
+		left := f.expires.Load() - now
+		if left <= 0 {
+			continue
+		}
+		o := k.reverse()
+		out = append(out, CutRecord{Proto: o.proto, Src: o.src, Dst: o.dst, SrcPort: o.srcPort, DstPort: o.dstPort,
+			Dir: f.dir, Left: time.Duration(left)})
+	}
+	return out
+}
+
+// RememberCut remembers a cut flow that a previous run recorded, for
+// r.Left but never longer than CutFlowTTL. It reports false for a record
+// that cannot be a cut flow (another protocol, an invalid address, no
+// time left) or when MaxCutFlows are remembered already.
+func (e *Engine) RememberCut(r CutRecord) bool {
+	src, dst := r.Src.Unmap(), r.Dst.Unmap()
+	if (r.Proto != ProtoTCP && r.Proto != ProtoUDP) || !src.IsValid() || !dst.IsValid() ||
+		src.Is4() != dst.Is4() || r.Left <= 0 || (r.Dir != rules.DirIn && r.Dir != rules.DirOut) {
+		return false
+	}
+	k := flowKey{src: src, dst: dst, srcPort: r.SrcPort, dstPort: r.DstPort, proto: r.Proto}
+	now := e.Clock()
+	c := &e.cut
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.add(k, r.Dir, now, now+int64(min(r.Left, CutFlowTTL)))
 }
 
 // CutFlows is how many cut flows are remembered (expired ones included

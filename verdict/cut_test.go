@@ -134,6 +134,79 @@ func TestCutFlowExpires(t *testing.T) {
 	}
 }
 
+// The cut flows handed over to the next run (CutRecords, RememberCut)
+// keep their replies blocked there, for the time they had left.
+func TestCutRecordsCarryOverToANewEngine(t *testing.T) {
+	old := mustEngine(t, cutConfig)
+	now := time.Unix(1_800_000_000, 0)
+	old.now = func() time.Time { return now }
+	old.CutFlow(decoded(tcp6("fd66::2", "fd66::1", 46421, 7000, TCPSyn)), rules.DirIn)
+	old.CutFlow(decoded(udp4("10.66.0.2", "10.66.0.1", 50000, 7500)), rules.DirIn)
+	now = now.Add(30 * time.Second)
+	recs := old.CutRecords()
+	if len(recs) != 2 {
+		t.Fatalf("%d records, want 2: %+v", len(recs), recs)
+	}
+	for _, r := range recs {
+		if r.Left != CutFlowTTL-30*time.Second || r.Dir != rules.DirIn || r.DstPort != 7000 && r.DstPort != 7500 {
+			t.Errorf("record %+v, want the original flow, inbound, with %v left", r, CutFlowTTL-30*time.Second)
+		}
+	}
+
+	e := mustEngine(t, cutConfig)
+	now2 := time.Unix(1_900_000_000, 0)
+	e.now = func() time.Time { return now2 }
+	for _, r := range recs {
+		if !e.RememberCut(r) {
+			t.Fatalf("RememberCut(%+v) refused", r)
+		}
+	}
+	replies := []*Packet{decoded(tcp6("fd66::1", "fd66::2", 7000, 46421, TCPAck)), decoded(udp4("10.66.0.1", "10.66.0.2", 7500, 50000))}
+	for _, p := range replies {
+		if d := e.Decide(p, rules.DirOut); !d.Blocked() {
+			t.Errorf("reply %v:%d → %v:%d in the new engine: %+v, want blocked", p.Src, p.SrcPort, p.Dst, p.DstPort, d)
+		}
+	}
+	// Each packet pushes a flow back a TTL, as in the old engine; one
+	// silent for the time its record had left is forgotten.
+	fresh := mustEngine(t, cutConfig)
+	fresh.now = func() time.Time { return now2 }
+	fresh.RememberCut(recs[0])
+	now2 = now2.Add(CutFlowTTL - 30*time.Second + time.Second)
+	if n := len(fresh.CutRecords()); n != 0 {
+		t.Errorf("%d records once the time they had left is up, want 0", n)
+	}
+
+	for _, bad := range []CutRecord{
+		{Proto: ProtoICMP, Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.0.2"), Left: time.Minute},
+		{Proto: ProtoTCP, Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("fd00::2"), Left: time.Minute},
+		{Proto: ProtoTCP, Dst: netip.MustParseAddr("10.0.0.2"), Left: time.Minute},
+		{Proto: ProtoUDP, Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.0.2")},
+		{Proto: ProtoUDP, Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.0.2"), Left: time.Minute, Dir: 7},
+	} {
+		if e.RememberCut(bad) {
+			t.Errorf("RememberCut(%+v) accepted a record that cannot be a cut flow", bad)
+		}
+	}
+}
+
+// A record says how long it has left, but never more than CutFlowTTL: a
+// file from a clock set far ahead must not keep a flow cut for days.
+func TestRememberCutCapsTheTime(t *testing.T) {
+	e := mustEngine(t, cutConfig)
+	now := time.Unix(1_800_000_000, 0)
+	e.now = func() time.Time { return now }
+	e.RememberCut(CutRecord{Proto: ProtoUDP, Src: netip.MustParseAddr("10.66.0.2"), Dst: netip.MustParseAddr("10.66.0.1"),
+		SrcPort: 50000, DstPort: 7500, Dir: rules.DirIn, Left: 48 * time.Hour})
+	if recs := e.CutRecords(); len(recs) != 1 || recs[0].Left != CutFlowTTL {
+		t.Fatalf("records %+v, want one with %v left", recs, CutFlowTTL)
+	}
+	now = now.Add(CutFlowTTL)
+	if d := e.Decide(decoded(udp4("10.66.0.1", "10.66.0.2", 7500, 50000)), rules.DirOut); d.Blocked() {
+		t.Errorf("reply a TTL later: %+v, want it forgotten", d)
+	}
+}
+
 func TestCutFlowBounds(t *testing.T) {
 	e := mustEngine(t, cutConfig)
 	now := time.Unix(1_800_000_000, 0)

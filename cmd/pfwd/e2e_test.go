@@ -497,6 +497,94 @@ func TestRuleChangeCutsFlowsWhoseServerSpeaksNext(t *testing.T) {
 	}
 }
 
+// A flow cut by a rule change stays cut across a restart of pfwd, also of
+// one killed outright. The memory of cut flows (see above) used to die with
+// the process: the server's next packet, new to conntrack, was decided as a
+// new outbound flow, and the connection lived on after the restart.
+func TestCutFlowsStayCutAcrossARestart(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		stop syscall.Signal
+		args []string
+	}{
+		{"SIGTERM", syscall.SIGTERM, nil},
+		{"SIGKILL, fail-closed", syscall.SIGKILL, []string{"--fail-closed"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLab(t)
+			l.writeConfig(l.configDoc("allow", ``, `"127.0.0.1"`, ``, 100))
+			l.servePush([]int{7000}, []int{7500})
+			l.startPfwd(tc.args...)
+			streams := map[string]*stream{
+				"tcp": l.streamFrom("tcp", hostPort(l.fwIP, 7000)),
+				"udp": l.streamFrom("udp", hostPort(l.fwIP, 7500)),
+			}
+			for _, args := range [][]string{
+				{"add", "No push", "block", "--protocol", "tcp", "--ports", "7000"},
+				{"add", "No UDP push", "block", "--protocol", "udp", "--ports", "7500"},
+			} {
+				if out, err := l.fwctl(args...); err != nil {
+					t.Fatalf("fwctl %v: %v\n%s", args, err, out)
+				}
+			}
+			time.Sleep(500 * time.Millisecond)
+			l.stopPfwd(tc.stop)
+			l.startPfwd(tc.args...)
+			for _, s := range streams {
+				s.count()
+			}
+			// The server's TCP retransmissions back off: 4 s holds two.
+			time.Sleep(4 * time.Second)
+			for name, s := range streams {
+				if n := s.count(); n != 0 {
+					t.Errorf("%s: %d bytes arrived from the server in the 4 s after the restart, want none: the cut flow came back", name, n)
+				}
+			}
+		})
+	}
+}
+
+// Flows opened or left open while no pfwd ran (here, a fail-closed table
+// keeps established flows going) were never judged by the rules in force
+// at the next start, which may have changed meanwhile: they are cut at
+// start as by a reload, not left to live on.
+func TestStartCutsFlowsTheRulesBlock(t *testing.T) {
+	l := newLab(t)
+	l.writeConfig(l.configDoc("allow", ``, `"127.0.0.1"`, ``, 100))
+	l.servePush([]int{7000, 7001}, []int{7500})
+	l.startPfwd("--fail-closed")
+	tcp := l.streamFrom("tcp", hostPort(l.fwIP, 7000))
+	udp := l.streamFrom("udp", hostPort(l.fwIP, 7500))
+	spared := l.streamFrom("tcp", hostPort(l.fwIP, 7001))
+	l.stopPfwd(syscall.SIGTERM)
+	for _, args := range [][]string{
+		{"add", "No push", "block", "--protocol", "tcp", "--ports", "7000"},
+		{"add", "No UDP push", "block", "--protocol", "udp", "--ports", "7500"},
+	} {
+		if out, err := l.fwctl(args...); err != nil {
+			t.Fatalf("fwctl %v with pfwd stopped: %v\n%s", args, err, out)
+		}
+	}
+	tcp.count()
+	time.Sleep(500 * time.Millisecond)
+	if n := tcp.count(); n <= 0 {
+		t.Fatalf("the established flow stopped while pfwd was down (%d bytes in 500 ms): the test shows nothing", n)
+	}
+	l.startPfwd("--fail-closed")
+	for _, s := range []*stream{tcp, udp, spared} {
+		s.count()
+	}
+	time.Sleep(1500 * time.Millisecond)
+	for name, s := range map[string]*stream{"tcp": tcp, "udp": udp} {
+		if n := s.count(); n != 0 {
+			t.Errorf("%s: %d bytes arrived in the 1.5 s after the start, want none: a flow the rules block outlived it", name, n)
+		}
+	}
+	if n := spared.count(); n < 10 {
+		t.Errorf("the flow no rule blocks got %d bytes in 1.5 s, want it untouched (about 30)", n)
+	}
+}
+
 // A second pfwd in the same namespace, with its own socket, must not take
 // or duplicate the first one's table nor its queues: it fails at once with
 // one clear error (exit 1, no panic), and the first keeps filtering. A
