@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -91,9 +92,12 @@ type Daemon struct {
 
 	// feedRetries are the feeds whose last update the kernel refused,
 	// each applied again on a timer (feed updates are serialized by
-	// saveMu, which guards these two).
+	// saveMu, which guards these three).
 	feedRetries  map[string]*feedRetry
 	feedsStopped bool
+	// unsaved is set while the database's threat entries are not those in
+	// force, its last save having failed; saved again on a timer.
+	unsaved *unsavedThreats
 
 	// mu guards what follows, and is held across every change of the
 	// kernel sets, from reading the lists to the kernel's answer, so
@@ -497,10 +501,10 @@ func (d *Daemon) seedThreats(ctx context.Context, cfg *rules.Config) {
 		d.feedEntries[source] = kept
 	}
 	if stale > 0 || dropped > 0 {
-		if err := d.saveThreats(nil); err != nil {
-			d.log.Warn("Could not drop the entries of removed feeds, or those the checks dropped, from the database",
-				"feeds", stale, "dropped", dropped, "err", err)
-		}
+		d.saveMu.Lock() // for form: the feeds and the retries have not started
+		d.storeThreats(nil, "Could not drop the entries of removed feeds, or those the checks dropped, from the database",
+			"feeds", stale, "dropped", dropped)
+		d.saveMu.Unlock()
 	}
 	n := 0
 	for _, e := range d.feedEntries {
@@ -617,9 +621,7 @@ func (d *Daemon) applyFeed(feed intel.Feed, entries []netip.Prefix, retry *feedR
 			fetched = st.LastSuccess
 		}
 	}
-	if err := d.saveThreats(map[string]time.Time{feed.Name: fetched}); err != nil {
-		d.log.Error("Threat feed: saving entries failed", "feed", feed.Name, "err", err)
-	}
+	d.storeThreats(map[string]time.Time{feed.Name: fetched}, "Threat feed: saving entries failed", "feed", feed.Name)
 	loaded()
 	d.log.Info("Threat feed updated", "feed", feed.Name, "entries", len(entries), "before", old,
 		"applied_in", time.Since(start).Round(time.Millisecond))
@@ -650,14 +652,18 @@ func (d *Daemon) retryFeed(feed intel.Feed, entries []netip.Prefix, retry *feedR
 	}
 }
 
-// stopFeedRetries ends the retries of refused feed updates, before
-// shutdown takes the kernel table away.
+// stopFeedRetries ends the retries of refused feed updates and of failed
+// threat saves, before shutdown takes the kernel table and the database
+// away. A save under way holds saveMu, which the daemon's lifetime bounds.
 func (d *Daemon) stopFeedRetries() {
 	d.saveMu.Lock()
 	defer d.saveMu.Unlock()
 	d.feedsStopped = true
 	for _, r := range d.feedRetries {
 		r.timer.Stop()
+	}
+	if u := d.unsaved; u != nil && u.timer != nil {
+		u.timer.Stop()
 	}
 }
 
@@ -792,9 +798,7 @@ func (d *Daemon) apply(cfg *rules.Config, why string) error {
 		d.goSave(func() {
 			d.saveMu.Lock()
 			defer d.saveMu.Unlock()
-			if err := d.saveThreats(nil); err != nil {
-				d.log.Error("Threat feed: saving entries failed", "err", err)
-			}
+			d.storeThreats(nil, "Threat feed: saving entries failed")
 		})
 	}
 	d.guard.policyChanged() // a new limit may let held sources in
@@ -882,8 +886,7 @@ func (d *Daemon) resaveThreats() {
 	}
 	// Entries loaded from the old database and not fetched since have no
 	// time: the new rows are stamped now.
-	if err := d.saveThreats(seen); err != nil {
-		d.log.Error("Threat feed: saving entries to the new database failed", "err", err)
+	if d.storeThreats(seen, "Threat feed: saving entries to the new database failed") != nil {
 		return
 	}
 	d.mu.Lock()
@@ -926,6 +929,95 @@ func (d *Daemon) saveThreats(fresh map[string]time.Time) error {
 		return fmt.Errorf("cut short by shutdown after %v: %w", d.grace, err)
 	}
 	return err
+}
+
+// unsavedThreats is the database's copy of the threat entries gone stale:
+// a save failed (a full disk, a database another program holds locked),
+// and the entries in force, which the kernel and the pipeline hold, are
+// not in threat_intel. Nothing else would write them again: a feed whose
+// list did not change is not offered again, so fwctl threats and explain
+// would read the old entries, and a restart with the feed's server down
+// would seed the kernel with them, until the list changed. So pfwd saves
+// again with backoff until the database takes them.
+type unsavedThreats struct {
+	// seen holds the fetch times the failed saves were to stamp, newest
+	// per feed, for the save that succeeds.
+	seen  map[string]time.Time
+	err   string // the last failure: a retry failing alike stays quiet
+	timer *time.Timer
+	delay time.Duration
+}
+
+// storeThreats saves the threat entries in force (saveThreats, with
+// fresh) and, if that fails, logs msg and args with the error and saves
+// them again, with backoff from 1 s to 30 s, until a save succeeds or pfwd
+// stops; fwctl status shows the error on the feeds meanwhile. Any save
+// that succeeds writes every feed's entries, so it ends the retries. The
+// caller holds saveMu, not mu.
+func (d *Daemon) storeThreats(fresh map[string]time.Time, msg string, args ...any) error {
+	return d.storeThreatsRetry(fresh, nil, msg, args...)
+}
+
+// storeThreatsRetry is storeThreats, or with retry the scheduled save
+// after retry's failure. saveMu is held.
+func (d *Daemon) storeThreatsRetry(fresh map[string]time.Time, retry *unsavedThreats, msg string, args ...any) error {
+	u := d.unsaved
+	if u != nil {
+		stamps := maps.Clone(u.seen)
+		if stamps == nil {
+			stamps = map[string]time.Time{}
+		}
+		for name, t := range fresh {
+			if t.After(stamps[name]) {
+				stamps[name] = t
+			}
+		}
+		fresh = stamps
+	}
+	err := d.saveThreats(fresh)
+	if err == nil {
+		if u != nil {
+			if u.timer != nil {
+				u.timer.Stop()
+			}
+			d.unsaved = nil
+			d.shown.setThreatsUnsaved("")
+			d.log.Info("Threat feed: saved the entries in force to the database, which had refused them")
+		}
+		return nil
+	}
+	if u == nil {
+		u = &unsavedThreats{}
+		d.unsaved = u
+	}
+	quiet := retry != nil && u.err == err.Error()
+	u.err, u.seen = err.Error(), fresh
+	d.shown.setThreatsUnsaved(u.err)
+	if d.feedsStopped || d.life.Err() != nil {
+		// Cut short by shutdown: the database keeps what it had.
+		d.log.Error(msg, append(args, "err", err)...)
+		return err
+	}
+	if u.timer == nil { // else the retry pending saves this update's entries too
+		u.delay = nextRetry(u.delay)
+		u.timer = time.AfterFunc(u.delay, func() { d.retryThreatSave(u) })
+	}
+	if !quiet {
+		d.log.Error(msg+"; saving them again until the database takes them",
+			append(args, "err", err, "retry_in", u.delay)...)
+	}
+	return err
+}
+
+// retryThreatSave is the scheduled new attempt of u's failed save.
+func (d *Daemon) retryThreatSave(u *unsavedThreats) {
+	d.saveMu.Lock()
+	defer d.saveMu.Unlock()
+	if d.unsaved != u || d.feedsStopped {
+		return // saved meanwhile, or pfwd stops
+	}
+	u.timer = nil
+	d.storeThreatsRetry(nil, u, "Threat feed: saving entries failed again")
 }
 
 // logLimited logs a line about a recurring condition, named by key, at

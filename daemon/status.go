@@ -70,6 +70,16 @@ func (d *Daemon) Status() control.Status {
 			// kernel refused: say so where users look for feed trouble.
 			fs.LastError = "fetched but not in force, the kernel refused it (retrying): " + why
 		}
+		if why := shown.threatsUnsaved; why != "" {
+			// A save writes every feed's entries: each may be stale in
+			// the database, which fwctl threats and explain read and the
+			// next start is seeded from.
+			unsaved := "in force but not saved to the database (retrying): " + why
+			if fs.LastError != "" {
+				unsaved = fs.LastError + "; " + unsaved
+			}
+			fs.LastError = unsaved
+		}
 		st.Feeds = append(st.Feeds, control.FeedStatus{
 			Name: fs.Name, URL: urls[fs.Name], Entries: fs.Entries, LastSuccess: fs.LastSuccess,
 			LastAttempt: fs.LastAttempt, NextFetch: fs.NextFetch, LastError: fs.LastError, Failures: fs.Failures,
@@ -101,6 +111,9 @@ type shownView struct {
 	reload        control.ReloadState
 	feedsApplying map[string]time.Time // feed -> when its update began
 	feedsRefused  map[string]string    // feed -> why the kernel refused its last update (retried)
+	// threatsUnsaved is why the last save of the threat entries failed,
+	// while the database's are stale (retried); "" once one succeeded.
+	threatsUnsaved string
 }
 
 func (s *shownState) snapshot() shownView {
@@ -171,6 +184,14 @@ func (s *shownState) feedRefused(feed, why string) {
 		s.v.feedsRefused = map[string]string{}
 	}
 	s.v.feedsRefused[feed] = why
+}
+
+// setThreatsUnsaved records why the threat entries' last save failed
+// ("": the database holds those in force).
+func (s *shownState) setThreatsUnsaved(why string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.v.threatsUnsaved = why
 }
 
 func (d *Daemon) logStats() {
