@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pfw/pfw/rules"
 )
 
 // DefaultSocket is where pfwd listens and fwctl asks unless told otherwise
@@ -80,7 +82,7 @@ func listen(path string, umask bool) (net.Listener, error) {
 	case err != nil:
 		return nil, fmt.Errorf("control socket: %w", err)
 	case fi.Mode().Type() != os.ModeSocket:
-		return nil, fmt.Errorf("control socket %s: exists and is not a socket (%v); pfwd does not remove it", path, fi.Mode().Type())
+		return nil, fmt.Errorf("control socket %s: exists and is not a socket (it is %s); pfwd does not remove it", path, rules.FileKind(fi.Mode()))
 	default:
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("control socket: remove stale %s: %w", path, err)
@@ -193,6 +195,13 @@ func Query(ctx context.Context, path string) (Status, error) {
 			return Status{}, np
 		}
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+			// Connecting to what is not a socket is refused too, but a
+			// pfwd may well run (its socket was replaced): say what is
+			// there, not that pfwd is not running.
+			if fi, lerr := os.Lstat(path); lerr == nil && fi.Mode().Type() != os.ModeSocket {
+				return Status{}, fmt.Errorf("control socket %s is not a socket (it is %s), so whether pfwd runs cannot be asked; "+
+					"a running pfwd makes its socket again within a second once the path is free", path, rules.FileKind(fi.Mode()))
+			}
 			return Status{}, fmt.Errorf("%w (no daemon on %s)", ErrNotRunning, path)
 		}
 		if errors.Is(err, os.ErrPermission) {

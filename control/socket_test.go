@@ -75,6 +75,27 @@ func TestQueryNotRunning(t *testing.T) {
 	}
 }
 
+// What is not a socket refuses connections as a socket nobody listens on
+// does, but a pfwd may run (its socket file was replaced): Query says
+// what is there rather than that pfwd is not running.
+func TestQueryOnWhatIsNotASocket(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(dir, "dir")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for path, kind := range map[string]string{file: "a regular file", sub: "a directory"} {
+		_, err := Query(context.Background(), path)
+		if err == nil || errors.Is(err, ErrNotRunning) || !strings.Contains(err.Error(), "is not a socket (it is "+kind+")") {
+			t.Errorf("Query(%s) = %v, want an error naming %s, not ErrNotRunning", filepath.Base(path), err, kind)
+		}
+	}
+}
+
 // A --socket that names a file or a directory by mistake must not delete
 // it: a typo could name the config file.
 func TestListenRefusesToRemoveWhatIsNotASocket(t *testing.T) {
@@ -85,10 +106,10 @@ func TestListenRefusesToRemoveWhatIsNotASocket(t *testing.T) {
 	}
 	empty := filepath.Join(dir, "empty")
 	os.Mkdir(empty, 0o755)
-	for _, path := range []string{file, empty} {
+	for path, kind := range map[string]string{file: "a regular file", empty: "a directory"} {
 		_, err := Listen(path)
-		if err == nil || !strings.Contains(err.Error(), "exists and is not a socket") {
-			t.Errorf("Listen(%s) = %v, want a refusal", filepath.Base(path), err)
+		if err == nil || !strings.Contains(err.Error(), "exists and is not a socket (it is "+kind+")") {
+			t.Errorf("Listen(%s) = %v, want a refusal naming %s", filepath.Base(path), err, kind)
 		}
 	}
 	if b, err := os.ReadFile(file); err != nil || string(b) != "important" {

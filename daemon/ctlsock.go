@@ -129,7 +129,9 @@ func (c *controlSocket) run(ctx context.Context, every time.Duration) {
 		l, err := control.Relisten(c.path)
 		if err != nil {
 			if !warned {
-				c.log.Error("The control socket's file is gone and could not be made again: fwctl cannot reach pfwd", "err", err)
+				// Not "gone": something else may have taken the path,
+				// and err says what.
+				c.log.Error("The control socket's file was removed or replaced and could not be made again: fwctl cannot reach pfwd", "err", err)
 				warned = true
 			}
 			continue

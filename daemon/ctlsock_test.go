@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -117,6 +118,42 @@ func TestControlSocketRemade(t *testing.T) {
 	// nothing of pfwd: shutdown is closing it.
 	if st := c.answer(); st.Running {
 		t.Errorf("an answer after run returned: %+v; want the zero status", st)
+	}
+}
+
+// A directory made where the socket was is left alone, and both pfwd's
+// log and fwctl's question say a directory is there: not a mode of
+// "d---------", not "pfwd is not running".
+func TestControlSocketReplacedByADirectory(t *testing.T) {
+	var logBuf lockedBuffer
+	c, path := testSocket(t, &logBuf)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); c.run(ctx, 20*time.Millisecond) }()
+	defer func() { cancel(); <-done; c.close() }()
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(path, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const logged = "The control socket's file was removed or replaced and could not be made again"
+	deadline := time.Now().Add(3 * time.Second)
+	for !strings.Contains(logBuf.String(), logged) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no error within 3 s; log:\n%s", logBuf.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if out := logBuf.String(); !strings.Contains(out, "exists and is not a socket (it is a directory)") || strings.Contains(out, "---------") {
+		t.Errorf("the log does not say a directory took the socket's place:\n%s", out)
+	}
+	_, err := control.Query(t.Context(), path)
+	if err == nil || errors.Is(err, control.ErrNotRunning) || !strings.Contains(err.Error(), "it is a directory") {
+		t.Errorf("Query = %v, want it to say a directory is there, not that pfwd is not running", err)
+	}
+	if fi, err := os.Lstat(path); err != nil || !fi.IsDir() {
+		t.Errorf("the directory in the socket's place was touched: %v", err)
 	}
 }
 

@@ -56,10 +56,15 @@ func ReadFile(path string) ([]byte, error) {
 	return data, nil
 }
 
-// FileKind names the kind of a file that is not a regular one, for an
-// error saying why it was refused ("a named pipe").
+// FileKind names the kind of a file, for an error saying why it was
+// refused ("a named pipe"): the words say what is there, where
+// m.Type().String() gives a directory as "d---------".
 func FileKind(m fs.FileMode) string {
 	switch {
+	case m.IsRegular():
+		return "a regular file"
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
 	case m.IsDir():
 		return "a directory"
 	case m&fs.ModeNamedPipe != 0:

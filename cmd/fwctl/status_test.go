@@ -179,3 +179,18 @@ func TestStatusNotRunning(t *testing.T) {
 	}
 	check("stale socket")
 }
+
+// A directory where the socket belongs (pfwd's socket was removed and the
+// path taken) answers no question, but pfwd may run on: fwctl says what is
+// there instead of "pfwd is not running".
+func TestStatusSocketIsADirectory(t *testing.T) {
+	e := newEnv(t, testConfig)
+	if err := os.Mkdir(e.socket, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := fwctl(t, "status")
+	if r.code != 1 || strings.Contains(r.stdout+r.stderr, "not running") {
+		t.Fatalf("want exit 1 without \"not running\": %v", r)
+	}
+	checkErrorLine(t, r, "control socket "+e.socket+" is not a socket (it is a directory)")
+}
