@@ -191,7 +191,7 @@ func (d *Daemon) start(ctx context.Context) error {
 	loaded()
 	d.log.Info("pfwd started", "version", Version, "config", d.opts.ConfigPath, "rules", len(cfg.Rules),
 		"queues", queueRange(d.opts.QueueNum, d.opts.Queues), "queue_mode", d.fw.QueueMode(), "fast_path", fastPathState(d.fw),
-		"fail_closed", d.opts.FailClosed, "db", d.opts.DBPath)
+		"fail_closed", d.opts.FailClosed, "db", d.store.Path()) // the temporary one, if pfwd fell back to it
 	d.startBackground(ctx, cfg, ctl, metricsLn)
 	if d.opts.Ready != nil {
 		d.opts.Ready()
