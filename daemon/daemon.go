@@ -49,8 +49,9 @@ type Daemon struct {
 	// dbFallback says why the configured database could not be opened,
 	// when pfwd logs to a temporary one instead; set once at start.
 	dbFallback string
-	dbTempDir  string // the temporary database's directory, removed at stop
-	dropsErr   string // why the kernel's drops go unlogged; set once at start
+	dbTempDir  string   // the temporary database's directory, removed at stop
+	dbTempLock *os.File // held on dbTempDir until it is removed (tempdb.go)
+	dropsErr   string   // why the kernel's drops go unlogged; set once at start
 	// cutFile keeps the flows a rule change cut across a restart
 	// (cutmemory.go); cutSaveMu orders its writes and guards cutSaved,
 	// whether the file holds any.
@@ -149,6 +150,7 @@ func (d *Daemon) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	d.removeStaleTempDBs()
 	cfg, err := d.loadConfig()
 	if err != nil {
 		return err
@@ -246,6 +248,21 @@ func (d *Daemon) loadConfig() (*rules.Config, error) {
 	return cfg, nil
 }
 
+// removeStaleTempDBs removes the temporary databases pfwds that did not
+// stop cleanly left beside the control socket (tempdb.go), and says which.
+// It runs once pfwd holds its single-instance lock, so none of them is
+// this namespace's running pfwd's; the directories' own locks spare those
+// of pfwds in other namespaces that share the socket's directory.
+func (d *Daemon) removeStaleTempDBs() {
+	for _, st := range removeStaleTempDBs(filepath.Dir(d.opts.Socket)) {
+		if st.err != nil {
+			d.log.Warn("Left alone a directory named like a temporary database that no pfwd uses", "dir", st.path, "why", st.err)
+			continue
+		}
+		d.log.Warn("Removed the temporary database of a pfwd that did not stop cleanly", "dir", st.path)
+	}
+}
+
 // openStore opens the database. A firewall must not stay down because its
 // log cannot be written (a read-only file system, an immutable file): if
 // the database cannot be opened, pfwd logs to a temporary one instead,
@@ -255,16 +272,17 @@ func (d *Daemon) loadConfig() (*rules.Config, error) {
 func (d *Daemon) openStore() error {
 	var err error
 	if d.store, err = store.Open(d.opts.DBPath); err != nil {
-		dir, terr := os.MkdirTemp(filepath.Dir(d.opts.Socket), "pfwd-db-")
+		dir, lock, terr := makeTempDBDir(filepath.Dir(d.opts.Socket))
 		if terr != nil {
 			return errors.Join(err, fmt.Errorf("temporary database: %w", terr))
 		}
-		tmp := filepath.Join(dir, "firewall.db")
+		tmp := filepath.Join(dir, tempDBName)
 		if d.store, terr = store.Open(tmp); terr != nil {
 			os.RemoveAll(dir)
+			lock.Close()
 			return errors.Join(err, fmt.Errorf("temporary database: %w", terr))
 		}
-		d.dbFallback, d.dbTempDir = err.Error(), dir
+		d.dbFallback, d.dbTempDir, d.dbTempLock = err.Error(), dir, lock
 		d.log.Error("Could not open the database: logging to a temporary one until pfwd stops (fwctl reads it with --db)",
 			"err", err, "temporary_db", tmp)
 	}
@@ -447,6 +465,7 @@ func (d *Daemon) shutdown() {
 	}
 	if d.dbTempDir != "" {
 		os.RemoveAll(d.dbTempDir)
+		d.dbTempLock.Close() // after: a starting pfwd must not take it for a stale one
 	}
 	if d.fw != nil {
 		d.log.Info("pfwd stopped")

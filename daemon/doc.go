@@ -36,11 +36,13 @@
 //
 // The audit log never keeps pfwd from filtering: store moves an unusable
 // database aside, and one that cannot be opened at all is replaced by a
-// temporary database for this run, named in the log and in status. A
-// save of the threat entries that the database refuses (a full disk) is
-// made again, with backoff, until one succeeds, and status shows the
-// error on the feeds until then: fwctl threats and explain read those
-// entries, and the next start is seeded from them.
+// temporary database for this run, named in the log and in status. Its
+// directory beside the control socket is locked while pfwd runs and
+// removed at stop; one a killed pfwd left is removed by the next start
+// (tempdb.go). A save of the threat entries that the database refuses (a
+// full disk) is made again, with backoff, until one succeeds, and status
+// shows the error on the feeds until then: fwctl threats and explain read
+// those entries, and the next start is seeded from them.
 //
 // Recurring error lines (a full disk failing every flush, a table check
 // failing every second) are written once per 30 s per kind, the next line
