@@ -55,7 +55,11 @@ type LogCounts struct {
 	Database string `json:"database"` // the file rows go to
 	// Fallback is why the configured database could not be opened, when
 	// Database is a temporary one pfwd logs to instead.
-	Fallback   string `json:"fallback,omitempty"`
+	Fallback string `json:"fallback,omitempty"`
+	// Configured is the database pfwd was given (--db), when Database is
+	// a temporary one instead: fwctl, asked to read the configured one,
+	// reads Database.
+	Configured string `json:"configured,omitempty"`
 	Written    uint64 `json:"written"`
 	Suppressed uint64 `json:"suppressed"`           // rows beyond the rate cap or buffer, counted per reason instead
 	Lost       uint64 `json:"lost"`                 // rows in batches the database refused

@@ -283,7 +283,7 @@ func (d *Daemon) openStore() error {
 			return errors.Join(err, fmt.Errorf("temporary database: %w", terr))
 		}
 		d.dbFallback, d.dbTempDir, d.dbTempLock = err.Error(), dir, lock
-		d.log.Error("Could not open the database: logging to a temporary one until pfwd stops (fwctl reads it with --db)",
+		d.log.Error("Could not open the database: logging to a temporary one until pfwd stops (fwctl logs, stats and threats read it, or say how)",
 			"err", err, "temporary_db", tmp)
 	}
 	if moved := d.store.MovedAside(); moved != "" {
@@ -291,6 +291,15 @@ func (d *Daemon) openStore() error {
 			"reason", d.store.MovedAsideReason(), "moved_to", moved, "db", d.opts.DBPath)
 	}
 	return nil
+}
+
+// dbConfigured is the database pfwd was given, when it logs to a
+// temporary one instead; "" when it logs where it was told.
+func (d *Daemon) dbConfigured() string {
+	if d.dbFallback == "" {
+		return ""
+	}
+	return d.opts.DBPath
 }
 
 // openQueues binds the queues and starts their workers. They are bound

@@ -54,7 +54,7 @@ func (d *Daemon) Status() control.Status {
 		},
 		Sets:  d.fw.SetSizes(),
 		Feeds: []control.FeedStatus{}, // [] rather than null for no feeds
-		LogRows: control.LogCounts{Database: d.store.Path(), Fallback: d.dbFallback,
+		LogRows: control.LogCounts{Database: d.store.Path(), Fallback: d.dbFallback, Configured: d.dbConfigured(),
 			Written: ws.Blocked + ws.Allowed, Suppressed: ws.Suppressed,
 			Lost: ws.Lost, LastError: ws.LastError},
 		RateLimiter: control.LimiterCounts{Tracked: d.engine.Limiter().Tracked(), Capacity: d.engine.Limiter().Capacity(),

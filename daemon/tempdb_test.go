@@ -49,6 +49,24 @@ func TestStartedLineNamesTheTemporaryDatabase(t *testing.T) {
 	}
 }
 
+// Status names the temporary database, why, and the configured one, so
+// fwctl, asked to read the configured one, reads pfwd's; with no
+// fallback, log_rows reads as before.
+func TestStatusNamesTheConfiguredDatabase(t *testing.T) {
+	if !inFreshNetNS(t, 60*time.Second) {
+		return
+	}
+	opts := unopenableDB(t)
+	d, _ := startedDaemon(t, opts)
+	rows := d.Status().LogRows
+	if rows.Database != d.store.Path() || rows.Configured != opts.DBPath || !strings.Contains(rows.Fallback, "not a directory") {
+		t.Errorf("log_rows = %+v; want database %s, configured %s and why", rows, d.store.Path(), opts.DBPath)
+	}
+	if got := newDaemon(opts, d.log).dbConfigured(); got != "" {
+		t.Errorf("configured = %q without a fallback, want none (omitted)", got)
+	}
+}
+
 // Only what a pfwd that did not stop cleanly left is removed: directories
 // named as pfwd names them, holding a database and its companions alone,
 // whose lock no running pfwd holds. The rest stays, and what looks like a

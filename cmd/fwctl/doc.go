@@ -59,7 +59,11 @@
 // the database read-only (WAL mode lets them read while pfwd writes) and
 // fail when there is none; explain then simply checks no threat entries.
 // They also read a database the seed made (its three tables, no schema
-// version), which pfwd adopts on its next start.
+// version), which pfwd adopts on its next start. While the pfwd on the
+// socket logs to a temporary database because it could not open the
+// configured one, they read that one instead, with a note on stderr;
+// given --db or $PFW_DB naming the file pfwd could not open, they read it
+// as asked and warn where pfwd logs (database.go).
 //
 // status answers "is pfwd running" on stdout either way; when it is not,
 // the exit status is 1 (as with firewall-cmd --state) and stderr says why.

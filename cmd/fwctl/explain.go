@@ -86,7 +86,9 @@ func explain(c *cli.Context) error {
 		return err
 	}
 	engine := verdict.NewEngine(verdict.Compile(cfg))
-	intel, err := loadIntel(c.Context, g.db, cfg)
+	db := chooseDB(c, g)
+	db.tell(g.errOut)
+	intel, err := loadIntel(c.Context, db.path, cfg)
 	if err != nil {
 		fmt.Fprintf(g.errOut, "fwctl: warning: threat entries not checked: %s\n", oneLine(err.Error()))
 	}

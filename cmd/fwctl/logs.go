@@ -51,7 +51,8 @@ func logs(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	s, err := store.OpenReader(g.db)
+	db := chooseDB(c, g)
+	s, err := db.open(g)
 	if err != nil {
 		return err
 	}
@@ -64,7 +65,10 @@ func logs(c *cli.Context) error {
 		ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		slices.Reverse(rows) // tail prints the newest last
-		return follow(ctx, s, q, rows, newLogPrinter(g, q.Table), func() (*store.Store, error) { return store.OpenReader(g.db) }, readerGone(g.out))
+		// A database replaced while followed may be pfwd's move to a
+		// temporary one, or back after its restart: ask again which.
+		reopen := func() (*store.Store, error) { return store.OpenReader(chooseDB(c, g).path) }
+		return follow(ctx, s, q, rows, newLogPrinter(g, q.Table), reopen, readerGone(g.out))
 	}
 	s.Close()
 	if g.json {

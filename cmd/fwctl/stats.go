@@ -24,7 +24,7 @@ func statsCommand() *cli.Command {
 				return err
 			}
 			g := globalsOf(c)
-			s, err := store.OpenReader(g.db)
+			s, err := chooseDB(c, g).open(g)
 			if err != nil {
 				return err
 			}
@@ -126,7 +126,7 @@ func threatsCommand() *cli.Command {
 			if limit < 0 {
 				return fmt.Errorf("--limit: %d is negative (0 means all entries)", limit)
 			}
-			s, err := store.OpenReader(g.db)
+			s, err := chooseDB(c, g).open(g)
 			if err != nil {
 				return err
 			}
