@@ -25,8 +25,7 @@ type dbChoice struct {
 	// rather than the configured one.
 	note string
 	// warning, when --db or $PFW_DB named the file pfwd could not open,
-	// says where
-	// pfwd logs instead.
+	// says where pfwd logs instead.
 	warning string
 }
 
