@@ -175,7 +175,7 @@ func (s *Store) checkDamage(ctx context.Context) (fileID, error) {
 	s.mu.RLock()
 	path, file := s.path, s.files.db
 	s.mu.RUnlock()
-	db := openDB(dsn(path, readParams), nil)
+	db := openDB(dsn(path, readParams()), nil)
 	defer db.Close()
 	var finding string
 	if err := db.QueryRowContext(ctx, "PRAGMA quick_check(1)").Scan(&finding); err != nil {

@@ -23,21 +23,25 @@ import (
 // told otherwise (--db, $PFW_DB).
 const DefaultPath = "/var/lib/personal-firewall/firewall.db"
 
-// busyTimeoutMillis is how long a statement waits for another connection's
-// lock before failing with "database is locked". Writers hold the lock for
-// one batch (milliseconds), so five seconds only runs out when something is
-// badly wrong.
-const busyTimeoutMillis = 5000
+// busyTimeout is how long a statement waits for another connection's lock
+// before failing with "database is locked". Writers hold the lock for one
+// batch (milliseconds), so five seconds only runs out when something is
+// badly wrong. A variable so that tests can shorten it before they open a
+// Store.
+var busyTimeout = 5 * time.Second
 
 // Connection parameters (go-sqlite3 DSN keys). The write pool begins every
 // transaction IMMEDIATE: a deferred transaction that reads and then writes
 // can fail with SQLITE_BUSY at once, without the busy timeout ever being
 // consulted, when another connection committed in between. Read pools are
 // opened read-only at the SQLite level as well, so fwctl can never write.
-var (
-	writeParams = fmt.Sprintf("_busy_timeout=%d&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate", busyTimeoutMillis)
-	readParams  = fmt.Sprintf("mode=ro&_busy_timeout=%d&_query_only=1&_txlock=deferred", busyTimeoutMillis)
-)
+func writeParams() string {
+	return fmt.Sprintf("_busy_timeout=%d&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate", busyTimeout.Milliseconds())
+}
+
+func readParams() string {
+	return fmt.Sprintf("mode=ro&_busy_timeout=%d&_query_only=1&_txlock=deferred", busyTimeout.Milliseconds())
+}
 
 // ErrReadOnly is returned by methods that write when the Store came from
 // OpenReader.
@@ -121,7 +125,7 @@ func inspect(path string) error {
 	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
 		return nil
 	}
-	db := openDB(dsn(path, readParams), nil)
+	db := openDB(dsn(path, readParams()), nil)
 	defer db.Close()
 	if err := checkFits(context.Background(), db); unusable(err) {
 		return err
@@ -151,7 +155,7 @@ func OpenReader(path string) (*Store, error) {
 	if err := checkHeader(abs); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	read := openDB(dsn(abs, readParams), readFuncs)
+	read := openDB(dsn(abs, readParams()), readFuncs)
 	if err := checkReadable(context.Background(), read); err != nil {
 		read.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -214,7 +218,7 @@ func openReadWrite(path string) (*Store, error) {
 		return nil, err
 	}
 	f.Close()
-	write := openDB(dsn(path, writeParams), keepWALFiles)
+	write := openDB(dsn(path, writeParams()), keepWALFiles)
 	write.SetMaxOpenConns(1)
 	write.SetMaxIdleConns(1)
 	ctx := context.Background()
@@ -233,7 +237,7 @@ func openReadWrite(path string) (*Store, error) {
 		write.Close()
 		return nil, fmt.Errorf("journal_mode is %q, want wal (does the file system support shared memory?)", mode)
 	}
-	return &Store{path: path, write: write, read: openDB(dsn(path, readParams), readFuncs), files: identify(path)}, nil
+	return &Store{path: path, write: write, read: openDB(dsn(path, readParams()), readFuncs), files: identify(path)}, nil
 }
 
 // connector hands database/sql connections from a go-sqlite3 driver of our
