@@ -1055,7 +1055,8 @@ func (d *Daemon) logLimited(key string, level slog.Level, msg string, args ...an
 }
 
 // logWriterError is the log writer's OnError: a full disk fails every
-// flush.
+// flush, and a lock another program holds on the database every try of
+// the rows waiting for it.
 func (d *Daemon) logWriterError(err error) {
 	d.logLimited("log-writer", slog.LevelError, "Log writer", "err", err)
 }

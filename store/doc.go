@@ -78,8 +78,18 @@
 // into the new database) and opens the path as Open does; OnReopen tells
 // the daemon, which writes the threat entries in force again. It does so
 // after a damaged file was moved aside too (see Opening): MovedAside then
-// names the moved file. Rows the database refuses are dropped and counted
-// in WriterStats.Lost, with the error in LastError.
+// names the moved file. Rows the database refuses (a full disk) are
+// dropped and counted in WriterStats.Lost, with the error in LastError.
+//
+// Rows that meet another program's write lock for the whole busy timeout
+// (an sqlite3 shell's DELETE or VACUUM) are not refused, only delayed: Run
+// keeps the batch and tries it again, 250 ms later and then twice as long
+// each time up to 5 s, while new rows wait in the buffer (rows that find
+// it full are counted as suppressed, as ever) and keep the stamps and the
+// per-second cap of the second they were decided. Meanwhile OnError hears
+// of each try and LastError says "waiting for the database lock". Only the
+// final flush gives up: it waits for the lock until ShutdownTimeout runs
+// out, then counts what it could not write as lost.
 //
 // # Tables
 //

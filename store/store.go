@@ -25,9 +25,10 @@ const DefaultPath = "/var/lib/personal-firewall/firewall.db"
 
 // busyTimeout is how long a statement waits for another connection's lock
 // before failing with "database is locked". Writers hold the lock for one
-// batch (milliseconds), so five seconds only runs out when something is
-// badly wrong. A variable so that tests can shorten it before they open a
-// Store.
+// batch (milliseconds), so five seconds only runs out when another program
+// holds it longer (an sqlite3 shell's DELETE or VACUUM), which the Writer
+// waits out (see Writer.commit). A variable so that tests can shorten it
+// before they open a Store.
 var busyTimeout = 5 * time.Second
 
 // Connection parameters (go-sqlite3 DSN keys). The write pool begins every
@@ -344,6 +345,15 @@ func isNotDatabase(err error) bool {
 	}
 	var se sqlite3.Error
 	return errors.As(err, &se) && (se.Code == sqlite3.ErrNotADB || se.Code == sqlite3.ErrCorrupt)
+}
+
+// isLocked reports whether err is SQLite's "database is locked"
+// (SQLITE_BUSY) or "database table is locked" (SQLITE_LOCKED): another
+// connection held a lock past the busy timeout, and the same statement
+// will work once it lets go.
+func isLocked(err error) bool {
+	var se sqlite3.Error
+	return errors.As(err, &se) && (se.Code == sqlite3.ErrBusy || se.Code == sqlite3.ErrLocked)
 }
 
 // unusable reports whether err says the file is one pfwd cannot use, which

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"slices"
@@ -29,7 +30,8 @@ type WriterConfig struct {
 	// MaxBatch commits early once this many rows are waiting (default 1024).
 	MaxBatch int
 	// ShutdownTimeout bounds the final flush when Run's context ends
-	// (default 5s).
+	// (default 5s), its wait for another program's lock on the database
+	// included.
 	ShutdownTimeout time.Duration
 	// Retention is applied by Run at start and then every Retention.Every.
 	Retention Retention
@@ -46,7 +48,9 @@ type WriterConfig struct {
 	OnReopen func(error)
 	// OnError, when set, is called from Run's goroutine for every failed
 	// batch or retention pass, so the daemon can log it (rate-limited on
-	// its side). It must not block for long: rows queue up meanwhile.
+	// its side), and for every try of a batch that waits for another
+	// program's lock on the database ("waiting for the database lock").
+	// It must not block for long: rows queue up meanwhile.
 	OnError func(error)
 	// OnPrune, when set, is called from Run's goroutine after a retention
 	// pass deleted packet rows, with how many: an audit log must not lose
@@ -102,10 +106,13 @@ type WriterStats struct {
 	Suppressed   uint64
 	SuppressedBy []SuppressedCount
 	Batches      uint64 // committed transactions
-	Errors       uint64 // failed batches and retention passes
+	Errors       uint64 // failed batches, tries of a batch waiting for the database lock, and retention passes
 	Lost         uint64 // rows in batches that failed to commit
 	Queued       int    // rows waiting in the buffer now
-	LastError    string // the last failed batch's or retention pass's error, "" if none
+	// LastError is why a batch waits for the database lock while one
+	// does, else the last failed batch's or retention pass's error, ""
+	// if none.
+	LastError string
 }
 
 // Writer moves log rows from the packet path to the database. Blocked and
@@ -130,6 +137,7 @@ type Writer struct {
 
 	mu              sync.Mutex
 	lastErr         string
+	lockErr         string                 // why the batch waits for the database lock, "" when it does not
 	pendingSupp     map[suppressKey]uint64 // not yet in log_suppressed
 	suppressedByKey map[suppressKey]uint64 // since NewWriter, for Stats
 
@@ -140,6 +148,10 @@ type Writer struct {
 	inWindow int                    // rows stamped in window accepted
 	inPrev   int                    // rows stamped in the second before window accepted
 	inserts  [2]*sql.Stmt           // by logType
+	// lockRetry is the pause before the next try of a batch that waits
+	// for another program's lock on the database, 0 when none does.
+	lockRetry time.Duration
+	stopping  bool // the final flush is under way: a batch that meets the lock is lost
 	// No damaged file is moved aside before recoverAfter; recoverWait is
 	// the pause after the last one (see recoverDamaged).
 	recoverAfter time.Time
@@ -154,6 +166,22 @@ const (
 	minRecoverWait = time.Minute
 	maxRecoverWait = time.Hour
 )
+
+// A batch that met another program's lock on the database for the whole
+// busy timeout is tried again minLockRetry later, then twice as long after
+// each try that fails too, up to maxLockRetry: the lock may last as long
+// as a VACUUM of the whole file, but rows must land soon after it ends.
+// Those tries wait lockPoll for the lock rather than the busy timeout, so
+// that Run stays free for its ticks, Flush and shutdown meanwhile.
+const (
+	minLockRetry = 250 * time.Millisecond
+	maxLockRetry = 5 * time.Second
+	lockPoll     = 100 * time.Millisecond
+)
+
+// errLockWait marks the error of a batch kept to be tried again because
+// another program holds the database's lock.
+var errLockWait = errors.New("waiting for the database lock")
 
 // NewWriter makes a Writer for s; start its Run in a goroutine. It panics
 // when s is read-only, which is a wiring mistake, not a run-time condition.
@@ -225,7 +253,7 @@ func (w *Writer) Stats() WriterStats {
 		Queued:     len(w.queue),
 	}
 	w.mu.Lock()
-	st.LastError = w.lastErr
+	st.LastError = cmp.Or(w.lockErr, w.lastErr)
 	st.SuppressedBy = make([]SuppressedCount, 0, len(w.suppressedByKey))
 	for k, n := range w.suppressedByKey {
 		st.SuppressedBy = append(st.SuppressedBy, SuppressedCount{Type: k.log.String(), Reason: k.reason, Count: int64(n)})
@@ -293,10 +321,25 @@ func (w *Writer) Run(ctx context.Context) error {
 	// The flush ticker runs only while rows or counts wait: an idle
 	// pfwd must not wake four times a second to commit nothing. Counts
 	// producers leave without a row (BlockedNotLogged, a full queue) are
-	// committed at the next check tick when it is stopped.
+	// committed at the next check tick when it is stopped. While a batch
+	// waits for the database lock, it ticks the tries instead.
 	flushTick := time.NewTicker(w.cfg.FlushEvery)
 	defer flushTick.Stop()
-	flushing := true
+	tickEvery := w.cfg.FlushEvery // 0 while stopped
+	retime := func() {
+		every := w.lockRetry
+		if every == 0 && w.pending() {
+			every = w.cfg.FlushEvery
+		}
+		switch {
+		case every == tickEvery:
+		case every == 0:
+			flushTick.Stop()
+		default:
+			flushTick.Reset(every)
+		}
+		tickEvery = every
+	}
 	checkTick := time.NewTicker(w.cfg.CheckEvery)
 	defer checkTick.Stop()
 	var pruneTick <-chan time.Time
@@ -307,8 +350,16 @@ func (w *Writer) Run(ctx context.Context) error {
 		pruneTick = t.C
 	}
 	for {
+		// While a batch waits for the database lock, new rows wait in the
+		// queue, whose bound counts what it cannot take, rather than in
+		// the batch, which nothing bounds; and they are counted against
+		// the cap only when taken, by their stamps, as always.
+		queue := w.queue
+		if w.lockRetry > 0 {
+			queue = nil
+		}
 		select {
-		case e := <-w.queue:
+		case e := <-queue:
 			w.accept(e)
 			// Take what else is waiting without going through select
 			// again per row. The bound counts rows taken, not rows kept:
@@ -319,35 +370,40 @@ func (w *Writer) Run(ctx context.Context) error {
 			if len(w.batch) >= w.cfg.MaxBatch {
 				w.report(w.commit(work))
 			}
-			if !flushing {
-				flushTick.Reset(w.cfg.FlushEvery)
-				flushing = true
-			}
+			retime()
 		case <-flushTick.C:
 			w.report(w.commit(work))
-			if !w.pending() {
-				flushTick.Stop()
-				flushing = false
-			}
+			retime()
 		case <-pruneTick:
 			w.prune(ctx)
 		case <-checkTick.C:
 			w.reopenIfReplaced()
-			if !flushing && w.pending() {
+			if tickEvery == 0 && w.pending() {
 				w.report(w.commit(work))
+				retime()
 			}
 		case d := <-damage:
 			if w.store.isOpen(d.file) {
 				w.recoverDamaged(d.err)
 			}
 		case reply := <-w.flush:
-			w.drain(len(w.queue))
-			err := w.commitAll(work)
+			// A batch waiting for the lock goes first; the queue stays
+			// behind it until it is in.
+			var err error
+			if w.lockRetry > 0 {
+				err = w.commitAll(work)
+			}
+			if w.lockRetry == 0 {
+				w.drain(len(w.queue))
+				err = errors.Join(err, w.commitAll(work))
+			}
 			w.report(err)
+			retime()
 			reply <- err
 		case <-ctx.Done():
 			final, cancel := context.WithTimeout(work, w.cfg.ShutdownTimeout)
 			defer cancel()
+			w.stopping = true
 			w.drain(len(w.queue))
 			if err := w.commitAll(final); err != nil {
 				return fmt.Errorf("log writer shutdown: %w", err)
@@ -427,12 +483,13 @@ func (w *Writer) accept(e entry) {
 }
 
 // commitAll commits the batch, in MaxBatch pieces when drain made it
-// larger, and the pending suppression counts.
+// larger, and the pending suppression counts. It stops early when a piece
+// waits for the database lock.
 func (w *Writer) commitAll(ctx context.Context) error {
 	var errs error
 	for {
 		errs = errors.Join(errs, w.commit(ctx))
-		if len(w.batch) == 0 {
+		if len(w.batch) == 0 || w.lockRetry > 0 {
 			return errs
 		}
 	}
@@ -441,11 +498,14 @@ func (w *Writer) commitAll(ctx context.Context) error {
 // commit writes up to MaxBatch rows of the batch and the pending
 // suppression counts in one transaction. When the database turns out to be
 // damaged, it is replaced (see recoverDamaged) and the transaction tried
-// once more on the fresh one. On failure the rows are dropped
-// (counted in Lost: a database that refuses a batch for the whole busy
-// timeout would refuse a retry too, and holding rows would only grow memory)
-// while the suppression counts, a handful of integers, are kept for the
-// next commit.
+// once more on the fresh one. When another program held the database's
+// lock for the whole busy timeout (an sqlite3 shell's DELETE or VACUUM),
+// the rows are kept and tried again after lockRetry, whose pause grows
+// while the lock lasts; only the final flush gives up on them, at its
+// deadline. On any other failure the rows are dropped (counted in Lost: a
+// full disk or a file that is no database would refuse a retry too, and
+// holding rows would only grow memory). The suppression counts, a handful
+// of integers, are kept for the next commit either way.
 func (w *Writer) commit(ctx context.Context) error {
 	n := min(len(w.batch), w.cfg.MaxBatch)
 	rows := w.batch[:n]
@@ -466,10 +526,28 @@ func (w *Writer) commit(ctx context.Context) error {
 		return nil
 	}
 
-	err := w.writeTx(ctx, rows, supp, w.now())
+	wait := w.lockWait(ctx)
+	err := w.writeTx(ctx, rows, supp, w.now(), wait)
 	if err != nil && w.recoverDamaged(fmt.Errorf("write log rows: %w", err)) {
-		err = w.writeTx(ctx, rows, supp, w.now())
+		err = w.writeTx(ctx, rows, supp, w.now(), wait)
 	}
+	if err != nil && isLocked(err) && !w.stopping {
+		w.lockRetry = min(max(2*w.lockRetry, minLockRetry), maxLockRetry)
+		err = fmt.Errorf("write %d log rows to %s: %w, which another program holds (next try in %v): %w",
+			len(w.batch), w.store.path, errLockWait, w.lockRetry, err)
+		w.errors.Add(1)
+		w.mu.Lock()
+		w.lockErr = err.Error()
+		for k, c := range supp {
+			w.pendingSupp[k] += c
+		}
+		w.mu.Unlock()
+		return err
+	}
+	w.lockRetry = 0
+	w.mu.Lock()
+	w.lockErr = ""
+	w.mu.Unlock()
 	if err == nil {
 		var allowed uint64
 		for _, e := range rows {
@@ -506,15 +584,49 @@ const (
 		ON CONFLICT (hour, log_type, reason) DO UPDATE SET count = count + excluded.count`
 )
 
+// lockWait is how long the next transaction may wait for another
+// connection's lock: the busy timeout, only lockPoll while a batch already
+// waits for the lock (Run must get back to its ticks), and in the final
+// flush until its deadline, whether a batch waits or not.
+func (w *Writer) lockWait(ctx context.Context) time.Duration {
+	if deadline, ok := ctx.Deadline(); ok {
+		return max(time.Until(deadline), time.Millisecond)
+	}
+	if w.lockRetry > 0 {
+		return lockPoll
+	}
+	return busyTimeout
+}
+
 // writeTx is one transaction: the rows, then the suppression counts under
-// the hour of now.
-func (w *Writer) writeTx(ctx context.Context, rows []entry, supp map[suppressKey]uint64, now time.Time) error {
+// the hour of now. It waits up to lockWait for another connection's lock.
+func (w *Writer) writeTx(ctx context.Context, rows []entry, supp map[suppressKey]uint64, now time.Time, lockWait time.Duration) error {
 	w.store.mu.RLock()
 	defer w.store.mu.RUnlock()
 	if err := w.prepare(ctx); err != nil {
 		return err
 	}
-	tx, err := w.store.write.BeginTx(ctx, nil)
+	// The busy timeout is the connection's, which the threat saves and
+	// retention share: set for this transaction alone, and set back.
+	// database/sql's context does not reach SQLite's wait for a lock.
+	conn, err := w.store.write.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if lockWait != busyTimeout {
+		if err := setBusyTimeout(ctx, conn, lockWait); err != nil {
+			return err
+		}
+		defer func() {
+			if err := setBusyTimeout(context.WithoutCancel(ctx), conn, busyTimeout); err != nil {
+				// Not back to the pool with a timeout others do not
+				// expect: a fresh connection has the right one.
+				conn.Raw(func(any) error { return driver.ErrBadConn })
+			}
+		}()
+	}
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -545,6 +657,15 @@ func (w *Writer) writeTx(ctx context.Context, rows []entry, supp map[suppressKey
 		}
 	}
 	return tx.Commit()
+}
+
+// setBusyTimeout sets how long conn's statements wait for another
+// connection's lock.
+func setBusyTimeout(ctx context.Context, conn *sql.Conn, d time.Duration) error {
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", d.Milliseconds())); err != nil {
+		return fmt.Errorf("set busy_timeout: %w", err)
+	}
+	return nil
 }
 
 // prepare prepares the insert statements once per Run.
@@ -634,13 +755,19 @@ func (w *Writer) prune(ctx context.Context) {
 	}
 }
 
+// report records err as the last error and tells OnError. A batch that
+// waits for the database lock is not recorded: commit keeps why it waits
+// in lockErr, which Stats shows only while it does, since the rows are not
+// lost.
 func (w *Writer) report(err error) {
 	if err == nil {
 		return
 	}
-	w.mu.Lock()
-	w.lastErr = err.Error()
-	w.mu.Unlock()
+	if !errors.Is(err, errLockWait) {
+		w.mu.Lock()
+		w.lastErr = err.Error()
+		w.mu.Unlock()
+	}
 	if w.cfg.OnError != nil {
 		w.cfg.OnError(err)
 	}
