@@ -27,7 +27,9 @@ import (
 // every cutSaveEvery while flows are remembered (their packets push their
 // time back), and at a stop; read back at start, before the queues decide
 // anything. Each line holds a flow and the wall-clock time it is forgotten
-// at, so a file from long ago restores nothing.
+// at, so a file from long ago restores nothing; or "turned" for a cut flow
+// let back in, which the next walk through conntrack forgets if its entry
+// is gone (verdict/cut.go).
 
 // cutSaveEvery is how often the cut flows' memory is written while there
 // is one, so that a pfwd killed outright loses at most this much of the
@@ -38,7 +40,7 @@ const cutSaveEvery = 30 * time.Second
 // lines of at most about 110 bytes each fit well within it.
 const maxCutFileBytes = 4 << 20
 
-const cutFileHeader = "# pfwd: flows cut by a rule change, kept cut across a restart (proto src sport dst dport direction forgotten-at-unix-ms)"
+const cutFileHeader = "# pfwd: flows cut by a rule change, kept cut across a restart (proto src sport dst dport direction forgotten-at-unix-ms|turned)"
 
 // cutFilePath is the memory's file: beside the database, which survives a
 // restart (the runtime directory does not under systemd), named after it
@@ -67,8 +69,11 @@ func writeCutFile(path string, recs []verdict.CutRecord, now time.Time) error {
 	w := bufio.NewWriter(f)
 	fmt.Fprintln(w, cutFileHeader)
 	for _, r := range recs {
-		fmt.Fprintf(w, "%s %s %d %s %d %s %d\n", protoName(r.Proto), r.Src, r.SrcPort, r.Dst, r.DstPort,
-			r.Dir, now.Add(r.Left).UnixMilli())
+		until := strconv.FormatInt(now.Add(r.Left).UnixMilli(), 10)
+		if r.Turned {
+			until = "turned"
+		}
+		fmt.Fprintf(w, "%s %s %d %s %d %s %s\n", protoName(r.Proto), r.Src, r.SrcPort, r.Dst, r.DstPort, r.Dir, until)
 	}
 	err = w.Flush()
 	if err == nil {
@@ -116,7 +121,7 @@ func readCutFile(path string, now time.Time) (recs []verdict.CutRecord, bad int,
 		switch {
 		case !ok:
 			bad++
-		case r.Left > 0 && len(recs) < verdict.MaxCutFlows:
+		case (r.Left > 0 || r.Turned) && len(recs) < 2*verdict.MaxCutFlows:
 			recs = append(recs, r)
 		}
 	}
@@ -148,12 +153,17 @@ func parseCutLine(line string, now time.Time) (verdict.CutRecord, bool) {
 	r.Dst, err3 = netip.ParseAddr(f[3])
 	dport, err4 := strconv.ParseUint(f[4], 10, 16)
 	r.Dir, err5 = rules.ParseDirection(f[5])
-	at, err6 := strconv.ParseInt(f[6], 10, 64)
+	var at int64
+	if r.Turned = f[6] == "turned"; !r.Turned {
+		at, err6 = strconv.ParseInt(f[6], 10, 64)
+	}
 	if err := errors.Join(err1, err2, err3, err4, err5, err6); err != nil || r.Src.Zone() != "" || r.Dst.Zone() != "" {
 		return r, false
 	}
 	r.SrcPort, r.DstPort = uint16(sport), uint16(dport)
-	r.Left = time.UnixMilli(at).Sub(now)
+	if !r.Turned {
+		r.Left = time.UnixMilli(at).Sub(now)
+	}
 	return r, true
 }
 

@@ -35,6 +35,7 @@ func TestCutFileRoundTrip(t *testing.T) {
 	recs := []verdict.CutRecord{
 		{Proto: verdict.ProtoTCP, Src: addr("10.0.0.2"), SrcPort: 46421, Dst: addr("10.0.0.1"), DstPort: 7000, Dir: rules.DirIn, Left: 90 * time.Second},
 		{Proto: verdict.ProtoUDP, Src: addr("fd00::1"), SrcPort: 5353, Dst: addr("fd00::2"), DstPort: 7500, Dir: rules.DirOut, Left: 10 * time.Second},
+		{Proto: verdict.ProtoTCP, Src: addr("10.0.0.3"), SrcPort: 40000, Dst: addr("10.0.0.1"), DstPort: 7000, Dir: rules.DirIn, Turned: true},
 	}
 	written := time.UnixMilli(1_800_000_000_000)
 	if err := writeCutFile(path, recs, written); err != nil {
@@ -47,13 +48,16 @@ func TestCutFileRoundTrip(t *testing.T) {
 	if err != nil || bad != 0 {
 		t.Fatalf("read: %v, %d bad lines", err, bad)
 	}
-	want := []verdict.CutRecord{recs[0], recs[1]}
+	want := []verdict.CutRecord{recs[0], recs[1], recs[2]}
 	want[0].Left, want[1].Left = 85*time.Second, 5*time.Second
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("records read back (-want +got):\n%s", diff)
 	}
-	if got, _, _ := readCutFile(path, written.Add(20*time.Second)); len(got) != 1 || got[0].DstPort != 7000 {
-		t.Errorf("20 s after the write: %+v, want the TCP flow alone", got)
+	if got, _, _ := readCutFile(path, written.Add(time.Hour)); len(got) != 1 || !got[0].Turned {
+		t.Errorf("an hour after the write: %+v, want the turned flow alone (a walk forgets it)", got)
+	}
+	if got, _, _ := readCutFile(path, written.Add(20*time.Second)); len(got) != 2 || got[0].DstPort != 7000 || got[0].Turned {
+		t.Errorf("20 s after the write: %+v, want the cut TCP flow and the turned one", got)
 	}
 	if err := writeCutFile(path, nil, written); err != nil {
 		t.Fatal(err)

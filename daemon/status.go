@@ -300,6 +300,7 @@ func (d *Daemon) cutBlockedFlows() {
 	dests := localDests()
 	var p verdict.Packet
 	unremembered := 0
+	walk := d.engine.BeginFlowWalk()
 	n, err := d.fw.KillFlows(d.run, func(f nft.Flow) bool {
 		var dir rules.Direction
 		switch {
@@ -318,7 +319,14 @@ func (d *Daemon) cutBlockedFlows() {
 		if onlyLabelled && !f.Labelled {
 			return false // through an interface pfw does not filter
 		}
-		p = verdict.FirstPacket(f.Proto, f.Src, f.Dst, f.SrcPort, f.DstPort)
+		if orig, ok := d.engine.TurnedFlow(f.Proto, f.Src, f.SrcPort, f.Dst, f.DstPort, walk); ok {
+			// A flow cut and let back in, whose entry conntrack made
+			// from its reply: judged as the flow it is.
+			dir = orig
+			p = verdict.FirstPacket(f.Proto, f.Dst, f.Src, f.DstPort, f.SrcPort)
+		} else {
+			p = verdict.FirstPacket(f.Proto, f.Src, f.Dst, f.SrcPort, f.DstPort)
+		}
 		if !d.engine.Explain(&p, dir).Blocked() {
 			return false
 		}
@@ -337,6 +345,7 @@ func (d *Daemon) cutBlockedFlows() {
 		d.log.Warn("Could not cut established flows that the new rules block", "err", err)
 		return
 	}
+	d.engine.EndFlowWalk(walk)
 	if n > 0 {
 		d.log.Info("Cut established flows that the rules in force block", "flows", n)
 		d.saveCutFlows()

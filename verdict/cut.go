@@ -60,11 +60,30 @@ type cutFlow struct {
 // is nearly always; latest is the last expiry of any entry, so that once
 // all have expired the first packet past it empties the map and the hot
 // path is back to one atomic load.
+//
+// A cut flow that a later change lets back in leaves m for turned: its
+// packet that came back was let through as the first of the flow, so
+// conntrack's new entry for it faces the wrong way (from the server's
+// port to the client's), and will as long as the connection lasts. Its
+// packets no longer reach the queue, but the walk that cuts flows after
+// each change (the daemon's, through TurnedFlow) must judge that entry as
+// the flow it is, not as an outbound one to the client's port, or the
+// next block of the same flow would leave it running. A walk's end drops
+// the turned flows it did not meet: their entries are gone.
 type cutFlows struct {
 	n      atomic.Int32
 	latest atomic.Int64 // engine Clock
 	mu     sync.RWMutex
 	m      map[flowKey]*cutFlow
+	turned map[flowKey]*turnedFlow
+	nTurn  atomic.Int32
+	walk   uint64 // the generation of the last walk begun
+}
+
+// turnedFlow is a cut flow let back in (see cutFlows).
+type turnedFlow struct {
+	dir  rules.Direction // of the original flow
+	seen uint64          // the last walk that met its entry
 }
 
 // CutFlow remembers that the flow p opened in dir was cut, so that packets
@@ -89,6 +108,10 @@ func (c *cutFlows) add(k flowKey, dir rules.Direction, now, expires int64) bool 
 	if c.m == nil {
 		c.m = make(map[flowKey]*cutFlow)
 	}
+	if _, ok := c.turned[k.reverse()]; ok { // cut again
+		delete(c.turned, k.reverse())
+		c.nTurn.Store(int32(len(c.turned)))
+	}
 	if len(c.m) >= MaxCutFlows {
 		c.expire(now)
 		if len(c.m) >= MaxCutFlows {
@@ -112,26 +135,39 @@ type CutRecord struct {
 	SrcPort, DstPort uint16 // the original flow's, as CutFlow got it
 	Dir              rules.Direction
 	Left             time.Duration // until it is forgotten, unless a packet comes first
+	// Turned: let back in by a later change, with its conntrack entry
+	// facing the wrong way (see cutFlows). Kept, whatever Left says,
+	// until a walk no longer meets the entry.
+	Turned bool
 }
 
 // CutRecords lists the cut flows remembered now, leaving out expired ones.
 func (e *Engine) CutRecords() []CutRecord {
 	c := &e.cut
-	if c.n.Load() == 0 {
+	if c.n.Load() == 0 && c.nTurn.Load() == 0 {
 		return nil
 	}
 	now := e.Clock()
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	out := make([]CutRecord, 0, len(c.m))
+	out := make([]CutRecord, 0, len(c.m)+len(c.turned))
+	record := func(k flowKey, dir rules.Direction) CutRecord {
+		o := k.reverse()
+		return CutRecord{Proto: o.proto, Src: o.src, Dst: o.dst, SrcPort: o.srcPort, DstPort: o.dstPort, Dir: dir}
+	}
 	for k, f := range c.m {
 		left := f.expires.Load() - now
 		if left <= 0 {
 			continue
 		}
-		o := k.reverse()
-		out = append(out, CutRecord{Proto: o.proto, Src: o.src, Dst: o.dst, SrcPort: o.srcPort, DstPort: o.dstPort,
-			Dir: f.dir, Left: time.Duration(left)})
+		r := record(k, f.dir)
+		r.Left = time.Duration(left)
+		out = append(out, r)
+	}
+	for k, f := range c.turned {
+		r := record(k, f.dir)
+		r.Turned = true
+		out = append(out, r)
 	}
 	return out
 }
@@ -143,15 +179,77 @@ func (e *Engine) CutRecords() []CutRecord {
 func (e *Engine) RememberCut(r CutRecord) bool {
 	src, dst := r.Src.Unmap(), r.Dst.Unmap()
 	if (r.Proto != ProtoTCP && r.Proto != ProtoUDP) || !src.IsValid() || !dst.IsValid() ||
-		src.Is4() != dst.Is4() || r.Left <= 0 || (r.Dir != rules.DirIn && r.Dir != rules.DirOut) {
+		src.Is4() != dst.Is4() || (r.Left <= 0 && !r.Turned) || (r.Dir != rules.DirIn && r.Dir != rules.DirOut) {
 		return false
 	}
 	k := flowKey{src: src, dst: dst, srcPort: r.SrcPort, dstPort: r.DstPort, proto: r.Proto}
-	now := e.Clock()
 	c := &e.cut
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if r.Turned {
+		return c.turn(k.reverse(), r.Dir)
+	}
+	now := e.Clock()
 	return c.add(k, r.Dir, now, now+int64(min(r.Left, CutFlowTTL)))
+}
+
+// turn keeps the flow whose reply direction is k, opened in dir, as let
+// back in (see cutFlows). Caller holds mu for writing.
+func (c *cutFlows) turn(k flowKey, dir rules.Direction) bool {
+	if _, ok := c.turned[k]; !ok && len(c.turned) >= MaxCutFlows {
+		return false
+	}
+	if c.turned == nil {
+		c.turned = make(map[flowKey]*turnedFlow)
+	}
+	c.turned[k] = &turnedFlow{dir: dir, seen: c.walk}
+	c.nTurn.Store(int32(len(c.turned)))
+	return true
+}
+
+// BeginFlowWalk starts a walk through the conntrack table that asks
+// TurnedFlow about each entry; EndFlowWalk ends it.
+func (e *Engine) BeginFlowWalk() uint64 {
+	c := &e.cut
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.walk++
+	return c.walk
+}
+
+// TurnedFlow reports whether the conntrack entry whose original tuple is
+// src:sport → dst:dport is the wrong-way entry of a cut flow let back in
+// (see cutFlows): then the flow is dst:dport → src:sport, opened in dir,
+// and the entry is to be judged as that. walk is BeginFlowWalk's.
+func (e *Engine) TurnedFlow(proto uint8, src netip.Addr, sport uint16, dst netip.Addr, dport uint16, walk uint64) (rules.Direction, bool) {
+	c := &e.cut
+	if c.nTurn.Load() == 0 {
+		return 0, false
+	}
+	k := flowKey{src: src.Unmap(), dst: dst.Unmap(), srcPort: sport, dstPort: dport, proto: proto}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f, ok := c.turned[k]
+	if !ok {
+		return 0, false
+	}
+	f.seen = walk
+	return f.dir, true
+}
+
+// EndFlowWalk ends the walk begun as walk, which met every entry of the
+// table: the turned flows it did not meet have no entry left, and are
+// dropped. (A flow turned during the walk counts as met.)
+func (e *Engine) EndFlowWalk(walk uint64) {
+	c := &e.cut
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, f := range c.turned {
+		if f.seen < walk {
+			delete(c.turned, k)
+		}
+	}
+	c.nTurn.Store(int32(len(c.turned)))
 }
 
 // CutFlows is how many cut flows are remembered (expired ones included
@@ -206,30 +304,32 @@ func (c *cutFlows) reply(p *Packet, now int64) (rules.Direction, bool) {
 	return f.dir, true
 }
 
-// forget drops p's cut flow: the rules in force no longer block it.
-func (c *cutFlows) forget(p *Packet) {
+// letBackIn moves p's cut flow, opened in dir, from the cut flows to the
+// turned ones: the rules in force no longer block it, and p, let through,
+// makes its conntrack entry face the wrong way (see cutFlows).
+func (c *cutFlows) letBackIn(p *Packet, dir rules.Direction) {
 	k, _ := keyOf(p) // reply found it, so it has one
 	c.mu.Lock()
 	delete(c.m, k)
 	c.n.Store(int32(len(c.m)))
+	c.turn(k, dir)
 	c.mu.Unlock()
 }
 
 // decideCut decides p, which travels back along a cut flow opened in dir,
 // as a packet of that flow: the flow's opening packet is decided (without
-// counting it against any rate limit), and a block stands for p too. When
-// the rules in force let the flow through now, the flow is forgotten and p
-// decided as itself.
-func (e *Engine) decideCut(p *Packet, dir rules.Direction) (Decision, bool) {
+// counting it against any rate limit), and its verdict is p's. When the
+// rules in force let the flow through now, it is let back in (letBackIn).
+// ok is false when p's flow is no longer remembered as cut.
+func (e *Engine) decideCut(p *Packet, dir rules.Direction) (d Decision, ok bool) {
 	orig := Packet{Status: StatusOK, Version: p.Version, Proto: p.Proto, Src: p.Dst, Dst: p.Src,
 		SrcPort: p.DstPort, DstPort: p.SrcPort, HasPorts: true}
 	if p.Proto == ProtoTCP {
 		orig.TCPFlags = TCPSyn
 	}
-	d := e.decide(&orig, dir, false, 0)
-	if d.Blocked() {
-		return d, true
+	d = e.decide(&orig, dir, false, 0)
+	if !d.Blocked() {
+		e.cut.letBackIn(p, dir)
 	}
-	e.cut.forget(p)
-	return Decision{}, false
+	return d, true
 }

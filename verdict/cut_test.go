@@ -77,7 +77,7 @@ func TestCutFlowReplies(t *testing.T) {
 }
 
 // When the rules no longer block the cut flow, its packets pass again and
-// the flow is forgotten.
+// the flow is no longer remembered as cut.
 func TestCutFlowForgottenWhenUnblocked(t *testing.T) {
 	e := mustEngine(t, cutConfig)
 	e.CutFlow(decoded(tcp4("10.66.0.2", "10.66.0.1", 46421, 7000, TCPSyn)), rules.DirIn)
@@ -131,6 +131,57 @@ func TestCutFlowExpires(t *testing.T) {
 	e.Decide(other, rules.DirIn)
 	if n := e.CutFlows(); n != 0 {
 		t.Errorf("%d cut flows remembered after an unrelated packet past their expiry, want 0", n)
+	}
+}
+
+// A cut flow let back in leaves a conntrack entry made from its reply, the
+// wrong way round; the walk that cuts flows after the next change meets
+// that entry and must judge it as the flow it is (TurnedFlow), so that
+// blocking the flow again cuts it again. A walk that no longer meets the
+// entry forgets it.
+func TestCutFlowLetBackInIsJudgedAsItself(t *testing.T) {
+	e := mustEngine(t, cutConfig)
+	host, client := netip.MustParseAddr("10.66.0.1"), netip.MustParseAddr("10.66.0.2")
+	opened := decoded(tcp4("10.66.0.2", "10.66.0.1", 46421, 7000, TCPSyn))
+	e.CutFlow(opened, rules.DirIn)
+	walk := e.BeginFlowWalk()
+	if _, ok := e.TurnedFlow(ProtoTCP, host, 7000, client, 46421, walk); ok {
+		t.Error("a flow still cut is reported turned")
+	}
+	// The rule goes; the server speaks next, and its packet, decided as
+	// one of the inbound flow, is let through.
+	allowAll, err := rules.Parse([]byte(`{"rules": [{"name": "out", "action": "block", "protocol": "tcp", "ports": [46421], "direction": "out"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.SetPolicy(Compile(allowAll))
+	reply := decoded(tcp4("10.66.0.1", "10.66.0.2", 7000, 46421, TCPAck))
+	if d := e.Decide(reply, rules.DirOut); d.Blocked() {
+		t.Errorf("the server's packet once the flow is allowed: %+v, want it let through as a packet of the inbound flow (an outbound rule for the client's port is not its)", d)
+	}
+	walk = e.BeginFlowWalk()
+	dir, ok := e.TurnedFlow(ProtoTCP, host, 7000, client, 46421, walk)
+	if !ok || dir != rules.DirIn {
+		t.Fatalf("TurnedFlow of the wrong-way entry = %v, %v; want in, true", dir, ok)
+	}
+	if _, ok := e.TurnedFlow(ProtoTCP, client, 46421, host, 7000, walk); ok {
+		t.Error("an entry the right way round is reported turned")
+	}
+	e.EndFlowWalk(walk)
+	if recs := e.CutRecords(); len(recs) != 1 || !recs[0].Turned || recs[0].DstPort != 7000 {
+		t.Errorf("records %+v, want the turned flow as opened", recs)
+	}
+	// Cut again: it is a cut flow once more, not a turned one.
+	e.CutFlow(opened, rules.DirIn)
+	walk = e.BeginFlowWalk()
+	if _, ok := e.TurnedFlow(ProtoTCP, host, 7000, client, 46421, walk); ok {
+		t.Error("a flow cut again is still reported turned")
+	}
+	// Let back in again, then a walk that does not meet its entry.
+	e.Decide(reply, rules.DirOut)
+	e.EndFlowWalk(e.BeginFlowWalk())
+	if recs := e.CutRecords(); len(recs) != 0 {
+		t.Errorf("records after a walk that did not meet the entry: %+v, want none", recs)
 	}
 }
 

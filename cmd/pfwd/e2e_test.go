@@ -544,6 +544,58 @@ func TestCutFlowsStayCutAcrossARestart(t *testing.T) {
 	}
 }
 
+// A flow cut, let back in and blocked again is cut again. Let back in, it
+// resumes with the server's packet, so conntrack's entry for it faces the
+// wrong way (from the server's port to the client's); the cut after the
+// next change took that entry for an outbound flow to the client's port
+// and let it run on.
+func TestCutFlowLetBackInIsCutAgain(t *testing.T) {
+	l := newLab(t)
+	l.writeConfig(l.configDoc("allow", ``, `"127.0.0.1"`, ``, 100))
+	l.servePush([]int{7000}, []int{7500})
+	l.startPfwd()
+	streams := map[string]*stream{
+		"tcp": l.streamFrom("tcp", hostPort(l.fwIP, 7000)),
+		"udp": l.streamFrom("udp", hostPort(l.fwIP, 7500)),
+	}
+	block := func() {
+		for _, args := range [][]string{
+			{"add", "No push", "block", "--protocol", "tcp", "--ports", "7000"},
+			{"add", "No UDP push", "block", "--protocol", "udp", "--ports", "7500"},
+		} {
+			if out, err := l.fwctl(args...); err != nil {
+				t.Fatalf("fwctl %v: %v\n%s", args, err, out)
+			}
+		}
+	}
+	// expect counts what each stream gets in d, after a moment for what
+	// was in flight.
+	expect := func(when string, flowing bool, d time.Duration) {
+		t.Helper()
+		time.Sleep(300 * time.Millisecond)
+		for _, s := range streams {
+			s.count()
+		}
+		time.Sleep(d)
+		for name, s := range streams {
+			if n := s.count(); (n > 0) != flowing {
+				t.Errorf("%s %s: %d bytes in %v, want flowing=%v", name, when, n, d, flowing)
+			}
+		}
+	}
+	block()
+	expect("cut", false, time.Second)
+	for range 2 {
+		if out, err := l.fwctl("remove", "1"); err != nil {
+			t.Fatalf("fwctl remove: %v\n%s", err, out)
+		}
+	}
+	// TCP's retransmission backs off while cut: 4 s holds the next one.
+	expect("let back in", true, 4*time.Second)
+	block()
+	expect("blocked again", false, 2*time.Second)
+}
+
 // Flows opened or left open while no pfwd ran (here, a fail-closed table
 // keeps established flows going) were never judged by the rules in force
 // at the next start, which may have changed meanwhile: they are cut at
