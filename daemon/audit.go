@@ -120,6 +120,32 @@ func (a *auditor) reasonCounter(d verdict.Decision) *atomic.Uint64 {
 	return c
 }
 
+// forgetRemovedRules drops the counts of the rules cfg no longer has: the
+// per-reason counts (and pfw_packets_total's series) would otherwise grow
+// with every rule ever added and removed, until pfwd restarts. A packet
+// such a rule decided just before the change counts it once more.
+func (a *auditor) forgetRemovedRules(cfg *rules.Config) {
+	names := make(map[string]bool, len(cfg.Rules))
+	for _, r := range cfg.Rules {
+		names[r.Name] = true
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	old := *a.byReason.Load()
+	var m map[reasonKey]*atomic.Uint64
+	for k := range old {
+		if name, ok := verdict.RuleOfReason(k.reason); ok && !names[name] {
+			if m == nil {
+				m = maps.Clone(old)
+			}
+			delete(m, k)
+		}
+	}
+	if m != nil {
+		a.byReason.Store(&m)
+	}
+}
+
 // reasonCount is the number of packets decided one way for one reason.
 type reasonCount struct {
 	Verdict string

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -63,6 +64,42 @@ func TestAuditorDoesNotAllocate(t *testing.T) {
 		if allocs := testing.AllocsPerRun(200, func() { a.Decided(&p, rules.DirIn, d, payload) }); allocs != 0 {
 			t.Errorf("auditor, %s: %v allocs per packet, want 0", d.Reason, allocs)
 		}
+	}
+}
+
+// The per-reason counts (fwctl stats, pfw_packets_total) keep no series
+// for rules the config no longer has: rule churn must not grow them
+// without end. Other reasons, and the rules still there, keep counting.
+func TestAuditorForgetsRemovedRules(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "fw.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	parse := func(doc string) *rules.Config {
+		t.Helper()
+		cfg, err := rules.Parse([]byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	before := parse(`{"rules": [{"name": "a", "action": "block", "protocol": "tcp", "ports": [23]},
+		{"name": "b", "action": "block", "protocol": "tcp", "ports": [24]}]}`)
+	e := verdict.NewEngine(verdict.Compile(before))
+	a := newAuditor(e, st.NewWriter(store.WriterConfig{Buffer: 16}), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	for _, port := range []uint16{23, 24, 25} {
+		p := verdict.Packet{Status: verdict.StatusOK, Version: 4, Proto: verdict.ProtoTCP, HasPorts: true,
+			Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("192.0.2.2"), SrcPort: 40000, DstPort: port, TCPFlags: verdict.TCPSyn}
+		a.Decided(&p, rules.DirIn, e.Decide(&p, rules.DirIn), nil)
+	}
+	a.forgetRemovedRules(parse(`{"rules": [{"name": "a", "action": "block", "protocol": "tcp", "ports": [23]}]}`))
+	var got []string
+	for _, r := range a.reasons() {
+		got = append(got, r.Reason)
+	}
+	if want := []string{"Default policy", "Rule: a"}; !slices.Equal(got, want) {
+		t.Errorf("reasons after rule b went: %q, want %q", got, want)
 	}
 }
 

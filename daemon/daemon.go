@@ -830,6 +830,7 @@ func (d *Daemon) apply(cfg *rules.Config, why string) error {
 		})
 	}
 	d.guard.policyChanged() // a new limit may let held sources in
+	d.audit.forgetRemovedRules(cfg)
 	d.feeds.SetHostAddrs(hostAddrs())
 	changes := rules.Changes(prev, cfg)
 	if changes == nil {

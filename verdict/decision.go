@@ -1,6 +1,10 @@
 package verdict
 
-import "github.com/pfw/pfw/rules"
+import (
+	"strings"
+
+	"github.com/pfw/pfw/rules"
+)
 
 // Step is the stage of the pipeline that decided a packet, in pipeline
 // order.
@@ -50,6 +54,11 @@ const (
 	// that listed it can no longer be told (see Engine.RecentIntel).
 	ReasonIntelWithdrawn = reasonIntelPrefix + "(entry withdrawn by a feed update)"
 )
+
+// RuleOfReason returns the rule name a reason names, if it names one.
+func RuleOfReason(reason string) (name string, ok bool) {
+	return strings.CutPrefix(reason, reasonRulePrefix)
+}
 
 // Decision is the pipeline's answer for one packet. Reason strings are
 // built when the config is compiled, so returning one costs nothing.
