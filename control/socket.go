@@ -198,7 +198,9 @@ func Query(ctx context.Context, path string) (Status, error) {
 			// Connecting to what is not a socket is refused too, but a
 			// pfwd may well run (its socket was replaced): say what is
 			// there, not that pfwd is not running.
-			if fi, lerr := os.Lstat(path); lerr == nil && fi.Mode().Type() != os.ModeSocket {
+			// (Stat, not Lstat: a symlink to pfwd's socket, stale while
+			// pfwd is stopped, is no pfwd, not "a symbolic link".)
+			if fi, serr := os.Stat(path); serr == nil && fi.Mode().Type() != os.ModeSocket {
 				return Status{}, fmt.Errorf("control socket %s is not a socket (it is %s), so whether pfwd runs cannot be asked; "+
 					"a running pfwd makes its socket again within a second once the path is free", path, rules.FileKind(fi.Mode()))
 			}

@@ -96,6 +96,33 @@ func TestQueryOnWhatIsNotASocket(t *testing.T) {
 	}
 }
 
+// A --socket that is a symlink to pfwd's socket, with pfwd stopped (the
+// link dangling, or its target a socket nobody listens on), means pfwd is
+// not running, not "a symbolic link".
+func TestQueryThroughASymlinkWithPfwdStopped(t *testing.T) {
+	dir := t.TempDir()
+	dangling := filepath.Join(dir, "dangling")
+	if err := os.Symlink(filepath.Join(dir, "gone.sock"), dangling); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(dir, "stale.sock")
+	ln, err := net.Listen("unix", stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close()
+	toStale := filepath.Join(dir, "to-stale")
+	if err := os.Symlink(stale, toStale); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{dangling, toStale} {
+		if _, err := Query(context.Background(), path); !errors.Is(err, ErrNotRunning) {
+			t.Errorf("Query(%s) = %v, want ErrNotRunning", filepath.Base(path), err)
+		}
+	}
+}
+
 // A --socket that names a file or a directory by mistake must not delete
 // it: a typo could name the config file.
 func TestListenRefusesToRemoveWhatIsNotASocket(t *testing.T) {
