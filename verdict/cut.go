@@ -218,22 +218,32 @@ func (e *Engine) BeginFlowWalk() uint64 {
 }
 
 // TurnedFlow reports whether the conntrack entry whose original tuple is
-// src:sport → dst:dport is the wrong-way entry of a cut flow let back in
-// (see cutFlows): then the flow is dst:dport → src:sport, opened in dir,
-// and the entry is to be judged as that. walk is BeginFlowWalk's.
+// src:sport → dst:dport is the wrong-way entry of a cut flow: one let back
+// in (see cutFlows), or one still remembered as cut whose reply made an
+// entry where pfwd did not decide it (while no pfwd ran, another table's
+// conntrack tracked the flow, and nothing filtered it). Then the flow is
+// dst:dport → src:sport, opened in dir, and the entry is to be judged as
+// that. A cut flow found so is counted as turned from then on; the walk
+// cuts it again (CutFlow) if the rules block it. walk is BeginFlowWalk's.
 func (e *Engine) TurnedFlow(proto uint8, src netip.Addr, sport uint16, dst netip.Addr, dport uint16, walk uint64) (rules.Direction, bool) {
 	c := &e.cut
-	if c.nTurn.Load() == 0 {
+	if c.nTurn.Load() == 0 && c.n.Load() == 0 {
 		return 0, false
 	}
 	k := flowKey{src: src.Unmap(), dst: dst.Unmap(), srcPort: sport, dstPort: dport, proto: proto}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	f, ok := c.turned[k]
-	if !ok {
+	if f, ok := c.turned[k]; ok {
+		f.seen = walk
+		return f.dir, true
+	}
+	f, ok := c.m[k]
+	if !ok || !c.turn(k, f.dir) {
 		return 0, false
 	}
-	f.seen = walk
+	delete(c.m, k)
+	c.n.Store(int32(len(c.m)))
+	c.turned[k].seen = walk
 	return f.dir, true
 }
 

@@ -145,8 +145,8 @@ func TestCutFlowLetBackInIsJudgedAsItself(t *testing.T) {
 	opened := decoded(tcp4("10.66.0.2", "10.66.0.1", 46421, 7000, TCPSyn))
 	e.CutFlow(opened, rules.DirIn)
 	walk := e.BeginFlowWalk()
-	if _, ok := e.TurnedFlow(ProtoTCP, host, 7000, client, 46421, walk); ok {
-		t.Error("a flow still cut is reported turned")
+	if _, ok := e.TurnedFlow(ProtoTCP, client, 46421, host, 7000, walk); ok {
+		t.Error("an entry of a cut flow the right way round is reported turned")
 	}
 	// The rule goes; the server speaks next, and its packet, decided as
 	// one of the inbound flow, is let through.
@@ -173,15 +173,51 @@ func TestCutFlowLetBackInIsJudgedAsItself(t *testing.T) {
 	}
 	// Cut again: it is a cut flow once more, not a turned one.
 	e.CutFlow(opened, rules.DirIn)
-	walk = e.BeginFlowWalk()
-	if _, ok := e.TurnedFlow(ProtoTCP, host, 7000, client, 46421, walk); ok {
-		t.Error("a flow cut again is still reported turned")
+	if recs := e.CutRecords(); len(recs) != 1 || recs[0].Turned {
+		t.Errorf("records after it was cut again: %+v, want it cut, not turned", recs)
 	}
 	// Let back in again, then a walk that does not meet its entry.
 	e.Decide(reply, rules.DirOut)
 	e.EndFlowWalk(e.BeginFlowWalk())
 	if recs := e.CutRecords(); len(recs) != 0 {
 		t.Errorf("records after a walk that did not meet the entry: %+v, want none", recs)
+	}
+}
+
+// A cut flow whose reply made a conntrack entry that pfwd never decided
+// (while no pfwd ran, another table's conntrack tracked it and nothing
+// filtered) is judged as the flow it is by the next walk, from the memory
+// a restart restored: cut again if the rules block it, kept as turned if
+// they let it in.
+func TestRestoredCutFlowWrongWayEntry(t *testing.T) {
+	host, client := netip.MustParseAddr("10.66.0.1"), netip.MustParseAddr("10.66.0.2")
+	rec := CutRecord{Proto: ProtoTCP, Src: client, SrcPort: 46421, Dst: host, DstPort: 7000, Dir: rules.DirIn, Left: time.Minute}
+
+	e := mustEngine(t, cutConfig)
+	e.RememberCut(rec)
+	dir, ok := e.TurnedFlow(ProtoTCP, host, 7000, client, 46421, e.BeginFlowWalk())
+	if !ok || dir != rules.DirIn {
+		t.Fatalf("TurnedFlow of the wrong-way entry of a restored cut flow = %v, %v; want in, true", dir, ok)
+	}
+	orig := FirstPacket(ProtoTCP, client, host, 46421, 7000)
+	if !e.Explain(&orig, dir).Blocked() {
+		t.Fatal("the flow as opened is not blocked: the test shows nothing")
+	}
+	e.CutFlow(&orig, dir) // the walk cuts it
+	if recs := e.CutRecords(); len(recs) != 1 || recs[0].Turned || recs[0].Left < CutFlowTTL-time.Second {
+		t.Errorf("records after the walk cut it again: %+v, want it cut, for a whole TTL", recs)
+	}
+
+	// Rules that let it in: the entry stays, and is known as turned.
+	allow := mustEngine(t, `{"rules": []}`)
+	allow.RememberCut(rec)
+	walk := allow.BeginFlowWalk()
+	if _, ok := allow.TurnedFlow(ProtoTCP, host, 7000, client, 46421, walk); !ok {
+		t.Fatal("TurnedFlow missed the wrong-way entry")
+	}
+	allow.EndFlowWalk(walk)
+	if recs := allow.CutRecords(); len(recs) != 1 || !recs[0].Turned {
+		t.Errorf("records after a walk that let it be: %+v, want it turned", recs)
 	}
 }
 
