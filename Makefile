@@ -47,10 +47,11 @@ bench: build
 # decoder, the NFQUEUE messages and datagrams, NFLOG drops, the nftables
 # ruleset generation), the config and its values, the threat feeds and
 # their HTTP answers and redirects, resolv.conf, the control socket's
-# answers, the database rows fwctl reads, and fwctl's own arguments. 18
-# targets at 12 s each, builds included, take about four minutes on two
-# cores; FUZZTIME=1m or more for a longer hunt. dist/fuzz.sh runs them and
-# tells a failing input from a known Go 1.26 fuzzing-coordinator flake.
+# answers, the database rows fwctl reads, pfwd's file of cut flows, and
+# fwctl's own arguments. 19 targets at 12 s each, builds included, take
+# about four minutes on two cores; FUZZTIME=1m or more for a longer hunt.
+# dist/fuzz.sh runs them and tells a failing input from a known Go 1.26
+# fuzzing-coordinator flake.
 FUZZTIME ?= 12s
 fuzz:
 	GO=$(GO) ./dist/fuzz.sh $(FUZZTIME) \
@@ -61,6 +62,7 @@ fuzz:
 		intel FuzzParse intel FuzzFetch intel FuzzRefuseLocalRedirect intel FuzzReadResolvers \
 		control FuzzQuery \
 		store FuzzLenientRows \
+		daemon FuzzParseCutLine \
 		cmd/fwctl FuzzParseSince cmd/fwctl FuzzRuleFromFlags
 
 # Build and run the daemon in the foreground with the default paths (the

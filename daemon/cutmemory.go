@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -10,8 +11,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pfw/pfw/rules"
@@ -51,31 +54,38 @@ func cutFilePath(dbPath string) string {
 	return filepath.Join(filepath.Dir(dbPath), strings.TrimSuffix(base, filepath.Ext(base))+".cut-flows")
 }
 
-// writeCutFile replaces the file at path with recs, as of now, atomically
-// (a crash leaves the old file or the new one); with no recs it removes
-// the file.
-func writeCutFile(path string, recs []verdict.CutRecord, now time.Time) error {
-	if len(recs) == 0 {
+// cutFileContent is the file's content for recs as of now: sorted, with
+// each time to the second, so that the same memory gives the same bytes
+// and saveCutFlows can tell there is nothing new to write.
+func cutFileContent(recs []verdict.CutRecord, now time.Time) []byte {
+	lines := make([]string, 0, len(recs))
+	for _, r := range recs {
+		until := strconv.FormatInt(now.Add(r.Left).Round(time.Second).UnixMilli(), 10)
+		if r.Turned {
+			until = "turned"
+		}
+		lines = append(lines, fmt.Sprintf("%s %s %d %s %d %s %s\n", protoName(r.Proto), r.Src, r.SrcPort, r.Dst, r.DstPort, r.Dir, until))
+	}
+	slices.Sort(lines)
+	return []byte(cutFileHeader + "\n" + strings.Join(lines, ""))
+}
+
+// writeCutFile replaces the file at path with content atomically (a crash
+// leaves the old file or the new one, and at worst a temporary file that
+// the next start removes); with no content it removes the file.
+func writeCutFile(path string, content []byte) error {
+	if content == nil {
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("remove %s: %w", path, err)
 		}
 		return nil
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+cutTempSuffix)
 	if err != nil {
 		return fmt.Errorf("save cut flows: %w", err)
 	}
 	defer os.Remove(f.Name()) // after the rename, nothing to remove
-	w := bufio.NewWriter(f)
-	fmt.Fprintln(w, cutFileHeader)
-	for _, r := range recs {
-		until := strconv.FormatInt(now.Add(r.Left).UnixMilli(), 10)
-		if r.Turned {
-			until = "turned"
-		}
-		fmt.Fprintf(w, "%s %s %d %s %d %s %s\n", protoName(r.Proto), r.Src, r.SrcPort, r.Dst, r.DstPort, r.Dir, until)
-	}
-	err = w.Flush()
+	_, err = f.Write(content)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -91,6 +101,10 @@ func writeCutFile(path string, recs []verdict.CutRecord, now time.Time) error {
 	return nil
 }
 
+// cutTempSuffix names writeCutFile's temporary files (os.CreateTemp's
+// pattern).
+const cutTempSuffix = ".tmp-*"
+
 func protoName(p uint8) string {
 	if p == verdict.ProtoUDP {
 		return "udp"
@@ -103,7 +117,8 @@ func protoName(p uint8) string {
 // counted in bad: the file is pfwd's own, but a disk error or a hand edit
 // must not stop a start.
 func readCutFile(path string, now time.Time) (recs []verdict.CutRecord, bad int, err error) {
-	f, err := os.Open(path)
+	// Non-blocking: a FIFO put in its place must not hold the start.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, 0, nil
 	}
@@ -111,6 +126,12 @@ func readCutFile(path string, now time.Time) (recs []verdict.CutRecord, bad int,
 		return nil, 0, fmt.Errorf("read cut flows: %w", err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		if err == nil {
+			err = fmt.Errorf("%s is %s, not a regular file", path, rules.FileKind(fi.Mode()))
+		}
+		return nil, 0, fmt.Errorf("read cut flows: %w", err)
+	}
 	sc := bufio.NewScanner(io.LimitReader(f, maxCutFileBytes))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
@@ -168,41 +189,68 @@ func parseCutLine(line string, now time.Time) (verdict.CutRecord, bool) {
 }
 
 // restoreCutFlows gives the engine the cut flows an earlier run left in
-// the file. Called at start, before the queues decide.
+// the file, and removes the temporary files of a save a kill cut short.
+// Called at start, before the queues decide.
 func (d *Daemon) restoreCutFlows() {
+	if tmps, _ := filepath.Glob(d.cutFile + cutTempSuffix); len(tmps) > 0 {
+		for _, tmp := range tmps {
+			os.Remove(tmp)
+		}
+	}
+	_, statErr := os.Lstat(d.cutFile)
+	d.cutSaved = statErr == nil // a file of expired lines goes at the next save
 	recs, bad, err := readCutFile(d.cutFile, time.Now())
 	if err != nil {
 		d.log.Warn("Could not read the flows an earlier run cut: a reply on one may start it over as a new flow", "err", err)
 	}
-	n := 0
+	n, refused := 0, 0
 	for _, r := range recs {
 		if d.engine.RememberCut(r) {
 			n++
 		} else {
-			bad++
+			refused++
 		}
 	}
 	if bad > 0 {
 		d.log.Warn("Skipped unreadable lines in the file of cut flows", "path", d.cutFile, "lines", bad)
 	}
+	if refused > 0 {
+		d.log.Warn("Too many cut flows in the file to remember them all: the replies of some may start over as new flows",
+			"path", d.cutFile, "flows", refused, "max", verdict.MaxCutFlows)
+	}
 	if n > 0 {
 		d.log.Info("Flows cut before the restart stay cut", "flows", n)
 	}
-	d.cutSaved = n > 0 || bad > 0
 }
 
-// saveCutFlows writes the engine's cut flows to the file, or removes the
-// file once there are none (only then, so an idle pfwd touches nothing).
+// saveCutFlows writes the engine's cut flows to the file when they changed
+// since the last write, or removes the file once there are none; an idle
+// pfwd touches nothing.
 func (d *Daemon) saveCutFlows() {
 	d.cutSaveMu.Lock()
 	defer d.cutSaveMu.Unlock()
 	recs := d.engine.CutRecords()
-	if len(recs) == 0 && !d.cutSaved {
+	var content []byte
+	if len(recs) > 0 {
+		content = cutFileContent(recs, time.Now())
+	}
+	if content == nil && !d.cutSaved || content != nil && bytes.Equal(content, d.cutWritten) {
 		return
 	}
-	if err := writeCutFile(d.cutFile, recs, time.Now()); err != nil {
+	if err := writeCutFile(d.cutFile, content); err != nil {
 		d.logLimited("cut-file", slog.LevelWarn, "Could not save the flows cut by a rule change: after a restart a reply on one may start it over as a new flow", "err", err)
 		return
 	}
-	d.cutSaved = len(recs) > 0
+	d.cutSaved, d.cutWritten = content != nil, content
+}
+
+// saveCutFlowsAtStop is saveCutFlows bounded as shutdown's other waits
+// are: a hung disk must not hold the stop.
+func (d *Daemon) saveCutFlowsAtStop() {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d.saveCutFlows()
+	}()
+	d.waitFor("saving the cut flows", done)
 }

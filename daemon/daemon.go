@@ -54,10 +54,11 @@ type Daemon struct {
 	dropsErr   string   // why the kernel's drops go unlogged; set once at start
 	// cutFile keeps the flows a rule change cut across a restart
 	// (cutmemory.go); cutSaveMu orders its writes and guards cutSaved,
-	// whether the file holds any.
-	cutFile   string
-	cutSaveMu sync.Mutex
-	cutSaved  bool
+	// whether the file may hold any, and cutWritten.
+	cutFile    string
+	cutSaveMu  sync.Mutex
+	cutSaved   bool
+	cutWritten []byte // what the last save wrote, so an unchanged memory is not written again
 	// instanceLock is held from start to the end of shutdown (instance.go).
 	instanceLock io.Closer
 	writer       *store.Writer
@@ -453,7 +454,7 @@ func (d *Daemon) shutdown() {
 	d.stopFeedRetries()
 	d.runStops()
 	if d.engine != nil {
-		d.saveCutFlows() // the queues have stopped: the packets' last pushes are in
+		d.saveCutFlowsAtStop() // the queues have stopped: the packets' last pushes are in
 	}
 	d.waitSaves() // they use the database; the writer, which may start one, has stopped
 	if d.fw != nil {
@@ -960,6 +961,10 @@ func (d *Daemon) saveThreats(fresh map[string]time.Time) error {
 	return err
 }
 
+// maxThreatSaveRetry caps the pause between tries of a threat save the
+// database refused.
+const maxThreatSaveRetry = 5 * time.Minute
+
 // unsavedThreats is the database's copy of the threat entries gone stale:
 // a save failed (a full disk, a database another program holds locked),
 // and the entries in force, which the kernel and the pipeline hold, are
@@ -979,7 +984,7 @@ type unsavedThreats struct {
 
 // storeThreats saves the threat entries in force (saveThreats, with
 // fresh) and, if that fails, logs msg and args with the error and saves
-// them again, with backoff from 1 s to 30 s, until a save succeeds or pfwd
+// them again, with backoff from 1 s to 5 min, until a save succeeds or pfwd
 // stops; fwctl status shows the error on the feeds meanwhile. Any save
 // that succeeds writes every feed's entries, so it ends the retries. The
 // caller holds saveMu, not mu.
@@ -1028,7 +1033,10 @@ func (d *Daemon) storeThreatsRetry(fresh map[string]time.Time, retry *unsavedThr
 		return err
 	}
 	if u.timer == nil { // else the retry pending saves this update's entries too
-		u.delay = nextRetry(u.delay)
+		// Each try rewrites every entry (up to 250,000 rows, seconds
+		// under saveMu): on a disk that stays full, tries thin out to
+		// one every maxThreatSaveRetry.
+		u.delay = min(max(2*u.delay, time.Second), maxThreatSaveRetry)
 		u.timer = time.AfterFunc(u.delay, func() { d.retryThreatSave(u) })
 	}
 	if !quiet {

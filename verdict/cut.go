@@ -108,15 +108,15 @@ func (c *cutFlows) add(k flowKey, dir rules.Direction, now, expires int64) bool 
 	if c.m == nil {
 		c.m = make(map[flowKey]*cutFlow)
 	}
-	if _, ok := c.turned[k.reverse()]; ok { // cut again
-		delete(c.turned, k.reverse())
-		c.nTurn.Store(int32(len(c.turned)))
-	}
 	if len(c.m) >= MaxCutFlows {
 		c.expire(now)
 		if len(c.m) >= MaxCutFlows {
 			return false
 		}
+	}
+	if _, ok := c.turned[k.reverse()]; ok { // cut again
+		delete(c.turned, k.reverse())
+		c.nTurn.Store(int32(len(c.turned)))
 	}
 	f := &cutFlow{dir: dir}
 	f.expires.Store(expires)
