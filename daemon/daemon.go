@@ -161,7 +161,7 @@ func (d *Daemon) start(ctx context.Context) error {
 	}
 	// Made before the seed, which it checks, and before the writer, whose
 	// reopen handler reads it; it runs later.
-	d.feeds = intel.NewManager(intel.Options{OnUpdate: d.onFeedUpdate, OnEvent: d.onFeedEvent, OnFetch: beginLoad})
+	d.feeds = intel.NewManager(intel.Options{OnUpdate: d.onFeedUpdate, OnEvent: d.onFeedEvent, OnFetch: beginLoad, Blocked: d.outboundBlocked})
 	d.seedThreats(d.life, cfg) // a SIGTERM now must not make it fail: the check below stops the start
 
 	d.engine = verdict.NewEngine(verdict.Compile(cfg))
@@ -696,6 +696,24 @@ func (d *Daemon) stopFeedRetries() {
 	}
 }
 
+// outboundBlocked says why the rules in force would block an outbound
+// connection of pfwd's own to addr:port, or "" (intel.Options.Blocked): a
+// feed fetch that fails under default_outbound_policy block says so.
+func (d *Daemon) outboundBlocked(proto uint8, addr netip.Addr, port uint16) string {
+	if d.engine == nil || addr.IsLoopback() || localDests().own[addr.Unmap()] {
+		return "" // over lo, which pfw never filters
+	}
+	local := netip.IPv4Unspecified()
+	if addr.Is6() {
+		local = netip.IPv6Unspecified()
+	}
+	p := verdict.FirstPacket(proto, local, addr, 40000, port)
+	if dec := d.engine.Explain(&p, rules.DirOut); dec.Blocked() {
+		return "blocked outbound by " + dec.Reason
+	}
+	return ""
+}
+
 func (d *Daemon) onFeedEvent(ev intel.Event) {
 	d.log.Log(context.Background(), ev.Level, "Threat feed: "+ev.Msg, "feed", ev.Feed)
 }
@@ -832,6 +850,7 @@ func (d *Daemon) apply(cfg *rules.Config, why string) error {
 	}
 	d.guard.policyChanged() // a new limit may let held sources in
 	d.audit.forgetRemovedRules(cfg)
+	d.feeds.RetryFailed() // the change may let pfwd's own fetch out
 	d.feeds.SetHostAddrs(hostAddrs())
 	changes := rules.Changes(prev, cfg)
 	if changes == nil {

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -88,6 +89,13 @@ type Options struct {
 	// before the list is checked and handed to OnUpdate. A list of 250,000 entries is parsed in between: the
 	// daemon uses it to ready its memory limit for that.
 	OnFetch func() (done func())
+	// Blocked, when set, says why this host's own firewall would block
+	// an outbound connection to addr:port (proto 6, TCP, or 17, UDP), or
+	// "" when it would not. A failed fetch's error then names such a
+	// block: with outbound traffic blocked by default, the feed server
+	// or the resolver is out of reach, and a bare timeout would not say
+	// why.
+	Blocked func(proto uint8, addr netip.Addr, port uint16) string
 }
 
 // Manager keeps the entries of a set of feeds current. See the package
@@ -96,6 +104,7 @@ type Manager struct {
 	onUpdate func(Feed, []netip.Prefix)
 	onEvent  func(Event)
 	onFetch  func() func()
+	blocked  func(uint8, netip.Addr, uint16) string
 	fetcher  *Fetcher
 
 	mu      sync.Mutex
@@ -159,6 +168,7 @@ func NewManager(opts Options) *Manager {
 		onUpdate:    opts.OnUpdate,
 		onEvent:     opts.OnEvent,
 		onFetch:     opts.OnFetch,
+		blocked:     opts.Blocked,
 		fetcher:     f,
 		feeds:       make(map[string]*feed),
 		seeds:       make(map[string]pendingSeed),
@@ -543,6 +553,62 @@ func (m *Manager) start(f *feed) {
 }
 
 // poke makes the feed's goroutine recompute its wait.
+// RetryFailed fetches at once every feed whose last fetch failed: the
+// daemon calls it after a config change, which may have let pfwd's own
+// connections through (an outbound rule for the feed's server), so that
+// the fix shows without waiting out the backoff.
+func (m *Manager) RetryFailed() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	for _, f := range m.feeds {
+		if f.state.Failures > 0 && f.state.FetchingSince.IsZero() && f.state.NextFetch.After(now) {
+			f.state.NextFetch = now
+			f.poke()
+		}
+	}
+}
+
+// blockedHere says, when this host's firewall (Options.Blocked) blocks
+// the way to a feed at url, which connection it blocks and why: one to an
+// address the fetch dialed or the URL names, on the URL's port, or, when
+// none was dialed (the name did not resolve), one to a resolver.
+func (m *Manager) blockedHere(rawURL string, dialed, resolvers []netip.Addr) string {
+	if m.blocked == nil {
+		return ""
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return ""
+	}
+	port := uint16(80)
+	if u.Scheme == "https" {
+		port = 443
+	}
+	if p, err := strconv.ParseUint(u.Port(), 10, 16); err == nil {
+		port = uint16(p)
+	}
+	if a, ok := urlAddr(rawURL); ok {
+		dialed = append([]netip.Addr{a}, dialed...)
+	}
+	for _, a := range dialed {
+		if why := m.blocked(6, a, port); why != "" {
+			return fmt.Sprintf("this firewall blocks pfwd's own connection to %s: %s; allow it with an outbound rule (fwctl add NAME allow --direction out --protocol tcp --ports %d)",
+				netip.AddrPortFrom(a, port), why, port)
+		}
+	}
+	if len(dialed) > 0 {
+		return ""
+	}
+	for _, a := range resolvers {
+		if why := m.blocked(17, a, 53); why != "" {
+			return fmt.Sprintf("this firewall blocks pfwd's DNS query to %s: %s; allow DNS with outbound rules (udp and tcp port 53)",
+				netip.AddrPortFrom(a, 53), why)
+		}
+	}
+	return ""
+}
+
 func (f *feed) poke() {
 	select {
 	case f.wake <- struct{}{}:
@@ -611,7 +677,11 @@ func (m *Manager) fetch(ctx context.Context, f *feed) {
 	m.learn(cfg.Name, dialed.list(), now)
 	switch {
 	case err != nil:
-		m.fail(f, now, err.Error())
+		reason := err.Error()
+		if why := m.blockedHere(cfg.URL, dialed.list(), resolvers); why != "" {
+			reason += " (" + why + ")"
+		}
+		m.fail(f, now, reason)
 	case resp.NotModified:
 		// A 304 confirms the last accepted list, which was not empty-rejected.
 		f.emptySince = time.Time{}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -794,4 +795,75 @@ func TestManagerStateShowsFetchUnderWay(t *testing.T) {
 	if s := state(m, "A"); !s.FetchingSince.IsZero() {
 		t.Errorf("FetchingSince = %v after the fetch ended", s.FetchingSince)
 	}
+}
+
+// A fetch the host's own firewall blocks (default_outbound_policy block)
+// fails with an error that says so, naming the connection and the rule
+// to add, not with a bare timeout; the resolvers are named when no server
+// was dialed (the name did not resolve).
+func TestManagerNamesTheFirewallThatBlocksAFetch(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().(*net.TCPAddr).AddrPort()
+	ln.Close() // refused: the fetch fails as a blocked one would
+	var asked []string
+	var mu sync.Mutex
+	blocked := func(proto uint8, a netip.Addr, port uint16) string {
+		mu.Lock()
+		defer mu.Unlock()
+		asked = append(asked, fmt.Sprintf("%d %v", proto, netip.AddrPortFrom(a, port)))
+		return "blocked outbound by Default policy"
+	}
+	var rec recorder
+	opts := rec.options()
+	opts.Blocked = blocked
+	m := NewManager(opts)
+	m.resolvConfs = resolvConf(t, "")
+	if err := m.SetFeeds([]Feed{{Name: "A", URL: "http://" + addr.String() + "/list.txt", Interval: time.Hour}}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, m)
+	waitFor(t, 5*time.Second, "the failure", func() bool { return state(m, "A").Failures >= 1 })
+	want := fmt.Sprintf("this firewall blocks pfwd's own connection to %v: blocked outbound by Default policy; allow it with an outbound rule (fwctl add NAME allow --direction out --protocol tcp --ports %d)", addr, addr.Port())
+	if got := state(m, "A").LastError; !strings.Contains(got, want) {
+		t.Errorf("last error %q, want it to contain %q", got, want)
+	}
+
+	resolver := netip.MustParseAddr("192.0.2.53")
+	got := m.blockedHere("https://feeds.example/list.txt", nil, []netip.Addr{resolver})
+	if want := "this firewall blocks pfwd's DNS query to 192.0.2.53:53: blocked outbound by Default policy; allow DNS with outbound rules (udp and tcp port 53)"; got != want {
+		t.Errorf("unresolved name: %q, want %q", got, want)
+	}
+	if got := m.blockedHere("file:///srv/list.txt", nil, []netip.Addr{resolver}); got != "" {
+		t.Errorf("a file:// feed: %q, want nothing", got)
+	}
+	m.blocked = func(uint8, netip.Addr, uint16) string { return "" }
+	if got := m.blockedHere("https://192.0.2.1/list.txt", nil, []netip.Addr{resolver}); got != "" {
+		t.Errorf("nothing blocked: %q, want nothing", got)
+	}
+}
+
+// A config change may let pfwd's own fetch out: RetryFailed fetches a
+// failing feed at once instead of after its backoff (30 s and more).
+func TestManagerRetryFailedFetchesAtOnce(t *testing.T) {
+	t.Parallel()
+	body, _ := docList(2)
+	fs := newFeedServer(t, body)
+	fs.set(body, http.StatusInternalServerError)
+	var rec recorder
+	m := NewManager(rec.options())
+	if err := m.SetFeeds([]Feed{{Name: "A", URL: fs.URL, Interval: time.Hour}}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, m)
+	waitFor(t, 5*time.Second, "the failure", func() bool { return state(m, "A").Failures >= 1 })
+	if next := time.Until(state(m, "A").NextFetch); next < 20*time.Second {
+		t.Fatalf("next fetch in %v: the backoff is not what the test relies on", next)
+	}
+	fs.set(body, 0)
+	m.RetryFailed()
+	waitFor(t, 5*time.Second, "the update after RetryFailed", func() bool { return len(rec.updatesOf("A")) == 1 })
 }
