@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -134,7 +135,31 @@ func explain(c *cli.Context) error {
 	if dir == rules.DirIn && reachedRules {
 		fmt.Fprintln(g.out, "Note:     the rate limit (step 4) depends on live traffic and is not evaluated here.")
 	}
+	if overLoopback(remote) {
+		fmt.Fprintf(g.out, "Note:     %s is reached over lo, which pfw never filters (the kernel accepts loopback traffic before any rule, and nothing is logged): the verdict above is what the rules say, for a packet that does not travel over lo.\n", remote)
+	}
 	return nil
+}
+
+// overLoopback reports whether traffic with remote a travels over lo: a
+// loopback address, or one of this host's own (a connection to its own
+// address never leaves it).
+func overLoopback(a netip.Addr) bool {
+	if a.IsLoopback() {
+		return true
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, ia := range addrs {
+		if n, ok := ia.(*net.IPNet); ok {
+			if own, ok := netip.AddrFromSlice(n.IP); ok && own.Unmap() == a.Unmap() {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // packetFromFlags builds the packet explain decides: what NFQUEUE would

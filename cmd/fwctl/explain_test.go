@@ -176,6 +176,26 @@ Note:     the rate limit (step 4) depends on live traffic and is not evaluated h
 	}
 }
 
+// Loopback traffic never meets a rule: the kernel accepts lo first, so
+// explain says so beside the rules' verdict, which would mislead alone.
+// Another host's address gets no such note.
+func TestExplainNotesLoopback(t *testing.T) {
+	newEnv(t, `{"default_policy": "allow", "default_outbound_policy": "block"}`)
+	for _, args := range [][]string{
+		{"explain", "--direction", "out", "--dst", "127.0.0.1", "--dst-port", "5432"},
+		{"explain", "--direction", "out", "--dst", "::1", "--dst-port", "5432"},
+	} {
+		r := mustRun(t, args...)
+		if !strings.Contains(r.stdout, "is reached over lo, which pfw never filters") {
+			t.Errorf("%v = %q, want the loopback note", args, r.stdout)
+		}
+	}
+	r := mustRun(t, "explain", "--direction", "out", "--dst", "203.0.113.50", "--dst-port", "5432")
+	if strings.Contains(r.stdout, "over lo") {
+		t.Errorf("explain to another host = %q, want no loopback note", r.stdout)
+	}
+}
+
 func TestExplainWithUnreadableDatabaseWarns(t *testing.T) {
 	e := newEnv(t, testConfig)
 	os.WriteFile(e.db, []byte("this is not a database, and long enough to have a header"), 0o644)
