@@ -697,21 +697,39 @@ func (d *Daemon) stopFeedRetries() {
 }
 
 // outboundBlocked says why the rules in force would block an outbound
-// connection of pfwd's own to addr:port, or "" (intel.Options.Blocked): a
-// feed fetch that fails under default_outbound_policy block says so.
+// connection of pfwd's own to addr:port, and what to do, or ""
+// (intel.Options.Blocked): a feed fetch that fails under
+// default_outbound_policy block says so. Loopback is filtered only when
+// --iface names lo, and with --iface the way out may not be filtered at
+// all: then nothing is said rather than a wrong cause.
 func (d *Daemon) outboundBlocked(proto uint8, addr netip.Addr, port uint16) string {
-	if d.engine == nil || addr.IsLoopback() || localDests().own[addr.Unmap()] {
-		return "" // over lo, which pfw never filters
+	if d.engine == nil {
+		return ""
+	}
+	addr = addr.Unmap()
+	if loop := addr.IsLoopback() || localDests().own[addr]; loop != slices.Contains(d.opts.Ifaces, "lo") ||
+		!loop && len(d.opts.Ifaces) > 0 {
+		return ""
 	}
 	local := netip.IPv4Unspecified()
 	if addr.Is6() {
 		local = netip.IPv6Unspecified()
 	}
 	p := verdict.FirstPacket(proto, local, addr, 40000, port)
-	if dec := d.engine.Explain(&p, rules.DirOut); dec.Blocked() {
-		return "blocked outbound by " + dec.Reason
+	dec := d.engine.Explain(&p, rules.DirOut)
+	if !dec.Blocked() {
+		return ""
 	}
-	return ""
+	switch dec.Step {
+	case verdict.StepBlacklist:
+		return fmt.Sprintf("the blacklist blocks %s (fwctl blacklist remove, or fwctl whitelist add %s)", addr, addr)
+	case verdict.StepThreatIntel:
+		return fmt.Sprintf("%s lists %s (fwctl whitelist add %s lets it through)", dec.Reason, addr, addr)
+	case verdict.StepRule:
+		return fmt.Sprintf("%s blocks it outbound (fwctl list; an allow rule before it lets it through)", dec.Reason)
+	}
+	return fmt.Sprintf("blocked outbound by %s; allow it with an outbound rule (fwctl add NAME allow --direction out --protocol %s --ports %d)",
+		dec.Reason, protoName(proto), port)
 }
 
 func (d *Daemon) onFeedEvent(ev intel.Event) {
@@ -984,6 +1002,14 @@ func (d *Daemon) saveThreats(fresh map[string]time.Time) error {
 // database refused.
 const maxThreatSaveRetry = 5 * time.Minute
 
+// nextThreatSaveRetry is the pause after prev: from 1 s, doubling. Each
+// try rewrites every entry (up to 250,000 rows, seconds under saveMu), so
+// on a disk that stays full the tries thin out to one every
+// maxThreatSaveRetry, not nextRetry's 30 s.
+func nextThreatSaveRetry(prev time.Duration) time.Duration {
+	return min(max(2*prev, time.Second), maxThreatSaveRetry)
+}
+
 // unsavedThreats is the database's copy of the threat entries gone stale:
 // a save failed (a full disk, a database another program holds locked),
 // and the entries in force, which the kernel and the pipeline hold, are
@@ -1052,10 +1078,7 @@ func (d *Daemon) storeThreatsRetry(fresh map[string]time.Time, retry *unsavedThr
 		return err
 	}
 	if u.timer == nil { // else the retry pending saves this update's entries too
-		// Each try rewrites every entry (up to 250,000 rows, seconds
-		// under saveMu): on a disk that stays full, tries thin out to
-		// one every maxThreatSaveRetry.
-		u.delay = min(max(2*u.delay, time.Second), maxThreatSaveRetry)
+		u.delay = nextThreatSaveRetry(u.delay)
 		u.timer = time.AfterFunc(u.delay, func() { d.retryThreatSave(u) })
 	}
 	if !quiet {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"net/url"
 	"slices"
@@ -90,11 +91,13 @@ type Options struct {
 	// daemon uses it to ready its memory limit for that.
 	OnFetch func() (done func())
 	// Blocked, when set, says why this host's own firewall would block
-	// an outbound connection to addr:port (proto 6, TCP, or 17, UDP), or
-	// "" when it would not. A failed fetch's error then names such a
-	// block: with outbound traffic blocked by default, the feed server
-	// or the resolver is out of reach, and a bare timeout would not say
-	// why.
+	// an outbound connection to addr:port (proto 6, TCP, or 17, UDP), and
+	// what to do about it, or "" when it would not. A fetch that timed
+	// out on such a connection fails with an error that says so: with
+	// outbound traffic blocked by default, the feed server or the
+	// resolver is out of reach, and a bare timeout would not say why. It
+	// is called without the Manager's lock, from the feeds' goroutines
+	// and from RetryFailed.
 	Blocked func(proto uint8, addr netip.Addr, port uint16) string
 }
 
@@ -148,6 +151,7 @@ type feed struct {
 	validators Validators     // of the body that gave entries
 	format     string         // of the body that gave entries; "" for a seed
 	emptySince time.Time      // the first of the empty bodies rejected since the last accepted one
+	blockedBy  blockedWay     // what this host's firewall blocked of the last fetch, if it failed so
 
 	// gen changes with the URL so that the result of a fetch of the old URL,
 	// still in flight, is dropped.
@@ -290,7 +294,7 @@ func (m *Manager) change(f *feed, cfg Feed, now time.Time) {
 		f.gen++
 		f.validators = Validators{}
 		f.format = ""
-		f.emptySince = time.Time{}
+		f.emptySince, f.blockedBy = time.Time{}, blockedWay{}
 		f.state.Failures, f.state.LastError = 0, ""
 		f.state.NextFetch = now
 		if f.cancelFetch != nil {
@@ -552,34 +556,69 @@ func (m *Manager) start(f *feed) {
 	go m.loop(ctx, f)
 }
 
-// poke makes the feed's goroutine recompute its wait.
-// RetryFailed fetches at once every feed whose last fetch failed: the
-// daemon calls it after a config change, which may have let pfwd's own
-// connections through (an outbound rule for the feed's server), so that
-// the fix shows without waiting out the backoff.
+// RetryFailed fetches at once the feeds whose last fetch this host's own
+// firewall blocked (see Options.Blocked) and whose way the rules in force
+// now let through: the daemon calls it after a config change, so that an
+// outbound rule added for a feed's server shows without waiting out the
+// backoff. No other failing feed is asked again sooner (a script's burst
+// of edits must not hammer a server that is down), nor one tried within
+// the last minRetryAfterFix.
 func (m *Manager) RetryFailed() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	if m.blocked == nil {
+		return
+	}
+	type candidate struct {
+		f    *feed
+		hint blockedWay
+	}
+	var cands []candidate
 	now := time.Now()
+	m.mu.Lock()
 	for _, f := range m.feeds {
-		if f.state.Failures > 0 && f.state.FetchingSince.IsZero() && f.state.NextFetch.After(now) {
-			f.state.NextFetch = now
-			f.poke()
+		if f.blockedBy.proto != 0 && f.state.FetchingSince.IsZero() && f.state.NextFetch.After(now) &&
+			now.Sub(f.state.LastAttempt) >= minRetryAfterFix {
+			cands = append(cands, candidate{f, f.blockedBy})
 		}
+	}
+	m.mu.Unlock()
+	for _, c := range cands {
+		if m.blocked(c.hint.proto, c.hint.to.Addr(), c.hint.to.Port()) != "" {
+			continue // still blocked: the backoff stands
+		}
+		m.mu.Lock()
+		if c.f.blockedBy == c.hint && c.f.state.FetchingSince.IsZero() {
+			c.f.state.NextFetch = now
+			c.f.poke()
+		}
+		m.mu.Unlock()
 	}
 }
 
-// blockedHere says, when this host's firewall (Options.Blocked) blocks
-// the way to a feed at url, which connection it blocks and why: one to an
-// address the fetch dialed or the URL names, on the URL's port, or, when
-// none was dialed (the name did not resolve), one to a resolver.
-func (m *Manager) blockedHere(rawURL string, dialed, resolvers []netip.Addr) string {
-	if m.blocked == nil {
-		return ""
+// minRetryAfterFix is the least time between two fetches of a feed that
+// RetryFailed asks for.
+const minRetryAfterFix = time.Second
+
+// blockedWay is the connection of a fetch that this host's firewall
+// blocked: proto 6 (TCP) or 17 (UDP), and where to; zero when none was.
+type blockedWay struct {
+	proto uint8
+	to    netip.AddrPort
+}
+
+// blockedHere says, when a fetch of url failed with err and this host's
+// own firewall (Options.Blocked) blocks the way to the feed, which
+// connection it blocks, why and what to do: one to an address the fetch
+// dialed or the URL names, on the URL's port, or, when none was dialed
+// (the name did not resolve), one to a resolver. Only a timeout can be
+// such a block: pfw drops, and never resets, so a refused connection, a
+// TLS error or an HTTP answer got through. Called without m.mu.
+func (m *Manager) blockedHere(err error, rawURL string, dialed, resolvers []netip.Addr) (string, blockedWay) {
+	if m.blocked == nil || !timedOut(err) {
+		return "", blockedWay{}
 	}
-	u, err := url.Parse(rawURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
-		return ""
+	u, perr := url.Parse(rawURL)
+	if perr != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return "", blockedWay{}
 	}
 	port := uint16(80)
 	if u.Scheme == "https" {
@@ -593,22 +632,38 @@ func (m *Manager) blockedHere(rawURL string, dialed, resolvers []netip.Addr) str
 	}
 	for _, a := range dialed {
 		if why := m.blocked(6, a, port); why != "" {
-			return fmt.Sprintf("this firewall blocks pfwd's own connection to %s: %s; allow it with an outbound rule (fwctl add NAME allow --direction out --protocol tcp --ports %d)",
-				netip.AddrPortFrom(a, port), why, port)
+			to := netip.AddrPortFrom(a, port)
+			return fmt.Sprintf("this firewall blocks pfwd's own connection to %s: %s", to, why), blockedWay{6, to}
 		}
 	}
 	if len(dialed) > 0 {
-		return ""
+		return "", blockedWay{}
 	}
 	for _, a := range resolvers {
 		if why := m.blocked(17, a, 53); why != "" {
-			return fmt.Sprintf("this firewall blocks pfwd's DNS query to %s: %s; allow DNS with outbound rules (udp and tcp port 53)",
-				netip.AddrPortFrom(a, 53), why)
+			to := netip.AddrPortFrom(a, 53)
+			return fmt.Sprintf("this firewall blocks pfwd's DNS query to %s: %s", to, why), blockedWay{17, to}
 		}
 	}
-	return ""
+	return "", blockedWay{}
 }
 
+// timedOut reports whether err is a fetch that timed out (the connect,
+// the DNS query, or the whole request).
+func timedOut(err error) bool {
+	if err == nil {
+		return false
+	}
+	if dnsErr := (*net.DNSError)(nil); errors.As(err, &dnsErr) {
+		return dnsErr.IsTimeout
+	}
+	if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	return errors.Is(err, context.DeadlineExceeded)
+}
+
+// poke makes the feed's goroutine recompute its wait.
 func (f *feed) poke() {
 	select {
 	case f.wake <- struct{}{}:
@@ -665,6 +720,7 @@ func (m *Manager) fetch(ctx context.Context, f *feed) {
 	var dialed dialLog
 	resp, err := m.fetcher.fetch(fetchCtx, cfg.URL, prev, fetchOpts{host: host, dialed: dialed.add})
 	fetched()
+	hint, way := m.blockedHere(err, cfg.URL, dialed.list(), resolvers) // the daemon's callback: not under mu
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -678,9 +734,10 @@ func (m *Manager) fetch(ctx context.Context, f *feed) {
 	switch {
 	case err != nil:
 		reason := err.Error()
-		if why := m.blockedHere(cfg.URL, dialed.list(), resolvers); why != "" {
-			reason += " (" + why + ")"
+		if hint != "" {
+			reason += " (" + hint + ")"
 		}
+		f.blockedBy = way
 		m.fail(f, now, reason)
 	case resp.NotModified:
 		// A 304 confirms the last accepted list, which was not empty-rejected.
@@ -836,6 +893,7 @@ func distrustEmpty(f *feed, format string) string {
 }
 
 func (m *Manager) succeed(f *feed, now time.Time) {
+	f.blockedBy = blockedWay{}
 	f.state.LastSuccess = now
 	f.state.LastError = ""
 	f.state.Failures = 0

@@ -2,6 +2,7 @@ package intel
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -798,72 +800,106 @@ func TestManagerStateShowsFetchUnderWay(t *testing.T) {
 }
 
 // A fetch the host's own firewall blocks (default_outbound_policy block)
-// fails with an error that says so, naming the connection and the rule
-// to add, not with a bare timeout; the resolvers are named when no server
-// was dialed (the name did not resolve).
+// times out; it fails with an error that says so, naming the connection
+// and what to do, not with a bare timeout. The resolvers are named when no
+// server was dialed (the name did not resolve). An error that proves the
+// connection got through (refused: pfw never resets; an HTTP answer)
+// names no firewall.
 func TestManagerNamesTheFirewallThatBlocksAFetch(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().(*net.TCPAddr).AddrPort()
-	ln.Close() // refused: the fetch fails as a blocked one would
-	var asked []string
-	var mu sync.Mutex
 	blocked := func(proto uint8, a netip.Addr, port uint16) string {
-		mu.Lock()
-		defer mu.Unlock()
-		asked = append(asked, fmt.Sprintf("%d %v", proto, netip.AddrPortFrom(a, port)))
-		return "blocked outbound by Default policy"
+		return "blocked outbound by Default policy; allow it"
 	}
+	dropAll := &http.Client{Transport: &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: timeoutError{}}
+	}}}
 	var rec recorder
 	opts := rec.options()
-	opts.Blocked = blocked
+	opts.Blocked, opts.Fetcher = blocked, &Fetcher{Client: dropAll}
 	m := NewManager(opts)
 	m.resolvConfs = resolvConf(t, "")
-	if err := m.SetFeeds([]Feed{{Name: "A", URL: "http://" + addr.String() + "/list.txt", Interval: time.Hour}}); err != nil {
+	if err := m.SetFeeds([]Feed{{Name: "A", URL: "http://192.0.2.1:8080/list.txt", Interval: time.Hour}}); err != nil {
 		t.Fatal(err)
 	}
 	run(t, m)
 	waitFor(t, 5*time.Second, "the failure", func() bool { return state(m, "A").Failures >= 1 })
-	want := fmt.Sprintf("this firewall blocks pfwd's own connection to %v: blocked outbound by Default policy; allow it with an outbound rule (fwctl add NAME allow --direction out --protocol tcp --ports %d)", addr, addr.Port())
-	if got := state(m, "A").LastError; !strings.Contains(got, want) {
-		t.Errorf("last error %q, want it to contain %q", got, want)
+	want := "(this firewall blocks pfwd's own connection to 192.0.2.1:8080: blocked outbound by Default policy; allow it)"
+	if got := state(m, "A").LastError; !strings.HasSuffix(got, want) {
+		t.Errorf("last error %q, want it to end in %q", got, want)
 	}
 
 	resolver := netip.MustParseAddr("192.0.2.53")
-	got := m.blockedHere("https://feeds.example/list.txt", nil, []netip.Addr{resolver})
-	if want := "this firewall blocks pfwd's DNS query to 192.0.2.53:53: blocked outbound by Default policy; allow DNS with outbound rules (udp and tcp port 53)"; got != want {
-		t.Errorf("unresolved name: %q, want %q", got, want)
+	timeout := &net.DNSError{Err: "i/o timeout", Name: "feeds.example", IsTimeout: true}
+	if got, way := m.blockedHere(timeout, "https://feeds.example/list.txt", nil, []netip.Addr{resolver}); got != "this firewall blocks pfwd's DNS query to 192.0.2.53:53: blocked outbound by Default policy; allow it" || way.proto != 17 {
+		t.Errorf("unresolved name: %q, %+v", got, way)
 	}
-	if got := m.blockedHere("file:///srv/list.txt", nil, []netip.Addr{resolver}); got != "" {
+	for _, err := range []error{
+		&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED},
+		errors.New("HTTP 503 Service Unavailable"),
+		&net.DNSError{Err: "no such host", Name: "feeds.example", IsNotFound: true},
+	} {
+		if got, _ := m.blockedHere(err, "https://192.0.2.1/list.txt", nil, []netip.Addr{resolver}); got != "" {
+			t.Errorf("%v: %q, want no firewall named: the connection got through", err, got)
+		}
+	}
+	if got, _ := m.blockedHere(timeout, "file:///srv/list.txt", nil, []netip.Addr{resolver}); got != "" {
 		t.Errorf("a file:// feed: %q, want nothing", got)
-	}
-	m.blocked = func(uint8, netip.Addr, uint16) string { return "" }
-	if got := m.blockedHere("https://192.0.2.1/list.txt", nil, []netip.Addr{resolver}); got != "" {
-		t.Errorf("nothing blocked: %q, want nothing", got)
 	}
 }
 
-// A config change may let pfwd's own fetch out: RetryFailed fetches a
-// failing feed at once instead of after its backoff (30 s and more).
+type timeoutError struct{}
+
+func (timeoutError) Error() string   { return "i/o timeout" }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
+
+// A config change that lets pfwd's own fetch out shows at once:
+// RetryFailed fetches a feed the firewall blocked, once the rules let its
+// way through, instead of after its backoff (30 s and more). A feed that
+// fails for any other reason keeps its backoff: a script's burst of edits
+// must not hammer a server that is down.
 func TestManagerRetryFailedFetchesAtOnce(t *testing.T) {
 	t.Parallel()
 	body, _ := docList(2)
 	fs := newFeedServer(t, body)
-	fs.set(body, http.StatusInternalServerError)
+	down := newFeedServer(t, body)
+	down.set(body, http.StatusServiceUnavailable)
+	var blocking atomic.Bool
+	blocking.Store(true)
+	firewall := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if blocking.Load() && strings.HasSuffix(fs.URL, addr) {
+			return nil, &net.OpError{Op: "dial", Net: network, Err: timeoutError{}}
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}}
 	var rec recorder
-	m := NewManager(rec.options())
-	if err := m.SetFeeds([]Feed{{Name: "A", URL: fs.URL, Interval: time.Hour}}); err != nil {
+	opts := rec.options()
+	opts.Fetcher = &Fetcher{Client: firewall}
+	opts.Blocked = func(uint8, netip.Addr, uint16) string {
+		if blocking.Load() {
+			return "blocked outbound by Default policy"
+		}
+		return ""
+	}
+	m := NewManager(opts)
+	if err := m.SetFeeds([]Feed{{Name: "A", URL: fs.URL, Interval: time.Hour}, {Name: "down", URL: down.URL, Interval: time.Hour}}); err != nil {
 		t.Fatal(err)
 	}
 	run(t, m)
-	waitFor(t, 5*time.Second, "the failure", func() bool { return state(m, "A").Failures >= 1 })
+	waitFor(t, 5*time.Second, "the failures", func() bool { return state(m, "A").Failures >= 1 && state(m, "down").Failures >= 1 })
 	if next := time.Until(state(m, "A").NextFetch); next < 20*time.Second {
 		t.Fatalf("next fetch in %v: the backoff is not what the test relies on", next)
 	}
-	fs.set(body, 0)
-	m.RetryFailed()
+	m.RetryFailed() // still blocked: nothing
+	time.Sleep(minRetryAfterFix + 100*time.Millisecond)
+	blocking.Store(false)
+	requests := down.count()
+	for range 20 {
+		m.RetryFailed()
+	}
 	waitFor(t, 5*time.Second, "the update after RetryFailed", func() bool { return len(rec.updatesOf("A")) == 1 })
+	time.Sleep(200 * time.Millisecond)
+	if n := down.count(); n != requests {
+		t.Errorf("the server that is down was asked %d more times, want none before its backoff", n-requests)
+	}
 }
