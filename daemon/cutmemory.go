@@ -192,9 +192,13 @@ func parseCutLine(line string, now time.Time) (verdict.CutRecord, bool) {
 // the file, and removes the temporary files of a save a kill cut short.
 // Called at start, before the queues decide.
 func (d *Daemon) restoreCutFlows() {
-	if tmps, _ := filepath.Glob(d.cutFile + cutTempSuffix); len(tmps) > 0 {
-		for _, tmp := range tmps {
-			os.Remove(tmp)
+	// By prefix, not filepath.Glob: a --db path may hold [ or *.
+	tmpPrefix := filepath.Base(d.cutFile) + strings.TrimSuffix(cutTempSuffix, "*")
+	if entries, err := os.ReadDir(filepath.Dir(d.cutFile)); err == nil {
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), tmpPrefix) && e.Type().IsRegular() {
+				os.Remove(filepath.Join(filepath.Dir(d.cutFile), e.Name()))
+			}
 		}
 	}
 	_, statErr := os.Lstat(d.cutFile)
@@ -244,13 +248,23 @@ func (d *Daemon) saveCutFlows() {
 	d.cutSaved, d.cutWritten = content != nil, content
 }
 
-// saveCutFlowsAtStop is saveCutFlows bounded as shutdown's other waits
-// are: a hung disk must not hold the stop.
+// saveCutFlowsAtStop is saveCutFlows bounded by cutSaveAtStop: a hung
+// disk must not hold the stop (the log writer and the threat saves may
+// wait on it too, and systemd's stop timeout covers them all).
 func (d *Daemon) saveCutFlowsAtStop() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		d.saveCutFlows()
 	}()
-	d.waitFor("saving the cut flows", done)
+	t := time.NewTimer(min(d.stopWait, cutSaveAtStop))
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		d.log.Error("Shutdown: saving the cut flows did not end in time; going on without it", "waited", min(d.stopWait, cutSaveAtStop))
+	}
 }
+
+// cutSaveAtStop bounds the save of a small file at stop.
+const cutSaveAtStop = 2 * time.Second

@@ -184,11 +184,20 @@ func TestSaveCutFlowsWritesOnlyChanges(t *testing.T) {
 	if n := len(next.engine.CutRecords()); n != 2 {
 		t.Errorf("%d records restored, want 2", n)
 	}
-	// Once nothing is cut any more, the file goes.
-	empty := &Daemon{engine: verdict.NewEngine(verdict.Compile(cfg)), cutFile: d.cutFile, log: d.log, cutSaved: true}
+	// Once nothing is cut any more, the file goes: also a file of
+	// expired lines alone, which restores nothing.
+	expired := cutFileContent(next.engine.CutRecords(), time.Now().Add(-time.Hour))
+	if err := os.WriteFile(d.cutFile, expired, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := &Daemon{engine: verdict.NewEngine(verdict.Compile(cfg)), cutFile: d.cutFile, log: d.log}
+	empty.restoreCutFlows()
+	if n := len(empty.engine.CutRecords()); n != 0 {
+		t.Fatalf("%d records restored from expired lines, want 0", n)
+	}
 	empty.saveCutFlows()
 	if inode() != 0 {
-		t.Error("the file outlived the last cut flow")
+		t.Error("a file of expired lines outlived the first save")
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -196,5 +197,21 @@ func TestShutdownEndsThreatSaveRetries(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond) // past the first retry's 1 s
 	if n := strings.Count(logBuf.String(), "saving entries failed"); n != 1 {
 		t.Errorf("%d failed saves logged, want the 1 before shutdown:\n%s", n, logBuf.String())
+	}
+}
+
+// A save the database keeps refusing is tried less and less often, up to
+// once every five minutes: each try rewrites every entry.
+func TestThreatSaveRetryBacksOffToFiveMinutes(t *testing.T) {
+	var d time.Duration
+	var got []time.Duration
+	for range 11 {
+		d = nextThreatSaveRetry(d)
+		got = append(got, d)
+	}
+	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 32 * time.Second,
+		64 * time.Second, 128 * time.Second, 256 * time.Second, 5 * time.Minute, 5 * time.Minute}
+	if !slices.Equal(got, want) {
+		t.Errorf("retry pauses %v, want %v", got, want)
 	}
 }

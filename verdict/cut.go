@@ -238,8 +238,8 @@ func (e *Engine) TurnedFlow(proto uint8, src netip.Addr, sport uint16, dst netip
 		return f.dir, true
 	}
 	f, ok := c.m[k]
-	if !ok || !c.turn(k, f.dir) {
-		return 0, false
+	if !ok || e.Clock() >= f.expires.Load() || !c.turn(k, f.dir) {
+		return 0, false // forgotten once its time is up: a new flow in its own right
 	}
 	delete(c.m, k)
 	c.n.Store(int32(len(c.m)))

@@ -221,6 +221,42 @@ func TestRestoredCutFlowWrongWayEntry(t *testing.T) {
 	}
 }
 
+// A cut flow whose time is up is a new flow in its own right, for the
+// walk as for the packets: TurnedFlow does not judge its entry as the old
+// one. And a flow cut again when MaxCutFlows are remembered stays turned,
+// known to the walk, rather than forgotten.
+func TestTurnedFlowEdges(t *testing.T) {
+	e := mustEngine(t, cutConfig)
+	now := time.Unix(1_800_000_000, 0)
+	e.now = func() time.Time { return now }
+	host, client := netip.MustParseAddr("10.66.0.1"), netip.MustParseAddr("10.66.0.2")
+	opened := decoded(tcp4("10.66.0.2", "10.66.0.1", 46421, 7000, TCPSyn))
+	e.CutFlow(opened, rules.DirIn)
+	e.CutFlow(decoded(tcp4("10.66.0.9", "10.66.0.1", 1, 7000, TCPSyn)), rules.DirIn) // keeps latest ahead
+	now = now.Add(CutFlowTTL)
+	e.CutFlow(decoded(tcp4("10.66.0.9", "10.66.0.1", 2, 7000, TCPSyn)), rules.DirIn)
+	if _, ok := e.TurnedFlow(ProtoTCP, host, 7000, client, 46421, e.BeginFlowWalk()); ok {
+		t.Error("an expired cut flow's entry is judged as the old flow")
+	}
+
+	full := mustEngine(t, `{"rules": []}`)
+	full.now = func() time.Time { return now }
+	full.CutFlow(opened, rules.DirIn)
+	full.Decide(decoded(tcp4("10.66.0.1", "10.66.0.2", 7000, 46421, TCPAck)), rules.DirOut) // let back in: turned
+	p := decoded(udp4("10.66.0.2", "10.66.0.1", 1, 7500))
+	for i := range MaxCutFlows {
+		p.SrcPort = uint16(i + 1)
+		p.Src = netip.AddrFrom4([4]byte{10, 67, byte(i >> 8), byte(i)})
+		full.CutFlow(p, rules.DirIn)
+	}
+	if full.CutFlow(opened, rules.DirIn) {
+		t.Fatal("a flow past MaxCutFlows was remembered")
+	}
+	if _, ok := full.TurnedFlow(ProtoTCP, host, 7000, client, 46421, full.BeginFlowWalk()); !ok {
+		t.Error("a turned flow refused a new cut past MaxCutFlows was forgotten")
+	}
+}
+
 // The cut flows handed over to the next run (CutRecords, RememberCut)
 // keep their replies blocked there, for the time they had left.
 func TestCutRecordsCarryOverToANewEngine(t *testing.T) {

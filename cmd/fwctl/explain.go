@@ -136,7 +136,7 @@ func explain(c *cli.Context) error {
 		fmt.Fprintln(g.out, "Note:     the rate limit (step 4) depends on live traffic and is not evaluated here.")
 	}
 	if overLoopback(remote) {
-		fmt.Fprintf(g.out, "Note:     %s is reached over lo, which pfw never filters (the kernel accepts loopback traffic before any rule, and nothing is logged): the verdict above is what the rules say, for a packet that does not travel over lo.\n", remote)
+		fmt.Fprintf(g.out, "Note:     %s is reached over lo, which pfw does not filter unless pfwd runs with --iface lo (the kernel accepts loopback traffic before any rule, and nothing is logged): the verdict above is what the rules say, for a packet that does not travel over lo.\n", remote)
 	}
 	return nil
 }

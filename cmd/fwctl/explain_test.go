@@ -186,7 +186,7 @@ func TestExplainNotesLoopback(t *testing.T) {
 		{"explain", "--direction", "out", "--dst", "::1", "--dst-port", "5432"},
 	} {
 		r := mustRun(t, args...)
-		if !strings.Contains(r.stdout, "is reached over lo, which pfw never filters") {
+		if !strings.Contains(r.stdout, "is reached over lo, which pfw does not filter unless pfwd runs with --iface lo") {
 			t.Errorf("%v = %q, want the loopback note", args, r.stdout)
 		}
 	}
