@@ -464,14 +464,7 @@ func TestRuleChangeCutsFlowsWhoseServerSpeaksNext(t *testing.T) {
 	udp4 := l.streamFrom("udp", hostPort(l.fwIP, 7500))
 	spared := l.streamFrom("tcp", hostPort(l.fwIP, 7001))
 
-	for _, args := range [][]string{
-		{"add", "No push", "block", "--protocol", "tcp", "--ports", "7000"},
-		{"add", "No UDP push", "block", "--protocol", "udp", "--ports", "7500"},
-	} {
-		if out, err := l.fwctl(args...); err != nil {
-			t.Fatalf("fwctl %v: %v\n%s", args, err, out)
-		}
-	}
+	l.blockPush()
 	time.Sleep(500 * time.Millisecond) // applied, and what was in flight is in
 	for _, s := range []*stream{tcp4, tcp6, udp4, spared} {
 		s.count()
@@ -493,6 +486,20 @@ func TestRuleChangeCutsFlowsWhoseServerSpeaksNext(t *testing.T) {
 	for port, reason := range map[int]string{7000: "Rule: No push", 7500: "Rule: No UDP push"} {
 		if r, ok := l.waitRow(fwPort(port)); !ok || r.Reason != reason {
 			t.Errorf("blocked row of the server's side of port %d: %+v (found %v), want reason %q", port, r, ok, reason)
+		}
+	}
+}
+
+// blockPush adds the rules that block the push servers' TCP port 7000 and
+// UDP port 7500 (servePush), as a user would with fwctl.
+func (l *lab) blockPush() {
+	l.t.Helper()
+	for _, args := range [][]string{
+		{"add", "No push", "block", "--protocol", "tcp", "--ports", "7000"},
+		{"add", "No UDP push", "block", "--protocol", "udp", "--ports", "7500"},
+	} {
+		if out, err := l.fwctl(args...); err != nil {
+			l.t.Fatalf("fwctl %v: %v\n%s", args, err, out)
 		}
 	}
 }
@@ -530,14 +537,7 @@ func TestCutFlowsStayCutAcrossARestart(t *testing.T) {
 				"tcp": l.streamFrom("tcp", hostPort(l.fwIP, 7000)),
 				"udp": l.streamFrom("udp", hostPort(l.fwIP, 7500)),
 			}
-			for _, args := range [][]string{
-				{"add", "No push", "block", "--protocol", "tcp", "--ports", "7000"},
-				{"add", "No UDP push", "block", "--protocol", "udp", "--ports", "7500"},
-			} {
-				if out, err := l.fwctl(args...); err != nil {
-					t.Fatalf("fwctl %v: %v\n%s", args, err, out)
-				}
-			}
+			l.blockPush()
 			time.Sleep(500 * time.Millisecond)
 			l.stopPfwd(tc.stop)
 			if tc.tracked {
@@ -572,16 +572,6 @@ func TestCutFlowLetBackInIsCutAgain(t *testing.T) {
 		"tcp": l.streamFrom("tcp", hostPort(l.fwIP, 7000)),
 		"udp": l.streamFrom("udp", hostPort(l.fwIP, 7500)),
 	}
-	block := func() {
-		for _, args := range [][]string{
-			{"add", "No push", "block", "--protocol", "tcp", "--ports", "7000"},
-			{"add", "No UDP push", "block", "--protocol", "udp", "--ports", "7500"},
-		} {
-			if out, err := l.fwctl(args...); err != nil {
-				t.Fatalf("fwctl %v: %v\n%s", args, err, out)
-			}
-		}
-	}
 	// expect counts what each stream gets in d, after a moment for what
 	// was in flight.
 	expect := func(when string, flowing bool, d time.Duration) {
@@ -597,7 +587,7 @@ func TestCutFlowLetBackInIsCutAgain(t *testing.T) {
 			}
 		}
 	}
-	block()
+	l.blockPush()
 	expect("cut", false, time.Second)
 	for range 2 {
 		if out, err := l.fwctl("remove", "1"); err != nil {
@@ -606,7 +596,7 @@ func TestCutFlowLetBackInIsCutAgain(t *testing.T) {
 	}
 	// TCP's retransmission backs off while cut: 4 s holds the next one.
 	expect("let back in", true, 4*time.Second)
-	block()
+	l.blockPush()
 	expect("blocked again", false, 2*time.Second)
 }
 
@@ -623,14 +613,7 @@ func TestStartCutsFlowsTheRulesBlock(t *testing.T) {
 	udp := l.streamFrom("udp", hostPort(l.fwIP, 7500))
 	spared := l.streamFrom("tcp", hostPort(l.fwIP, 7001))
 	l.stopPfwd(syscall.SIGTERM)
-	for _, args := range [][]string{
-		{"add", "No push", "block", "--protocol", "tcp", "--ports", "7000"},
-		{"add", "No UDP push", "block", "--protocol", "udp", "--ports", "7500"},
-	} {
-		if out, err := l.fwctl(args...); err != nil {
-			t.Fatalf("fwctl %v with pfwd stopped: %v\n%s", args, err, out)
-		}
-	}
+	l.blockPush() // with pfwd stopped
 	tcp.count()
 	time.Sleep(500 * time.Millisecond)
 	if n := tcp.count(); n <= 0 {
