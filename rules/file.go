@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +25,10 @@ const DefaultPath = "/etc/personal-firewall/firewall_rules.json"
 // the daemon's memory.
 const MaxFileSize = 32 << 20
 
+// fileSizeCap is MaxFileSize, lowered by tests that check the cap without
+// writing 32 MiB.
+var fileSizeCap = MaxFileSize
+
 // ReadFile reads the config file at path. It refuses anything but a
 // regular file of at most MaxFileSize bytes: a named pipe at the path
 // would otherwise block the reader (and the daemon's reloads) forever,
@@ -42,15 +47,15 @@ func ReadFile(path string) ([]byte, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("read config %s: not a regular file (%s)", path, FileKind(fi.Mode()))
 	}
-	if fi.Size() > MaxFileSize {
+	if fi.Size() > int64(fileSizeCap) {
 		return nil, fmt.Errorf("read config %s: %d bytes, over the %d MiB limit", path, fi.Size(), MaxFileSize>>20)
 	}
 	// The file may grow between Stat and the read: cap the read too.
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	data, err := io.ReadAll(io.LimitReader(f, int64(fileSizeCap)+1))
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	if len(data) > MaxFileSize {
+	if len(data) > fileSizeCap {
 		return nil, fmt.Errorf("read config %s: over the %d MiB limit", path, MaxFileSize>>20)
 	}
 	return data, nil
@@ -139,9 +144,9 @@ func Update(path string, edit func(*Config) error) (*Config, error) {
 	if err := edit(next); err != nil {
 		return nil, err
 	}
-	data, err := Marshal(next)
+	data, err := marshalWithinCap(next)
 	if err != nil {
-		return nil, fmt.Errorf("encode config: %w", err)
+		return nil, err
 	}
 	saved, err := Parse(data)
 	if err != nil {
@@ -158,9 +163,9 @@ func Update(path string, edit func(*Config) error) (*Config, error) {
 
 // Save validates cfg and writes it to path atomically, under the lock.
 func Save(path string, cfg *Config) error {
-	data, err := Marshal(cfg)
+	data, err := marshalWithinCap(cfg)
 	if err != nil {
-		return fmt.Errorf("encode config: %w", err)
+		return err
 	}
 	if _, err := Parse(data); err != nil {
 		return err
@@ -172,6 +177,26 @@ func Save(path string, cfg *Config) error {
 	}
 	defer unlock()
 	return writeAtomic(path, data)
+}
+
+// marshalWithinCap encodes cfg as Marshal does, indented for people; a
+// config whose indented form would pass MaxFileSize (a list of a million
+// and more addresses) is written compact instead, as such a file usually
+// came, so that an edit never writes a file every reader would refuse.
+func marshalWithinCap(cfg *Config) ([]byte, error) {
+	data, err := Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	if len(data) <= fileSizeCap {
+		return data, nil
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, data); err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	compact.WriteByte('\n')
+	return compact.Bytes(), nil
 }
 
 // removeLeftovers removes the temporary files of saves killed before
@@ -249,6 +274,12 @@ func lock(path string) (unlock func(), err error) {
 // directory, the old file's mode and owner, fsync, rename, fsync of the
 // directory. A reader sees the old file or the new one, never a mix.
 func writeAtomic(path string, data []byte) error {
+	// A file over the cap would be refused by every reader, fwctl's next
+	// edit and pfwd's reload included: the edit would lock the user out.
+	if len(data) > fileSizeCap {
+		return fmt.Errorf("save config %s: it would be %d bytes, over the %d MiB limit every reader applies; not written",
+			path, len(data), MaxFileSize>>20)
+	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("save config: %w", err)

@@ -2,12 +2,14 @@ package rules
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -342,5 +344,65 @@ func TestUpdateRemovesLeftoverTempFiles(t *testing.T) {
 	}
 	if _, err := os.Lstat(other); err != nil {
 		t.Errorf("another file's temporary file was removed: %v", err)
+	}
+}
+
+// An edit never writes a file every reader would refuse, which would lock
+// the user out of fwctl and leave pfwd on the old rules: a config whose
+// indented form would pass the size cap is written compact, and one that
+// would pass it even so is refused, the file left as it was.
+func TestUpdateStaysWithinTheSizeCap(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "firewall_rules.json")
+	cfg := Default()
+	for i := range 200 {
+		cfg.BlacklistIPs = append(cfg.BlacklistIPs, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 9, byte(i >> 8), byte(i)}), 32))
+	}
+	if err := Save(path, cfg); err != nil {
+		t.Fatal(err)
+	}
+	indented, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, indented); err != nil {
+		t.Fatal(err)
+	}
+	// A compact file, as a generator writes one, that fits the cap.
+	if err := os.WriteFile(path, compact.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer func(old int) { fileSizeCap = old }(fileSizeCap)
+	addOne := func(c *Config) error {
+		c.BlacklistIPs = append(c.BlacklistIPs, netip.MustParsePrefix("192.0.2.7/32"))
+		return nil
+	}
+
+	fileSizeCap = (len(indented) + compact.Len()) / 2 // the indented form would not fit
+	if _, err := Update(path, addOne); err != nil {
+		t.Fatalf("an edit that fits compact: %v", err)
+	}
+	written, err := ReadFile(path)
+	if err != nil {
+		t.Fatalf("the edited file cannot be read back: %v", err)
+	}
+	if len(written) > fileSizeCap || bytes.Contains(written, []byte("\n  ")) {
+		t.Errorf("edited file is %d bytes (cap %d), want it compact within the cap", len(written), fileSizeCap)
+	}
+	if got, err := Load(path); err != nil || !slices.Contains(got.BlacklistIPs, netip.MustParsePrefix("192.0.2.7/32")) {
+		t.Errorf("edited file: %v, entry present %v", err, err == nil && slices.Contains(got.BlacklistIPs, netip.MustParsePrefix("192.0.2.7/32")))
+	}
+
+	fileSizeCap = len(written) + 5 // the file fits; one more entry does not
+	before, _ := os.ReadFile(path)
+	_, err = Update(path, func(c *Config) error {
+		c.BlacklistIPs = append(c.BlacklistIPs, netip.MustParsePrefix("192.0.2.8/32"))
+		return nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "over the 32 MiB limit every reader applies; not written") {
+		t.Errorf("an edit over the cap even compact: %v, want a refusal", err)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Error("a refused edit changed the file")
 	}
 }
