@@ -9,6 +9,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -208,6 +209,12 @@ func Query(ctx context.Context, path string) (Status, error) {
 		}
 		if errors.Is(err, os.ErrPermission) {
 			return Status{}, fmt.Errorf("control socket %s: permission denied (run as root)", path)
+		}
+		if ue := (*url.Error)(nil); errors.As(err, &ue) && ue.Timeout() {
+			// The socket is there and takes connections, but no answer
+			// came: a pfwd still starting (a config of a million
+			// addresses takes seconds to load) answers only once started.
+			return Status{}, fmt.Errorf("pfwd on %s did not answer in time: it may still be starting (a large config takes seconds) or be stuck; try again", path)
 		}
 		return Status{}, fmt.Errorf("query pfwd on %s: %w", path, err)
 	}

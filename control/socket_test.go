@@ -96,6 +96,24 @@ func TestQueryOnWhatIsNotASocket(t *testing.T) {
 	}
 }
 
+// A pfwd that takes the connection but does not answer (still starting:
+// its socket is made first, and served once the config is loaded) is
+// said to be so, not "context deadline exceeded".
+func TestQueryNoAnswerInTime(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pfwd.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close() // never accepted: the connection waits in the backlog
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = Query(ctx, path)
+	if err == nil || errors.Is(err, ErrNotRunning) || !strings.Contains(err.Error(), "did not answer in time: it may still be starting") {
+		t.Errorf("Query of a pfwd that does not answer: %v", err)
+	}
+}
+
 // A --socket that is a symlink to pfwd's socket, with pfwd stopped (the
 // link dangling, or its target a socket nobody listens on), means pfwd is
 // not running, not "a symbolic link".
