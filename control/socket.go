@@ -157,6 +157,19 @@ const maxAnswer = 1 << 20
 // ErrNotRunning means no pfwd answers on the socket.
 var ErrNotRunning = errors.New("pfwd is not running")
 
+// noAnswerError is a query that took a connection but got no answer in
+// time; it unwraps to the timeout, which callers test for.
+type noAnswerError struct {
+	path string
+	err  error
+}
+
+func (e *noAnswerError) Error() string {
+	return fmt.Sprintf("pfwd on %s did not answer in time: it may still be starting (a large config takes seconds) or be stuck; try again", e.path)
+}
+
+func (e *noAnswerError) Unwrap() error { return e.err }
+
 // Query asks the pfwd listening at path for its status.
 func Query(ctx context.Context, path string) (Status, error) {
 	if err := checkPath(path); err != nil {
@@ -214,7 +227,7 @@ func Query(ctx context.Context, path string) (Status, error) {
 			// The socket is there and takes connections, but no answer
 			// came: a pfwd still starting (a config of a million
 			// addresses takes seconds to load) answers only once started.
-			return Status{}, fmt.Errorf("pfwd on %s did not answer in time: it may still be starting (a large config takes seconds) or be stuck; try again", path)
+			return Status{}, &noAnswerError{path: path, err: err}
 		}
 		return Status{}, fmt.Errorf("query pfwd on %s: %w", path, err)
 	}
