@@ -101,7 +101,8 @@ func (s *Store) Prune(ctx context.Context, r Retention, now time.Time) (Pruned, 
 func (s *Store) deleteChunked(ctx context.Context, query string, arg any) (int64, error) {
 	var total int64
 	for {
-		res, err := s.write.ExecContext(ctx, query, arg, pruneChunk)
+		chunk := cmp.Or(s.pruneChunkRows, pruneChunk)
+		res, err := s.write.ExecContext(ctx, query, arg, chunk)
 		if err != nil {
 			return total, err
 		}
@@ -110,7 +111,7 @@ func (s *Store) deleteChunked(ctx context.Context, query string, arg any) (int64
 			return total, err
 		}
 		total += n
-		if n < pruneChunk {
+		if n < int64(chunk) {
 			return total, nil
 		}
 	}

@@ -69,6 +69,9 @@ type Store struct {
 	// reader's database from the seed or an older pfw, which pfwd adds it
 	// to on its next start); every row then counts as inbound.
 	noDirection bool
+	// pruneChunkRows is how many rows one retention DELETE removes:
+	// pruneChunk, unless a test makes it small to stretch a pass.
+	pruneChunkRows int
 }
 
 // Open opens the database at path for reading and writing, creating the
