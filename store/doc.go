@@ -67,9 +67,15 @@
 // Rows beyond MaxRowsPerSecond (default 2000, both tables together) and
 // rows that find the buffer full are counted per log type and reason, in
 // WriterStats and, per UTC hour, in log_suppressed, which Stats reports.
-// Run also prunes: rows beyond Retention.MaxRows per table (1,000,000),
-// oldest first, whatever their age (an age bound, Retention.MaxAge, is off
-// by default), and log_suppressed hours older than 30 days.
+// Run also prunes, at start and every 10 minutes: rows beyond
+// Retention.MaxRows per table (1,000,000), oldest first, whatever their
+// age (an age bound, Retention.MaxAge, is off by default), and
+// log_suppressed hours older than 30 days. It deletes 5,000 rows at a
+// time, each DELETE a transaction of its own, and takes and commits new
+// rows between them, so a pass over millions of rows (a minute) holds a
+// new row back by a DELETE or two (a tenth of a second each), not the
+// minute; a stop ends the DELETE under way, and the next Run prunes the
+// rest.
 //
 // Run checks once a second (WriterConfig.CheckEvery, one stat) whether the
 // file at the path is still the one it opened. When it was deleted (an

@@ -3,6 +3,7 @@ package store
 import (
 	"cmp"
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 )
@@ -35,84 +36,161 @@ type Pruned struct {
 }
 
 // pruneChunk is how many rows one DELETE removes. Each chunk is its own
-// transaction, so the write lock is held for milliseconds at a time and
-// a first prune of a huge backlog does not stall other writers for seconds.
+// transaction, so the write lock is held for milliseconds at a time, and
+// a Writer's Run writes the rows that arrived meanwhile between chunks
+// (see pruneJob): a first prune of a huge backlog, millions of rows and a
+// minute of deleting, stalls neither other writers nor the log itself.
 const pruneChunk = 5000
 
 // Prune deletes packet rows older than r.MaxAge before now, then the oldest
 // rows beyond r.MaxRows in each packet table, then log_suppressed hours
 // older than r.SuppressedMaxAge. Deleted space is reused by later rows; the file does
-// not shrink.
+// not shrink. A pass the database's reopening (see Reopen) interrupts ends
+// there, without an error: its bounds were the old file's.
 func (s *Store) Prune(ctx context.Context, r Retention, now time.Time) (Pruned, error) {
-	var p Pruned
 	if s.ReadOnly() {
-		return p, fmt.Errorf("prune: %w", ErrReadOnly)
+		return Pruned{}, fmt.Errorf("prune: %w", ErrReadOnly)
 	}
-	r = r.withDefaults()
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	for _, t := range []struct {
-		table string
-		n     *int64
-	}{{tableBlocked, &p.Blocked}, {tableAllowed, &p.Allowed}} {
-		if r.MaxAge > 0 {
-			cutoff := formatTime(now.Add(-r.MaxAge))
-			n, err := s.deleteChunked(ctx, `DELETE FROM `+t.table+` WHERE id IN
-				(SELECT id FROM `+t.table+` WHERE timestamp < ? LIMIT ?)`, cutoff)
-			*t.n += n
-			if err != nil {
-				return p, fmt.Errorf("prune %s older than %s: %w", t.table, cutoff, err)
-			}
-		}
-		if r.MaxRows > 0 {
-			// ids only grow (AUTOINCREMENT), so the MaxRows newest rows are
-			// the MaxRows highest ids and everything at or below the next
-			// one goes.
-			var last int64
-			err := s.write.QueryRowContext(ctx, `SELECT coalesce(
-				(SELECT id FROM `+t.table+` ORDER BY id DESC LIMIT 1 OFFSET ?), 0)`, r.MaxRows).Scan(&last)
-			if err != nil {
-				return p, fmt.Errorf("prune %s beyond %d rows: %w", t.table, r.MaxRows, err)
-			}
-			if last > 0 {
-				n, err := s.deleteChunked(ctx, `DELETE FROM `+t.table+` WHERE id IN
-					(SELECT id FROM `+t.table+` WHERE id <= ? ORDER BY id LIMIT ?)`, last)
-				*t.n += n
-				if err != nil {
-					return p, fmt.Errorf("prune %s beyond %d rows: %w", t.table, r.MaxRows, err)
-				}
-			}
+	j := s.newPrune(r, now)
+	for {
+		if done, err := s.pruneStep(ctx, j); done {
+			return j.pruned, err
 		}
 	}
-	if r.SuppressedMaxAge > 0 {
-		// The hour the cutoff falls in stays: part of it is young enough.
-		cutoff := hourOf(now.Add(-r.SuppressedMaxAge))
-		res, err := s.write.ExecContext(ctx, `DELETE FROM log_suppressed WHERE hour < ?`, cutoff)
-		if err != nil {
-			return p, fmt.Errorf("prune log_suppressed older than %s: %w", cutoff, err)
-		}
-		p.Suppressed, _ = res.RowsAffected()
-	}
-	return p, nil
 }
 
-// deleteChunked runs a DELETE whose last parameter is the chunk size until
-// it deletes less than a full chunk.
-func (s *Store) deleteChunked(ctx context.Context, query string, arg any) (int64, error) {
-	var total int64
-	for {
-		chunk := cmp.Or(s.pruneChunkRows, pruneChunk)
-		res, err := s.write.ExecContext(ctx, query, arg, chunk)
-		if err != nil {
-			return total, err
+// pruneJob is one retention pass, which pruneStep advances a chunk at a
+// time: a pass over a large backlog takes a minute, and the Writer's Run,
+// the one goroutine that writes the log, must commit rows between chunks
+// or they overflow its buffer.
+type pruneJob struct {
+	r      Retention
+	now    time.Time
+	file   fileID // the database file the pass is for
+	stage  int    // index in pruneStages
+	bound  any    // the stage's DELETE bound, nil until looked up
+	pruned Pruned
+}
+
+// pruneStage is one DELETE of a pass, repeated until it deletes less than
+// a chunk.
+type pruneStage struct {
+	table string
+	byAge bool // rows older than MaxAge; else rows beyond MaxRows
+}
+
+// pruneStages are a pass's stages in order; the row cap of a table is
+// applied after its age bound.
+var pruneStages = [...]pruneStage{
+	{tableBlocked, true}, {tableBlocked, false},
+	{tableAllowed, true}, {tableAllowed, false},
+	{tableSuppressed, true},
+}
+
+func (s *Store) newPrune(r Retention, now time.Time) *pruneJob {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return &pruneJob{r: r.withDefaults(), now: now, file: s.files.db}
+}
+
+// pruneStep runs the next DELETE of j, looking up its stage's bound when
+// the stage starts, and reports whether the pass is over: all done, failed
+// (with the error), or no longer for the open file.
+func (s *Store) pruneStep(ctx context.Context, j *pruneJob) (done bool, err error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if j.file != s.files.db || j.file == (fileID{}) {
+		return true, nil
+	}
+	for j.bound == nil {
+		if j.stage == len(pruneStages) {
+			return true, nil
 		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return total, err
+		if j.bound, err = s.pruneBound(ctx, j.r, j.now, pruneStages[j.stage]); err != nil {
+			return true, err
 		}
-		total += n
-		if n < int64(chunk) {
-			return total, nil
+		if j.bound == nil {
+			j.stage++ // off, or nothing to delete
 		}
 	}
+	st := pruneStages[j.stage]
+	var n int64
+	if st.table == tableSuppressed {
+		// A few hundred rows a month: one DELETE.
+		n, err = execRows(ctx, s.write, `DELETE FROM log_suppressed WHERE hour < ?`, j.bound)
+		j.pruned.Suppressed += n
+	} else {
+		query := `DELETE FROM ` + st.table + ` WHERE id IN
+			(SELECT id FROM ` + st.table + ` WHERE id <= ? ORDER BY id LIMIT ?)`
+		if st.byAge {
+			query = `DELETE FROM ` + st.table + ` WHERE id IN
+				(SELECT id FROM ` + st.table + ` WHERE timestamp < ? LIMIT ?)`
+		}
+		chunk := cmp.Or(s.pruneChunkRows, pruneChunk)
+		n, err = execRows(ctx, s.write, query, j.bound, chunk)
+		if st.table == tableBlocked {
+			j.pruned.Blocked += n
+		} else {
+			j.pruned.Allowed += n
+		}
+		if err == nil && n == int64(chunk) {
+			return false, nil // more to delete, maybe
+		}
+	}
+	if err != nil {
+		return true, pruneError(st, j.r, j.bound, err)
+	}
+	j.stage, j.bound = j.stage+1, nil
+	return j.stage == len(pruneStages), nil
+}
+
+// pruneBound is what a stage deletes up to: the cutoff time, or the
+// highest id beyond the row cap; nil when the stage is off or has nothing
+// to delete.
+func (s *Store) pruneBound(ctx context.Context, r Retention, now time.Time, st pruneStage) (any, error) {
+	switch {
+	case st.table == tableSuppressed:
+		if r.SuppressedMaxAge <= 0 {
+			return nil, nil
+		}
+		// The hour the cutoff falls in stays: part of it is young enough.
+		return hourOf(now.Add(-r.SuppressedMaxAge)), nil
+	case st.byAge:
+		if r.MaxAge <= 0 {
+			return nil, nil
+		}
+		return formatTime(now.Add(-r.MaxAge)), nil
+	case r.MaxRows <= 0:
+		return nil, nil
+	}
+	// ids only grow (AUTOINCREMENT), so the MaxRows newest rows are the
+	// MaxRows highest ids and everything at or below the next one goes.
+	// Rows written while the stage goes on are above it, as rows written
+	// after the pass are.
+	var last int64
+	err := s.write.QueryRowContext(ctx, `SELECT coalesce(
+		(SELECT id FROM `+st.table+` ORDER BY id DESC LIMIT 1 OFFSET ?), 0)`, r.MaxRows).Scan(&last)
+	if err != nil {
+		return nil, pruneError(st, r, nil, err)
+	}
+	if last == 0 {
+		return nil, nil
+	}
+	return last, nil
+}
+
+func pruneError(st pruneStage, r Retention, bound any, err error) error {
+	if st.byAge {
+		return fmt.Errorf("prune %s older than %s: %w", st.table, bound, err)
+	}
+	return fmt.Errorf("prune %s beyond %d rows: %w", st.table, r.MaxRows, err)
+}
+
+// execRows runs one statement and returns how many rows it changed.
+func execRows(ctx context.Context, db *sql.DB, query string, args ...any) (int64, error) {
+	res, err := db.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }

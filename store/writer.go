@@ -33,7 +33,8 @@ type WriterConfig struct {
 	// (default 5s), its wait for another program's lock on the database
 	// included.
 	ShutdownTimeout time.Duration
-	// Retention is applied by Run at start and then every Retention.Every.
+	// Retention is applied by Run at start and then every Retention.Every,
+	// a chunk at a time between batches (see pruneChunk).
 	Retention Retention
 	// CheckEvery is how often Run looks whether the database file was
 	// deleted or replaced, and reopens it if so (default 1s; one stat).
@@ -54,7 +55,8 @@ type WriterConfig struct {
 	OnError func(error)
 	// OnPrune, when set, is called from Run's goroutine after a retention
 	// pass deleted packet rows, with how many: an audit log must not lose
-	// rows in silence.
+	// rows in silence. A pass shutdown interrupts reports what it deleted
+	// so far.
 	OnPrune func(Pruned)
 }
 
@@ -152,6 +154,8 @@ type Writer struct {
 	// for another program's lock on the database, 0 when none does.
 	lockRetry time.Duration
 	stopping  bool // the final flush is under way: a batch that meets the lock is lost
+	// pruning is the retention pass under way, nil between passes.
+	pruning *pruneJob
 	// No damaged file is moved aside before recoverAfter; recoverWait is
 	// the pause after the last one (see recoverDamaged).
 	recoverAfter time.Time
@@ -344,7 +348,7 @@ func (w *Writer) Run(ctx context.Context) error {
 	defer checkTick.Stop()
 	var pruneTick <-chan time.Time
 	if w.cfg.Retention.Every > 0 {
-		w.prune(ctx)
+		w.pruning = w.store.newPrune(w.cfg.Retention, w.now())
 		t := time.NewTicker(w.cfg.Retention.Every)
 		defer t.Stop()
 		pruneTick = t.C
@@ -357,6 +361,16 @@ func (w *Writer) Run(ctx context.Context) error {
 		queue := w.queue
 		if w.lockRetry > 0 {
 			queue = nil
+		}
+		// A retention pass takes its turn with the rest, a chunk at a
+		// time: select picks at random among ready cases, so the rows
+		// arriving meanwhile are taken and committed between chunks, and
+		// a flood cannot hold the pass off either. It waits while a batch
+		// waits for the database lock, which its DELETEs would wait for
+		// too, for the whole busy timeout.
+		var pruneNext <-chan struct{}
+		if w.pruning != nil && w.lockRetry == 0 {
+			pruneNext = alwaysReady
 		}
 		select {
 		case e := <-queue:
@@ -375,7 +389,11 @@ func (w *Writer) Run(ctx context.Context) error {
 			w.report(w.commit(work))
 			retime()
 		case <-pruneTick:
-			w.prune(ctx)
+			if w.pruning == nil { // one still under way goes on
+				w.pruning = w.store.newPrune(w.cfg.Retention, w.now())
+			}
+		case <-pruneNext:
+			w.pruneStep(ctx)
 		case <-checkTick.C:
 			w.reopenIfReplaced()
 			if tickEvery == 0 && w.pending() {
@@ -401,6 +419,7 @@ func (w *Writer) Run(ctx context.Context) error {
 			retime()
 			reply <- err
 		case <-ctx.Done():
+			w.endPrune() // the next Run prunes what is left
 			final, cancel := context.WithTimeout(work, w.cfg.ShutdownTimeout)
 			defer cancel()
 			w.stopping = true
@@ -741,17 +760,36 @@ func (w *Writer) recoverDamaged(cause error) bool {
 	return err == nil
 }
 
-// prune applies the retention policy. It runs under Run's own context, so
-// shutdown interrupts a long pass between chunks; the next Run finishes it.
-func (w *Writer) prune(ctx context.Context) {
-	p, err := w.store.Prune(ctx, w.cfg.Retention, w.now())
-	if p.Blocked+p.Allowed > 0 && w.cfg.OnPrune != nil {
-		w.cfg.OnPrune(p)
+// alwaysReady is a closed channel: a select case on it is always ready.
+var alwaysReady = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+// pruneStep runs the next chunk of the retention pass and reports the pass
+// when it is over. It runs under Run's own context, so shutdown interrupts
+// a chunk in progress, and a stop waits for no more than that.
+func (w *Writer) pruneStep(ctx context.Context) {
+	done, err := w.store.pruneStep(ctx, w.pruning)
+	if !done {
+		return
 	}
+	w.endPrune()
 	if err != nil && ctx.Err() == nil {
 		w.errors.Add(1)
 		w.report(err)
 		w.recoverDamaged(err)
+	}
+}
+
+// endPrune ends the retention pass under way, if any, and tells OnPrune
+// how many packet rows it deleted.
+func (w *Writer) endPrune() {
+	j := w.pruning
+	w.pruning = nil
+	if j != nil && j.pruned.Blocked+j.pruned.Allowed > 0 && w.cfg.OnPrune != nil {
+		w.cfg.OnPrune(j.pruned)
 	}
 }
 
