@@ -7,8 +7,9 @@ import (
 	"slices"
 )
 
-// PrefixSet answers "which entry covers this address?" for many prefixes,
-// IPv4 and IPv6, in O(log n) without allocating. It is built once from a
+// PrefixSet answers "which entry covers this address?" (and "does any
+// entry overlap this prefix?") for many prefixes, IPv4 and IPv6, in
+// O(log n) without allocating. It is built once from a
 // list of prefixes, each tagged with a small value (a feed index, say), and
 // is immutable afterwards, so any number of goroutines may read it.
 //
@@ -76,24 +77,12 @@ func NewTaggedPrefixSet(entries []TaggedPrefix) *PrefixSet {
 		if !p.IsValid() {
 			continue
 		}
-		p = p.Masked()
 		if p.Addr().Is4() {
-			lo := addr4(p.Addr())
-			hi := lo | uint32(uint64(1)<<(32-p.Bits())-1)
+			lo, hi := range4(p)
 			v4 = append(v4, span[uint32]{lo, hi, e.Tag})
 			continue
 		}
-		lo := addr6(p.Addr())
-		hi := lo
-		if host := 128 - p.Bits(); host >= 64 {
-			hi.lo = ^uint64(0)
-			hi.hi |= uint64(1)<<(host-64) - 1
-			if host == 128 {
-				hi.hi = ^uint64(0)
-			}
-		} else {
-			hi.lo |= uint64(1)<<host - 1
-		}
+		lo, hi := range6(p)
 		v6 = append(v6, span[u128]{lo, hi, e.Tag})
 	}
 	s := &PrefixSet{entries: len(v4) + len(v6)}
@@ -104,6 +93,28 @@ func NewTaggedPrefixSet(entries []TaggedPrefix) *PrefixSet {
 		s.v6Start, s.v6End, s.v6Tag = append(s.v6Start, r.lo), append(s.v6End, r.hi), append(s.v6Tag, r.tag)
 	}
 	return s
+}
+
+// range4 and range6 are the first and last address of a valid prefix,
+// host bits ignored.
+func range4(p netip.Prefix) (lo, hi uint32) {
+	lo = addr4(p.Masked().Addr())
+	return lo, lo | uint32(uint64(1)<<(32-p.Bits())-1)
+}
+
+func range6(p netip.Prefix) (lo, hi u128) {
+	lo = addr6(p.Masked().Addr())
+	hi = lo
+	if host := 128 - p.Bits(); host >= 64 {
+		hi.lo = ^uint64(0)
+		hi.hi |= uint64(1)<<(host-64) - 1
+		if host == 128 {
+			hi.hi = ^uint64(0)
+		}
+	} else {
+		hi.lo |= uint64(1)<<host - 1
+	}
+	return lo, hi
 }
 
 type span[K any] struct {
@@ -200,18 +211,8 @@ func (s *PrefixSet) Lookup(a netip.Addr) (tag uint16, ok bool) {
 	}
 	if a.Is4() {
 		x := addr4(a)
-		// Binary search for the last range starting at or below x.
-		lo, hi := 0, len(s.v4Start)
-		for lo < hi {
-			m := int(uint(lo+hi) >> 1)
-			if s.v4Start[m] <= x {
-				lo = m + 1
-			} else {
-				hi = m
-			}
-		}
-		if lo > 0 && x <= s.v4End[lo-1] {
-			return s.v4Tag[lo-1], true
+		if i := s.last4(x); i >= 0 && x <= s.v4End[i] {
+			return s.v4Tag[i], true
 		}
 		return 0, false
 	}
@@ -219,6 +220,47 @@ func (s *PrefixSet) Lookup(a netip.Addr) (tag uint16, ok bool) {
 		return 0, false
 	}
 	x := addr6(a)
+	if i := s.last6(x); i >= 0 && !s.v6End[i].less(x) {
+		return s.v6Tag[i], true
+	}
+	return 0, false
+}
+
+// Overlaps reports whether p shares an address with any prefix of the
+// set, as netip.Prefix.Overlaps would for one of them: a prefix covers
+// p, or lies within it. The ranges are disjoint and sorted, so the last
+// one starting at or below p's last address is the only one that can
+// reach its first.
+func (s *PrefixSet) Overlaps(p netip.Prefix) bool {
+	if s == nil || !p.IsValid() {
+		return false
+	}
+	if p.Addr().Is4() {
+		lo, hi := range4(p)
+		i := s.last4(hi)
+		return i >= 0 && lo <= s.v4End[i]
+	}
+	lo, hi := range6(p)
+	i := s.last6(hi)
+	return i >= 0 && !s.v6End[i].less(lo)
+}
+
+// last4 and last6 binary-search for the last range starting at or below
+// x, -1 if there is none.
+func (s *PrefixSet) last4(x uint32) int {
+	lo, hi := 0, len(s.v4Start)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if s.v4Start[m] <= x {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo - 1
+}
+
+func (s *PrefixSet) last6(x u128) int {
 	lo, hi := 0, len(s.v6Start)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
@@ -228,8 +270,5 @@ func (s *PrefixSet) Lookup(a netip.Addr) (tag uint16, ok bool) {
 			hi = m
 		}
 	}
-	if lo > 0 && !s.v6End[lo-1].less(x) {
-		return s.v6Tag[lo-1], true
-	}
-	return 0, false
+	return lo - 1
 }

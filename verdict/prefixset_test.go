@@ -47,6 +47,38 @@ func TestPrefixSetMatchesBruteForce(t *testing.T) {
 	}
 }
 
+// TestPrefixSetOverlapsMatchesBruteForce compares Overlaps with
+// netip.Prefix.Overlaps over every entry, for prefixes inside, around and
+// beside random nested ones.
+func TestPrefixSetOverlapsMatchesBruteForce(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	random := func() netip.Prefix {
+		if rng.IntN(2) == 0 {
+			a := netip.AddrFrom4([4]byte{byte(rng.IntN(4)), byte(rng.IntN(4)), byte(rng.IntN(256)), byte(rng.IntN(256))})
+			return netip.PrefixFrom(a, rng.IntN(33))
+		}
+		a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(rng.IntN(256)), 14: byte(rng.IntN(4))})
+		return netip.PrefixFrom(a, rng.IntN(129))
+	}
+	for round := range 200 {
+		var entries []netip.Prefix
+		for range rng.IntN(40) {
+			entries = append(entries, random().Masked())
+		}
+		s := NewPrefixSet(entries)
+		for range 300 {
+			p := random() // host bits left set: Overlaps ignores them
+			want := false
+			for _, e := range entries {
+				want = want || e.Overlaps(p)
+			}
+			if got := s.Overlaps(p); got != want {
+				t.Fatalf("round %d: Overlaps(%v) = %v, want %v; entries %v", round, p, got, want, entries)
+			}
+		}
+	}
+}
+
 func TestPrefixSetEdges(t *testing.T) {
 	s := NewPrefixSet([]netip.Prefix{
 		netip.MustParsePrefix("255.255.255.255/32"),
@@ -71,9 +103,22 @@ func TestPrefixSetEdges(t *testing.T) {
 			t.Errorf("/0 does not contain %s", a)
 		}
 	}
+	for pfx, want := range map[string]bool{
+		"0.0.0.0/0": true, "255.255.255.255/32": true, "255.255.255.0/24": true, "255.255.254.0/24": false,
+		"10.1.2.0/24": true, "9.0.0.0/8": false, "0.0.0.0/31": true, "0.0.0.2/31": false,
+		"::/0": true, "::/1": false, "::ffff:10.0.0.0/104": false, "ffff::/16": true,
+	} {
+		if got := s.Overlaps(netip.MustParsePrefix(pfx)); got != want {
+			t.Errorf("Overlaps(%s) = %v, want %v", pfx, got, want)
+		}
+	}
 	var empty *PrefixSet
 	if empty.Contains(netip.MustParseAddr("1.2.3.4")) || NewPrefixSet(nil).Contains(netip.MustParseAddr("::1")) {
 		t.Errorf("empty set contains something")
+	}
+	if empty.Overlaps(netip.MustParsePrefix("::/0")) || NewPrefixSet(nil).Overlaps(netip.MustParsePrefix("0.0.0.0/0")) ||
+		s.Overlaps(netip.Prefix{}) {
+		t.Errorf("empty set or prefix overlaps something")
 	}
 }
 
