@@ -6,11 +6,17 @@ import (
 	"slices"
 
 	"github.com/pfw/pfw/rules"
+	"github.com/pfw/pfw/verdict"
 	"github.com/urfave/cli/v2"
 )
 
 // addressList is one of the config's address lists; blacklist and
 // whitelist are the same commands over a different key.
+//
+// add and remove take time linear in the arguments and the lists, with
+// sets built once per command rather than a scan per argument: `xargs
+// fwctl blacklist add` hands them thousands of addresses at once, against
+// lists of a feed's size.
 type addressList struct {
 	name    string // the command, "blacklist"
 	effect  string // what the list does, for the help text
@@ -92,9 +98,11 @@ func (l *addressList) args(c *cli.Context) ([]netip.Prefix, error) {
 		return nil, err
 	}
 	noteHostBits(globalsOf(c).errOut, c.Args().Slice(), ps)
-	var uniq []netip.Prefix
+	seen := make(map[netip.Prefix]bool, len(ps))
+	uniq := make([]netip.Prefix, 0, len(ps))
 	for _, p := range ps {
-		if !slices.Contains(uniq, p) {
+		if !seen[p] {
+			seen[p] = true
 			uniq = append(uniq, p)
 		}
 	}
@@ -113,17 +121,26 @@ func (l *addressList) add(c *cli.Context) error {
 		res = listAdded{Added: []string{}, AlreadyListed: []string{}}
 		shadowed, overriding = nil, nil
 		list := l.entries(cfg)
+		listed := entrySet(*list)
+		var shadowing, overridden *verdict.PrefixSet // nil overlaps nothing
+		if l.shadowedBy != nil {
+			shadowing = verdict.NewPrefixSet(l.shadowedBy(cfg))
+		}
+		if l.overrides != nil {
+			overridden = verdict.NewPrefixSet(l.overrides(cfg))
+		}
 		for _, p := range ps {
-			if slices.Contains(*list, p) {
+			if listed[p] {
 				res.AlreadyListed = append(res.AlreadyListed, rules.FormatPrefix(p))
 				continue
 			}
+			listed[p] = true
 			*list = append(*list, p)
 			res.Added = append(res.Added, rules.FormatPrefix(p))
-			if l.shadowedBy != nil && slices.ContainsFunc(l.shadowedBy(cfg), p.Overlaps) {
+			if shadowing.Overlaps(p) {
 				shadowed = append(shadowed, rules.FormatPrefix(p))
 			}
-			if l.overrides != nil && slices.ContainsFunc(l.overrides(cfg), p.Overlaps) {
+			if overridden.Overlaps(p) {
 				overriding = append(overriding, rules.FormatPrefix(p))
 			}
 		}
@@ -161,17 +178,22 @@ func (l *addressList) remove(c *cli.Context) error {
 	cfg, err := editConfig(g, func(cfg *rules.Config) error {
 		res = listRemoved{Removed: []string{}}
 		list := l.entries(cfg)
+		listed := entrySet(*list)
+		removed := make(map[netip.Prefix]bool, len(ps))
+		isRemoved := func(q netip.Prefix) bool { return removed[q] }
 		for _, p := range ps {
-			// Every copy goes: a hand-edited file may list one entry in
-			// several spellings (10.0.0.1, 10.0.0.1/32, ::ffff:10.0.0.1),
-			// and one left behind would keep it in force.
-			n := len(*list)
-			*list = slices.DeleteFunc(*list, func(q netip.Prefix) bool { return q == p })
-			if len(*list) == n {
-				return notListedError(p, *list, l.name)
+			if !listed[p] {
+				// Named against the list as the earlier arguments left it.
+				return notListedError(p, slices.DeleteFunc(slices.Clone(*list), isRemoved), l.name)
 			}
+			delete(listed, p)
+			removed[p] = true
 			res.Removed = append(res.Removed, rules.FormatPrefix(p))
 		}
+		// Every copy goes: a hand-edited file may list one entry in
+		// several spellings (10.0.0.1, 10.0.0.1/32, ::ffff:10.0.0.1),
+		// and one left behind would keep it in force.
+		*list = slices.DeleteFunc(*list, isRemoved)
 		return nil
 	})
 	if err != nil {
@@ -185,6 +207,15 @@ func (l *addressList) remove(c *cli.Context) error {
 		fmt.Fprintf(g.out, "Removed %s from the %s.\n", s, l.name)
 	}
 	return nil
+}
+
+// entrySet is the entries of a list, for lookups by value.
+func entrySet(list []netip.Prefix) map[netip.Prefix]bool {
+	set := make(map[netip.Prefix]bool, len(list))
+	for _, p := range list {
+		set[p] = true
+	}
+	return set
 }
 
 // notListedError says p is not an entry of the list, and which entry

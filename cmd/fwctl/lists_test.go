@@ -1,7 +1,12 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -178,4 +183,193 @@ func TestListRemoveEveryCopy(t *testing.T) {
 		t.Errorf("remove of an address inside a listed network: %v, want exit 1", r)
 	}
 	checkErrorLine(t, r, "192.0.2.9 is not an entry of the blacklist, but lies within its entry 192.0.2.0/24 (nothing was removed)")
+}
+
+// bulkConfig writes a config whose blacklist holds n entries in no sorted
+// order: host addresses in 10.0.0.0/16 and 10.1.0.0/16, a /48 in every
+// tenth place, and one v4 address written twice, once the v6 way.
+// The whitelist holds a network a bulk edit overlaps both ways.
+func bulkConfig(n int) (config string, blacklist []string) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	for i := range n {
+		switch {
+		case i%10 == 9:
+			blacklist = append(blacklist, fmt.Sprintf("2001:db8:%x::/48", i))
+		default:
+			blacklist = append(blacklist, fmt.Sprintf("10.%d.%d.%d", i>>16&1, i>>8&255, i&255))
+		}
+	}
+	rng.Shuffle(len(blacklist), func(i, j int) { blacklist[i], blacklist[j] = blacklist[j], blacklist[i] })
+	blacklist = append(blacklist, "::ffff:"+blacklist[1]) // Load unmaps it
+	data, _ := json.Marshal(blacklist)
+	config = `{"whitelist_ips": ["127.0.0.1", "::1", "10.200.0.0/16"], "blacklist_ips": ` + string(data) + `}`
+	return config, blacklist
+}
+
+// A bulk edit, as `xargs fwctl blacklist add` makes one, says the same
+// per entry as a short one and keeps the list in the order written.
+func TestListBulkEdit(t *testing.T) {
+	const listed, edited = 50_000, 20_000
+	config, initial := bulkConfig(listed)
+	initial[len(initial)-1] = initial[1] // as Load reads the v6 spelling
+	e := newEnv(t, config)
+	entries := func() []string {
+		t.Helper()
+		cfg, err := rules.Load(e.config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rules.FormatPrefixes(cfg.BlacklistIPs)
+	}
+	if diff := cmp.Diff(initial, entries()); diff != "" {
+		t.Fatalf("initial blacklist (-want +got):\n%s", diff)
+	}
+
+	// New addresses, some of them twice, entries already listed, and
+	// networks that overlap the whitelist from inside and from outside.
+	var args []string
+	for i := range edited - 1004 {
+		switch {
+		case i%20 == 0:
+			args = append(args, initial[i]) // already listed
+		case i%20 == 1 && i > 1:
+			args = append(args, fmt.Sprintf("10.100.%d.%d", (i-2)>>8&255, (i-2)&255)) // a repeat
+		default:
+			args = append(args, fmt.Sprintf("10.100.%d.%d", i>>8&255, i&255))
+		}
+	}
+	for i := range 1000 {
+		args = append(args, fmt.Sprintf("10.200.%d.%d", i>>8&255, i&255)) // inside the whitelist
+	}
+	args = append(args, "10.1.2.3/8", "127.0.0.0/8", "2001:db8:ffff::9/48", "10.200.7.0/24")
+	var added, already, shadowed []string
+	seen, wasListed := map[string]bool{}, map[string]bool{}
+	for _, p := range initial {
+		wasListed[p] = true
+	}
+	for _, a := range args {
+		pfx, err := rules.ParsePrefix(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := rules.FormatPrefix(pfx)
+		switch {
+		case seen[p]:
+		case wasListed[p]:
+			already = append(already, p)
+		default:
+			added = append(added, p)
+			if strings.HasPrefix(p, "10.200.") || p == "127.0.0.0/8" || p == "10.0.0.0/8" {
+				shadowed = append(shadowed, p)
+			}
+		}
+		seen[p] = true
+	}
+	var stdout, stderr strings.Builder
+	for _, p := range added {
+		fmt.Fprintf(&stdout, "Added %s to the blacklist.\n", p)
+	}
+	for _, p := range already {
+		fmt.Fprintf(&stdout, "%s is already listed in the blacklist.\n", p)
+	}
+	stderr.WriteString("fwctl: note: 10.1.2.3/8 has host bits set: it means the network 10.0.0.0/8\n")
+	stderr.WriteString("fwctl: note: 2001:db8:ffff::9/48 has host bits set: it means the network 2001:db8:ffff::/48\n")
+	for _, p := range shadowed {
+		fmt.Fprintf(&stderr, "fwctl: note: %s overlaps the whitelist, which is checked first: whitelisted addresses stay allowed\n", p)
+	}
+	r := mustRun(t, append([]string{"blacklist", "add"}, args...)...)
+	if diff := cmp.Diff(stdout.String(), r.stdout); diff != "" {
+		t.Errorf("bulk add stdout (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(stderr.String(), r.stderr); diff != "" {
+		t.Errorf("bulk add stderr (-want +got):\n%s", diff)
+	}
+	grown := append(slices.Clone(initial), added...)
+	if diff := cmp.Diff(grown, entries()); diff != "" {
+		t.Errorf("blacklist after bulk add (-want +got):\n%s", diff)
+	}
+	if len(added) != 18_101 || len(already) != 950 {
+		t.Errorf("added %d and found %d listed, want 18101 and 950", len(added), len(already))
+	}
+
+	// Whitelisting is told about blacklist entries it contains and ones
+	// that contain it, and about nothing else.
+	r = mustRun(t, "whitelist", "add", "10.0.0.0/24", "2001:db8:9::1", "10.99.0.1", "10.200.0.0/16", "192.0.2.1")
+	wantErr := "fwctl: note: 10.0.0.0/24 overlaps the blacklist; the whitelist is checked first, so these addresses are now allowed\n" +
+		"fwctl: note: 2001:db8:9::1 overlaps the blacklist; the whitelist is checked first, so these addresses are now allowed\n" +
+		"fwctl: note: 10.99.0.1 overlaps the blacklist; the whitelist is checked first, so these addresses are now allowed\n"
+	if diff := cmp.Diff(wantErr, r.stderr); diff != "" {
+		t.Errorf("whitelist add stderr (-want +got):\n%s", diff)
+	}
+
+	// A bulk remove that fails at its last argument removes nothing, and
+	// an entry removed earlier in the command no longer covers it.
+	before, _ := os.ReadFile(e.config)
+	r = fwctl(t, "blacklist", "remove", added[0], "10.0.0.0/8", "10.0.0.0/24", "10.0.3.0/24")
+	if r.code != 1 {
+		t.Errorf("remove of an unlisted network: %v, want exit 1", r)
+	}
+	checkErrorLine(t, r, "10.0.0.0/24 is not in the blacklist (nothing was removed)")
+	r = fwctl(t, "blacklist", "remove", added[0], "10.0.0.0/24")
+	checkErrorLine(t, r, "10.0.0.0/24 is not an entry of the blacklist, but lies within its entry 10.0.0.0/8 (nothing was removed)")
+	if now, _ := os.ReadFile(e.config); string(now) != string(before) {
+		t.Error("a failed remove changed the file")
+	}
+
+	// Removing what was added, and some of what was there, in another
+	// order: every copy of an entry goes, the rest keep their places.
+	remove := slices.Clone(added)
+	slices.Reverse(remove)
+	gone := map[string]bool{}
+	for _, p := range remove {
+		gone[p] = true
+	}
+	for i := 1; len(remove) < edited; i += 7 {
+		if !gone[initial[i]] {
+			remove = append(remove, initial[i])
+			gone[initial[i]] = true
+		}
+	}
+	stdout.Reset()
+	for _, p := range remove {
+		fmt.Fprintf(&stdout, "Removed %s from the blacklist.\n", p)
+	}
+	r = mustRun(t, append([]string{"blacklist", "remove"}, remove...)...)
+	if diff := cmp.Diff(stdout.String(), r.stdout); diff != "" {
+		t.Errorf("bulk remove stdout (-want +got):\n%s", diff)
+	}
+	left := slices.DeleteFunc(slices.Clone(initial), func(p string) bool { return gone[p] })
+	if diff := cmp.Diff(left, entries()); diff != "" {
+		t.Errorf("blacklist after bulk remove (-want +got):\n%s", diff)
+	}
+	if len(left) != listed+1-(edited-len(added))-1 {
+		t.Errorf("%d entries left, want %d", len(left), listed+1-(edited-len(added))-1)
+	}
+}
+
+// BenchmarkListBulkAdd is `xargs -a N.txt fwctl blacklist add` against a
+// 50,000-entry blacklist, reading and writing the file included.
+func BenchmarkListBulkAdd(b *testing.B) {
+	config, _ := bulkConfig(50_000)
+	for _, n := range []int{1_000, 10_000} {
+		b.Run(fmt.Sprintf("%d-addresses", n), func(b *testing.B) {
+			dir := b.TempDir()
+			path := filepath.Join(dir, "firewall_rules.json")
+			args := []string{"--config", path, "--socket", filepath.Join(dir, "pfwd.sock"), "blacklist", "add"}
+			for i := range n {
+				args = append(args, fmt.Sprintf("10.100.%d.%d", i>>8&255, i&255))
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if code := run(args, io.Discard, io.Discard); code != 0 {
+					b.Fatalf("exit %d", code)
+				}
+			}
+		})
+	}
 }
