@@ -155,6 +155,7 @@ func (s *Store) closePools() error {
 // closeErr is the old pools' and is only reported with a failure. s.mu
 // must be held.
 func (s *Store) openLocked(closeErr error) error {
+	s.opened++
 	n, err := Open(s.path)
 	if err != nil {
 		s.files = dbFiles{}

@@ -66,7 +66,7 @@ func (s *Store) Prune(ctx context.Context, r Retention, now time.Time) (Pruned, 
 type pruneJob struct {
 	r      Retention
 	now    time.Time
-	file   fileID // the database file the pass is for
+	opened uint64 // the Store's opened when the pass began: the file it is for
 	stage  int    // index in pruneStages
 	bound  any    // the stage's DELETE bound, nil until looked up
 	pruned Pruned
@@ -90,7 +90,7 @@ var pruneStages = [...]pruneStage{
 func (s *Store) newPrune(r Retention, now time.Time) *pruneJob {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return &pruneJob{r: r.withDefaults(), now: now, file: s.files.db}
+	return &pruneJob{r: r.withDefaults(), now: now, opened: s.opened}
 }
 
 // pruneStep runs the next DELETE of j, looking up its stage's bound when
@@ -99,8 +99,8 @@ func (s *Store) newPrune(r Retention, now time.Time) *pruneJob {
 func (s *Store) pruneStep(ctx context.Context, j *pruneJob) (done bool, err error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if j.file != s.files.db || j.file == (fileID{}) {
-		return true, nil
+	if j.opened != s.opened {
+		return true, nil // the file was replaced: the pass's bounds were the old file's
 	}
 	for j.bound == nil {
 		if j.stage == len(pruneStages) {

@@ -65,6 +65,10 @@ type Store struct {
 	// unusable file and why.
 	movedAside, movedReason string
 	files                   dbFiles // the files Open opened, to notice them deleted or replaced
+	// opened counts the pools openLocked put in place (or tried to): a
+	// retention pass started on one file must not go on against the next,
+	// whose inode number the kernel may well have reused.
+	opened uint64
 	// noDirection: the packet tables have no direction column yet (a
 	// reader's database from the seed or an older pfw, which pfwd adds it
 	// to on its next start); every row then counts as inbound.
