@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pfw/pfw/rules"
+	"github.com/pfw/pfw/store"
 	"github.com/pfw/pfw/verdict"
 )
 
@@ -64,7 +65,7 @@ func cutFileContent(recs []verdict.CutRecord, now time.Time) []byte {
 		if r.Turned {
 			until = "turned"
 		}
-		lines = append(lines, fmt.Sprintf("%s %s %d %s %d %s %s\n", protoName(r.Proto), r.Src, r.SrcPort, r.Dst, r.DstPort, r.Dir, until))
+		lines = append(lines, fmt.Sprintf("%s %s %d %s %d %s %s\n", store.ProtoName(r.Proto), r.Src, r.SrcPort, r.Dst, r.DstPort, r.Dir, until))
 	}
 	slices.Sort(lines)
 	return []byte(cutFileHeader + "\n" + strings.Join(lines, ""))
@@ -104,13 +105,6 @@ func writeCutFile(path string, content []byte) error {
 // cutTempSuffix names writeCutFile's temporary files (os.CreateTemp's
 // pattern).
 const cutTempSuffix = ".tmp-*"
-
-func protoName(p uint8) string {
-	if p == verdict.ProtoUDP {
-		return "udp"
-	}
-	return "tcp"
-}
 
 // readCutFile reads the records in the file at path that still have time
 // left at now. A missing file is none. Lines it cannot read are skipped and

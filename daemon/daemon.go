@@ -729,7 +729,7 @@ func (d *Daemon) outboundBlocked(proto uint8, addr netip.Addr, port uint16) stri
 		return fmt.Sprintf("%s blocks it outbound (fwctl list; an allow rule before it lets it through)", dec.Reason)
 	}
 	return fmt.Sprintf("blocked outbound by %s; allow it with an outbound rule (fwctl add NAME allow --direction out --protocol %s --ports %d)",
-		dec.Reason, protoName(proto), port)
+		dec.Reason, store.ProtoName(proto), port)
 }
 
 func (d *Daemon) onFeedEvent(ev intel.Event) {
