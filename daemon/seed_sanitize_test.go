@@ -36,29 +36,14 @@ func TestSeedFromDatabaseIsSanitized(t *testing.T) {
 	ip("link", "set", "pfwseed0", "up")
 
 	dir := t.TempDir()
-	cfgPath, dbPath := filepath.Join(dir, "firewall_rules.json"), filepath.Join(dir, "firewall.db")
-	// The feed cannot be fetched: only the database's entries are in force.
-	cfg := `{"default_policy": "allow", "threat_feeds": [{"name": "Dead", "url": "file://` +
-		filepath.Join(dir, "missing.txt") + `", "interval": "1h", "threat_level": "high"}]}`
-	if err := rules.Save(cfgPath, parseConfig(t, cfg)); err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(dbPath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	rows := []netip.Prefix{
 		netip.MustParsePrefix("10.14.0.0/24"), // covers the host's 10.14.0.1
 		netip.MustParsePrefix("::/0"),
 		netip.MustParsePrefix("198.18.0.0/24"),
 		netip.MustParsePrefix("2001:db8:bad::/48"),
 	}
-	err = st.SetThreats(context.Background(), []store.FeedThreats{{Source: "Dead", Level: "high", Entries: rows}},
+	cfgPath, dbPath := seededDeadFeed(t, dir, []store.FeedThreats{{Source: "Dead", Level: "high", Entries: rows}},
 		time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC))
-	st.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	d, log := startedDaemon(t, Options{ConfigPath: cfgPath, DBPath: dbPath, Socket: filepath.Join(dir, "pfwd.sock"), Queues: 1})
 
@@ -124,4 +109,27 @@ func waitLog(t *testing.T, log *lockedBuffer, text string) {
 			t.Fatalf("pfwd's log lacks %q after 10 s", text)
 		}
 	}
+}
+
+// seededDeadFeed writes, in dir, a config whose one feed ("Dead", high)
+// cannot be fetched and a database holding threats as saved at: at start
+// only the database's entries are in force. It returns both paths.
+func seededDeadFeed(t *testing.T, dir string, threats []store.FeedThreats, at time.Time) (cfgPath, dbPath string) {
+	t.Helper()
+	cfgPath, dbPath = filepath.Join(dir, "firewall_rules.json"), filepath.Join(dir, "firewall.db")
+	cfg := `{"default_policy": "allow", "threat_feeds": [{"name": "Dead", "url": "file://` +
+		filepath.Join(dir, "missing.txt") + `", "interval": "1h", "threat_level": "high"}]}`
+	if err := rules.Save(cfgPath, parseConfig(t, cfg)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.SetThreats(context.Background(), threats, at)
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfgPath, dbPath
 }

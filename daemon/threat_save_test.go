@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"database/sql"
 	"maps"
 	"net/netip"
@@ -83,24 +82,11 @@ func TestRefusedSeedSaveIsRetried(t *testing.T) {
 		return
 	}
 	dir := t.TempDir()
-	cfgPath, dbPath, socket := filepath.Join(dir, "firewall_rules.json"), filepath.Join(dir, "firewall.db"), filepath.Join(dir, "pfwd.sock")
-	cfg := `{"default_policy": "allow", "threat_feeds": [{"name": "Dead", "url": "file://` +
-		filepath.Join(dir, "missing.txt") + `", "interval": "1h", "threat_level": "high"}]}`
-	if err := rules.Save(cfgPath, parseConfig(t, cfg)); err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(dbPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = st.SetThreats(context.Background(), []store.FeedThreats{
+	socket := filepath.Join(dir, "pfwd.sock")
+	cfgPath, dbPath := seededDeadFeed(t, dir, []store.FeedThreats{
 		{Source: "Dead", Level: "high", Entries: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}},
 		{Source: "Gone", Level: "high", Entries: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}},
 	}, time.Now())
-	st.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
 	allow := refuseThreatWrites(t, dbPath)
 
 	_, log := startedDaemon(t, Options{ConfigPath: cfgPath, DBPath: dbPath, Socket: socket, Queues: 1})
